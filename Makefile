@@ -1,0 +1,52 @@
+# Two commands matter on a fresh machine: `make demo` and `make test`. Everything else is a building block.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LOCAL_AWS_PORT ?= 4566
+AIRFLOW_PORT ?= 8080
+
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install demo test bench local-stack airflow lint format clean
+
+install: $(VENV)/.installed
+
+# Pinned and frozen: requirements.txt is the whole resolved set, so nothing is resolved at install time.
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.txt
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	touch $@
+
+demo: install
+	$(PY) -m canary_airflow.demo
+
+test: install
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m bench
+
+local-stack: install
+	$(PY) -m local_sagemaker --host 127.0.0.1 --port $(LOCAL_AWS_PORT)
+
+airflow: install
+	$(PY) -m canary_airflow.standalone --port $(AIRFLOW_PORT) --aws-port $(LOCAL_AWS_PORT)
+
+lint:
+	$(PY) -m ruff check .
+
+format:
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .airflow reports .pytest_cache .ruff_cache
