@@ -1,0 +1,135 @@
+"""Thin SageMaker operators: the provider's, made idempotent, plus the one it lacks.
+
+The provider's create operators fail on "already exists", which turns every retry into a failure;
+these subclasses ask the domain's ``ensure_*`` functions instead and record whether this run
+created the resource, so teardown removes only what the run made. The provider has no operator
+for UpdateEndpointWeightsAndCapacities: :class:`SageMakerUpdateEndpointWeightsOperator` is ours,
+and it waits for InService with the provider's own SageMakerTrigger when deferrable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.operators.sagemaker import (
+    SageMakerEndpointConfigOperator,
+    SageMakerEndpointOperator,
+    SageMakerModelOperator,
+)
+from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import conf
+
+from canary import endpoint
+
+
+class EnsureSageMakerModelOperator(SageMakerModelOperator):
+    """Create a SageMaker model, or accept the identical one a previous try created."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self.preprocess_config()
+        created = endpoint.ensure_model(self.hook.conn, self.config)
+        return {"ModelName": self.config["ModelName"], "created": created}
+
+
+class EnsureSageMakerEndpointConfigOperator(SageMakerEndpointConfigOperator):
+    """Create an endpoint config, or accept the identical one a previous try created."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self.preprocess_config()
+        created = endpoint.ensure_endpoint_config(self.hook.conn, self.config)
+        return {"EndpointConfigName": self.config["EndpointConfigName"], "created": created}
+
+
+class EnsureSageMakerEndpointOperator(SageMakerEndpointOperator):
+    """Create the endpoint, update it when it serves another config, skip when already there.
+
+    Whether the endpoint existed before this run is pushed to XCom (``created``) before any
+    deferral, because teardown must never delete an endpoint the user already had.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        name = self.config["EndpointName"]
+        existing = endpoint.describe_endpoint(self.hook.conn, name)
+        context["ti"].xcom_push(key="created", value=existing is None)
+        if existing is not None:
+            same_config = existing["EndpointConfigName"] == self.config["EndpointConfigName"]
+            if same_config and existing["EndpointStatus"] == "InService":
+                self.log.info("endpoint %s already serves %s", name, existing["EndpointConfigName"])
+                return {"EndpointName": name, "previous_config": existing["EndpointConfigName"]}
+            self.operation = "update"
+            context["ti"].xcom_push(key="previous_config", value=existing["EndpointConfigName"])
+        super().execute(context)
+        return {"EndpointName": name}
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        super().execute_complete(context, event)
+        return {"EndpointName": self.config["EndpointName"]}
+
+
+class SageMakerUpdateEndpointWeightsOperator(AwsBaseOperator[SageMakerHook]):
+    """Shift traffic between production variants with UpdateEndpointWeightsAndCapacities.
+
+    Idempotent (no call when the weights are already there) and waits until the endpoint is
+    InService again, deferring to the provider's SageMakerTrigger when ``deferrable``. Returns
+    the weights and the moment they took effect, which is when the stage's evidence starts.
+    """
+
+    aws_hook_class = SageMakerHook
+    template_fields: Sequence[str] = aws_template_fields("endpoint_name", "weights")
+    template_fields_renderers = {"weights": "json"}  # noqa: RUF012 - Airflow's class attribute
+    ui_color = "#f0e4ec"
+
+    def __init__(
+        self,
+        *,
+        endpoint_name: str,
+        weights: Mapping[str, float],
+        check_interval: int = 2,
+        max_attempts: int = 900,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.endpoint_name = endpoint_name
+        self.weights = weights
+        self.check_interval = check_interval
+        self.max_attempts = max_attempts
+        self.deferrable = deferrable
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        changed = endpoint.set_weights(self.hook.conn, self.endpoint_name, self.weights)
+        if changed and self.deferrable:
+            self.defer(
+                trigger=SageMakerTrigger(
+                    job_name=self.endpoint_name,
+                    job_type="endpoint",
+                    waiter_delay=self.check_interval,
+                    waiter_max_attempts=self.max_attempts,
+                    aws_conn_id=self.aws_conn_id,
+                    region_name=self.region_name,
+                    verify=self.verify,
+                    botocore_config=self.botocore_config,
+                ),
+                method_name="execute_complete",
+            )
+        if changed:
+            endpoint.wait_in_service(
+                self.hook.conn, self.endpoint_name, self.check_interval, self.max_attempts
+            )
+        return self._result()
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        if not event or event.get("status") != "success":
+            raise RuntimeError(
+                f"endpoint {self.endpoint_name} did not return to InService: {event}"
+            )
+        return self._result()
+
+    def _result(self) -> dict[str, Any]:
+        weights = endpoint.current_weights(self.hook.conn, self.endpoint_name)
+        return {"endpoint": self.endpoint_name, "weights": weights, "started_at": time.time()}
