@@ -1,0 +1,67 @@
+"""Fault injection read from a SageMaker Model's ``Environment``.
+
+So that the rollback path can be exercised for real, a model can ask the runtime to misbehave:
+
+* ``LOCAL_SAGEMAKER_LATENCY_MS``: milliseconds added to every model call (shows in ModelLatency).
+* ``LOCAL_SAGEMAKER_ERROR_RATE``: share of requests in [0, 1] that fail with a 500
+  InternalFailure (counted in Invocation5XXErrors), drawn independently per request.
+
+Real SageMaker ignores these names, so the same model definition is harmless on AWS.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+
+LATENCY_ENV = "LOCAL_SAGEMAKER_LATENCY_MS"
+ERROR_RATE_ENV = "LOCAL_SAGEMAKER_ERROR_RATE"
+
+
+class FaultConfigError(ValueError):
+    """A fault-injection variable has a value the runtime cannot use."""
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Faults for one variant; the default injects nothing."""
+
+    latency_s: float = 0.0
+    error_rate: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        """True when any fault is configured (lets the hot path skip this entirely)."""
+        return self.latency_s > 0 or self.error_rate > 0
+
+    def should_fail(self) -> bool:
+        """Draw whether this request fails."""
+        return self.error_rate > 0 and random.random() < self.error_rate
+
+    def delay(self) -> None:
+        """Sleep the configured extra latency (inside the model call)."""
+        if self.latency_s > 0:
+            time.sleep(self.latency_s)
+
+
+def _number(env: dict[str, str], name: str, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or str(raw).strip() == "":
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise FaultConfigError(f"Environment {name}={raw!r} is not a number") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise FaultConfigError(f"Environment {name}={raw!r} must be between {low} and {high}")
+    return value
+
+
+def faults_from_environment(env: dict[str, str] | None) -> Faults:
+    """Parse the fault variables of a model's Environment, naming any bad one."""
+    env = env or {}
+    latency_ms = _number(env, LATENCY_ENV, 0.0, 60_000.0)
+    error_rate = _number(env, ERROR_RATE_ENV, 0.0, 1.0)
+    return Faults(latency_s=latency_ms / 1000.0, error_rate=error_rate)

@@ -1,0 +1,158 @@
+"""Per-endpoint routing tables built live from moto's in-process SageMaker backend.
+
+A table holds the endpoint's variants, their *current* weights, their models (loaded lazily)
+and the capture settings. It is cached under a key made of the endpoint object, its config
+name and its current weights, so UpdateEndpointWeightsAndCapacities and UpdateEndpoint are
+picked up on the very next request while the hot path does no parsing and no lookups beyond
+one dict access per request.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from moto.sagemaker.models import sagemaker_backends
+
+from local_sagemaker.artifacts import ArtifactError
+from local_sagemaker.capture import CaptureConfig, capture_config
+from local_sagemaker.errors import internal_failure, validation_error
+from local_sagemaker.faults import Faults, faults_from_environment
+from local_sagemaker.loader import LoadedModel, ModelCache
+
+
+@dataclass
+class Variant:
+    """One production variant as the runtime serves it."""
+
+    name: str
+    weight: float
+    image: str | None = None
+    model_data_url: str | None = None
+    faults: Faults = field(default_factory=Faults)
+    setup_error: str | None = None
+    model: LoadedModel | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def ensure_model(self, cache: ModelCache, account_id: str) -> LoadedModel:
+        """The loaded model, loading it on first use; failures name the artifact (500)."""
+        model = self.model
+        if model is not None:
+            return model
+        if self.setup_error:
+            raise internal_failure(self.setup_error)
+        with self._lock:
+            if self.model is None:
+                try:
+                    self.model = cache.get(self.model_data_url or "", self.image, account_id)
+                except ArtifactError as exc:
+                    raise internal_failure(f"variant {self.name}: {exc}") from None
+            return self.model
+
+
+@dataclass
+class EndpointTable:
+    """Variants of one endpoint with cumulative weights for O(log n) weighted choice."""
+
+    endpoint: str
+    config_name: str
+    variants: dict[str, Variant]
+    capture: CaptureConfig | None
+    _names: list[str] = field(default_factory=list)
+    _cumulative: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        total = 0.0
+        for variant in self.variants.values():
+            if variant.weight > 0:
+                total += variant.weight
+                self._names.append(variant.name)
+                self._cumulative.append(total)
+
+    def choose(self, target: str | None) -> Variant:
+        """Pick a variant: TargetVariant wins, otherwise weighted random by current weight."""
+        if target is not None:
+            variant = self.variants.get(target)
+            if variant is None:
+                raise validation_error(
+                    f"Endpoint {self.endpoint} does not have target variant {target}"
+                )
+            return variant
+        if not self._cumulative:
+            raise validation_error(f"Endpoint {self.endpoint} has no variant with a weight > 0")
+        point = random.random() * self._cumulative[-1]
+        return self.variants[self._names[bisect.bisect_right(self._cumulative, point)]]
+
+
+def _container(backend: Any, model_name: str) -> dict[str, Any]:
+    model = backend._models.get(model_name)
+    if model is None:
+        raise LookupError(f"model {model_name} not found")
+    container = model.primary_container or (model.containers[0] if model.containers else {})
+    package = container.get("ModelPackageName")
+    if package and not container.get("ModelDataUrl"):
+        spec = backend.describe_model_package(package).inference_specification or {}
+        container = {**(spec.get("Containers") or [{}])[0], **container}
+    return container
+
+
+def _variant(backend: Any, spec: dict[str, Any], weight: float) -> Variant:
+    variant = Variant(name=spec["VariantName"], weight=weight)
+    try:
+        container = _container(backend, spec.get("ModelName", ""))
+        variant.image = container.get("Image")
+        variant.model_data_url = container.get("ModelDataUrl")
+        variant.faults = faults_from_environment(container.get("Environment"))
+        if not variant.model_data_url:
+            variant.setup_error = f"variant {variant.name}: model has no ModelDataUrl"
+    except Exception as exc:  # LookupError, FaultConfigError or moto's ValidationError
+        variant.setup_error = f"variant {variant.name}: {exc}"
+    return variant
+
+
+def _weights(endpoint: Any) -> tuple[tuple[str, float], ...]:
+    return tuple(
+        (v["VariantName"], float(v.get("CurrentWeight", 1.0) or 0.0))
+        for v in endpoint.production_variants
+    )
+
+
+class Router:
+    """Finds (and caches) the routing table of an endpoint in moto's backend."""
+
+    def __init__(self) -> None:
+        self._tables: dict[tuple[str, str, str], tuple[tuple, EndpointTable]] = {}
+
+    def table(self, account_id: str, region: str, endpoint_name: str) -> EndpointTable:
+        """The current table; a 400 ValidationError naming the endpoint if it does not exist."""
+        backend = sagemaker_backends[account_id][region]
+        endpoint = backend.endpoints.get(endpoint_name)
+        if endpoint is None:
+            raise validation_error(f"Endpoint {endpoint_name} of account {account_id} not found.")
+        key = (id(endpoint), endpoint.endpoint_config_name, _weights(endpoint))
+        slot = (account_id, region, endpoint_name)
+        cached = self._tables.get(slot)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        table = self._build(backend, endpoint, dict(key[2]))
+        self._tables[slot] = (key, table)
+        return table
+
+    def _build(self, backend: Any, endpoint: Any, weights: dict[str, float]) -> EndpointTable:
+        specs = getattr(endpoint, "config_variants", None)
+        if specs is None:  # endpoint created before our control-plane patches were applied
+            config = backend.endpoint_configs.get(endpoint.endpoint_config_name)
+            specs = config.production_variants if config else []
+        variants = {}
+        for spec in specs:
+            name = spec["VariantName"]
+            variants[name] = _variant(backend, spec, weights.get(name, 0.0))
+        return EndpointTable(
+            endpoint=endpoint.endpoint_name,
+            config_name=endpoint.endpoint_config_name,
+            variants=variants,
+            capture=capture_config(endpoint.data_capture_config, endpoint.endpoint_name),
+        )

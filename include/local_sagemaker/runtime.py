@@ -1,0 +1,118 @@
+"""The InvokeEndpoint hot path: route, predict, answer as SageMaker does, record metrics.
+
+Everything slow (model loading, S3 reads, config parsing) happens once per routing table or
+artifact; a request costs a dict lookup, one RNG draw, the model call and a few appends.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from time import perf_counter
+
+from local_sagemaker.capture import CaptureWriter
+from local_sagemaker.errors import (
+    ACCOUNT_ID,
+    InvokeError,
+    internal_failure,
+    model_error,
+)
+from local_sagemaker.loader import ModelCache, ModelInputError
+from local_sagemaker.metrics import Metrics
+from local_sagemaker.payload import PayloadError, decode, encode, response_type
+from local_sagemaker.routing import Router, Variant
+
+
+@dataclass
+class Invocation:
+    """What the HTTP layer extracted from one InvokeEndpoint request."""
+
+    region: str
+    endpoint: str
+    body: bytes
+    content_type: str | None
+    accept: str | None
+    target_variant: str | None
+    inference_id: str | None
+    started: float
+
+
+@dataclass
+class Answer:
+    """An HTTP answer: status, headers and body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def error_answer(error: InvokeError) -> Answer:
+    """Render an InvokeError as SageMaker's HTTP error response."""
+    headers = [*error.headers(), ("x-amzn-RequestId", str(uuid.uuid4()))]
+    return Answer(error.status, headers, error.body())
+
+
+class Runtime:
+    """Serves InvokeEndpoint from moto's in-process state."""
+
+    def __init__(self, account_id: str = ACCOUNT_ID) -> None:
+        self.account_id = account_id
+        self.router = Router()
+        self.models = ModelCache()
+        self.metrics = Metrics()
+        self.capture = CaptureWriter(account_id)
+
+    def invoke(self, call: Invocation) -> Answer:
+        """Answer one request; never raises, every failure becomes SageMaker's error shape."""
+        try:
+            table = self.router.table(self.account_id, call.region, call.endpoint)
+            variant = table.choose(call.target_variant)
+        except InvokeError as error:
+            return error_answer(error)
+        model_us: float | None = None
+        try:
+            model_us, out_type, out = self._predict(call, variant)
+            answer = Answer(
+                200,
+                [
+                    ("Content-Type", out_type),
+                    ("x-Amzn-Invoked-Production-Variant", variant.name),
+                    ("x-amzn-RequestId", str(uuid.uuid4())),
+                ],
+                out,
+            )
+            if table.capture is not None and table.capture.sampled():
+                self.capture.add(
+                    table.capture,
+                    call.endpoint,
+                    variant.name,
+                    (call.content_type or "text/csv", call.body),
+                    (out_type, out),
+                    call.inference_id,
+                )
+        except InvokeError as error:
+            model_us = getattr(error, "model_us", None)
+            answer = error_answer(error)
+        total_us = (perf_counter() - call.started) * 1e6
+        where = (self.account_id, call.region, call.endpoint, variant.name)
+        self.metrics.record(where, answer.status, model_us, total_us - (model_us or 0.0))
+        return answer
+
+    def _predict(self, call: Invocation, variant: Variant) -> tuple[float, str, bytes]:
+        """The 'container' part: decode, predict, encode. Timed as ModelLatency."""
+        faults = variant.faults
+        if faults.active and faults.should_fail():
+            raise internal_failure(f"injected failure in variant {variant.name}")
+        model = variant.ensure_model(self.models, self.account_id)
+        began = perf_counter()
+        try:
+            out_type = response_type(call.accept)
+            rows = decode(call.body, call.content_type)
+            if faults.active:
+                faults.delay()
+            out = encode(model.predict(rows), out_type)
+        except (PayloadError, ModelInputError) as exc:
+            error = model_error(str(exc), call.endpoint, getattr(exc, "status", 400))
+            error.model_us = (perf_counter() - began) * 1e6  # type: ignore[attr-defined]
+            raise error from None
+        return (perf_counter() - began) * 1e6, out_type, out
