@@ -1,0 +1,175 @@
+"""What a gate looks at: per-variant evidence of one rollout stage.
+
+Why sufficient statistics plus optional arrays: the primary test needs only (n, sum, sum of
+squares) of the per-request outcome, which CloudWatch-scale telemetry and a fast simulation can
+provide cheaply; the richer checks (Mann-Whitney on latency, DeLong on AUC, IPW) use the
+per-request arrays when a source has them and say "not checked" when it does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+Weights = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """Sufficient statistics of one variant's per-request quality outcome (labelled, status 200).
+
+    ``binary`` outcomes are 0/1 (accuracy, conversion); otherwise a real-valued reward where
+    higher is better (e.g. negative Brier score)."""
+
+    n: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+    binary: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise ValueError(f"outcomes.n: must be >= 0, got {self.n}")
+        if self.binary and not 0 <= self.total <= self.n:
+            raise ValueError(
+                f"outcomes.total: binary successes must lie in [0, n], got {self.total}"
+            )
+
+    @classmethod
+    def of(cls, values: np.ndarray, binary: bool) -> Outcomes:
+        """Summarise an array of per-request outcomes."""
+        v = np.asarray(values, dtype=float)
+        if not np.all(np.isfinite(v)):
+            raise ValueError("outcomes: values must be finite")
+        return cls(len(v), float(v.sum()), float(np.square(v).sum()), binary)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n if self.n else float("nan")
+
+    @property
+    def variance(self) -> float:
+        """Unbiased sample variance (NaN below two observations)."""
+        if self.n < 2:
+            return float("nan")
+        return max(self.total_sq - self.total**2 / self.n, 0.0) / (self.n - 1)
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Aggregated latency when per-request values are unavailable (CloudWatch ModelLatency)."""
+
+    count: int
+    mean_ms: float
+    max_ms: float
+    p99_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class VariantEvidence:
+    """One variant's evidence since the stage began.
+
+    ``requests`` counts every invocation (errors included); ``outcomes`` only labelled successes.
+    Optional per-request arrays: ``latencies_ms``; ``scores``/``labels`` (AUC); ``values``/
+    ``propensities`` (the outcome and logged assignment probability of each labelled request, for
+    IPW under adaptive allocation)."""
+
+    name: str
+    requests: int = 0
+    errors_4xx: int = 0
+    errors_5xx: int = 0
+    outcomes: Outcomes = field(default_factory=Outcomes)
+    latencies_ms: np.ndarray | None = None
+    latency: LatencySummary | None = None
+    scores: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    values: np.ndarray | None = None
+    propensities: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("name: a variant needs a name")
+        for attr in ("requests", "errors_4xx", "errors_5xx"):
+            if getattr(self, attr) < 0:
+                raise ValueError(f"{self.name}.{attr}: must be >= 0, got {getattr(self, attr)}")
+        if self.errors_4xx + self.errors_5xx > self.requests:
+            raise ValueError(f"{self.name}.requests: fewer requests than errors")
+
+    @property
+    def latency_p99_ms(self) -> float | None:
+        """Observed p99 from per-request values, else the CloudWatch p99 if there is one."""
+        if self.latencies_ms is not None and len(self.latencies_ms):
+            return float(np.quantile(self.latencies_ms, 0.99))
+        return self.latency.p99_ms if self.latency else None
+
+
+@dataclass(frozen=True)
+class CarriedEstimate:
+    """The champion's quality measured in earlier stages, carried into a stage without a
+    concurrent control (0/100): its mean, the variance of that mean, and the n behind it."""
+
+    mean: float
+    variance: float
+    n: int
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.mean) and self.variance > 0 and self.n > 0):
+            raise ValueError(
+                f"carried: need a finite mean, variance > 0 and n > 0, got {self.mean}, "
+                f"{self.variance}, {self.n}"
+            )
+
+    def to_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "variance": self.variance, "n": self.n}
+
+
+@dataclass(frozen=True)
+class StageEvidence:
+    """Everything one gate evaluation sees. ``expected_shares`` overrides the weights as the SRM
+    expectation (from logged propensities when allocation is adaptive); ``adaptive`` switches the
+    primary estimate to IPW."""
+
+    stage: int
+    weights: Weights
+    champion: VariantEvidence
+    challenger: VariantEvidence
+    started_at: datetime
+    observed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    carried: CarriedEstimate | None = None
+    expected_shares: Weights | None = None
+    adaptive: bool = False
+
+    def __post_init__(self) -> None:
+        w = self.weights
+        if len(w) != 2 or min(w) < 0 or w[1] <= 0:
+            raise ValueError(f"weights: need (champion >= 0, challenger > 0), got {w!r}")
+        if self.observed_at < self.started_at:
+            raise ValueError("observed_at: earlier than started_at")
+
+    @property
+    def shares(self) -> Weights:
+        """Configured traffic shares (normalised weights)."""
+        s = float(sum(self.weights))
+        return self.weights[0] / s, self.weights[1] / s
+
+    @property
+    def elapsed_minutes(self) -> float:
+        return (self.observed_at - self.started_at).total_seconds() / 60.0
+
+
+def champion_estimate(stages: list[StageEvidence]) -> CarriedEstimate:
+    """Pool the champion's outcomes over earlier stages into the estimate a 0/100 stage carries.
+
+    Why pooled sufficient statistics: the stages are disjoint request sets from the same champion,
+    so their union is one larger sample; the variance of its mean is s^2 / n."""
+    n = sum(s.champion.outcomes.n for s in stages)
+    if n < 2:
+        raise ValueError("stages: no champion outcomes to carry forward")
+    pooled = Outcomes(
+        n,
+        sum(s.champion.outcomes.total for s in stages),
+        sum(s.champion.outcomes.total_sq for s in stages),
+        all(s.champion.outcomes.binary for s in stages),
+    )
+    return CarriedEstimate(pooled.mean, pooled.variance / n, n)
