@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 
+from local_sagemaker.loader import warm_up
 from local_sagemaker.server import build_server, flush
 
 
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     serving = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     serving.start()
     flusher.start()
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     host, port = server.server_address[:2]
     print(f"local_sagemaker listening on http://{host}:{port}", flush=True)
     stop.wait()

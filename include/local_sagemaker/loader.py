@@ -20,14 +20,26 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import joblib
 import numpy as np
-import xgboost as xgb
 
 from local_sagemaker.artifacts import Artifact, ArtifactError, artifact_etag, read_artifact
 
 XGBOOST_FILE = "xgboost-model"
 SKLEARN_SUFFIXES = (".joblib", ".pkl", ".pickle")
+
+
+def _xgb() -> Any:
+    """xgboost, imported on first use: it drags in scikit-learn/scipy/pandas (seconds), which
+    must not delay the stack's readiness; ``warm_up`` imports it in the background instead."""
+    import xgboost
+
+    return xgboost
+
+
+def warm_up() -> None:
+    """Import the model frameworks ahead of the first request (run in a background thread)."""
+    _xgb()
+    import joblib  # noqa: F401
 
 
 class ModelInputError(ValueError):
@@ -58,7 +70,7 @@ class LoadedModel:
     def _predict_xgboost(self, rows: np.ndarray) -> np.ndarray:
         try:
             return np.asarray(self._impl.inplace_predict(rows))
-        except xgb.core.XGBoostError as exc:
+        except _xgb().core.XGBoostError as exc:
             raise ModelInputError(str(exc).splitlines()[0]) from exc
 
     def _predict_sklearn(self, rows: np.ndarray) -> np.ndarray:
@@ -116,7 +128,8 @@ def _pick(files: dict[str, bytes], framework: str, url: str) -> bytes:
     raise ArtifactError(f"model artifact {url} holds no {wanted} (found {sorted(files)})")
 
 
-def _load_xgboost(blob: bytes, url: str) -> xgb.Booster:
+def _load_xgboost(blob: bytes, url: str) -> Any:
+    xgb = _xgb()
     booster = xgb.Booster()
     try:
         booster.load_model(bytearray(blob))
@@ -135,6 +148,8 @@ def _load_xgboost(blob: bytes, url: str) -> xgb.Booster:
 
 
 def _load_sklearn(blob: bytes, url: str) -> Any:
+    import joblib
+
     try:
         model = joblib.load(io.BytesIO(blob))
     except Exception as exc:

@@ -73,8 +73,12 @@ class LocalStack:
         }
 
     def client(self, service: str, **kwargs: Any) -> Any:
-        """A boto3 client bound to this stack (kwargs go to ``boto3.client``)."""
-        kwargs.setdefault("config", Config(retries={"max_attempts": 1, "mode": "standard"}))
+        """A boto3 client bound to this stack (kwargs go to ``boto3.client``).
+
+        By default botocore does not retry, so every call is exactly one request (tests count
+        requests against CloudWatch); pass your own ``config`` to change that.
+        """
+        kwargs.setdefault("config", Config(retries={"total_max_attempts": 1, "mode": "standard"}))
         return boto3.client(
             service,
             endpoint_url=self.endpoint_url,
