@@ -130,12 +130,13 @@ def test_per_variant_table_and_json() -> None:
     chal = table.loc["Challenger"]
     assert chal["labelled"] == 3
     assert chal["rate_5xx"] == pytest.approx(0.25)
-    assert chal["roc_auc"] is None
+    assert pd.isna(chal["roc_auc"])  # NaN in the table, None in the JSON
     assert "every label is 0" in chal["note"]
     assert table.loc["Ghost", "rate_4xx"] == 1.0
     assert "no successful request" in table.loc["Ghost", "note"]
     as_json = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert as_json["variants"]["Challenger"]["accuracy"] == pytest.approx(2 / 3)
+    assert as_json["variants"]["Challenger"]["roc_auc"] is None
 
 
 def test_stage_filter_and_missing_columns() -> None:
