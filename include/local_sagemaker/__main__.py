@@ -14,9 +14,6 @@ import signal
 import sys
 import threading
 
-from local_sagemaker.loader import warm_up
-from local_sagemaker.server import build_server, flush
-
 
 def is_loopback(host: str) -> bool:
     """True for localhost and any address in 127.0.0.0/8 or ::1."""
@@ -54,6 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGINT/SIGTERM, then flush pending metrics and capture and exit 0."""
     args = parse_args(argv)
+    # Imported after validation so a refused host fails fast, before moto loads.
+    from local_sagemaker.loader import warm_up
+    from local_sagemaker.server import build_server, flush
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     server, flusher = build_server(args.host, args.port, args.flush_interval)
     stop = threading.Event()

@@ -1,0 +1,55 @@
+"""Fault injection through the model's Environment shows up where a gate would look."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+from scipy.stats import binomtest
+
+ALPHA = 1e-4
+
+
+def test_injected_latency_shows_in_model_latency(deployer, boosters):
+    url = deployer.upload(deployer.xgb_tarball(boosters["champion"]))
+    slow = deployer.model(url, env={"LOCAL_SAGEMAKER_LATENCY_MS": "40"})
+    fast = deployer.model(url)
+    endpoint = deployer.endpoint(deployer.config({"Slow": (slow, 1.0), "Fast": (fast, 1.0)}))
+    for variant in ("Slow", "Fast"):
+        for _ in range(5):
+            deployer.invoke(endpoint, "1,2,3,4", TargetVariant=variant)
+    assert deployer.metric(endpoint, "Slow", "ModelLatency", "Minimum") >= 40_000
+    assert deployer.metric(endpoint, "Fast", "ModelLatency", "Minimum") < 40_000
+
+
+def test_error_rate_fails_a_share_counted_as_5xx(deployer, boosters):
+    url = deployer.upload(deployer.xgb_tarball(boosters["champion"]))
+    flaky = deployer.model(url, env={"LOCAL_SAGEMAKER_ERROR_RATE": "0.5"})
+    endpoint = deployer.endpoint(deployer.config({"Flaky": (flaky, 1.0)}))
+    n, failed = 120, 0
+    for _ in range(n):
+        try:
+            deployer.invoke(endpoint, "1,2,3,4")
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "InternalFailure"
+            assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+            failed += 1
+    assert binomtest(failed, n, 0.5).pvalue > ALPHA
+    assert deployer.metric(endpoint, "Flaky", "Invocation5XXErrors") == failed
+    assert deployer.metric(endpoint, "Flaky", "Invocations") == n
+    assert deployer.metric(endpoint, "Flaky", "Invocation4XXErrors") == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"LOCAL_SAGEMAKER_ERROR_RATE": "lots"}, "LOCAL_SAGEMAKER_ERROR_RATE"),
+        ({"LOCAL_SAGEMAKER_LATENCY_MS": "-5"}, "LOCAL_SAGEMAKER_LATENCY_MS"),
+    ],
+)
+def test_bad_fault_setting_names_the_variable(deployer, boosters, env, named):
+    url = deployer.upload(deployer.xgb_tarball(boosters["champion"]))
+    endpoint = deployer.endpoint(deployer.config({"V": (deployer.model(url, env=env), 1.0)}))
+    with pytest.raises(ClientError) as caught:
+        deployer.invoke(endpoint, "1,2,3,4")
+    assert caught.value.response["Error"]["Code"] == "InternalFailure"
+    assert named in caught.value.response["Error"]["Message"]
