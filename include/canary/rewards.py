@@ -1,0 +1,50 @@
+"""Per-request rewards: how good one prediction was, as a number in [0, 1] a bandit can learn from.
+
+Why a separate concept: the replay measures, the bandit learns, the gate judges; all three must
+agree on what "good" means, and users must be able to change it (a business value per correct
+churn call, a calibration score...) without touching the replay. A reward function takes the
+model's score and the request's ground-truth label and returns a float in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+RewardFn = Callable[[float, Any], float]
+
+
+def _label_value(label: Any) -> float:
+    """Labels arrive as ints, floats, bools or strings like "1"; name the problem if not binary."""
+    try:
+        value = float(label)
+    except (TypeError, ValueError):
+        raise ValueError(f"label: expected 0 or 1, got {label!r}") from None
+    if value not in (0.0, 1.0):
+        raise ValueError(f"label: expected 0 or 1, got {label!r}")
+    return value
+
+
+def correct_at(threshold: float = 0.5) -> RewardFn:
+    """1 when ``score >= threshold`` agrees with the binary label, else 0 (the default reward)."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold: must lie in [0, 1], got {threshold!r}")
+
+    def reward(score: float, label: Any) -> float:
+        return float((score >= threshold) == (_label_value(label) == 1.0))
+
+    reward.__name__ = f"correct_at_{threshold:g}"
+    return reward
+
+
+def brier_reward(score: float, label: Any) -> float:
+    """``1 - (score - label)^2``: rewards calibration, not just the right side of 0.5."""
+    return 1.0 - (float(score) - _label_value(label)) ** 2
+
+
+def check_reward(value: float, name: str = "reward") -> float:
+    """The bandit's Beta posterior needs rewards in [0, 1]; say so clearly when a plug-in errs."""
+    if not isinstance(value, int | float) or math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}: reward functions must return a number in [0, 1], got {value!r}")
+    return float(value)
