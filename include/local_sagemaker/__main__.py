@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import signal
 import sys
 import threading
@@ -55,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     from local_sagemaker.loader import warm_up
     from local_sagemaker.server import build_server, flush
 
+    # Request threads hand the GIL over at I/O and inside the model call; the default 5 ms
+    # switch interval lets one busy thread delay another's bookkeeping by up to 5 ms, which
+    # would show as OverheadLatency. A shorter interval bounds that wait.
+    sys.setswitchinterval(float(os.environ.get("LOCAL_SAGEMAKER_SWITCH_INTERVAL_S", "0.0005")))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     server, flusher = build_server(args.host, args.port, args.flush_interval)
     stop = threading.Event()
