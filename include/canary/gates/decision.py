@@ -38,6 +38,8 @@ class Decision:
 
 def _finite(value: Any) -> Any:
     """Replace inf/NaN (not valid JSON) with None, recursively; tuples become lists."""
+    if value is None or isinstance(value, str | int | bool):
+        return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):

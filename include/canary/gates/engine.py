@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
+from functools import lru_cache
 from typing import Any
 
 from canary.gates.config import GateConfig
@@ -80,7 +81,12 @@ def _take_look(
         "guardrails": [c.to_dict() for c in checks],
         "guardrail_per_look_p": per_look_level(config),
         "primary": primary.to_dict() if primary else None,
-        "boundaries": asdict(bounds),
+        "boundaries": {
+            "fractions": list(bounds.fractions),
+            "efficacy": list(bounds.efficacy),
+            "futility": list(bounds.futility),
+            "drift_under_alternative": list(bounds.drift),
+        },
     }
     new_looks = [*looks, look]
     record["looks"] = new_looks
@@ -159,8 +165,10 @@ def _deadline_or(
             f"({ev.elapsed_minutes:.1f} min) without a decision; policy: {config.on_deadline}. "
             f"Last state: {reason}"
         )
-    record = {**record, "verdict": verdict.value, "reason": reason}
-    return Decision(verdict, reason, _finite(record))
+    # looks and config are finite already (looks made so once, when recorded): skip the copy
+    fixed = {"looks": record.pop("looks"), "config": record.pop("config")}
+    record = {**_finite(record), **fixed, "verdict": verdict.value, "reason": reason}
+    return Decision(verdict, reason, record)
 
 
 def _information(ev: StageEvidence, config: GateConfig, carried_var: float) -> float:
@@ -189,18 +197,20 @@ def _look_record(
     bounds: Boundaries,
     verdict: Verdict,
 ) -> Look:
-    return {
-        "stage": ev.stage,
-        "look": index,
-        "fraction": round(fraction, 6),
-        "n_champion": ev.champion.outcomes.n,
-        "n_challenger": ev.challenger.outcomes.n,
-        "z": primary.z if primary else None,
-        "efficacy": bounds.efficacy[-1],
-        "futility": bounds.futility[-1],
-        "verdict": verdict.value,
-        "at": ev.observed_at.isoformat(),
-    }
+    return _finite(
+        {
+            "stage": ev.stage,
+            "look": index,
+            "fraction": round(fraction, 6),
+            "n_champion": ev.champion.outcomes.n,
+            "n_challenger": ev.challenger.outcomes.n,
+            "z": primary.z if primary else None,
+            "efficacy": bounds.efficacy[-1],
+            "futility": bounds.futility[-1],
+            "verdict": verdict.value,
+            "at": ev.observed_at.isoformat(),
+        }
+    )
 
 
 def _base_record(
@@ -239,9 +249,14 @@ def _base_record(
             "stage_max_information": stage_max,
             "stage_power_limited": stage_max < max_information(config) * (1 - 1e-9),
         },
-        "config": config.to_dict(),
+        "config": _config_dict(config),
         "looks": looks,
     }
+
+
+@lru_cache(maxsize=64)
+def _config_dict(config: GateConfig) -> dict[str, Any]:
+    return config.to_dict()
 
 
 def _variant_summary(v: VariantEvidence) -> dict[str, Any]:

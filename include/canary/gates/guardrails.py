@@ -10,6 +10,7 @@ that keeps the false-rollback rate per guardrail at guardrail_alpha despite repe
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats
@@ -40,6 +41,7 @@ class Check:
         return asdict(self)
 
 
+@lru_cache(maxsize=256)
 def per_look_level(config: GateConfig) -> float:
     """The p-value a guardrail must beat at one look (Pocock-adjusted guardrail_alpha)."""
     return float(stats.norm.sf(pocock_constant(config.guardrail_alpha, config.looks)))
@@ -71,7 +73,7 @@ def _ceiling_rate(name: str, errors: int, n: int, ceiling: float, level: float) 
     """Exact binomial test of H0: rate <= ceiling against 'above the ceiling'."""
     if n == 0:
         return Check(name, SKIPPED, limit=ceiling, detail="no requests")
-    if ceiling >= 1:
+    if ceiling >= 1 or errors == 0:  # p-value is exactly 1
         return Check(name, OK, 1.0, level, challenger=errors / n, limit=ceiling)
     p = float(stats.binomtest(errors, n, ceiling, alternative="greater").pvalue)
     return Check(name, FAIL if p < level else OK, p, level, challenger=errors / n, limit=ceiling)
@@ -86,9 +88,10 @@ def _relative_rate(
     r0, r1 = e0 / n0, e1 / n1
     if r1 - r0 <= margin:
         return Check(name, OK, 1.0, level, r0, r1, margin, "difference within margin")
-    res = test_proportions_2indep(
-        e1, n1, e0, n0, value=margin, method="score", compare="diff", alternative="larger"
-    )
+    with np.errstate(divide="ignore", invalid="ignore"):  # ratio/odds side-results at r0 = 0
+        res = test_proportions_2indep(
+            e1, n1, e0, n0, value=margin, method="score", compare="diff", alternative="larger"
+        )
     p = float(res.pvalue) if np.isfinite(res.pvalue) else 0.0
     return Check(name, FAIL if p < level else OK, p, level, r0, r1, margin)
 

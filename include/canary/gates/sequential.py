@@ -258,6 +258,7 @@ def boundaries_for(
     )
 
 
+@lru_cache(maxsize=256)
 def fixed_sample_drift(alpha: float, power: float) -> float:
     """E[Z] under the alternative for the fixed-horizon one-sided test: z_alpha + z_beta."""
     return float(stats.norm.isf(alpha) + stats.norm.isf(1 - power))

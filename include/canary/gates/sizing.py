@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from canary.gates.config import GateConfig
 from canary.gates.sequential import fixed_sample_drift
 
 
+@lru_cache(maxsize=256)
 def fixed_horizon_n(config: GateConfig) -> int:
     """Per-variant n of the fixed-horizon one-sided non-inferiority z test at a 50/50 split:
     n = (z_alpha + z_beta)^2 * 2 sigma^2 / delta^2 (sigma^2 the planning variance, true diff 0)."""
@@ -21,6 +23,7 @@ def fixed_horizon_n(config: GateConfig) -> int:
     return math.ceil(drift**2 * 2 * config.variance / config.margin**2)
 
 
+@lru_cache(maxsize=256)
 def max_information(config: GateConfig) -> float:
     """Information (1/Var of the difference) at which the sequential design must end."""
     drift = fixed_sample_drift(config.alpha, config.power)
@@ -52,6 +55,7 @@ def stage_max_information(config: GateConfig, carried_var: float) -> float:
     return min(target, reachable)
 
 
+@lru_cache(maxsize=256)
 def cap_per_variant(config: GateConfig) -> int:
     """Maximum requests per variant of a 50/50 stage: inflation x n_fix."""
     return math.ceil(max_information(config) * 2 * config.variance)

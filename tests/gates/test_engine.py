@@ -1,0 +1,173 @@
+"""The engine end to end on seeded streams: verdicts, looks as JSON state, records, deadlines."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from canary.gates import (
+    CarriedEstimate,
+    GateConfig,
+    Outcomes,
+    StageEvidence,
+    VariantEvidence,
+    Verdict,
+    cap_per_variant,
+    evaluate,
+    fixed_horizon_n,
+    planned_max_requests,
+)
+
+CONFIG = GateConfig(margin=0.05, planning_rate=0.85)
+START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def counts_evidence(n0: int, k0: int, n1: int, k1: int, **kwargs) -> StageEvidence:
+    """Counts-only evidence (n requests, k correct per variant), as a simulation gives."""
+    minutes = kwargs.pop("minutes", 1.0)
+    weights = kwargs.pop("weights", (50, 50))
+    e5 = kwargs.pop("errors_5xx", (0, 0))
+    champ = VariantEvidence("champion", n0, errors_5xx=e5[0], outcomes=Outcomes(n0, k0, k0))
+    chall = VariantEvidence("challenger", n1, errors_5xx=e5[1], outcomes=Outcomes(n1, k1, k1))
+    end = START + timedelta(minutes=minutes)
+    return StageEvidence(0, weights, champ, chall, START, end, **kwargs)
+
+
+def _stream(p0: float, p1: float, seed: int, chunk: int = 40, config: GateConfig = CONFIG):
+    """Poke the engine every ``chunk`` requests per variant until it decides; JSON round-trips
+    the looks between pokes exactly as a rescheduled sensor would."""
+    rng = np.random.default_rng(seed)
+    n = k0 = k1 = 0
+    looks: list = []
+    while True:
+        n += chunk
+        k0 += rng.binomial(chunk, p0)
+        k1 += rng.binomial(chunk, p1)
+        decision, looks = evaluate(counts_evidence(n, k0, n, k1), config, looks)
+        looks = json.loads(json.dumps(looks))
+        if decision.verdict is not Verdict.CONTINUE:
+            return decision, n, looks
+
+
+def test_empty_stage_continues_and_never_promotes() -> None:
+    empty = StageEvidence(0, (50, 50), VariantEvidence("a"), VariantEvidence("b"), START, START)
+    decision, looks = evaluate(empty, CONFIG)
+    assert decision.verdict is Verdict.CONTINUE
+    assert looks == []
+    assert "waiting for traffic" in decision.reason
+
+
+def test_labels_missing_means_continue_even_with_traffic() -> None:
+    ev = StageEvidence(
+        0, (50, 50), VariantEvidence("a", 500), VariantEvidence("b", 500), START, START
+    )
+    decision, looks = evaluate(ev, CONFIG)
+    assert decision.verdict is Verdict.CONTINUE and looks == []
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_clearly_worse_challenger_is_rolled_back_never_promoted(seed: int) -> None:
+    decision, n, _ = _stream(0.85, 0.85 - 3 * CONFIG.margin, seed)
+    assert decision.verdict is Verdict.ROLLBACK
+    assert n < fixed_horizon_n(CONFIG)
+    assert decision.record["primary"]["z"] <= decision.record["look"]["futility"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_equal_challenger_is_promoted(seed: int) -> None:
+    decision, n, looks = _stream(0.85, 0.85, 100 + seed)
+    assert decision.verdict is Verdict.PROMOTE
+    assert n <= cap_per_variant(CONFIG) + 40
+    assert looks[-1]["z"] >= looks[-1]["efficacy"]
+
+
+def test_poke_frequency_does_not_add_looks() -> None:
+    """Poking again with the same counts takes no new look and spends no error."""
+    cap = cap_per_variant(CONFIG)
+    n = cap // CONFIG.looks + 1
+    _, looks = evaluate(counts_evidence(n, int(0.85 * n), n, int(0.85 * n)), CONFIG, [])
+    assert len(looks) == 1
+    for _ in range(3):
+        again, same = evaluate(counts_evidence(n, int(0.85 * n), n, int(0.85 * n)), CONFIG, looks)
+        assert same == looks
+        assert "next look" in again.reason
+
+
+def test_record_answers_why_and_is_json() -> None:
+    decision, _, _ = _stream(0.85, 0.70, 7)
+    record = json.loads(decision.to_json())
+    for key in ("stage", "weights", "variants", "primary", "boundaries", "guardrails", "srm",
+                "design", "verdict", "reason", "timestamp", "looks", "config"):  # fmt: skip
+        assert key in record, key
+    assert record["verdict"] == "rollback"
+    p = record["primary"]
+    assert p["ci_low"] < p["diff"] < p["ci_high"]
+    assert record["design"]["n_fix_per_variant"] == fixed_horizon_n(CONFIG)
+
+
+def test_deadline_applies_the_configured_policy() -> None:
+    ev = counts_evidence(10, 8, 10, 8, minutes=CONFIG.max_stage_minutes + 1)
+    assert evaluate(ev, CONFIG)[0].verdict is Verdict.ROLLBACK
+    halt = GateConfig(margin=0.05, on_deadline="halt")
+    assert evaluate(ev, halt)[0].verdict is Verdict.HALT
+
+
+def test_srm_halts_a_45_55_split_of_10000_configured_50_50() -> None:
+    ev = counts_evidence(4500, 3825, 5500, 4675)
+    decision, _ = evaluate(ev, CONFIG)
+    assert decision.verdict is Verdict.HALT
+    assert "sample ratio mismatch" in decision.reason
+    assert decision.record["srm"]["p_value"] < 0.001
+
+
+def test_guardrail_5xx_ceiling_rolls_back_an_otherwise_good_challenger() -> None:
+    ev = counts_evidence(300, 255, 300, 260, errors_5xx=(0, 30))
+    decision, _ = evaluate(ev, CONFIG)
+    assert decision.verdict is Verdict.ROLLBACK
+    assert "5xx" in decision.reason
+
+
+def test_zero_hundred_stage_uses_the_carried_champion_estimate() -> None:
+    carried = CarriedEstimate(mean=0.85, variance=0.85 * 0.15 / 3000, n=3000)
+    n = planned_max_requests(CONFIG, (0, 100), carried.variance).challenger
+    ev = counts_evidence(0, 0, n, int(0.86 * n), weights=(0, 100), carried=carried)
+    decision, _ = evaluate(ev, CONFIG)
+    assert decision.verdict is Verdict.PROMOTE
+    assert decision.record["primary"]["method"] == "carried_champion_z"
+    worse = counts_evidence(0, 0, n, int(0.70 * n), weights=(0, 100), carried=carried)
+    assert evaluate(worse, CONFIG)[0].verdict is Verdict.ROLLBACK
+
+
+def test_zero_hundred_stage_without_carried_estimate_never_promotes() -> None:
+    ev = counts_evidence(0, 0, 2000, 2000, weights=(0, 100))
+    decision, _ = evaluate(ev, CONFIG)
+    assert decision.verdict is Verdict.CONTINUE
+    assert "carried" in decision.reason
+
+
+def test_sizing_scales_with_margin_and_weights() -> None:
+    wide, narrow = GateConfig(margin=0.05), GateConfig(margin=0.02)
+    assert fixed_horizon_n(narrow) == 3942  # (1.645 + 0.842)^2 * 2 * 0.1275 / 0.02^2
+    assert cap_per_variant(narrow) / fixed_horizon_n(narrow) == pytest.approx(
+        narrow.design.inflation, rel=1e-3
+    )
+    assert cap_per_variant(wide) < cap_per_variant(narrow)
+    even, skewed = planned_max_requests(wide, (50, 50)), planned_max_requests(wide, (25, 75))
+    assert skewed.total > even.total
+    assert skewed.champion == pytest.approx(skewed.total / 4, abs=1)
+
+
+def test_bad_inputs_name_the_field() -> None:
+    with pytest.raises(ValueError, match="margin"):
+        GateConfig(margin=-0.1)
+    with pytest.raises(ValueError, match="metric"):
+        GateConfig(metric="f1")
+    with pytest.raises(ValueError, match="weights"):
+        counts_evidence(10, 5, 10, 5, weights=(100, 0))
+    with pytest.raises(ValueError, match=r"looks\.0"):
+        evaluate(counts_evidence(10, 5, 10, 5), CONFIG, [{"nope": 1}])
+    with pytest.raises(ValueError, match="not a gate setting"):
+        GateConfig.from_mapping({"alpha": 0.05, "alhpa": 0.1})
