@@ -8,8 +8,12 @@ created anything, which is what cleanup needs to remove only this run's resource
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Mapping
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -19,6 +23,7 @@ from canary.plan import ModelSpec, RolloutPlan
 log = logging.getLogger(__name__)
 
 CAPTURE_SAMPLING_PERCENT = 100
+ENDPOINT_TAG = "canary:endpoint"
 
 
 class EndpointError(RuntimeError):
@@ -26,10 +31,28 @@ class EndpointError(RuntimeError):
 
 
 def image_uri(spec: ModelSpec, region: str) -> str:
-    """The serving image for a framework, from the SageMaker SDK rather than hard-coded accounts."""
-    from sagemaker.core import image_uris  # slow import: only where an image is really needed
+    """The serving image for a framework, from the SageMaker SDK rather than hard-coded accounts.
 
-    return image_uris.retrieve(spec.framework.value, region=region, version=spec.framework_version)
+    Importing the SDK costs ~10 s (its ``__init__`` loads everything), so its answer is memoised
+    on disk per SDK version: the SDK's image tables only change with the SDK.
+    """
+    key = f"{version('sagemaker-core')}|{spec.framework.value}|{spec.framework_version}|{region}"
+    cache = _image_cache()
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    if key not in known:
+        from sagemaker.core import image_uris
+
+        known[key] = image_uris.retrieve(
+            spec.framework.value, region=region, version=spec.framework_version
+        )
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known, indent=1, sort_keys=True))
+    return known[key]
+
+
+def _image_cache() -> Path:
+    root = os.environ.get("CANARY_CACHE_DIR", str(Path.home() / ".cache" / "canary"))
+    return Path(root) / "image_uris.json"
 
 
 def model_request(
@@ -46,7 +69,7 @@ def model_request(
             "Environment": environment,
         },
         "ExecutionRoleArn": plan.execution_role_arn,
-        "Tags": [{"Key": "canary:endpoint", "Value": plan.endpoint_name}],
+        "Tags": [{"Key": ENDPOINT_TAG, "Value": plan.endpoint_name}],
     }
 
 
@@ -69,7 +92,7 @@ def endpoint_config_request(
     request: dict[str, Any] = {
         "EndpointConfigName": plan.resource_name("config", *identity),
         "ProductionVariants": variants,
-        "Tags": [{"Key": "canary:endpoint", "Value": plan.endpoint_name}],
+        "Tags": [{"Key": ENDPOINT_TAG, "Value": plan.endpoint_name}],
     }
     if plan.data_capture:
         request["DataCaptureConfig"] = {

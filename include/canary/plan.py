@@ -30,6 +30,8 @@ MODEL_PACKAGE_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mod
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+")
 DEMO_MODELS = ("champion", "challenger", "worse")
 DEFAULT_STAGES = ((50, 50), (25, 75), (0, 100))
+DIGEST_LENGTH = 10
+MAX_STAGES = 5  # the rollout DAG has one task group per possible stage
 
 
 class PlanError(ValueError):
@@ -140,6 +142,7 @@ class GateSpec(_Frozen):
     power: Annotated[float, Field(gt=0.5, lt=1)] = 0.8
     margin: Annotated[float, Field(gt=0, lt=1)] = 0.03
     metric: str = "accuracy"
+    planning_rate: Annotated[float, Field(gt=0, lt=1)] = 0.9
     max_5xx_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
     max_4xx_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
     max_p99_latency_ms: Annotated[float, Field(gt=0)] = 500.0
@@ -176,8 +179,8 @@ class RolloutPlan(_Frozen):
     def _sane_stages(cls, stages: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
         if not stages:
             raise ValueError("at least one stage is needed")
-        if len(stages) > 10:
-            raise ValueError("at most 10 stages")
+        if len(stages) > MAX_STAGES:
+            raise ValueError(f"at most {MAX_STAGES} stages")
         for index, (champion, challenger) in enumerate(stages):
             if champion < 0 or challenger < 0:
                 raise ValueError(
@@ -217,9 +220,12 @@ class RolloutPlan(_Frozen):
 
     def resource_name(self, kind: str, *parts: str) -> str:
         """A SageMaker resource name that is the same on every retry of the same inputs."""
-        digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:10]
-        base = f"{self.endpoint_name}-{kind}"[: 63 - len(digest) - 1]
-        return f"{base}-{digest}"
+        digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:DIGEST_LENGTH]
+        return self.resource_prefix(kind) + digest
+
+    def resource_prefix(self, kind: str) -> str:
+        """What every canary resource of this endpoint and kind is named with."""
+        return f"{self.endpoint_name}-{kind}"[: 63 - DIGEST_LENGTH - 1] + "-"
 
 
 # Flat names (Airflow Params, run conf) → nested plan fields.
@@ -267,6 +273,7 @@ FLAT_FIELDS: dict[str, tuple[str, ...]] = {
             "power",
             "margin",
             "metric",
+            "planning_rate",
             "max_5xx_rate",
             "max_4xx_rate",
             "max_p99_latency_ms",

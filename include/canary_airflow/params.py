@@ -11,7 +11,14 @@ from typing import Any
 
 from airflow.sdk import Param
 
-from canary.plan import DEFAULT_STAGES, CleanupPolicy, DeadlinePolicy, Strategy, TrafficMode
+from canary.plan import (
+    DEFAULT_STAGES,
+    MAX_STAGES,
+    CleanupPolicy,
+    DeadlinePolicy,
+    Strategy,
+    TrafficMode,
+)
 
 LOCAL_ROLE_ARN = "arn:aws:iam::123456789012:role/canary-local"
 FRAMEWORKS = ["xgboost", "sklearn"]
@@ -93,6 +100,7 @@ def rollout_params() -> dict[str, Param]:
             type="array",
             items={"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 2},
             minItems=1,
+            maxItems=MAX_STAGES,
             title="Stages [champion, challenger]",
             description="Relative weights per stage; each stage is held until its gate decides.",
             section="Rollout",
@@ -176,6 +184,15 @@ def _gate_params() -> dict[str, Param]:
         ),
         "gate_metric": Param(
             "accuracy", type="string", enum=["accuracy", "reward"], title="Metric", section=section
+        ),
+        "gate_planning_rate": Param(
+            0.9,
+            type="number",
+            exclusiveMinimum=0,
+            exclusiveMaximum=1,
+            title="Expected champion accuracy",
+            description="Sizes the sequential test; a rough value is enough.",
+            section=section,
         ),
         "gate_max_5xx_rate": Param(0.01, type="number", minimum=0, maximum=1, section=section),
         "gate_max_4xx_rate": Param(0.05, type="number", minimum=0, maximum=1, section=section),

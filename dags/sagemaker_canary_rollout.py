@@ -1,0 +1,101 @@
+"""
+### Canary rollout of a SageMaker model: champion → challenger, one gated stage at a time
+
+1. **Setup**: validate the plan (before any AWS call), stage both artifacts in S3, create both
+   models, one endpoint config with two production variants and Data Capture, deploy the endpoint.
+2. **Stages** (default 50/50, 25/75, 0/100): shift the weights, then hold the stage until its
+   statistical gate says *promote* (next stage), *rollback* or *halt*. Synthetic traffic is
+   replayed while the gate waits; in production, real traffic does this.
+3. **Conclude**: promote the challenger, or put the champion back at 100 %.
+4. **Teardown** (always runs): the report, then cleanup: the endpoint ends serving the winner
+   alone (`keep_winner`) or everything this run created is removed (`delete_all`).
+
+Trigger it from the form, from another DAG (`nightly_challenger`, `model_registry_rollout`) or
+with a conf whose keys are the form's fields.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import TaskGroup, chain, dag
+
+from canary.plan import MAX_STAGES
+from canary_airflow import tasks
+from canary_airflow.operators import (
+    EnsureSageMakerEndpointConfigOperator,
+    EnsureSageMakerEndpointOperator,
+    EnsureSageMakerModelOperator,
+    SageMakerUpdateEndpointWeightsOperator,
+)
+from canary_airflow.params import rollout_params
+from canary_airflow.sensors import CanaryGateSensor
+
+ENDPOINT_NAME = "{{ ti.xcom_pull(task_ids='validate_plan')['endpoint_name'] }}"
+
+
+@dag(
+    dag_id="sagemaker_canary_rollout",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    params=rollout_params(),
+    render_template_as_native_obj=True,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["sagemaker", "canary"],
+)
+def sagemaker_canary_rollout() -> None:
+    # -- setup --------------------------------------------------------------------------------
+    plan = tasks.validate_plan()
+    artifacts = tasks.stage_artifacts(plan)
+    requests = tasks.build_requests(plan, artifacts)
+    champion_model = EnsureSageMakerModelOperator(
+        task_id="create_champion_model", config=requests["champion_model"]
+    )
+    challenger_model = EnsureSageMakerModelOperator(
+        task_id="create_challenger_model", config=requests["challenger_model"]
+    )
+    endpoint_config = EnsureSageMakerEndpointConfigOperator(
+        task_id="create_endpoint_config", config=requests["endpoint_config"]
+    )
+    deploy = EnsureSageMakerEndpointOperator(
+        task_id="deploy_endpoint",
+        config=requests["endpoint"],
+        deferrable=True,
+        check_interval=1,
+    )
+    chain(plan, artifacts, requests, [champion_model, challenger_model], endpoint_config, deploy)
+
+    # -- stages: each shifts the weights, then holds until its gate decides ------------------
+    previous = deploy
+    for index in range(MAX_STAGES):
+        with TaskGroup(group_id=f"stage_{index + 1}") as stage:
+            entered = tasks.enter_stage.override(task_id="enter")(plan, index)
+            weights = SageMakerUpdateEndpointWeightsOperator(
+                task_id="set_weights",
+                endpoint_name=ENDPOINT_NAME,
+                weights=entered,
+                deferrable=True,
+                check_interval=1,
+            )
+            gate = CanaryGateSensor(
+                task_id="gate", plan=plan, stage=weights.output, stage_index=index
+            )
+            chain(entered, weights, gate)
+        previous >> stage
+        previous = stage
+
+    # -- conclude -----------------------------------------------------------------------------
+    outcome = tasks.conclude(plan)
+    finished = [tasks.promote(plan), tasks.rollback(plan)]
+    chain(previous, outcome, finished)
+
+    # -- teardown: always runs, whatever happened above -----------------------------------------
+    setups = [artifacts, champion_model, challenger_model, endpoint_config, deploy]
+    report = tasks.report(plan).as_teardown(setups=setups)
+    cleanup = tasks.cleanup(plan).as_teardown(setups=setups)
+    chain(finished, report, cleanup)
+
+
+sagemaker_canary_rollout()

@@ -1,0 +1,55 @@
+"""boto3 clients for the domain, built from an Airflow AWS connection.
+
+The connection decides where AWS is: real AWS, or the local stack through ``endpoint_url`` in the
+connection's extra (or the standard ``AWS_ENDPOINT_URL`` variable, which botocore reads itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from botocore.config import Config
+
+DEFAULT_CONN_ID = "aws_default"
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    """Lazily created clients of one connection and region; each is made once per task."""
+
+    conn_id: str = DEFAULT_CONN_ID
+    region: str | None = None
+    pool_size: int = 32
+
+    def _client(self, service: str, config: Config | None = None) -> Any:
+        hook = AwsBaseHook(
+            aws_conn_id=self.conn_id,
+            client_type=service,
+            region_name=self.region,
+            config=config
+            or Config(max_pool_connections=self.pool_size, retries={"mode": "standard"}),
+        )
+        return hook.conn
+
+    def runtime_with(self, config: Config) -> Any:
+        """A SageMaker Runtime client with its own botocore config (pool size, retries)."""
+        return self._client("sagemaker-runtime", config)
+
+    @cached_property
+    def s3(self) -> Any:
+        return self._client("s3")
+
+    @cached_property
+    def sagemaker(self) -> Any:
+        return self._client("sagemaker")
+
+    @cached_property
+    def runtime(self) -> Any:
+        return self._client("sagemaker-runtime")
+
+    @cached_property
+    def cloudwatch(self) -> Any:
+        return self._client("cloudwatch")

@@ -1,0 +1,234 @@
+"""The rollout DAG's TaskFlow tasks: each one reads its inputs, calls the domain, returns a record.
+
+Plans travel between tasks as JSON (``RolloutPlan.model_dump(mode="json")``) and are re-validated
+on arrival, which costs microseconds and guarantees every task sees the same, valid plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import get_current_context, task
+
+from canary import artifacts as artifact_ops
+from canary import cleanup as cleanup_ops
+from canary import endpoint
+from canary.plan import FLAT_FIELDS, RolloutPlan, parse_plan
+from canary.run_report import write_run_report
+from canary_airflow.aws import AwsClients
+
+log = logging.getLogger(__name__)
+
+PROMOTED, ROLLED_BACK, HALTED, FAILED = "promoted", "rolled_back", "halted", "failed"
+GATE_TASK = "stage_{number}.gate"
+
+
+def load_plan(plan: dict[str, Any]) -> RolloutPlan:
+    return RolloutPlan.model_validate(plan)
+
+
+def run_key() -> str:
+    """A folder-safe id for this run's records in S3 and on disk."""
+    run_id = get_current_context()["run_id"]
+    return "".join(char if char.isalnum() or char in "-_." else "-" for char in run_id)
+
+
+def clients_for(plan: RolloutPlan) -> AwsClients:
+    return AwsClients(region=plan.region)
+
+
+@task
+def validate_plan() -> dict[str, Any]:
+    """Fail fast, before any AWS call, with every bad field named.
+
+    The run's conf is checked on its own too: Airflow merges unknown conf keys into params, and a
+    typo there (``gate_alpah``) must fail rather than silently fall back to a default.
+    """
+    context = get_current_context()
+    conf = dict(context["dag_run"].conf or {})
+    params = {key: value for key, value in context["params"].items() if key in FLAT_FIELDS}
+    plan = parse_plan({**params, **conf})
+    log.info("rollout plan: %s", plan.model_dump_json(indent=2))
+    return plan.model_dump(mode="json")
+
+
+@task
+def stage_artifacts(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Put both artifacts in S3 (uploading local files once), or resolve model packages."""
+    rollout = load_plan(plan)
+    aws = clients_for(rollout)
+    artifact_ops.ensure_bucket(aws.s3, rollout.bucket, rollout.region)
+    staged = {}
+    for spec in (rollout.champion, rollout.challenger):
+        if spec.demo_model:
+            spec = spec.model_copy(update={"source": str(demo_artifact(spec.demo_model))})
+        result = artifact_ops.stage_artifact(aws.s3, aws.sagemaker, rollout, spec)
+        log.info(
+            "%s artifact: %s (uploaded now: %s)", spec.role, result.model_data_url, result.uploaded
+        )
+        staged[spec.role] = {
+            "model_data_url": result.model_data_url,
+            "image": result.image,
+            "uploaded": result.uploaded,
+        }
+    return staged
+
+
+def demo_artifact(name: str) -> Path:
+    """The generated demo model ``name``, built once per machine and cached on disk."""
+    from canary.demo import cached_demo_models
+
+    return Path(getattr(cached_demo_models(), name))
+
+
+@task(multiple_outputs=True)
+def build_requests(plan: dict[str, Any], staged: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The SageMaker requests the provider operators send: two models, one config, one endpoint."""
+    rollout = load_plan(plan)
+    models = {}
+    for spec in (rollout.champion, rollout.challenger):
+        artifact = staged[spec.role]
+        image = artifact["image"] or endpoint.image_uri(spec, rollout.region)
+        models[spec.role] = endpoint.model_request(rollout, spec, image, artifact["model_data_url"])
+    names = {role: request["ModelName"] for role, request in models.items()}
+    config = endpoint.endpoint_config_request(rollout, names, rollout.stage_weights(0))
+    return {
+        "champion_model": models["champion"],
+        "challenger_model": models["challenger"],
+        "endpoint_config": config,
+        "endpoint": {
+            "EndpointName": rollout.endpoint_name,
+            "EndpointConfigName": config["EndpointConfigName"],
+            "Tags": config["Tags"],
+        },
+    }
+
+
+@task.short_circuit(ignore_downstream_trigger_rules=False)
+def enter_stage(plan: dict[str, Any], index: int) -> dict[str, float] | None:
+    """This stage's weights, or nothing (skip) when the plan is shorter or the last gate stopped."""
+    rollout = load_plan(plan)
+    if index >= len(rollout.stages):
+        return None
+    if index > 0:
+        previous = get_current_context()["ti"].xcom_pull(task_ids=GATE_TASK.format(number=index))
+        if not previous or previous.get("verdict") != "promote":
+            return None
+    return rollout.stage_weights(index)
+
+
+@task.branch(trigger_rule="none_failed")
+def conclude(plan: dict[str, Any]) -> str:
+    """Promote only when every stage of the plan passed its gate; otherwise roll back."""
+    verdicts = gate_verdicts(load_plan(plan))
+    log.info("gate verdicts: %s", verdicts)
+    if verdicts and all(verdict == "promote" for verdict in verdicts):
+        return "promote"
+    return "rollback"
+
+
+def gate_verdicts(rollout: RolloutPlan) -> list[str | None]:
+    ti = get_current_context()["ti"]
+    decisions = [
+        ti.xcom_pull(task_ids=GATE_TASK.format(number=index + 1))
+        for index in range(len(rollout.stages))
+    ]
+    return [decision.get("verdict") if decision else None for decision in decisions]
+
+
+@task
+def promote(plan: dict[str, Any]) -> dict[str, Any]:
+    """The challenger takes all traffic."""
+    rollout = load_plan(plan)
+    champion, challenger = rollout.variants
+    _shift(rollout, {champion: 0.0, challenger: 1.0})
+    return {"outcome": PROMOTED, "winner": challenger}
+
+
+@task
+def rollback(plan: dict[str, Any]) -> dict[str, Any]:
+    """The champion takes all traffic back; a halted experiment is told apart from a loss."""
+    rollout = load_plan(plan)
+    champion, challenger = rollout.variants
+    _shift(rollout, {champion: 1.0, challenger: 0.0})
+    outcome = HALTED if "halt" in gate_verdicts(rollout) else ROLLED_BACK
+    return {"outcome": outcome, "winner": champion}
+
+
+def _shift(rollout: RolloutPlan, weights: dict[str, float]) -> None:
+    sm = clients_for(rollout).sagemaker
+    if endpoint.set_weights(sm, rollout.endpoint_name, weights):
+        endpoint.wait_in_service(sm, rollout.endpoint_name, delay=1)
+
+
+def outcome_of_run() -> str:
+    ti = get_current_context()["ti"]
+    for task_id in ("promote", "rollback"):
+        result = ti.xcom_pull(task_ids=task_id)
+        if result:
+            return result["outcome"]
+    return FAILED
+
+
+@task
+def report(plan: dict[str, Any]) -> str:
+    """Write the HTML report with charts and every decision record; returns its path."""
+    rollout = load_plan(plan)
+    key = run_key()
+    out_dir = Path(os.environ.get("CANARY_REPORTS_DIR", "reports")) / key
+    models = run_manifest().models
+    path = write_run_report(
+        clients_for(rollout).s3, rollout, key, outcome_of_run(), models, out_dir
+    )
+    log.info(
+        "report: %s (a copy is in s3://%s/%s/report/)",
+        path,
+        rollout.bucket,
+        rollout.run_prefix(key),
+    )
+    return str(path)
+
+
+@task
+def cleanup(plan: dict[str, Any]) -> dict[str, Any]:
+    """Leave the winner serving alone (or delete everything), whatever happened before."""
+    rollout = load_plan(plan)
+    aws = clients_for(rollout)
+    outcome = outcome_of_run()
+    result = cleanup_ops.finish(aws.sagemaker, aws.s3, rollout, run_manifest(), outcome)
+    log.info("cleanup after %s: deleted %s; kept %s", outcome, result.deleted, result.kept)
+    return {
+        "outcome": result.outcome,
+        "winner": result.winner,
+        "serving_config": result.serving_config,
+        "deleted": result.deleted,
+        "kept": result.kept,
+    }
+
+
+def run_manifest() -> cleanup_ops.RunManifest:
+    """What this run created, read from the setup tasks' XComs (missing when they never ran)."""
+    ti = get_current_context()["ti"]
+    staged = ti.xcom_pull(task_ids="stage_artifacts") or {}
+    model_results = [
+        ti.xcom_pull(task_ids=task_id) or {}
+        for task_id in ("create_champion_model", "create_challenger_model")
+    ]
+    requests = {
+        role: ti.xcom_pull(task_ids="build_requests", key=f"{role}_model") or {}
+        for role in ("champion", "challenger")
+    }
+    config = ti.xcom_pull(task_ids="create_endpoint_config") or {}
+    return cleanup_ops.RunManifest(
+        models={role: req["ModelName"] for role, req in requests.items() if req},
+        created_models=tuple(r["ModelName"] for r in model_results if r.get("created")),
+        created_configs=(config["EndpointConfigName"],) if config.get("created") else (),
+        endpoint_created=bool(ti.xcom_pull(task_ids="deploy_endpoint", key="created")),
+        previous_config=ti.xcom_pull(task_ids="deploy_endpoint", key="previous_config"),
+        uploaded_artifacts={
+            role: item["model_data_url"] for role, item in staged.items() if item.get("uploaded")
+        },
+    )
