@@ -1,0 +1,180 @@
+"""Each check on known cases, against scipy/statsmodels/scikit-learn or published values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
+
+from canary.gates import CarriedEstimate, GateConfig, Outcomes, StageEvidence, VariantEvidence
+from canary.gates.auc import compare_auc, delong_auc
+from canary.gates.guardrails import FAIL, OK, guardrail_checks
+from canary.gates.noninferiority import primary_statistic
+from canary.gates.srm import pearson_chisquare, sample_ratio_mismatch
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+CONFIG = GateConfig(margin=0.05)
+
+
+def _stage(champ: VariantEvidence, chall: VariantEvidence, **kw) -> StageEvidence:
+    return StageEvidence(0, kw.pop("weights", (50, 50)), champ, chall, START,
+                         START + timedelta(minutes=1), **kw)  # fmt: skip
+
+
+# --- sample ratio mismatch -------------------------------------------------------------------
+
+
+def test_srm_fires_on_45_55_of_10000_configured_50_50() -> None:
+    res = sample_ratio_mismatch((4500, 5500), (0.5, 0.5))
+    assert res.mismatch and res.p_value < 1e-20
+    assert not sample_ratio_mismatch((4950, 5050), (0.5, 0.5)).mismatch
+
+
+@pytest.mark.parametrize("observed", [(4500, 5500), (2400, 7600), (10, 0), (313, 1000)])
+def test_pearson_chisquare_equals_scipy(observed: tuple[int, int]) -> None:
+    expected = (0.25 * sum(observed), 0.75 * sum(observed))
+    ref = stats.chisquare(list(observed), f_exp=list(expected))
+    assert pearson_chisquare(observed, expected) == pytest.approx((ref.statistic, ref.pvalue))
+
+
+def test_srm_traffic_to_a_zero_weight_variant_is_a_mismatch() -> None:
+    assert sample_ratio_mismatch((3, 900), (0.0, 1.0)).mismatch
+    assert not sample_ratio_mismatch((0, 900), (0.0, 1.0)).mismatch
+
+
+# --- DeLong ------------------------------------------------------------------------------------
+
+
+def _hanley_mcneil() -> tuple[np.ndarray, np.ndarray]:
+    """Hanley & McNeil (1982) CT ratings: 58 normal, 51 abnormal, 5-point scale."""
+    neg = np.repeat([1, 2, 3, 4, 5], [33, 6, 6, 11, 2])
+    pos = np.repeat([1, 2, 3, 4, 5], [3, 2, 2, 11, 33])
+    return np.r_[pos, neg].astype(float), np.r_[np.ones(51), np.zeros(58)]
+
+
+def _delong_by_definition(s: np.ndarray, y: np.ndarray) -> float:
+    """DeLong et al. (1988) structural components with the psi kernel, O(m n) loops."""
+    pos, neg = s[y == 1], s[y == 0]
+    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    v10, v01 = psi.mean(axis=1), psi.mean(axis=0)
+    return v10.var(ddof=1) / len(pos) + v01.var(ddof=1) / len(neg)
+
+
+def test_delong_matches_published_auc_and_definition() -> None:
+    s, y = _hanley_mcneil()
+    est = delong_auc(s, y)
+    assert est.auc == pytest.approx(0.893, abs=5e-4)  # published AUC
+    assert est.auc == pytest.approx(roc_auc_score(y, s))
+    assert est.variance == pytest.approx(_delong_by_definition(s, y), rel=1e-12)
+    # Hanley-McNeil's own SE (0.032) uses an exponential approximation; DeLong's is close to it.
+    assert np.sqrt(est.variance) == pytest.approx(0.032, abs=0.002)
+
+
+def test_delong_variance_agrees_with_a_bootstrap() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    s = rng.normal(y * 1.0, 1.0)
+    est = delong_auc(s, y)
+    boots = []
+    for _ in range(600):
+        idx = np.r_[rng.choice(np.flatnonzero(y == 1), (y == 1).sum()),
+                    rng.choice(np.flatnonzero(y == 0), (y == 0).sum())]  # fmt: skip
+        boots.append(roc_auc_score(y[idx], s[idx]))
+    # sd of a variance estimate from 600 draws is ~ sqrt(2/599) ~ 6%: allow 20%
+    assert np.var(boots, ddof=1) == pytest.approx(est.variance, rel=0.2)
+
+
+def test_compare_auc_flags_a_clearly_worse_challenger() -> None:
+    rng = np.random.default_rng(4)
+    y0, y1 = rng.integers(0, 2, 800), rng.integers(0, 2, 800)
+    good, bad = delong_auc(rng.normal(2.0 * y0, 1), y0), delong_auc(rng.normal(0.3 * y1, 1), y1)
+    assert compare_auc(good, bad, 0.05).p_worse < 1e-6
+    assert compare_auc(good, good, 0.05).p_worse > 0.5
+
+
+def test_delong_rejects_one_class_labels() -> None:
+    with pytest.raises(ValueError, match="labels"):
+        delong_auc(np.arange(5.0), np.ones(5))
+
+
+# --- primary statistic -------------------------------------------------------------------------
+
+
+def test_welch_primary_matches_statsmodels() -> None:
+    rng = np.random.default_rng(5)
+    x0, x1 = rng.normal(1.0, 1.0, 300), rng.normal(0.95, 1.5, 200)
+    ev = _stage(VariantEvidence("a", 300, outcomes=Outcomes.of(x0, False)),
+                VariantEvidence("b", 200, outcomes=Outcomes.of(x1, False)))  # fmt: skip
+    res = primary_statistic(ev, margin=0.1, alpha=0.05)
+    ref_z, _ = CompareMeans(DescrStatsW(x1), DescrStatsW(x0)).ztest_ind(
+        alternative="larger", usevar="unequal", value=-0.1
+    )
+    assert res.method == "welch_z" and res.z == pytest.approx(ref_z)
+
+
+def test_carried_primary_adds_the_champion_variance() -> None:
+    chall = VariantEvidence("b", 1000, outcomes=Outcomes(1000, 850, 850))
+    carried = CarriedEstimate(0.86, 0.0001, 5000)
+    ev = _stage(VariantEvidence("a"), chall, weights=(0, 100), carried=carried)
+    res = primary_statistic(ev, margin=0.03, alpha=0.05)
+    se = np.sqrt(0.85 * 0.15 * 1000 / 999 / 1000 + 0.0001)
+    assert res.z == pytest.approx((0.85 - 0.86 + 0.03) / se)
+
+
+def test_ipw_primary_recovers_truth_under_adaptive_allocation() -> None:
+    """Allocation depends on a covariate that drives the reward: the naive mean is biased, the
+    IPW (Hajek) estimate is not."""
+    rng = np.random.default_rng(6)
+    n = 20000
+    x = rng.random(n) < 0.5
+    p_chall = np.where(x, 0.9, 0.2)  # challenger mostly gets the easy requests
+    to_chall = rng.random(n) < p_chall
+    reward = (rng.random(n) < np.where(x, 0.95, 0.6)).astype(float)  # equal models, truth diff 0
+    prop = np.where(to_chall, p_chall, 1 - p_chall)
+
+    def variant(name: str, m: np.ndarray) -> VariantEvidence:
+        return VariantEvidence(name, int(m.sum()), outcomes=Outcomes.of(reward[m], True),
+                               values=reward[m], propensities=prop[m])  # fmt: skip
+
+    ev = _stage(variant("a", ~to_chall), variant("b", to_chall), adaptive=True)
+    res = primary_statistic(ev, margin=0.02, alpha=0.05)
+    naive = reward[to_chall].mean() - reward[~to_chall].mean()
+    assert res.method == "ipw_hajek"
+    assert naive > 0.1  # the bias IPW must remove
+    assert abs(res.diff) < 3 * (res.ci_high - res.ci_low) / (2 * 1.645)
+
+
+# --- guardrails --------------------------------------------------------------------------------
+
+
+def _lat_variant(name: str, lat: np.ndarray, e5: int = 0) -> VariantEvidence:
+    return VariantEvidence(name, len(lat), errors_5xx=e5, latencies_ms=lat)
+
+
+def _checks(champ: VariantEvidence, chall: VariantEvidence) -> dict:
+    return {c.name: c for c in guardrail_checks(_stage(champ, chall), CONFIG)}
+
+
+def test_guardrails_pass_on_identical_variants_and_fail_on_slow_or_erroring_ones() -> None:
+    rng = np.random.default_rng(8)
+    base = rng.gamma(4, 10, 2000)
+    same = _checks(_lat_variant("a", base), _lat_variant("b", rng.gamma(4, 10, 2000)))
+    assert all(c.status != FAIL for c in same.values())
+    slow = _checks(_lat_variant("a", base), _lat_variant("b", rng.gamma(4, 10, 2000) * 1.5))
+    assert slow["latency_vs_champion"].status == FAIL
+    errs = _checks(_lat_variant("a", base, 2), _lat_variant("b", base, 80))
+    assert errs["5xx_vs_champion"].status == FAIL and errs["5xx_ceiling"].status == FAIL
+
+
+def test_p99_ceiling_uses_scipy_quantile_test() -> None:
+    rng = np.random.default_rng(9)
+    lat = rng.gamma(4, 10, 3000) + np.where(rng.random(3000) < 0.05, 600, 0)
+    check = _checks(_lat_variant("a", lat), _lat_variant("b", lat))["p99_latency_ceiling"]
+    ref = stats.quantile_test(lat, q=CONFIG.max_p99_latency_ms, p=0.99, alternative="greater")
+    assert check.status == FAIL and check.p_value == pytest.approx(ref.pvalue)
+    fast = _lat_variant("b", lat[lat < 300])
+    assert _checks(_lat_variant("a", lat), fast)["p99_latency_ceiling"].status == OK
