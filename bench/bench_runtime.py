@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -23,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROUNDS = 3
-PHASE_S = 2.5
+ROUNDS = 8
+PHASE_S = 1.0
 CLIENTS = 4
 MAX_REQUESTS_PER_PHASE = 20_000
 N_FEATURES = 10
@@ -172,6 +173,7 @@ def main() -> None:
                 "rps_model_only": round(ceiling_n / seconds, 1),
                 "requests_measured": sum(o["count"] for o in overhead),
                 "clients": CLIENTS,
+                "loadavg_1m": round(os.getloadavg()[0], 2),
                 "rounds": ROUNDS,
                 "phase_s": PHASE_S,
             }

@@ -1,0 +1,21 @@
+"""The embedded local AWS: moto's control plane plus our real SageMaker inference runtime.
+
+One port serves s3, sagemaker, sagemaker-runtime, cloudwatch, sqs, events (any service moto
+knows), so ``AWS_ENDPOINT_URL=http://127.0.0.1:4566`` is all a boto3 client needs. Start it with
+``python -m local_sagemaker --host 127.0.0.1 --port 4566`` (loopback only; ``--container-bind``
+is for docker-compose alone) or, from Python, ``local_sagemaker.stack.LocalStack``.
+
+Modules, one concept each: ``server`` (WSGI front + flusher), ``runtime`` (InvokeEndpoint hot
+path), ``routing`` (variants and current weights from moto), ``loader``/``artifacts`` (model.tar.gz
+from moto's S3), ``payload`` (CSV/JSON codec), ``metrics`` (CloudWatch), ``capture`` (Data
+Capture), ``faults`` (fault injection), ``errors`` (SageMaker error shapes), ``control_plane``
+(moto fixes), ``stack`` (subprocess launcher).
+
+Fault injection, set in a SageMaker Model's ``PrimaryContainer.Environment``:
+
+* ``LOCAL_SAGEMAKER_LATENCY_MS``: extra milliseconds per model call (shows in ModelLatency).
+* ``LOCAL_SAGEMAKER_ERROR_RATE``: share in [0, 1] of requests failing 500 InternalFailure
+  (counted in Invocation5XXErrors).
+
+Process tuning: ``LOCAL_SAGEMAKER_SWITCH_INTERVAL_S`` (GIL switch interval, default 0.0005).
+"""
