@@ -29,6 +29,7 @@ from canary_airflow.operators import (
     SageMakerUpdateEndpointWeightsOperator,
 )
 from canary_airflow.params import rollout_params
+from canary_airflow.registry import update_registry
 from canary_airflow.sensors import CanaryGateSensor
 
 ENDPOINT_NAME = "{{ ti.xcom_pull(task_ids='validate_plan')['endpoint_name'] }}"
@@ -95,7 +96,8 @@ def sagemaker_canary_rollout() -> None:
     setups = [artifacts, champion_model, challenger_model, endpoint_config, deploy]
     report = tasks.report(plan).as_teardown(setups=setups)
     cleanup = tasks.cleanup(plan).as_teardown(setups=setups)
-    chain(finished, report, cleanup)
+    # registry bookkeeping (a no-op unless the challenger is a model package): champion or Rejected
+    chain(finished, update_registry(plan), report, cleanup)
 
 
 sagemaker_canary_rollout()

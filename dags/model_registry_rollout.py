@@ -1,0 +1,106 @@
+"""
+### Registry-driven rollouts: an approved model package version starts a canary rollout
+
+The run is scheduled by an **asset with a watcher** (Airflow 3 event-driven scheduling):
+
+- **AWS**: SageMaker emits *SageMaker Model Package State Change* events; an EventBridge rule sends
+  approvals of this group to SQS (`canary.registry.ensure_approval_queue` creates both), and
+  common-messaging's `MessageQueueTrigger` reads the queue. Set `CANARY_REGISTRY_QUEUE_URL`.
+- **Local stack** (no SageMaker events): our `ModelPackageApprovalTrigger` polls the registry.
+
+1. **wait_for_approval**: the approved versions from the triggering events, or a `package_arn`
+   given in the form, or (a manual run without one) defer until the registry shows an approval.
+2. **claim_rollout**: durable dedupe in the registry. The newest approved version is marked
+   `canary:rollout-run=<run id>` *before* anything starts; a version already marked, already
+   champion, or a group without champion stops here (short-circuit).
+3. **start_rollout**: triggers `sagemaker_canary_rollout` with both sides as package ARNs under a
+   run id derived from the version, which Airflow refuses to create twice.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Asset, AssetWatcher, Param, chain, dag
+
+from canary_airflow import registry
+from canary_airflow.local_airflow import ROLLOUT_DAG
+from canary_airflow.triggers import ModelPackageApprovalTrigger
+
+GROUP = os.environ.get("CANARY_MODEL_PACKAGE_GROUP", "churn-models")
+QUEUE_URL = os.environ.get("CANARY_REGISTRY_QUEUE_URL", "")
+POLL_SECONDS = float(os.environ.get("CANARY_REGISTRY_POLL_SECONDS", "15"))
+SECTION = "Registry"
+
+
+def approval_watcher() -> AssetWatcher:
+    """SQS fed by EventBridge on AWS; the registry poller where no events exist."""
+    if QUEUE_URL:
+        from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+
+        trigger = MessageQueueTrigger(scheme="sqs", sqs_queue=QUEUE_URL, waiter_delay=10)
+    else:
+        trigger = ModelPackageApprovalTrigger(group=GROUP, poll_interval=POLL_SECONDS)
+    return AssetWatcher(name=f"{GROUP}-approvals", trigger=trigger)
+
+
+approvals = Asset(f"sagemaker-model-registry://{GROUP}/approved", watchers=[approval_watcher()])
+
+
+@dag(
+    dag_id="model_registry_rollout",
+    schedule=[approvals],
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    doc_md=__doc__,
+    tags=["sagemaker", "canary", "registry"],
+    params={
+        "model_package_group": Param(
+            GROUP, type="string", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", section=SECTION
+        ),
+        "package_arn": Param(
+            "",
+            type="string",
+            title="Package version ARN (optional)",
+            description="Roll out this approved version now; empty: wait for the next approval.",
+            section=SECTION,
+        ),
+        "region": Param("us-east-1", type="string", section=SECTION),
+        "endpoint_name": Param(
+            "churn-canary", type="string", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+        ),
+        "wait_minutes": Param(
+            60, type="number", exclusiveMinimum=0, title="Wait for an approval (minutes)"
+        ),
+        "rollout_conf": Param(
+            {},
+            type="object",
+            title="Extra rollout fields",
+            description='Fields of the rollout form, e.g. {"gate_margin": 0.02}.',
+        ),
+    },
+)
+def model_registry_rollout() -> None:
+    approved = registry.RegistryApprovalSensor(
+        task_id="wait_for_approval",
+        group="{{ params.model_package_group }}",
+        package_arn="{{ params.package_arn }}",
+        wait_minutes="{{ params.wait_minutes }}",
+        poll_interval=POLL_SECONDS,
+    )
+    claim = registry.claim_rollout(approved.output)
+    start = TriggerDagRunOperator(
+        task_id="start_rollout",
+        trigger_dag_id=ROLLOUT_DAG,
+        trigger_run_id="{{ ti.xcom_pull(task_ids='claim_rollout')['run_id'] }}",
+        conf="{{ ti.xcom_pull(task_ids='claim_rollout')['conf'] }}",
+        skip_when_already_exists=True,
+    )
+    chain(approved, claim, start)
+
+
+model_registry_rollout()

@@ -1,0 +1,101 @@
+"""A registry poller for event-driven rollouts where SageMaker emits no events (the local stack).
+
+On AWS, approvals arrive as EventBridge events in SQS, read by common-messaging's
+``MessageQueueTrigger``. The local stack has no event emitter, so this trigger asks the registry
+itself: it lists the group's approved versions with aiobotocore (never blocking the triggerer's
+event loop) and reports those nobody has rolled out yet. It is a ``BaseEventTrigger``, so it
+serves both as an ``AssetWatcher`` (in a triggerer, runs forever) and as the deferral target of
+``RegistryApprovalSensor`` (one event, then done).
+
+Repeats are harmless: the receiving DAG claims a version durably in the registry before it
+starts a rollout. The trigger still remembers what it reported, so one approval is not reported
+on every poll while the claim is on its way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from canary import registry as reg
+
+
+class ModelPackageApprovalTrigger(BaseEventTrigger):
+    """Fire when the model package group has approved versions that were never rolled out.
+
+    :param group: the model package group to watch.
+    :param poll_interval: seconds between two looks at the registry.
+    :param timeout: give up after this many seconds (an event with ``status="timeout"``);
+        ``None`` (an AssetWatcher) watches forever.
+    """
+
+    def __init__(
+        self,
+        group: str,
+        poll_interval: float = 10.0,
+        timeout: float | None = None,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.group = reg.check_group_name(group)
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval: must be > 0, got {poll_interval}")
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "group": self.group,
+                "poll_interval": self.poll_interval,
+                "timeout": self.timeout,
+                "aws_conn_id": self.aws_conn_id,
+                "region_name": self.region_name,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        reported: set[str] = set()
+        loop = asyncio.get_running_loop()
+        deadline = None if self.timeout is None else loop.time() + self.timeout
+        while True:
+            async with await hook.get_async_conn() as client:
+                fresh = [arn for arn in await self._unclaimed(client) if arn not in reported]
+            if fresh:
+                reported.update(fresh)
+                self.log.info("approved and not rolled out yet in %s: %s", self.group, fresh)
+                yield TriggerEvent({"status": "approved", "group": self.group, "arns": fresh})
+                if self.timeout is not None:
+                    return
+            if deadline is not None and loop.time() >= deadline:
+                yield TriggerEvent({"status": "timeout", "group": self.group, "arns": []})
+                return
+            await asyncio.sleep(self.poll_interval)
+
+    async def _unclaimed(self, client: Any) -> list[str]:
+        """Approved versions, oldest first (the order they were approved in, roughly)."""
+        arns: list[str] = []
+        paginator = client.get_paginator("list_model_packages")
+        pages = paginator.paginate(
+            ModelPackageGroupName=self.group,
+            ModelApprovalStatus=reg.APPROVED,
+            SortBy="CreationTime",
+            SortOrder="Ascending",
+        )
+        async for page in pages:
+            for summary in page.get("ModelPackageSummaryList", []):
+                package = await client.describe_model_package(
+                    ModelPackageName=summary["ModelPackageArn"]
+                )
+                if reg.unclaimed(package):
+                    arns.append(package["ModelPackageArn"])
+        return arns
