@@ -107,7 +107,7 @@ def _adaptive_run(strategy, truth: dict[str, float], steps: int, seed: int) -> p
 
 @pytest.mark.parametrize(
     ("strategy", "reps", "steps"),
-    [(EpsilonGreedy(0.2), 200, 120), (UCB1(exploration_floor=0.2), 200, 120)],
+    [(EpsilonGreedy(0.2), 150, 100), (UCB1(exploration_floor=0.2), 150, 100)],
     ids=["EpsilonGreedy", "UCB1+floor"],
 )
 def test_horvitz_thompson_is_unbiased_on_an_adaptive_run(strategy, reps: int, steps: int) -> None:

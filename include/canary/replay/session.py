@@ -258,29 +258,9 @@ class ReplaySession:
             raise ValueError(f"n: chunk size must be >= 1, got {n!r}")
         first = self.cursor
         stats = ReplayStats()
-        rows: list[dict[str, Any]] = []
         began = time.perf_counter()
-        with (
-            ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="replay") as pool,
-            _Progress(n, self.config, self.progress) as progress,
-        ):
-            pending: dict[Future, _Planned] = {}
-            seq = first
-            while seq < first + n or pending:
-                while seq < first + n and len(pending) < self.config.concurrency:
-                    planned = self._plan(self.dataset.request(seq, self.rows))
-                    policy = self.config.retry
-                    pending[
-                        pool.submit(
-                            invoke_with_retries, self.runtime, self._kwargs(planned), policy
-                        )
-                    ] = planned
-                    seq += 1
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    rows.append(self._complete(pending.pop(future), future.result(), stats))
-                    self._maybe_sync_weights(stats)
-                progress.update(len(done), stats)
+        with _Progress(n, self.config, self.progress) as progress:
+            rows = self._send(first, n, stats, progress)
         stats.elapsed_s = time.perf_counter() - began
         self.cursors[self.config.stage] = first + n
         self.totals = self.totals.merge(stats)
@@ -289,6 +269,25 @@ class ReplaySession:
         self._persist(frame, first)
         log.info("replay %s chunk @%d: %s", self.config.stage, first, _summary(stats))
         return ChunkResult(frame, stats, first)
+
+    def _send(self, first: int, n: int, stats: ReplayStats, progress: _Progress) -> list[dict]:
+        """Keep up to ``concurrency`` requests in flight; choose and learn on this thread only."""
+        rows: list[dict[str, Any]] = []
+        pending: dict[Future, _Planned] = {}
+        seq, end = first, first + n
+        with ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="replay") as pool:
+            while seq < end or pending:
+                while seq < end and len(pending) < self.config.concurrency:
+                    planned = self._plan(self.dataset.request(seq, self.rows))
+                    args = (self.runtime, self._kwargs(planned), self.config.retry)
+                    pending[pool.submit(invoke_with_retries, *args)] = planned
+                    seq += 1
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    rows.append(self._complete(pending.pop(future), future.result(), stats))
+                    self._maybe_sync_weights(stats)
+                progress.update(len(done), stats)
+        return rows
 
     def replay_until(
         self,
