@@ -32,6 +32,8 @@ def airflow_env(endpoint_url: str, stack_env: dict[str, str]) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # a busy laptop can take longer than the 30 s default just to import the providers
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
         "CANARY_REPORTS_DIR": os.environ.get("CANARY_REPORTS_DIR", str(PROJECT / "reports")),
     }

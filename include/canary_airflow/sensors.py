@@ -13,7 +13,6 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from canary.stage import StageGate, StageWindow
 from canary_airflow.aws import DEFAULT_CONN_ID, AwsClients
 from canary_airflow.tasks import load_plan, run_key
 
@@ -53,6 +52,8 @@ class CanaryGateSensor(BaseSensorOperator):
         return super().execute(context)
 
     def poke(self, context: Any) -> PokeReturnValue:
+        from canary.stage import StageGate, StageWindow  # the numeric stack: not at parse time
+
         rollout = load_plan(self.plan)
         window = StageWindow(
             index=self.stage_index,

@@ -2,6 +2,9 @@
 
 Plans travel between tasks as JSON (``RolloutPlan.model_dump(mode="json")``) and are re-validated
 on arrival, which costs microseconds and guarantees every task sees the same, valid plan.
+
+The DAG processor imports this module on every parse, so the numeric stack (pandas, scipy,
+scikit-learn, matplotlib) is imported inside the tasks that need it, never at module level.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from canary import artifacts as artifact_ops
 from canary import cleanup as cleanup_ops
 from canary import endpoint
 from canary.plan import FLAT_FIELDS, RolloutPlan, parse_plan
-from canary.run_report import write_run_report
 from canary_airflow.aws import AwsClients
 
 log = logging.getLogger(__name__)
@@ -176,6 +178,8 @@ def outcome_of_run() -> str:
 @task
 def report(plan: dict[str, Any]) -> str:
     """Write the HTML report with charts and every decision record; returns its path."""
+    from canary.run_report import write_run_report
+
     rollout = load_plan(plan)
     key = run_key()
     out_dir = Path(os.environ.get("CANARY_REPORTS_DIR", "reports")) / key

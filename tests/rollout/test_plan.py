@@ -1,0 +1,80 @@
+"""The rollout plan refuses bad configuration before any AWS call, naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from canary.plan import MAX_STAGES, PlanError, parse_plan
+
+ROLE = "arn:aws:iam::123456789012:role/canary"
+
+
+def plan_fields(**overrides: object) -> dict[str, object]:
+    return {
+        "endpoint_name": "churn-canary",
+        "execution_role_arn": ROLE,
+        "champion_source": "demo:champion",
+        "challenger_source": "s3://models/churn/v2/model.tar.gz",
+        **overrides,
+    }
+
+
+def test_defaults_are_the_documented_rollout() -> None:
+    plan = parse_plan(plan_fields())
+    assert plan.stages == ((50, 50), (25, 75), (0, 100))
+    assert plan.variants == ("Champion", "Challenger")
+    assert plan.stage_weights(1) == {"Champion": 25.0, "Challenger": 75.0}
+    assert plan.cleanup.value == "keep_winner"
+    assert plan.champion.demo_model == "champion"
+    assert plan.challenger.demo_model is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "why"),
+    [
+        ({"stages": [[50, 50], [-5, 105]]}, "stages", "must be >= 0"),
+        ({"stages": [[0, 100], [50, 50]]}, "stages", "never shrink"),
+        ({"stages": [[100, 0]]}, "stages", "needs weight > 0"),
+        ({"stages": [[50, 50]] * (MAX_STAGES + 1)}, "stages", f"at most {MAX_STAGES}"),
+        ({"challenger_source": "model.zip"}, "challenger_source", "model.tar.gz"),
+        ({"champion_source": "demo:nope"}, "champion_source", "demo sources"),
+        ({"champion_instance_count": 0}, "champion_instance_count", "greater than or equal"),
+        ({"gate_alpha": 0.7}, "gate_alpha", "less than 0.5"),
+        ({"endpoint_name": "bad_name!"}, "endpoint_name", "pattern"),
+        ({"execution_role_arn": "admin"}, "execution_role_arn", "pattern"),
+        ({"traffic_strategy": "thompson"}, "traffic", "target_variant"),
+        ({"challenger_variant_name": "Champion"}, "plan", "different variant names"),
+    ],
+)
+def test_bad_field_is_named(overrides: dict[str, object], field: str, why: str) -> None:
+    with pytest.raises(PlanError) as error:
+        parse_plan(plan_fields(**overrides))
+    message = str(error.value)
+    assert f"{field}:" in message or f"{field}." in message, message
+    assert why in message
+
+
+def test_unknown_field_is_an_error_not_a_default() -> None:
+    with pytest.raises(PlanError, match=r"unknown plan field.*gate_alpah"):
+        parse_plan(plan_fields(gate_alpah=0.1))
+
+
+def test_every_bad_field_is_reported_at_once() -> None:
+    with pytest.raises(PlanError) as error:
+        parse_plan(plan_fields(gate_alpha=2, champion_instance_count=0))
+    assert "gate_alpha" in str(error.value)
+    assert "champion_instance_count" in str(error.value)
+
+
+def test_resource_names_are_stable_and_valid() -> None:
+    plan = parse_plan(plan_fields(endpoint_name="e" * 63))
+    name = plan.resource_name("champion", "image", "s3://a/model.tar.gz")
+    assert name == plan.resource_name("champion", "image", "s3://a/model.tar.gz")
+    assert name != plan.resource_name("champion", "image", "s3://b/model.tar.gz")
+    assert len(name) <= 63
+    assert name.startswith(plan.resource_prefix("champion"))
+
+
+def test_bandit_strategies_need_target_variant_routing() -> None:
+    plan = parse_plan(plan_fields(traffic_mode="target_variant", traffic_strategy="thompson"))
+    assert plan.traffic.strategy.value == "thompson"
