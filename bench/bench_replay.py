@@ -192,6 +192,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     regret, mc = bench_regret()  # before the stack starts: fork without live threads
     out = {"bench": "replay", **bench_throughput(), **regret, "mc_error": mc}
+    out["load_avg_1m"] = round(os.getloadavg()[0], 2)  # context: shared machines skew rps
     print(json.dumps(out))
 
 

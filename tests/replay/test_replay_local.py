@@ -127,10 +127,13 @@ def test_target_variant_chunks_resume_from_s3_state_with_sticky_users(
     assert len(load_results(replay_env.s3, location, stage="s2")) == 90
 
 
-def test_replay_until_stops_when_the_caller_says(replay_env, ab_endpoint, replay_frame) -> None:
+def test_replay_until_stops_when_the_caller_says(
+    replay_env, ab_endpoint, replay_frame, caplog
+) -> None:
     dataset = ReplayDataset(replay_frame, "label")
-    config = ReplayConfig(ab_endpoint, "s3", HALF, run_id="until")
-    session = ReplaySession(replay_env.runtime, dataset, config)
+    config = ReplayConfig(ab_endpoint, "s3", HALF, run_id="until", log_every_s=0.0)
+    session = ReplaySession(replay_env.runtime, dataset, config, progress=False)
+    caplog.set_level("INFO", logger="canary.replay.session")
 
     def enough(results: pd.DataFrame) -> bool:
         return bool(results.variant.value_counts().min() >= 30)
@@ -138,6 +141,10 @@ def test_replay_until_stops_when_the_caller_says(replay_env, ab_endpoint, replay
     results, total = session.replay_until(enough, chunk_size=25, max_requests=500)
     assert enough(results) and not enough(results.iloc[:-25])
     assert len(results) % 25 == 0 and total.requests == len(results)
+    # off a terminal, progress goes to logging (what Airflow task logs capture)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("/25 sent, 4XX 0, 5XX 0, retries 0" in m for m in messages)
+    assert sum("chunk @" in m for m in messages) == len(results) // 25
     capped, _ = ReplaySession(replay_env.runtime, dataset, config).replay_until(
         lambda _: False, chunk_size=40, max_requests=50
     )
