@@ -3,8 +3,12 @@ wired to the embedded local stack, so rollouts can be started from the trigger f
 
     python -m canary_airflow.standalone --port 8080 --aws-port 4566
 
-Starts the local stack, then ``airflow standalone`` with the API server bound to 127.0.0.1, prints
-the UI's URL and where the generated admin password is, and stops both on Ctrl-C.
+Starts the local stack, then the four components ``airflow standalone`` would run (api-server,
+scheduler, dag-processor, triggerer) as one process group, prints the UI's URL and where the
+generated admin password is, and stops everything on Ctrl-C. Why not ``airflow standalone``
+itself: it starts the scheduler's and triggerer's log servers, which bind every interface
+(``host=""``, not configurable); with a LocalExecutor the API server reads task logs from disk,
+so we run those components with ``--skip-serve-logs`` and the API server on 127.0.0.1 only.
 :class:`StandaloneAirflow` is also what the real-scheduler tests start.
 """
 
@@ -53,8 +57,16 @@ def standalone_env(base: dict[str, str], port: int) -> dict[str, str]:
     }
 
 
+COMPONENTS = (
+    ("api-server", "--host", HOST),
+    ("scheduler", "--skip-serve-logs"),
+    ("dag-processor",),
+    ("triggerer", "--skip-serve-logs"),
+)
+
+
 class StandaloneAirflow:
-    """``airflow standalone`` as a child process group; ``stop`` ends every process it spawned."""
+    """Airflow's components as child processes in our own process group; ``stop`` ends them all."""
 
     def __init__(
         self, env: dict[str, str], port: int, log_path: Path | None = None, ready_timeout=600.0
@@ -63,7 +75,7 @@ class StandaloneAirflow:
         self.env = standalone_env(env, port)
         self.log_path = log_path
         self.ready_timeout = ready_timeout
-        self._proc: subprocess.Popen | None = None
+        self._procs: list[subprocess.Popen] = []
         self._log: Any = None
 
     @property
@@ -79,24 +91,35 @@ class StandaloneAirflow:
         return self.home / PASSWORD_FILE
 
     def start(self) -> StandaloneAirflow:
+        """Migrate the database, start every component, wait until all report healthy."""
         ensure_database(self.env)
         self._log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
-        out = self._log or None
-        self._proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "airflow"), "standalone"],
-            env={**os.environ, **self.env},
-            stdout=out,
-            stderr=subprocess.STDOUT if out else None,
-            start_new_session=True,  # its own process group: stop() reaches every component
-        )
+        airflow = str(Path(sys.executable).parent / "airflow")
+        for command in COMPONENTS:
+            extra = ["--port", str(self.port)] if command[0] == "api-server" else []
+            self._procs.append(
+                subprocess.Popen(
+                    [airflow, *command, *extra],
+                    env={**os.environ, **self.env},
+                    stdout=self._log,
+                    stderr=subprocess.STDOUT if self._log else None,
+                    start_new_session=True,  # own group: stop() reaches its children too
+                )
+            )
         self._wait_healthy()
         return self
+
+    @property
+    def running(self) -> bool:
+        return bool(self._procs) and all(proc.poll() is None for proc in self._procs)
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"airflow standalone exited with {self._proc.returncode}")
+            if not self.running:
+                codes = [proc.poll() for proc in self._procs]
+                self.stop()
+                raise RuntimeError(f"an Airflow component exited early (exit codes {codes})")
             if self._healthy():
                 return
             time.sleep(1.0)
@@ -113,7 +136,7 @@ class StandaloneAirflow:
         return all((health.get(part) or {}).get("status") == "healthy" for part in parts)
 
     def admin_password(self) -> str:
-        """The admin password ``airflow standalone`` generated (never printed by us)."""
+        """The admin password the simple auth manager generated (never printed by us)."""
         return json.loads(self.password_file.read_text())[ADMIN]
 
     def token(self) -> str:
@@ -129,10 +152,11 @@ class StandaloneAirflow:
             return json.loads(response.read())["access_token"]
 
     def stop(self) -> None:
-        """Ctrl-C to standalone (it stops its components), then make sure the group is gone."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
+        """Ctrl-C to every component (each shuts down cleanly), then make sure all are gone."""
+        procs, self._procs = self._procs, []
+        for proc in procs:
             _signal_group(proc, signal.SIGINT)
+        for proc in procs:
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -142,8 +166,7 @@ class StandaloneAirflow:
                 except subprocess.TimeoutExpired:
                     _signal_group(proc, signal.SIGKILL)
                     proc.wait()
-        if proc is not None:
-            _signal_group(proc, signal.SIGKILL)  # stragglers of our own group, if any
+            _signal_group(proc, signal.SIGKILL)  # stragglers of that group, if any
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -174,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     with LocalStack(port=args.aws_port, log_path=reports / "local-stack.log") as stack:
         env = airflow_env(stack.endpoint_url, stack.env())
         print(f"local AWS stack: {stack.endpoint_url}", flush=True)
-        airflow = StandaloneAirflow(env, args.port, log_path=reports / "airflow-standalone.log")
+        airflow = StandaloneAirflow(env, args.port, log_path=reports / "airflow.log")
         try:
             airflow.start()
             print(f"Airflow UI: {airflow.url}  (user: {ADMIN})", flush=True)
@@ -182,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"logs: {reports / 'airflow-standalone.log'}; Ctrl-C stops everything", flush=True
             )
-            while airflow._proc is not None and airflow._proc.poll() is None:
+            while airflow.running:
                 time.sleep(1.0)
         except KeyboardInterrupt:
             print("stopping Airflow and the local stack ...", flush=True)

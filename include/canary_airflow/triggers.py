@@ -65,11 +65,13 @@ class ModelPackageApprovalTrigger(BaseEventTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
         reported: set[str] = set()
+        settled: set[str] = set()  # claimed or champion: never unclaimed again, not re-read
         loop = asyncio.get_running_loop()
         deadline = None if self.timeout is None else loop.time() + self.timeout
         while True:
             async with await hook.get_async_conn() as client:
-                fresh = [arn for arn in await self._unclaimed(client) if arn not in reported]
+                pending = await self._unclaimed(client, skip=reported | settled, settled=settled)
+                fresh = [arn for arn in pending if arn not in reported]
             if fresh:
                 reported.update(fresh)
                 self.log.info("approved and not rolled out yet in %s: %s", self.group, fresh)
@@ -81,8 +83,9 @@ class ModelPackageApprovalTrigger(BaseEventTrigger):
                 return
             await asyncio.sleep(self.poll_interval)
 
-    async def _unclaimed(self, client: Any) -> list[str]:
-        """Approved versions, oldest first (the order they were approved in, roughly)."""
+    async def _unclaimed(self, client: Any, skip: set[str], settled: set[str]) -> list[str]:
+        """Approved versions nobody claimed, oldest first; one Describe per version not yet
+        known (``ListModelPackages`` does not return the metadata properties)."""
         arns: list[str] = []
         paginator = client.get_paginator("list_model_packages")
         pages = paginator.paginate(
@@ -93,9 +96,12 @@ class ModelPackageApprovalTrigger(BaseEventTrigger):
         )
         async for page in pages:
             for summary in page.get("ModelPackageSummaryList", []):
-                package = await client.describe_model_package(
-                    ModelPackageName=summary["ModelPackageArn"]
-                )
+                arn = summary["ModelPackageArn"]
+                if arn in skip:
+                    continue
+                package = await client.describe_model_package(ModelPackageName=arn)
                 if reg.unclaimed(package):
-                    arns.append(package["ModelPackageArn"])
+                    arns.append(arn)
+                elif package.get("ModelApprovalStatus") == reg.APPROVED:
+                    settled.add(arn)
         return arns

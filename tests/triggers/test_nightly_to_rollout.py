@@ -1,0 +1,118 @@
+"""How rollouts start: the nightly challenger registers a version, the registry starts its rollout
+once, and the rollout's outcome lands back in the registry. Real DAG runs (``dag.test``) on the
+local stack; no step is simulated."""
+
+from __future__ import annotations
+
+import json
+
+from canary import registry as reg
+from canary.artifacts import split_s3_uri
+
+TONIGHT = "2026-01-31T02:00:00+00:00"  # day 30 of the drifting churn data, the demo's "today"
+
+
+def nightly_conf(group: str, bucket: str, **extra: object) -> dict[str, object]:
+    return {"model_package_group": group, "bucket": bucket, **extra}
+
+
+def test_first_night_makes_the_first_champion(local_stack, run_dag, unique_name, fast_rollout):
+    group = f"first-{unique_name}"
+
+    run = run_dag("nightly_challenger", nightly_conf(group, fast_rollout["bucket"]), TONIGHT)
+
+    assert run.state == "success"
+    night = run.xcom("train_challenger")
+    assert night["first_champion"] and night["approve"] and night["day"] == 30
+    arn = run.xcom("register_model_version")
+    sm, s3 = local_stack.client("sagemaker"), local_stack.client("s3")
+    package = sm.describe_model_package(ModelPackageName=arn)
+    props = package["CustomerMetadataProperties"]
+    assert package["ModelApprovalStatus"] == reg.APPROVED
+    assert props[reg.ROLE_KEY] == reg.CHAMPION
+    assert props[reg.ROLLOUT_KEY] == reg.BOOTSTRAP_RUN  # nothing to roll out against
+    assert float(props["canary:offline:roc_auc"]) == round(night["challenger"]["roc_auc"], 6)
+    assert reg.find_champion(sm, group) == arn
+    report_uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    bucket, key = split_s3_uri(report_uri)
+    evaluation = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert evaluation["challenger"]["roc_auc"] == night["challenger"]["roc_auc"]
+    refused = reg.claim_rollout(sm, group, arn, "registry__x")
+    assert not refused.granted and "already" in refused.reason
+
+
+def test_night_without_a_better_challenger_stops_before_registering(
+    local_stack, seed_group, run_dag, fast_rollout
+):
+    # the champion is the model tonight's search produces again: same data, same seed
+    group = seed_group(champion="challenger")
+
+    run = run_dag("nightly_challenger", nightly_conf(group.name, fast_rollout["bucket"]), TONIGHT)
+
+    assert run.state == "success"
+    night = run.xcom("train_challenger")
+    assert night["improvement"] == 0.0 and not night["better"]
+    assert run.state_of("better_offline") == "success"
+    assert run.state_of("registration") == "skipped"
+    assert run.state_of("register_model_version") == "skipped"
+    listed = list(reg.versions(local_stack.client("sagemaker"), group.name))
+    assert [p["ModelPackageArn"] for p in listed] == [group.packages["challenger"]]
+
+
+def test_nightly_approval_rolls_out_once_and_crowns_the_winner(
+    local_stack, seed_group, run_dag, unique_name, fast_rollout
+):
+    group = seed_group(champion="champion")  # trained on day-0 data: stale by tonight
+    old_champion = group.packages["champion"]
+    sm = local_stack.client("sagemaker")
+
+    # 1. nightly: better offline by more than the bar → registered Approved
+    night_run = run_dag(
+        "nightly_challenger", nightly_conf(group.name, fast_rollout["bucket"]), TONIGHT
+    )
+    night = night_run.xcom("train_challenger")
+    assert night["better"] and night["approve"], night
+    assert night["improvement"] >= night["min_improvement"]
+    challenger = night_run.xcom("register_model_version")
+    assert sm.describe_model_package(ModelPackageName=challenger)["ModelApprovalStatus"] == (
+        reg.APPROVED
+    )
+
+    # 2. the registry poller sees the approval and starts one rollout
+    registry_conf = {
+        "model_package_group": group.name,
+        "endpoint_name": f"registry-{unique_name}",
+        "wait_minutes": 5,
+        "rollout_conf": {k: v for k, v in fast_rollout.items() if k != "cleanup"},
+    }
+    started = run_dag("model_registry_rollout", registry_conf)
+    assert started.state == "success"
+    assert started.xcom("wait_for_approval") == [challenger]
+    claim = started.xcom("claim_rollout")
+    assert claim["run_id"] == f"registry__{group.name}-v2"
+    assert claim["conf"]["champion_source"] == old_champion
+    assert claim["conf"]["challenger_source"] == challenger
+    assert started.state_of("start_rollout") == "success"
+    rollouts = [r for r in started.runs if r["run_id"] == claim["run_id"]]
+    assert len(rollouts) == 1 and rollouts[0]["dag_id"] == "sagemaker_canary_rollout"
+    assert rollouts[0]["conf"] == claim["conf"]
+    props = sm.describe_model_package(ModelPackageName=challenger)["CustomerMetadataProperties"]
+    assert props[reg.ROLLOUT_KEY] == claim["run_id"]
+
+    # 3. the same approval seen again starts nothing
+    again = run_dag("model_registry_rollout", {**registry_conf, "package_arn": challenger})
+    assert again.state == "success"
+    assert again.state_of("claim_rollout") == "success"  # decided: already rolled out
+    assert again.state_of("start_rollout") == "skipped"
+    assert [r["run_id"] for r in again.runs if r["run_id"].startswith("registry__")] == [
+        claim["run_id"]
+    ]
+
+    # 4. the rollout with exactly that conf (dag.test cannot pick up a queued run, so it runs
+    #    the same conf under its own run id); promotion crowns the challenger in the registry
+    rollout = run_dag("sagemaker_canary_rollout", claim["conf"])
+    assert rollout.xcom("promote") == {"outcome": "promoted", "winner": "Challenger"}
+    assert rollout.xcom("update_registry")["demoted"] == [old_champion]
+    assert reg.find_champion(sm, group.name) == challenger
+    demoted = sm.describe_model_package(ModelPackageName=old_champion)
+    assert demoted["CustomerMetadataProperties"][reg.ROLE_KEY] == reg.FORMER_CHAMPION
