@@ -5,7 +5,8 @@
    models, one endpoint config with two production variants and Data Capture, deploy the endpoint.
 2. **Stages** (default 50/50, 25/75, 0/100): shift the weights, then hold the stage until its
    statistical gate says *promote* (next stage), *rollback* or *halt*. Synthetic traffic is
-   replayed while the gate waits; in production, real traffic does this.
+   replayed while the gate waits (optionally a first burst from mapped tasks); in production,
+   real traffic does this.
 3. **Conclude**: promote the challenger, or put the champion back at 100 %.
 4. **Teardown** (always runs): the report, then cleanup: the endpoint ends serving the winner
    alone (`keep_winner`) or everything this run created is removed (`delete_all`).
@@ -80,10 +81,14 @@ def sagemaker_canary_rollout() -> None:
                 deferrable=True,
                 check_interval=1,
             )
+            shards = tasks.plan_burst(plan, weights.output, index)
+            burst = tasks.replay_burst.partial(plan=plan, stage=weights.output, index=index).expand(
+                shard=shards
+            )
             gate = CanaryGateSensor(
                 task_id="gate", plan=plan, stage=weights.output, stage_index=index
             )
-            chain(entered, weights, gate)
+            chain(entered, weights, shards, burst, gate)
         previous >> stage
         previous = stage
 

@@ -4,27 +4,36 @@
 ``.endpoint_url``, ``.env()`` and ``.flush()`` (makes metrics and capture records visible
 in CloudWatch/S3 immediately). Tests share it, so give resources unique names.
 
+``make_deployer`` makes ``StackDeployer``s: models, endpoint configs and endpoints on that stack,
+CloudWatch statistics of them, and cleanup.
+
 ``airflow_local`` wires Airflow (a per-session metadata database) to that stack, for tests that
 run DAGs with Airflow's own runner.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+from botocore.config import Config
 
-from canary_airflow.local_airflow import airflow_env, ensure_database
+from canary_airflow.local_airflow import airflow_env, airflow_settings, ensure_database
 from local_sagemaker.stack import LocalStack
 
-# Airflow reads AIRFLOW_HOME once, when first imported: a per-session home must be in place
-# before any test module imports Airflow, so it is set here, at collection time.
+# Airflow reads its home and DAG folder once, when first imported: a per-session home and the
+# project's settings must be in place before any test module imports Airflow, so they are set
+# here, at collection time.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="canary-airflow-")
 os.environ["CANARY_REPORTS_DIR"] = str(Path(os.environ["AIRFLOW_HOME"]) / "reports")
+os.environ.update(airflow_settings())
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +57,129 @@ def airflow_local(local_stack: LocalStack) -> dict[str, str]:
     os.environ.update(env)
     ensure_database(env)
     return env
+
+
+XGB_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+
+
+@dataclass
+class StackDeployer:
+    """Creates S3 artifacts, models, configs and endpoints on the stack; cleans up after.
+
+    One implementation for every suite that deploys real endpoints (suites reach it through the
+    ``make_deployer`` fixture: with ``--import-mode=importlib`` tests cannot import conftests).
+    """
+
+    stack: LocalStack
+    bucket: str
+    role: str
+    runtime_config: Config | None = None
+    created: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.s3 = self.stack.client("s3")
+        self.sm = self.stack.client("sagemaker")
+        # No config: the stack's default (no retries, so every call is one counted request).
+        options = {"config": self.runtime_config} if self.runtime_config else {}
+        self.rt = self.stack.client("sagemaker-runtime", **options)
+        self.cw = self.stack.client("cloudwatch")
+
+    def upload(self, data: bytes, key: str | None = None) -> str:
+        """Put an artifact and return its s3:// URL."""
+        key = key or f"models/{uuid.uuid4().hex}/model.tar.gz"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
+        return f"s3://{self.bucket}/{key}"
+
+    def model(self, url: str, image: str = XGB_IMAGE, env: dict | None = None) -> str:
+        """CreateModel for an artifact; returns the model name."""
+        name = f"m-{uuid.uuid4().hex[:10]}"
+        container = {"Image": image, "ModelDataUrl": url, "Environment": env or {}}
+        self.sm.create_model(ModelName=name, ExecutionRoleArn=self.role, PrimaryContainer=container)
+        self.created.append(("model", name))
+        return name
+
+    def config(self, variants: dict[str, tuple[str, float]], capture: dict | None = None) -> str:
+        """CreateEndpointConfig with {variant: (model, initial weight)}."""
+        name = f"c-{uuid.uuid4().hex[:10]}"
+        specs = [
+            {
+                "VariantName": variant,
+                "ModelName": model,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+                "InitialVariantWeight": weight,
+            }
+            for variant, (model, weight) in variants.items()
+        ]
+        kwargs: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": specs}
+        if capture:
+            kwargs["DataCaptureConfig"] = capture
+        self.sm.create_endpoint_config(**kwargs)
+        self.created.append(("config", name))
+        return name
+
+    def endpoint(self, config: str) -> str:
+        """CreateEndpoint and wait (as the provider's sensor would) until InService."""
+        name = f"e-{uuid.uuid4().hex[:10]}"
+        self.sm.create_endpoint(EndpointName=name, EndpointConfigName=config)
+        self.created.append(("endpoint", name))
+        waiter = self.sm.get_waiter("endpoint_in_service")
+        waiter.wait(EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        return name
+
+    def invoke(self, endpoint: str, body: str | bytes, **kwargs: Any) -> tuple[str, bytes]:
+        """InvokeEndpoint; returns (invoked variant, body)."""
+        kwargs.setdefault("ContentType", "text/csv")
+        response = self.rt.invoke_endpoint(EndpointName=endpoint, Body=body, **kwargs)
+        return response["InvokedProductionVariant"], response["Body"].read()
+
+    def metric(self, endpoint: str, variant: str, name: str, stat: str = "Sum") -> float:
+        """A statistic of one AWS/SageMaker metric over the last 10 minutes (after a flush)."""
+        self.stack.flush()
+        now = dt.datetime.now(dt.UTC)
+        points = self.cw.get_metric_statistics(
+            Namespace="AWS/SageMaker",
+            MetricName=name,
+            Dimensions=[
+                {"Name": "EndpointName", "Value": endpoint},
+                {"Name": "VariantName", "Value": variant},
+            ],
+            StartTime=now - dt.timedelta(minutes=10),
+            EndTime=now + dt.timedelta(minutes=5),
+            Period=3600,
+            Statistics=[stat],
+        )["Datapoints"]
+        values = [p[stat] for p in points]
+        if stat == "Minimum":
+            return min(values, default=float("nan"))
+        if stat == "Maximum":
+            return max(values, default=float("nan"))
+        return float(sum(values))
+
+    def cleanup(self) -> None:
+        """Delete what this deployer created (endpoints first), ignoring what is already gone."""
+        order = {"endpoint": 0, "config": 1, "model": 2}
+        for kind, name in sorted(reversed(self.created), key=lambda item: order[item[0]]):
+            try:
+                if kind == "endpoint":
+                    self.sm.delete_endpoint(EndpointName=name)
+                elif kind == "config":
+                    self.sm.delete_endpoint_config(EndpointConfigName=name)
+                else:
+                    self.sm.delete_model(ModelName=name)
+            except self.sm.exceptions.ClientError:
+                pass
+
+
+@pytest.fixture(scope="session")
+def make_deployer(local_stack: LocalStack) -> Callable[..., StackDeployer]:
+    """Factory of ``StackDeployer``s, each with a new bucket ``{bucket_prefix}-<random>``.
+
+    The caller owns what it makes: call ``.cleanup()`` when its fixture's scope ends."""
+
+    def make(bucket_prefix: str, role: str, runtime_config: Config | None = None) -> StackDeployer:
+        bucket = f"{bucket_prefix}-{uuid.uuid4().hex[:12]}"
+        local_stack.client("s3").create_bucket(Bucket=bucket)
+        return StackDeployer(local_stack, bucket, role, runtime_config)
+
+    return make

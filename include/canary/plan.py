@@ -124,6 +124,7 @@ class TrafficSpec(_Frozen):
     requests_per_stage: Annotated[int, Field(ge=1, le=1_000_000)] = 6000
     chunk_size: Annotated[int, Field(ge=1, le=100_000)] = 400
     concurrency: Annotated[int, Field(ge=1, le=256)] = 8
+    shards: Annotated[int, Field(ge=0, le=32)] = 0
 
     @model_validator(mode="after")
     def _strategy_fits_mode(self) -> TrafficSpec:
@@ -264,6 +265,7 @@ FLAT_FIELDS: dict[str, tuple[str, ...]] = {
             "requests_per_stage",
             "chunk_size",
             "concurrency",
+            "shards",
         )
     },
     **{

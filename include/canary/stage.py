@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -37,7 +37,14 @@ from canary.gates.evidence import (
 from canary.gates.frame import evidence_from_frame
 from canary.gates.sizing import planned_max_requests
 from canary.plan import RolloutPlan, Strategy
-from canary.replay import ReplayConfig, ReplayDataset, ReplaySession, S3Location, load_results
+from canary.replay import (
+    ReplayConfig,
+    ReplayDataset,
+    ReplaySession,
+    S3Location,
+    load_results,
+    split_requests,
+)
 from canary.replay.session import runtime_config
 
 log = logging.getLogger(__name__)
@@ -75,12 +82,14 @@ class StageGate:
         """Replay and look until the gate decides, traffic runs out, or the budget is spent."""
         deadline = time.monotonic() + budget_seconds
         looks = self._load("looks.json", default=[])
-        session = self._replay_session() if self.plan.traffic.enabled else None
+        session = self._gate_session() if self.plan.traffic.enabled else None
         frame = self._results(self.window.name) if session else None
+        burst = sum(shard["requests"] for shard in self.burst_shards())
+        cap = self.request_cap - burst
         while True:
             sent_chunk = False
-            if session is not None and session.cursor < self.request_cap:
-                size = min(self.plan.traffic.chunk_size, self.request_cap - session.cursor)
+            if session is not None and session.cursor < cap:
+                size = min(self.plan.traffic.chunk_size, cap - session.cursor)
                 frame = pd.concat([frame, session.run_chunk(size).frame], ignore_index=True)
                 sent_chunk = True
             evidence = self._evidence(frame)
@@ -117,7 +126,7 @@ class StageGate:
                 now=max(now, started),
                 carried=self._carried(),
             )
-        return evidence_from_frame(
+        evidence = evidence_from_frame(
             frame.assign(stage=self.window.index),
             stage=self.window.index,
             weights=weights,
@@ -127,6 +136,32 @@ class StageGate:
             started_at=started,
             observed_at=max(now, started),
         )
+        return self._served_counts(evidence)
+
+    def _served_counts(self, evidence: StageEvidence) -> StageEvidence:
+        """Requests and errors per variant as the endpoint counted them (CloudWatch).
+
+        SageMaker's error responses do not name the variant that failed, so a client routed by
+        endpoint weights cannot attribute its 4XX/5XX; the endpoint's own metrics can.
+        """
+        counted = []
+        for variant in (evidence.champion, evidence.challenger):
+            metrics = telemetry.variant_metrics(
+                self.aws.cloudwatch,
+                self.plan.endpoint_name,
+                variant.name,
+                evidence.started_at,
+                evidence.observed_at,
+            )
+            counted.append(
+                replace(
+                    variant,
+                    requests=max(metrics["invocations"], variant.requests),
+                    errors_4xx=max(metrics["errors_4xx"], variant.errors_4xx),
+                    errors_5xx=max(metrics["errors_5xx"], variant.errors_5xx),
+                )
+            )
+        return replace(evidence, champion=counted[0], challenger=counted[1])
 
     def _weights(self) -> tuple[float, float]:
         champion, challenger = self.plan.variants
@@ -153,7 +188,7 @@ class StageGate:
         return champion_estimate(stages) if stages else None
 
     # -------------------------------------------------------------- traffic
-    @property
+    @cached_property
     def request_cap(self) -> int:
         """Synthetic requests this stage may send: the user's cap, never beyond what the gate
         can need (its planned maximum), so a demo never replays pointlessly."""
@@ -165,7 +200,35 @@ class StageGate:
             self.plan.traffic.requests_per_stage, planned.total + self.plan.traffic.chunk_size
         )
 
-    def _replay_session(self) -> ReplaySession:
+    def burst_shards(self) -> list[dict[str, int]]:
+        """The stage's first burst of traffic, one entry per mapped replay task.
+
+        With ``traffic.shards`` = N, half the stage's cap is split over N tasks, each replaying
+        its own slice of users (slice k of N + 1; the gate's top-ups use the last slice), so no
+        two tasks ever send the same user or inference id. With N = 0 there is no burst.
+        """
+        shards = self.plan.traffic.shards if self.plan.traffic.enabled else 0
+        if shards == 0:
+            return [{"index": 0, "count": 1, "requests": 0}]
+        parts = split_requests(self.request_cap // 2, shards)
+        return [{"index": k, "count": shards + 1, "requests": n} for k, n in enumerate(parts)]
+
+    def burst(self, shard: dict[str, int]) -> dict[str, Any]:
+        """Send one mapped task's share of the burst; returns its counters."""
+        if shard["requests"] == 0:
+            return {"requests": 0}
+        session = self._replay_session(shard["index"], shard["count"])
+        sent = session.cursor
+        while sent < shard["requests"]:
+            size = min(self.plan.traffic.chunk_size, shard["requests"] - sent)
+            sent += len(session.run_chunk(size).frame)
+        return session.totals.to_dict()
+
+    def _gate_session(self) -> ReplaySession:
+        shards = self.plan.traffic.shards
+        return self._replay_session(shards, shards + 1)
+
+    def _replay_session(self, shard_index: int, shard_count: int) -> ReplaySession:
         traffic = self.plan.traffic
         config = ReplayConfig(
             endpoint_name=self.plan.endpoint_name,
@@ -179,6 +242,8 @@ class StageGate:
             ),
             warmup=traffic.warmup,
             concurrency=traffic.concurrency,
+            shard_index=shard_index,
+            shard_count=shard_count,
         )
         return ReplaySession.open(
             self.runtime,

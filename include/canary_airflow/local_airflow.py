@@ -19,24 +19,29 @@ PROJECT = Path(__file__).resolve().parents[2]
 ROLLOUT_DAG = "sagemaker_canary_rollout"
 
 
-def airflow_env(endpoint_url: str, stack_env: dict[str, str]) -> dict[str, str]:
-    """Environment variables that wire Airflow to the local stack and to this project."""
+def airflow_settings() -> dict[str, str]:
+    """This project's Airflow settings. Airflow fixes some of them (the DAG bundle's folder) when
+    its configuration first loads, so they must be in the environment before Airflow is imported.
+    """
     home = os.environ.get("AIRFLOW_HOME", str(PROJECT / ".airflow"))
-    connection = {
-        "conn_type": "aws",
-        "extra": {"endpoint_url": endpoint_url, "region_name": stack_env["AWS_DEFAULT_REGION"]},
-    }
     return {
-        **stack_env,
         "AIRFLOW_HOME": home,
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # a busy laptop can take longer than the 30 s default just to import the providers
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
         "CANARY_REPORTS_DIR": os.environ.get("CANARY_REPORTS_DIR", str(PROJECT / "reports")),
     }
+
+
+def airflow_env(endpoint_url: str, stack_env: dict[str, str]) -> dict[str, str]:
+    """:func:`airflow_settings` plus an ``aws_default`` connection to the local stack."""
+    connection = {
+        "conn_type": "aws",
+        "extra": {"endpoint_url": endpoint_url, "region_name": stack_env["AWS_DEFAULT_REGION"]},
+    }
+    return {**stack_env, **airflow_settings(), "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection)}
 
 
 def ensure_database(env: dict[str, str]) -> None:
@@ -100,9 +105,16 @@ def collect(dag_id: str, run_id: str, wall_seconds: float) -> RunResult:
         result = RunResult(run_id, str(dag_run.state), wall_seconds)
         for ti in session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=run_id):
             seconds = (ti.end_date - ti.start_date).total_seconds() if ti.end_date else 0.0
-            result.tasks[ti.task_id] = {"state": str(ti.state), "seconds": seconds, "xcom": {}}
+            entry = {"state": str(ti.state), "seconds": seconds, "xcom": {}}
+            result.tasks[_name(ti.task_id, ti.map_index)] = entry
         rows = session.query(XComModel).filter_by(dag_id=dag_id, run_id=run_id)
         for row in rows:
             value = XComModel.deserialize_value(row)
-            result.tasks.setdefault(row.task_id, {"xcom": {}})["xcom"][row.key] = value
+            entry = result.tasks.setdefault(_name(row.task_id, row.map_index), {"xcom": {}})
+            entry["xcom"][row.key] = value
     return result
+
+
+def _name(task_id: str, map_index: int) -> str:
+    """Mapped task instances are told apart as ``task_id[map_index]``."""
+    return task_id if map_index < 0 else f"{task_id}[{map_index}]"

@@ -62,6 +62,7 @@ class EnsureSageMakerEndpointOperator(SageMakerEndpointOperator):
                 self.log.info("endpoint %s already serves %s", name, existing["EndpointConfigName"])
                 return {"EndpointName": name, "previous_config": existing["EndpointConfigName"]}
             self.operation = "update"
+            self.config = {key: value for key, value in self.config.items() if key != "Tags"}
             context["ti"].xcom_push(key="previous_config", value=existing["EndpointConfigName"])
         super().execute(context)
         return {"EndpointName": name}

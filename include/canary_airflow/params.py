@@ -159,6 +159,17 @@ def _traffic_params() -> dict[str, Param]:
             400, type="integer", minimum=1, title="Requests between gate looks", section=section
         ),
         "traffic_concurrency": Param(8, type="integer", minimum=1, maximum=256, section=section),
+        "traffic_shards": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=32,
+            title="Mapped replay tasks per stage",
+            description="0: the gate feeds traffic itself, in chunks (fewest requests). "
+            "N: a first burst of half the stage's planned traffic is sent by N mapped tasks "
+            "spread over the workers; the gate then tops up in chunks if it needs more.",
+            section=section,
+        ),
     }
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from canary_airflow.aws import DEFAULT_CONN_ID, AwsClients
-from canary_airflow.tasks import load_plan, run_key
+from canary_airflow.aws import DEFAULT_CONN_ID
+from canary_airflow.tasks import load_plan, stage_gate
 
 
 class CanaryGateSensor(BaseSensorOperator):
@@ -52,16 +52,7 @@ class CanaryGateSensor(BaseSensorOperator):
         return super().execute(context)
 
     def poke(self, context: Any) -> PokeReturnValue:
-        from canary.stage import StageGate, StageWindow  # the numeric stack: not at parse time
-
-        rollout = load_plan(self.plan)
-        window = StageWindow(
-            index=self.stage_index,
-            weights=self.stage["weights"],
-            started_at=self.stage["started_at"],
-        )
-        aws = AwsClients(conn_id=self.aws_conn_id, region=rollout.region)
-        gate = StageGate(aws, rollout, window, run_key())
+        gate = stage_gate(self.plan, self.stage, self.stage_index, self.aws_conn_id)
         decision = gate.hold(self.poke_budget_seconds)
         self.log.info(
             "stage %d gate: %s — %s", self.stage_index + 1, decision.verdict, decision.reason

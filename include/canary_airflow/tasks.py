@@ -20,7 +20,7 @@ from canary import artifacts as artifact_ops
 from canary import cleanup as cleanup_ops
 from canary import endpoint
 from canary.plan import FLAT_FIELDS, RolloutPlan, parse_plan
-from canary_airflow.aws import AwsClients
+from canary_airflow.aws import DEFAULT_CONN_ID, AwsClients
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,29 @@ def enter_stage(plan: dict[str, Any], index: int) -> dict[str, float] | None:
         if not previous or previous.get("verdict") != "promote":
             return None
     return rollout.stage_weights(index)
+
+
+def stage_gate(plan: dict[str, Any], stage: dict[str, Any], index: int, conn_id: str) -> Any:
+    """The domain's gate for one stage of this run (imports the numeric stack: call in tasks)."""
+    from canary.stage import StageGate, StageWindow
+
+    rollout = load_plan(plan)
+    window = StageWindow(index=index, weights=stage["weights"], started_at=stage["started_at"])
+    return StageGate(AwsClients(conn_id=conn_id, region=rollout.region), rollout, window, run_key())
+
+
+@task
+def plan_burst(plan: dict[str, Any], stage: dict[str, Any], index: int) -> list[dict[str, int]]:
+    """How the stage's first burst of synthetic traffic splits over mapped replay tasks."""
+    return stage_gate(plan, stage, index, DEFAULT_CONN_ID).burst_shards()
+
+
+@task(map_index_template="shard {{ task.op_kwargs['shard']['index'] }}")
+def replay_burst(
+    plan: dict[str, Any], stage: dict[str, Any], index: int, shard: dict[str, int]
+) -> dict[str, Any]:
+    """One mapped task's share of the burst: its own slice of users, its own inference ids."""
+    return stage_gate(plan, stage, index, DEFAULT_CONN_ID).burst(shard)
 
 
 @task.branch(trigger_rule="none_failed")

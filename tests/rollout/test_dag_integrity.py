@@ -48,7 +48,12 @@ def test_stages_are_held_by_rescheduling_gates(rollout) -> None:
     for number in range(1, MAX_STAGES + 1):
         gate = rollout.get_task(f"stage_{number}.gate")
         assert gate.mode == "reschedule"
-        assert gate.upstream_task_ids == {f"stage_{number}.set_weights", "validate_plan"}
+        assert gate.upstream_task_ids == {
+            f"stage_{number}.set_weights",
+            f"stage_{number}.replay_burst",
+            "validate_plan",
+        }
+        assert rollout.get_task(f"stage_{number}.replay_burst").get_needs_expansion()
 
 
 def test_cleanup_is_a_teardown_of_every_setup(rollout) -> None:
