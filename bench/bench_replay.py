@@ -15,13 +15,11 @@ Prints exactly one JSON line.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
 import multiprocessing as mp
 import os
-import tarfile
 import time
 import uuid
 
@@ -42,16 +40,6 @@ STRATEGIES = {
 ROLE = "arn:aws:iam::123456789012:role/bench-replay"
 
 
-def _tarball(booster) -> bytes:
-    data = bytes(booster.save_raw("json"))
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo("xgboost-model")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def _models():
     """Champion (shallow, few rounds) and challenger (deeper) on the churn demo split."""
     import xgboost as xgb
@@ -70,6 +58,8 @@ def _models():
 def _deploy(stack, boosters) -> str:
     from sagemaker.core import image_uris  # ~8 s import: only when the bench runs
 
+    from canary.training import xgboost_tarball
+
     image = image_uris.retrieve("xgboost", region="us-east-1", version="1.7-1")
     s3, sm = stack.client("s3"), stack.client("sagemaker")
     bucket = f"bench-replay-{uuid.uuid4().hex[:8]}"
@@ -77,7 +67,7 @@ def _deploy(stack, boosters) -> str:
     variants = []
     for name, booster in boosters.items():
         key = f"models/{name}/model.tar.gz"
-        s3.put_object(Bucket=bucket, Key=key, Body=_tarball(booster))
+        s3.put_object(Bucket=bucket, Key=key, Body=xgboost_tarball(booster))
         model = f"bench-{name.lower()}-{uuid.uuid4().hex[:6]}"
         container = {"Image": image, "ModelDataUrl": f"s3://{bucket}/{key}"}
         sm.create_model(ModelName=model, ExecutionRoleArn=ROLE, PrimaryContainer=container)

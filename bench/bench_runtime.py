@@ -12,12 +12,10 @@ as our runtime measured it (time in our server outside the model call).
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from pathlib import Path
@@ -37,17 +35,13 @@ XGB_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-
 def _artifact() -> bytes:
     import xgboost as xgb
 
+    from canary.training import xgboost_tarball
+
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, N_FEATURES))
     y = (x[:, 0] + x[:, 1] > 0).astype(int)
     params = {"objective": "binary:logistic", "max_depth": 4, "nthread": 1}
-    raw = bytes(xgb.train(params, xgb.DMatrix(x, label=y), 50).save_raw("json"))
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo("xgboost-model")
-        info.size = len(raw)
-        tar.addfile(info, io.BytesIO(raw))
-    return buf.getvalue()
+    return xgboost_tarball(xgb.train(params, xgb.DMatrix(x, label=y), 50))
 
 
 def serve_ceiling(port: int, tar_path: str) -> None:

@@ -162,32 +162,52 @@ def xgboost_model_bytes(booster: xgb.Booster) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def _write_tar(out_path: Path | str, member: str, payload: bytes) -> Path:
-    out_path = Path(out_path)
-    if not out_path.name.endswith(".tar.gz"):
-        raise ValueError(f"out_path must end with .tar.gz, got {out_path.name}")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+def _tar_bytes(member: str, payload: bytes) -> bytes:
+    """A ``model.tar.gz`` holding one member."""
     info = tarfile.TarInfo(member)
     info.size = len(payload)
     info.mode = 0o644
     info.mtime = 0  # reproducible archives: same model, same bytes
-    with tarfile.open(out_path, "w:gz", compresslevel=6) as tar:
+    buffer = io.BytesIO()
+    with tarfile.open("model.tar.gz", "w:gz", fileobj=buffer, compresslevel=6) as tar:
         tar.addfile(info, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+def _write_tar(out_path: Path | str, archive: bytes) -> Path:
+    out_path = Path(out_path)
+    if not out_path.name.endswith(".tar.gz"):
+        raise ValueError(f"out_path must end with .tar.gz, got {out_path.name}")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(archive)
     return out_path
 
 
-def package_xgboost(booster: xgb.Booster, out_path: Path | str) -> Path:
-    """Write SageMaker's built-in XGBoost artifact: ``model.tar.gz`` with ``xgboost-model``."""
-    return _write_tar(out_path, XGB_MODEL_FILE, xgboost_model_bytes(booster))
+def xgboost_tarball(booster: xgb.Booster) -> bytes:
+    """SageMaker's built-in XGBoost artifact as bytes: ``model.tar.gz`` with ``xgboost-model``.
+
+    The one place that builds it: :func:`package_xgboost` writes these bytes to a file, tests and
+    benchmarks upload them to S3 as they are."""
+    return _tar_bytes(XGB_MODEL_FILE, xgboost_model_bytes(booster))
 
 
-def package_sklearn(model: ClassifierMixin, out_path: Path | str) -> Path:
-    """Write SageMaker's scikit-learn artifact: ``model.tar.gz`` with ``model.joblib``."""
+def sklearn_tarball(model: ClassifierMixin) -> bytes:
+    """SageMaker's scikit-learn artifact as bytes: ``model.tar.gz`` with ``model.joblib``."""
     if not hasattr(model, "predict_proba"):
         raise TypeError(f"model must have predict_proba, got {type(model).__name__}")
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
-    return _write_tar(out_path, SKLEARN_MODEL_FILE, buffer.getvalue())
+    return _tar_bytes(SKLEARN_MODEL_FILE, buffer.getvalue())
+
+
+def package_xgboost(booster: xgb.Booster, out_path: Path | str) -> Path:
+    """Write SageMaker's built-in XGBoost artifact (:func:`xgboost_tarball`) to ``out_path``."""
+    return _write_tar(out_path, xgboost_tarball(booster))
+
+
+def package_sklearn(model: ClassifierMixin, out_path: Path | str) -> Path:
+    """Write SageMaker's scikit-learn artifact (:func:`sklearn_tarball`) to ``out_path``."""
+    return _write_tar(out_path, sklearn_tarball(model))
 
 
 @dataclass(frozen=True)
