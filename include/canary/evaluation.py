@@ -23,25 +23,14 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from canary.replay.records import RESULT_COLUMNS
+
 #: Score at or above which a prediction counts as "churn".
 DEFAULT_THRESHOLD: Final[float] = 0.5
 
-#: Columns a replay-results frame must have (one row per request sent).
-REPLAY_COLUMNS: Final[tuple[str, ...]] = (
-    "stage",
-    "user_id",
-    "inference_id",
-    "variant",
-    "target_variant",
-    "propensity",
-    "score",
-    "label",
-    "reward",
-    "latency_ms",
-    "status",
-    "error_code",
-    "timestamp",
-)
+#: Columns a replay-results frame has (one row per request sent): the replay's results contract,
+#: defined once in ``canary.replay.records``.
+REPLAY_COLUMNS: Final[tuple[str, ...]] = RESULT_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -313,7 +302,7 @@ def evaluate_variants(
     threshold: float = DEFAULT_THRESHOLD,
     stage: str | None = None,
 ) -> VariantReport:
-    """Evaluate every variant in replay results (columns: ``REPLAY_COLUMNS``).
+    """Evaluate every variant in replay results (columns: ``RESULT_COLUMNS``).
 
     Uses ``variant``, ``status`` (HTTP int, 200 ok), ``score``, ``label`` (may be missing until
     ground truth arrives), ``latency_ms`` and, when present, ``reward``, ``target_variant`` and
