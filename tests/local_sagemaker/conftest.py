@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import tarfile
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import joblib
 import numpy as np
 import pytest
 import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
 
-XGB_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
-SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 ROLE = "arn:aws:iam::123456789012:role/local-test"
 N_FEATURES = 4
 
@@ -59,131 +53,15 @@ def sklearn_model() -> LogisticRegression:
     return LogisticRegression().fit(x, y)
 
 
-def xgb_tarball(booster: xgb.Booster) -> bytes:
-    """SageMaker's built-in XGBoost layout: ``xgboost-model`` inside model.tar.gz."""
-    return tarball({"xgboost-model": bytes(booster.save_raw("json"))})
-
-
-def sklearn_tarball(model: Any) -> bytes:
-    """scikit-learn layout: ``model.joblib`` inside model.tar.gz."""
-    buf = io.BytesIO()
-    joblib.dump(model, buf)
-    return tarball({"model.joblib": buf.getvalue()})
-
-
-@dataclass
-class Deployer:
-    """Creates S3 artifacts, models, configs and endpoints on the stack; cleans up after."""
-
-    stack: Any
-    bucket: str
-    created: list[tuple[str, str]] = field(default_factory=list)
-
-    tarball = staticmethod(tarball)
-    xgb_tarball = staticmethod(xgb_tarball)
-    sklearn_tarball = staticmethod(sklearn_tarball)
-    csv = staticmethod(lambda x: csv_rows(x))
-    synthetic = staticmethod(synthetic)
-
-    def __post_init__(self) -> None:
-        self.s3 = self.stack.client("s3")
-        self.sm = self.stack.client("sagemaker")
-        self.rt = self.stack.client("sagemaker-runtime")
-        self.cw = self.stack.client("cloudwatch")
-
-    def upload(self, data: bytes, key: str | None = None) -> str:
-        """Put an artifact and return its s3:// URL."""
-        key = key or f"models/{uuid.uuid4().hex}/model.tar.gz"
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
-        return f"s3://{self.bucket}/{key}"
-
-    def model(self, url: str, image: str = XGB_IMAGE, env: dict | None = None) -> str:
-        """CreateModel for an artifact; returns the model name."""
-        name = f"m-{uuid.uuid4().hex[:10]}"
-        container = {"Image": image, "ModelDataUrl": url, "Environment": env or {}}
-        self.sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer=container)
-        self.created.append(("model", name))
-        return name
-
-    def config(self, variants: dict[str, tuple[str, float]], capture: dict | None = None) -> str:
-        """CreateEndpointConfig with {variant: (model, initial weight)}."""
-        name = f"c-{uuid.uuid4().hex[:10]}"
-        specs = [
-            {
-                "VariantName": variant,
-                "ModelName": model,
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-                "InitialVariantWeight": weight,
-            }
-            for variant, (model, weight) in variants.items()
-        ]
-        kwargs: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": specs}
-        if capture:
-            kwargs["DataCaptureConfig"] = capture
-        self.sm.create_endpoint_config(**kwargs)
-        self.created.append(("config", name))
-        return name
-
-    def endpoint(self, config: str) -> str:
-        """CreateEndpoint and wait (as the provider's sensor would) until InService."""
-        name = f"e-{uuid.uuid4().hex[:10]}"
-        self.sm.create_endpoint(EndpointName=name, EndpointConfigName=config)
-        self.created.append(("endpoint", name))
-        waiter = self.sm.get_waiter("endpoint_in_service")
-        waiter.wait(EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-        return name
-
-    def invoke(self, endpoint: str, body: str | bytes, **kwargs: Any) -> tuple[str, bytes]:
-        """InvokeEndpoint; returns (invoked variant, body)."""
-        kwargs.setdefault("ContentType", "text/csv")
-        response = self.rt.invoke_endpoint(EndpointName=endpoint, Body=body, **kwargs)
-        return response["InvokedProductionVariant"], response["Body"].read()
-
-    def metric(self, endpoint: str, variant: str, name: str, stat: str = "Sum") -> float:
-        """A statistic of one AWS/SageMaker metric over the last 10 minutes (after a flush)."""
-        self.stack.flush()
-        now = dt.datetime.now(dt.UTC)
-        points = self.cw.get_metric_statistics(
-            Namespace="AWS/SageMaker",
-            MetricName=name,
-            Dimensions=[
-                {"Name": "EndpointName", "Value": endpoint},
-                {"Name": "VariantName", "Value": variant},
-            ],
-            StartTime=now - dt.timedelta(minutes=10),
-            EndTime=now + dt.timedelta(minutes=5),
-            Period=3600,
-            Statistics=[stat],
-        )["Datapoints"]
-        values = [p[stat] for p in points]
-        if stat == "Minimum":
-            return min(values, default=float("nan"))
-        if stat == "Maximum":
-            return max(values, default=float("nan"))
-        return float(sum(values))
-
-    def cleanup(self) -> None:
-        """Delete what this deployer created (endpoints first), ignoring what is already gone."""
-        order = {"endpoint": 0, "config": 1, "model": 2}
-        for kind, name in sorted(reversed(self.created), key=lambda item: order[item[0]]):
-            try:
-                if kind == "endpoint":
-                    self.sm.delete_endpoint(EndpointName=name)
-                elif kind == "config":
-                    self.sm.delete_endpoint_config(EndpointConfigName=name)
-                else:
-                    self.sm.delete_model(ModelName=name)
-            except self.sm.exceptions.ClientError:
-                pass
-
-
 @pytest.fixture
-def deployer(local_stack: Any) -> Iterator[Deployer]:
-    """A Deployer with its own bucket on the shared stack."""
-    bucket = f"ls-test-{uuid.uuid4().hex[:12]}"
-    local_stack.client("s3").create_bucket(Bucket=bucket)
-    d = Deployer(local_stack, bucket)
+def deployer(make_deployer: Any) -> Iterator[Any]:
+    """The shared ``StackDeployer`` with its own bucket, cleaned up after the test.
+
+    This suite's artifact and payload helpers ride on it as ``tarball``, ``csv`` and ``synthetic``
+    (tests cannot import this conftest); model tarballs come from ``canary.training``.
+    """
+    d = make_deployer("ls-test", ROLE)
+    d.tarball, d.csv, d.synthetic = tarball, csv_rows, synthetic
     yield d
     d.cleanup()
 

@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from canary.training import xgboost_tarball
+
 LAYOUT = re.compile(
     r"^(?P<prefix>.+)/(?P<endpoint>[^/]+)/(?P<variant>[^/]+)/"
     r"\d{4}/\d{2}/\d{2}/\d{2}/[0-9a-f-]{36}\.jsonl$"
@@ -38,7 +40,7 @@ def _records(deployer, prefix: str = "datacapture/") -> list[tuple[str, dict]]:
 
 @pytest.fixture
 def model(deployer, boosters):
-    return deployer.model(deployer.upload(deployer.xgb_tarball(boosters["champion"])))
+    return deployer.model(deployer.upload(xgboost_tarball(boosters["champion"])))
 
 
 def test_records_follow_sagemaker_layout_and_shape(deployer, model):

@@ -8,10 +8,12 @@ import socket
 import pytest
 from botocore.exceptions import ClientError
 
+from canary.training import xgboost_tarball
+
 
 @pytest.fixture
 def endpoint(deployer, boosters):
-    model = deployer.model(deployer.upload(deployer.xgb_tarball(boosters["champion"])))
+    model = deployer.model(deployer.upload(xgboost_tarball(boosters["champion"])))
     broken = deployer.model(f"s3://{deployer.bucket}/missing/model.tar.gz")
     corrupt = deployer.model(deployer.upload(b"this is not a tarball"))
     config = deployer.config(

@@ -6,11 +6,13 @@ import pytest
 from botocore.exceptions import ClientError
 from scipy.stats import binomtest
 
+from canary.training import xgboost_tarball
+
 ALPHA = 1e-4
 
 
 def test_injected_latency_shows_in_model_latency(deployer, boosters):
-    url = deployer.upload(deployer.xgb_tarball(boosters["champion"]))
+    url = deployer.upload(xgboost_tarball(boosters["champion"]))
     slow = deployer.model(url, env={"LOCAL_SAGEMAKER_LATENCY_MS": "40"})
     fast = deployer.model(url)
     endpoint = deployer.endpoint(deployer.config({"Slow": (slow, 1.0), "Fast": (fast, 1.0)}))
@@ -22,7 +24,7 @@ def test_injected_latency_shows_in_model_latency(deployer, boosters):
 
 
 def test_error_rate_fails_a_share_counted_as_5xx(deployer, boosters):
-    url = deployer.upload(deployer.xgb_tarball(boosters["champion"]))
+    url = deployer.upload(xgboost_tarball(boosters["champion"]))
     flaky = deployer.model(url, env={"LOCAL_SAGEMAKER_ERROR_RATE": "0.5"})
     endpoint = deployer.endpoint(deployer.config({"Flaky": (flaky, 1.0)}))
     n, failed = 120, 0
@@ -47,7 +49,7 @@ def test_error_rate_fails_a_share_counted_as_5xx(deployer, boosters):
     ],
 )
 def test_bad_fault_setting_names_the_variable(deployer, boosters, env, named):
-    url = deployer.upload(deployer.xgb_tarball(boosters["champion"]))
+    url = deployer.upload(xgboost_tarball(boosters["champion"]))
     endpoint = deployer.endpoint(deployer.config({"V": (deployer.model(url, env=env), 1.0)}))
     with pytest.raises(ClientError) as caught:
         deployer.invoke(endpoint, "1,2,3,4")

@@ -7,6 +7,8 @@ import pickle
 import numpy as np
 import xgboost as xgb
 
+from canary.training import sklearn_tarball, xgboost_tarball
+
 
 def _scores(body: bytes) -> np.ndarray:
     return np.array([float(line) for line in body.decode().splitlines()])
@@ -15,7 +17,7 @@ def _scores(body: bytes) -> np.ndarray:
 def test_sklearn_joblib_model_serves_predict_proba(deployer, sklearn_model):
     from local_sagemaker.loader import framework_from_image
 
-    url = deployer.upload(deployer.sklearn_tarball(sklearn_model))
+    url = deployer.upload(sklearn_tarball(sklearn_model))
     image = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
     assert framework_from_image(image) == "sklearn"
     endpoint = deployer.endpoint(deployer.config({"V": (deployer.model(url, image=image), 1)}))
@@ -37,8 +39,8 @@ def test_framework_inferred_from_tarball_and_pickled_booster(deployer, boosters)
 
 
 def test_update_endpoint_to_new_config_is_picked_up(deployer, boosters):
-    first = deployer.model(deployer.upload(deployer.xgb_tarball(boosters["champion"])))
-    second = deployer.model(deployer.upload(deployer.xgb_tarball(boosters["challenger"])))
+    first = deployer.model(deployer.upload(xgboost_tarball(boosters["champion"])))
+    second = deployer.model(deployer.upload(xgboost_tarball(boosters["challenger"])))
     endpoint = deployer.endpoint(deployer.config({"A": (first, 1.0)}))
     x, _ = deployer.synthetic(seed=13, n=3)
     assert deployer.invoke(endpoint, deployer.csv(x))[0] == "A"
@@ -58,12 +60,12 @@ def test_update_endpoint_to_new_config_is_picked_up(deployer, boosters):
 
 
 def test_reuploaded_artifact_is_reloaded_on_next_routing_change(deployer, boosters):
-    url = deployer.upload(deployer.xgb_tarball(boosters["champion"]), key="models/same/m.tar.gz")
+    url = deployer.upload(xgboost_tarball(boosters["champion"]), key="models/same/m.tar.gz")
     model = deployer.model(url)
     endpoint = deployer.endpoint(deployer.config({"V": (model, 1.0), "W": (model, 0.0)}))
     x, _ = deployer.synthetic(seed=14, n=2)
     deployer.invoke(endpoint, deployer.csv(x))
-    deployer.upload(deployer.xgb_tarball(boosters["challenger"]), key="models/same/m.tar.gz")
+    deployer.upload(xgboost_tarball(boosters["challenger"]), key="models/same/m.tar.gz")
     deployer.sm.update_endpoint_weights_and_capacities(
         EndpointName=endpoint,
         DesiredWeightsAndCapacities=[{"VariantName": "W", "DesiredWeight": 1}],

@@ -16,6 +16,8 @@ import xgboost as xgb
 from botocore.exceptions import ClientError
 from scipy.stats import binomtest, chisquare
 
+from canary.training import xgboost_tarball
+
 ALPHA = 1e-4
 N = 200
 
@@ -37,8 +39,8 @@ def _set_weights(sm, endpoint: str, w1: float, w2: float) -> None:
 
 @pytest.fixture
 def ab_endpoint(deployer, boosters):
-    champion = deployer.model(deployer.upload(deployer.xgb_tarball(boosters["champion"])))
-    challenger = deployer.model(deployer.upload(deployer.xgb_tarball(boosters["challenger"])))
+    champion = deployer.model(deployer.upload(xgboost_tarball(boosters["champion"])))
+    challenger = deployer.model(deployer.upload(xgboost_tarball(boosters["challenger"])))
     config = deployer.config({"Variant1": (champion, 1.0), "Variant2": (challenger, 1.0)})
     return deployer.endpoint(config), config, (champion, challenger)
 

@@ -7,11 +7,9 @@ the local runtime's model Environment variables (``LOCAL_SAGEMAKER_ERROR_RATE``)
 
 from __future__ import annotations
 
-import io
-import tarfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,8 +18,8 @@ import pytest
 import xgboost as xgb
 
 from canary.replay import runtime_config
+from canary.training import xgboost_tarball
 
-XGB_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 ROLE = "arn:aws:iam::123456789012:role/replay-test"
 FEATURES = ["f0", "f1", "f2", "f3"]
 
@@ -42,100 +40,31 @@ def train(frame: pd.DataFrame, depth: int, rounds: int) -> xgb.Booster:
     return xgb.train(params, dtrain, num_boost_round=rounds)
 
 
-def xgb_tarball(booster: xgb.Booster) -> bytes:
-    """SageMaker's built-in XGBoost layout: ``xgboost-model`` inside model.tar.gz."""
-    data = bytes(booster.save_raw("json"))
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo("xgboost-model")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 @dataclass
 class ReplayEnv:
-    """Clients, a bucket, the trained boosters and a way to deploy two-variant endpoints."""
+    """The trained boosters, and the shared ``StackDeployer`` to put them behind endpoints."""
 
-    stack: Any
-    bucket: str
+    deployer: Any
     boosters: dict[str, xgb.Booster]
-    created: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.s3 = self.stack.client("s3")
-        self.sm = self.stack.client("sagemaker")
-        self.cw = self.stack.client("cloudwatch")
-        self.runtime = self.stack.client("sagemaker-runtime", config=runtime_config(8))
+        self.stack, self.bucket = self.deployer.stack, self.deployer.bucket
+        self.s3, self.sm, self.runtime = self.deployer.s3, self.deployer.sm, self.deployer.rt
+        self.metric = self.deployer.metric
 
     def model(self, name: str, env: dict[str, str] | None = None) -> str:
         key = f"models/{name}-{uuid.uuid4().hex[:6]}/model.tar.gz"
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=xgb_tarball(self.boosters[name]))
-        model = f"m-{uuid.uuid4().hex[:10]}"
-        container = {
-            "Image": XGB_IMAGE,
-            "ModelDataUrl": f"s3://{self.bucket}/{key}",
-            "Environment": env or {},
-        }
-        self.sm.create_model(ModelName=model, ExecutionRoleArn=ROLE, PrimaryContainer=container)
-        self.created.append(("model", model))
-        return model
+        url = self.deployer.upload(xgboost_tarball(self.boosters[name]), key)
+        return self.deployer.model(url, env=env)
 
     def endpoint(self, weights: dict[str, float], envs: dict[str, dict] | None = None) -> str:
         """Champion/Challenger endpoint; ``envs`` adds fault-injection variables per variant."""
         envs = envs or {}
-        variants = [
-            {
-                "VariantName": variant,
-                "ModelName": self.model(variant.lower(), envs.get(variant)),
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-                "InitialVariantWeight": weight,
-            }
+        variants = {
+            variant: (self.model(variant.lower(), envs.get(variant)), weight)
             for variant, weight in weights.items()
-        ]
-        config = f"c-{uuid.uuid4().hex[:10]}"
-        self.sm.create_endpoint_config(EndpointConfigName=config, ProductionVariants=variants)
-        self.created.append(("config", config))
-        name = f"e-{uuid.uuid4().hex[:10]}"
-        self.sm.create_endpoint(EndpointName=name, EndpointConfigName=config)
-        self.created.append(("endpoint", name))
-        waiter = self.sm.get_waiter("endpoint_in_service")
-        waiter.wait(EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-        return name
-
-    def metric(self, endpoint: str, variant: str, name: str) -> float:
-        """Sum of an AWS/SageMaker metric for one variant (after flushing the runtime)."""
-        import datetime as dt
-
-        self.stack.flush()
-        now = dt.datetime.now(dt.UTC)
-        points = self.cw.get_metric_statistics(
-            Namespace="AWS/SageMaker",
-            MetricName=name,
-            Dimensions=[
-                {"Name": "EndpointName", "Value": endpoint},
-                {"Name": "VariantName", "Value": variant},
-            ],
-            StartTime=now - dt.timedelta(minutes=10),
-            EndTime=now + dt.timedelta(minutes=5),
-            Period=3600,
-            Statistics=["Sum"],
-        )["Datapoints"]
-        return float(sum(p["Sum"] for p in points))
-
-    def cleanup(self) -> None:
-        order = {"endpoint": 0, "config": 1, "model": 2}
-        for kind, name in sorted(reversed(self.created), key=lambda item: order[item[0]]):
-            try:
-                if kind == "endpoint":
-                    self.sm.delete_endpoint(EndpointName=name)
-                elif kind == "config":
-                    self.sm.delete_endpoint_config(EndpointConfigName=name)
-                else:
-                    self.sm.delete_model(ModelName=name)
-            except self.sm.exceptions.ClientError:
-                pass
+        }
+        return self.deployer.endpoint(self.deployer.config(variants))
 
 
 @pytest.fixture(scope="session")
@@ -144,17 +73,15 @@ def replay_frame() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def replay_env(local_stack: Any, replay_frame: pd.DataFrame) -> Iterator[ReplayEnv]:
+def replay_env(make_deployer: Any, replay_frame: pd.DataFrame) -> Iterator[ReplayEnv]:
     """Trained boosters and a bucket on the shared local stack (resources cleaned up after)."""
     boosters = {
         "champion": train(replay_frame, depth=1, rounds=3),
         "challenger": train(replay_frame, depth=4, rounds=20),
     }
-    bucket = f"replay-{uuid.uuid4().hex[:12]}"
-    local_stack.client("s3").create_bucket(Bucket=bucket)
-    env = ReplayEnv(local_stack, bucket, boosters)
-    yield env
-    env.cleanup()
+    deployer = make_deployer("replay", ROLE, runtime_config(8))
+    yield ReplayEnv(deployer, boosters)
+    deployer.cleanup()
 
 
 @pytest.fixture(scope="session")
