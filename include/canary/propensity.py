@@ -118,6 +118,15 @@ def _finish(
     )
 
 
+def _finish_arm(
+    arm: str, method: Method, a: np.ndarray, p: np.ndarray, mean: float, var: float, alpha: float
+) -> IpwEstimate:
+    """:func:`_finish` for one arm's estimate: its weights are 1/p on the requests it served."""
+    hit = a == arm
+    w = np.where(hit, 1.0 / p, 0.0)
+    return _finish(arm, method, int(np.sum(hit)), len(a), mean, var, w, alpha)
+
+
 def _ht_terms(a: np.ndarray, r: np.ndarray, p: np.ndarray, arm: str) -> np.ndarray:
     hit = a == arm
     return np.where(hit, r / p, 0.0)
@@ -147,10 +156,8 @@ def horvitz_thompson(
     """HT estimate of ``arm``'s mean reward over the whole population of requests (unbiased)."""
     a, r, p, codes = _validated(arms, rewards, propensities, clusters)
     x = _ht_terms(a, r, p, arm)
-    n = len(a)
-    var = _cluster_variance(x, codes, center=True) / n**2
-    w = np.where(a == arm, 1.0 / p, 0.0)
-    return _finish(arm, "horvitz_thompson", int(np.sum(a == arm)), n, x.mean(), var, w, alpha)
+    var = _cluster_variance(x, codes, center=True) / len(a) ** 2
+    return _finish_arm(arm, "horvitz_thompson", a, p, x.mean(), var, alpha)
 
 
 def hajek(
@@ -166,8 +173,7 @@ def hajek(
     a, r, p, codes = _validated(arms, rewards, propensities, clusters)
     mean, infl, _ = _hajek_parts(a, r, p, arm)
     var = _cluster_variance(infl, codes, center=False)
-    w = np.where(a == arm, 1.0 / p, 0.0)
-    return _finish(arm, "hajek", int(np.sum(a == arm)), len(a), mean, var, w, alpha)
+    return _finish_arm(arm, "hajek", a, p, mean, var, alpha)
 
 
 def ipw_difference(

@@ -242,20 +242,8 @@ class Design:
         )
 
 
-@lru_cache(maxsize=4096)
-def boundaries_for(
-    fractions: tuple[float, ...],
-    alpha: float,
-    beta: float,
-    theta_max: float,
-    alpha_spending: Spending,
-    beta_spending: Spending,
-    final: bool,
-) -> Boundaries:
-    """Cached :func:`spending_boundaries`: every poke at the same looks reuses one computation."""
-    return spending_boundaries(
-        fractions, alpha, beta, theta_max, alpha_spending, beta_spending, final
-    )
+#: Cached :func:`spending_boundaries`: every poke at the same looks reuses one computation.
+boundaries_for = lru_cache(maxsize=4096)(spending_boundaries)
 
 
 @lru_cache(maxsize=256)
