@@ -115,19 +115,44 @@ def test_deadline_applies_the_configured_policy() -> None:
     assert evaluate(ev, halt)[0].verdict is Verdict.HALT
 
 
-def test_srm_halts_a_45_55_split_of_10000_configured_50_50() -> None:
-    ev = counts_evidence(4500, 3825, 5500, 4675)
-    decision, _ = evaluate(ev, CONFIG)
-    assert decision.verdict is Verdict.HALT
-    assert "sample ratio mismatch" in decision.reason
+SRM_45_55_OF_10000 = (4500, 3825, 5500, 4675)
+
+
+@pytest.mark.parametrize(
+    ("counts", "options", "verdict", "reason"),
+    [
+        pytest.param(
+            SRM_45_55_OF_10000,
+            {},
+            Verdict.HALT,
+            "sample ratio mismatch",
+            id="srm-halts-a-45-55-split-of-10000-configured-50-50",
+        ),
+        pytest.param(
+            (300, 255, 300, 260),
+            {"errors_5xx": (0, 30)},
+            Verdict.ROLLBACK,
+            "5xx",
+            id="guardrail-5xx-ceiling-rolls-back-an-otherwise-good-challenger",
+        ),
+        pytest.param(
+            (0, 0, 2000, 2000),
+            {"weights": (0, 100)},
+            Verdict.CONTINUE,
+            "carried",
+            id="zero-hundred-stage-without-carried-estimate-never-promotes",
+        ),
+    ],
+)
+def test_one_look_verdict_and_its_reason(counts, options, verdict, reason) -> None:
+    decision, _ = evaluate(counts_evidence(*counts, **options), CONFIG)
+    assert decision.verdict is verdict
+    assert reason in decision.reason
+
+
+def test_srm_record_carries_the_chi_square_p_value() -> None:
+    decision, _ = evaluate(counts_evidence(*SRM_45_55_OF_10000), CONFIG)
     assert decision.record["srm"]["p_value"] < 0.001
-
-
-def test_guardrail_5xx_ceiling_rolls_back_an_otherwise_good_challenger() -> None:
-    ev = counts_evidence(300, 255, 300, 260, errors_5xx=(0, 30))
-    decision, _ = evaluate(ev, CONFIG)
-    assert decision.verdict is Verdict.ROLLBACK
-    assert "5xx" in decision.reason
 
 
 def test_zero_hundred_stage_uses_the_carried_champion_estimate() -> None:
@@ -139,13 +164,6 @@ def test_zero_hundred_stage_uses_the_carried_champion_estimate() -> None:
     assert decision.record["primary"]["method"] == "carried_champion_z"
     worse = counts_evidence(0, 0, n, int(0.70 * n), weights=(0, 100), carried=carried)
     assert evaluate(worse, CONFIG)[0].verdict is Verdict.ROLLBACK
-
-
-def test_zero_hundred_stage_without_carried_estimate_never_promotes() -> None:
-    ev = counts_evidence(0, 0, 2000, 2000, weights=(0, 100))
-    decision, _ = evaluate(ev, CONFIG)
-    assert decision.verdict is Verdict.CONTINUE
-    assert "carried" in decision.reason
 
 
 def test_sizing_scales_with_margin_and_weights() -> None:

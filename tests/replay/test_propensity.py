@@ -29,6 +29,19 @@ def _weighted_log(n: int = 2_000, seed: int = 1) -> tuple[np.ndarray, np.ndarray
     return arm, reward, prop
 
 
+def _paired_bootstrap_se(data: tuple[np.ndarray, ...], statistic, seed: int) -> float:
+    """Standard error of ``statistic`` over requests resampled whole (4 000 resamples)."""
+    boot = stats.bootstrap(
+        data,
+        statistic,
+        paired=True,
+        vectorized=True,
+        n_resamples=4_000,
+        rng=np.random.default_rng(seed),
+    )
+    return boot.standard_error
+
+
 def test_hajek_mean_is_statsmodels_weighted_mean_and_se_matches_bootstrap() -> None:
     arm, reward, prop = _weighted_log()
     est = hajek(arm, reward, prop, "B")
@@ -39,15 +52,8 @@ def test_hajek_mean_is_statsmodels_weighted_mean_and_se_matches_bootstrap() -> N
         w = a_is_b / p
         return np.sum(w * r, axis=axis) / np.sum(w, axis=axis)
 
-    boot = stats.bootstrap(
-        (mask.astype(float), reward, prop),
-        statistic,
-        paired=True,
-        vectorized=True,
-        n_resamples=4_000,
-        rng=np.random.default_rng(2),
-    )
-    assert est.se == pytest.approx(boot.standard_error, rel=0.1)
+    boot_se = _paired_bootstrap_se((mask.astype(float), reward, prop), statistic, seed=2)
+    assert est.se == pytest.approx(boot_se, rel=0.1)
 
 
 def test_difference_keeps_the_covariance_bootstrap_agrees() -> None:
@@ -60,15 +66,8 @@ def test_difference_keeps_the_covariance_bootstrap_agrees() -> None:
     def statistic(is_b: np.ndarray, r: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.mean(np.where(is_b == 1, r / p, -r / p), axis=axis)
 
-    boot = stats.bootstrap(
-        ((arm == "B").astype(float), reward, prop),
-        statistic,
-        paired=True,
-        vectorized=True,
-        n_resamples=4_000,
-        rng=np.random.default_rng(3),
-    )
-    assert est.se == pytest.approx(boot.standard_error, rel=0.1)
+    boot_se = _paired_bootstrap_se(((arm == "B").astype(float), reward, prop), statistic, seed=3)
+    assert est.se == pytest.approx(boot_se, rel=0.1)
     # HT estimates of two arms from one log are negatively correlated (a request feeds one arm),
     # so combining them as if independent would understate the difference's uncertainty
     assert est.se > np.hypot(a.se, b.se)
