@@ -25,13 +25,15 @@ from typing import Any
 import pytest
 from botocore.config import Config
 
-from canary_airflow.local_airflow import airflow_env, ensure_database
+from canary_airflow.local_airflow import airflow_env, airflow_settings, ensure_database
 from local_sagemaker.stack import LocalStack
 
-# Airflow reads AIRFLOW_HOME once, when first imported: a per-session home must be in place
-# before any test module imports Airflow, so it is set here, at collection time.
+# Airflow reads its home and DAG folder once, when first imported: a per-session home and the
+# project's settings must be in place before any test module imports Airflow, so they are set
+# here, at collection time.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="canary-airflow-")
 os.environ["CANARY_REPORTS_DIR"] = str(Path(os.environ["AIRFLOW_HOME"]) / "reports")
+os.environ.update(airflow_settings())
 
 
 @pytest.fixture(scope="session")
