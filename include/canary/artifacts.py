@@ -1,8 +1,8 @@
 """Where each model's artifact lives: a local ``model.tar.gz`` is uploaded, an S3 URI is checked,
 a model package is resolved to its image and artifact.
 
-Uploads are content-addressed (the key carries the file's digest), so a retry or a re-run with the
-same file finds the object already there and uploads nothing.
+Uploads are content-addressed per endpoint (the key carries the endpoint and the file's digest), so
+a retry or a re-run with the same file finds the object already there and uploads nothing.
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def _upload(s3: Any, plan: RolloutPlan, spec: ModelSpec) -> StagedArtifact:
     if not path.is_file():
         raise ArtifactError(f"{spec.role}_source: no such file {str(path)!r}")
     digest = _sha256(path)
-    key = f"{plan.prefix}/artifacts/{digest[:16]}/model.tar.gz"
+    # Per endpoint: cleanup may delete what a run uploaded, which must never be another
+    # endpoint's live artifact, however identical the file.
+    key = f"{plan.prefix}/{plan.endpoint_name}/artifacts/{digest[:16]}/model.tar.gz"
     url = f"s3://{plan.bucket}/{key}"
     if _exists(s3, plan.bucket, key):
         return StagedArtifact(spec.role, url, None, uploaded=False)

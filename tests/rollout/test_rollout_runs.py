@@ -136,3 +136,29 @@ def test_replay_burst_is_spread_over_mapped_tasks(local_stack) -> None:
     shards = result.xcom("stage_1.plan_burst")
     assert [shard["index"] for shard in shards] == [0, 1]
     assert all(shard["count"] == 3 and shard["requests"] > 0 for shard in shards)
+
+
+def test_failure_mid_rollout_still_cleans_up_to_the_champion(local_stack) -> None:
+    """A stage that breaks (its dataset lacks the label column) fails the run; teardown still
+    leaves the champion serving alone and removes the rest."""
+    result = rollout("canary-broken", traffic_label_column="no_such_column")
+    assert result.state == "failed"
+    assert result.state_of("stage_1.gate") == "failed"
+    assert result.state_of("conclude") == "upstream_failed"
+    assert result.xcom("cleanup")["outcome"] == "failed"
+    sm = local_stack.client("sagemaker")
+    assert serving(sm, "canary-broken") == {"Champion": 1.0}
+    assert_only_winner_left(sm, "canary-broken", "champion")
+
+
+def test_delete_all_leaves_nothing_behind(local_stack) -> None:
+    result = rollout("canary-gone", stages=[[50, 50], [0, 100]], cleanup="delete_all")
+    assert result.state == "success", result.tasks
+    assert result.xcom("promote")["outcome"] == "promoted"
+    assert canary_resources(local_stack.client("sagemaker"), "canary-gone") == {
+        "models": [],
+        "configs": [],
+        "endpoints": [],
+    }
+    deleted = result.xcom("cleanup")["deleted"]
+    assert any(item.startswith("artifact s3://") for item in deleted)
