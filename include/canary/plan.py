@@ -189,6 +189,11 @@ class RolloutPlan(_Frozen):
                 )
             if challenger == 0:
                 raise ValueError(f"stage {index}: the challenger needs weight > 0 to be judged")
+        if stages[0][0] == 0:
+            raise ValueError(
+                "stage 0: the champion needs weight > 0 in the first stage; a stage without it "
+                "is judged against the champion's quality measured in the stages before"
+            )
         shares = [challenger / (champion + challenger) for champion, challenger in stages]
         if any(later < earlier for earlier, later in itertools.pairwise(shares)):
             raise ValueError(

@@ -124,7 +124,7 @@ class StageGate:
                 started_at=started,
                 config=self.config,
                 now=max(now, started),
-                carried=self._carried(),
+                carried=self._carried,
             )
         evidence = evidence_from_frame(
             frame.assign(stage=self.window.index),
@@ -132,7 +132,7 @@ class StageGate:
             weights=weights,
             variants=self.plan.variants,
             config=self.config,
-            carried=self._carried(),
+            carried=self._carried,
             started_at=started,
             observed_at=max(now, started),
         )
@@ -167,6 +167,7 @@ class StageGate:
         champion, challenger = self.plan.variants
         return (float(self.window.weights[champion]), float(self.window.weights[challenger]))
 
+    @cached_property
     def _carried(self) -> CarriedEstimate | None:
         """The champion's quality over earlier stages, for a stage where it gets no traffic."""
         if self._weights()[0] > 0:
@@ -192,7 +193,7 @@ class StageGate:
     def request_cap(self) -> int:
         """Synthetic requests this stage may send: the user's cap, never beyond what the gate
         can need (its planned maximum), so a demo never replays pointlessly."""
-        carried = self._carried()
+        carried = self._carried
         planned = planned_max_requests(
             self.config, self._weights(), carried.variance if carried else 0.0
         )

@@ -33,8 +33,9 @@ def test_defaults_are_the_documented_rollout() -> None:
     ("overrides", "field", "why"),
     [
         ({"stages": [[50, 50], [-5, 105]]}, "stages", "must be >= 0"),
-        ({"stages": [[0, 100], [50, 50]]}, "stages", "never shrink"),
+        ({"stages": [[50, 50], [0, 100], [50, 50]]}, "stages", "never shrink"),
         ({"stages": [[100, 0]]}, "stages", "needs weight > 0"),
+        ({"stages": [[0, 100]]}, "stages", "champion needs weight > 0 in the first stage"),
         ({"stages": [[50, 50]] * (MAX_STAGES + 1)}, "stages", f"at most {MAX_STAGES}"),
         ({"challenger_source": "model.zip"}, "challenger_source", "model.tar.gz"),
         ({"champion_source": "demo:nope"}, "champion_source", "demo sources"),
