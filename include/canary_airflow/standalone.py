@@ -157,20 +157,20 @@ class StandaloneAirflow:
             return json.loads(response.read())["access_token"]
 
     def stop(self) -> None:
-        """Ctrl-C to every component (each shuts down cleanly), then make sure all are gone."""
+        """SIGTERM to every component (each shuts down cleanly on it), SIGKILL what lingers.
+
+        Not SIGINT: a process started from a background shell inherits SIGINT as ignored, and
+        not every component installs its own handler for it.
+        """
         procs, self._procs = self._procs, []
         for proc in procs:
-            _signal_group(proc, signal.SIGINT)
+            _signal_group(proc, signal.SIGTERM)
         for proc in procs:
             try:
-                proc.wait(timeout=60)
+                proc.wait(timeout=45)
             except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    _signal_group(proc, signal.SIGKILL)
-                    proc.wait()
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
             _signal_group(proc, signal.SIGKILL)  # stragglers of that group, if any
         if self._log is not None:
             self._log.close()
@@ -195,8 +195,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Ctrl-C, and also SIGTERM or a SIGINT a background shell would ignore: stop everything
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     reports = Path(os.environ.get("CANARY_REPORTS_DIR", PROJECT / "reports"))
     reports.mkdir(parents=True, exist_ok=True)
     with LocalStack(port=args.aws_port, log_path=reports / "local-stack.log") as stack:
@@ -207,9 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             airflow.start()
             print(f"Airflow UI: {airflow.url}  (user: {ADMIN})", flush=True)
             print(f"admin password: in {airflow.password_file}", flush=True)
-            print(
-                f"logs: {reports / 'airflow-standalone.log'}; Ctrl-C stops everything", flush=True
-            )
+            print(f"logs: {reports / 'airflow.log'}; Ctrl-C stops everything", flush=True)
             while airflow.running:
                 time.sleep(1.0)
         except KeyboardInterrupt:
