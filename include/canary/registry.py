@@ -213,6 +213,10 @@ def claim_rollout(sm: Any, group: str, arn: str, run_id: str) -> Claim:
     package = describe(sm, arn)
     arn = package["ModelPackageArn"]
     props = properties(package)
+    if package.get("ModelPackageGroupName") != group:
+        return Claim(
+            arn, False, f"it belongs to {package.get('ModelPackageGroupName')}, not {group}"
+        )
     if package.get("ModelApprovalStatus") != APPROVED:
         return Claim(arn, False, f"status is {package.get('ModelApprovalStatus')}, not Approved")
     if props.get(ROLLOUT_KEY):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerRegisterModelVersionOperator
@@ -185,7 +186,9 @@ def approved_from_events(events: Any, group: str) -> list[str]:
             found = payload.get("arns") or reg.approved_arns_from_messages(
                 payload.get("message_batch") or [], group
             )
-            arns.extend(arn for arn in found if arn not in arns)
+            for arn in found:
+                if arn not in arns:
+                    arns.append(arn)
     return arns
 
 
@@ -196,7 +199,7 @@ def rollout_run_id(package: Mapping[str, Any]) -> str:
     return f"{ROLLOUT_RUN_PREFIX}{name}-v{version}"
 
 
-@task.short_circuit
+@task.short_circuit(retries=3, retry_delay=timedelta(seconds=20))
 def claim_rollout(arns: list[str]) -> dict[str, Any] | None:
     """Claim the newest approved version for one rollout; older ones in the batch are superseded.
 
