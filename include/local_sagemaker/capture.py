@@ -24,6 +24,7 @@ import json
 import random
 import threading
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -116,7 +117,7 @@ class CaptureWriter:
 
     def __init__(self, account_id: str = ACCOUNT_ID) -> None:
         self._account_id = account_id
-        self._pending: list[tuple] = []
+        self._pending: deque[tuple] = deque()  # appended lock-free on the request path
         self._lock = threading.Lock()
         self.errors: list[str] = []
 
@@ -131,13 +132,14 @@ class CaptureWriter:
     ) -> None:
         """Queue one event; the record is built at flush time to keep the request path short."""
         event = (config, endpoint, variant, request, response, inference_id, datetime.now(UTC))
-        with self._lock:
-            self._pending.append(event)
+        self._pending.append(event)  # deque.append is atomic: no lock for the request to wait on
 
     def flush(self) -> int:
         """Write every queued record, one object per (destination, variant, hour); returns count."""
-        with self._lock:
-            pending, self._pending = self._pending, []
+        with self._lock:  # one drainer at a time; requests keep appending meanwhile
+            queue, pending = self._pending, []
+            while queue:
+                pending.append(queue.popleft())
         files: dict[tuple[str, str], list[str]] = {}
         for config, endpoint, variant, request, response, inference_id, when in pending:
             record = build_record(config, request, response, inference_id, when)

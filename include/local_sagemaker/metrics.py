@@ -74,9 +74,17 @@ def _errors(n: int, errors: int) -> tuple:
 
 
 class Metrics:
-    """Thread-safe aggregation of invocation metrics plus raw latency reservoirs."""
+    """Thread-safe aggregation of invocation metrics plus raw latency reservoirs.
+
+    ``record`` runs on every request, so it takes no lock: it appends one tuple to a deque
+    (atomic under the GIL). A lock on the request path was contended by the other request
+    threads and the flusher. ``_drain`` folds queued events into the per-second buckets and
+    the reservoirs; ``flush`` and ``latency_percentiles`` drain first, so nothing recorded
+    before they are called is missed.
+    """
 
     def __init__(self) -> None:
+        self._events: deque[tuple] = deque()
         self._buckets: dict[tuple, _Bucket] = {}
         self._lock = threading.Lock()
         self._latency: dict[tuple[str, str], tuple[deque, deque]] = {}
@@ -89,11 +97,17 @@ class Metrics:
         overhead_us: float,
     ) -> None:
         """Count one request; ``where`` is (account, region, endpoint, variant)."""
-        key = (*where, int(time.time()))
-        with self._lock:
-            bucket = self._buckets.get(key)
+        self._events.append((where, int(time.time()), status, model_us, overhead_us))
+
+    def _drain(self) -> None:
+        """Fold every queued event into buckets and reservoirs (caller holds ``_lock``)."""
+        events, buckets, latency = self._events, self._buckets, self._latency
+        while events:
+            where, second, status, model_us, overhead_us = events.popleft()
+            key = (*where, second)
+            bucket = buckets.get(key)
             if bucket is None:
-                bucket = self._buckets[key] = _Bucket()
+                bucket = buckets[key] = _Bucket()
             bucket.n += 1
             if status >= 500:
                 bucket.e5 += 1
@@ -102,12 +116,9 @@ class Metrics:
             if model_us is not None:
                 _add(bucket.model, model_us)
             _add(bucket.overhead, overhead_us)
-            pair = self._latency.get(where[2:])
+            pair = latency.get(where[2:])
             if pair is None:
-                pair = self._latency[where[2:]] = (
-                    deque(maxlen=RESERVOIR),
-                    deque(maxlen=RESERVOIR),
-                )
+                pair = latency[where[2:]] = (deque(maxlen=RESERVOIR), deque(maxlen=RESERVOIR))
             if model_us is not None:
                 pair[0].append(model_us)
             pair[1].append(overhead_us)
@@ -115,6 +126,7 @@ class Metrics:
     def flush(self) -> int:
         """Write every bucket to moto's CloudWatch backend; returns the requests flushed."""
         with self._lock:
+            self._drain()
             buckets, self._buckets = self._buckets, {}
         served = 0
         for (account, region, endpoint, variant, second), bucket in buckets.items():
@@ -142,6 +154,7 @@ class Metrics:
     def latency_percentiles(self, reset: bool = False) -> dict[str, dict[str, Any]]:
         """p50/p90/p99/max of Model/OverheadLatency (µs) per endpoint/variant, raw values."""
         with self._lock:
+            self._drain()
             snapshot = {k: (list(m), list(o)) for k, (m, o) in self._latency.items()}
             if reset:
                 self._latency.clear()
