@@ -6,7 +6,10 @@ does nothing else: no routing, metrics or capture. The same bounded, concurrent 
 client load drives both in interleaved rounds so machine noise hits both alike.
 
 Prints one JSON line: throughput ratio, our rps, the ceiling's rps, and OverheadLatency p50/p99
-as our runtime measured it (time in our server outside the model call).
+as our runtime measured it (time in our server outside the model call). The ceiling times its
+own non-model part (WSGI call to the start of decode: the body read) with two clock reads, as
+``ceiling_nonmodel_p50/p99_ms``, for comparison. Load average is reported at the start and end
+of the measured rounds, with the CPU count.
 """
 
 from __future__ import annotations
@@ -54,17 +57,41 @@ def serve_ceiling(port: int, tar_path: str) -> None:
     from local_sagemaker.server import QuietHandler
 
     model = load_model(Artifact(tar_path, "etag", Path(tar_path).read_bytes()), XGB_IMAGE)
+    nonmodel_us: list[float] = []  # list.append is atomic; no lock on the request path
 
     def app(environ, start_response):
+        started = time.perf_counter()
+        if environ["REQUEST_METHOD"] == "GET":  # /stats: the non-model bracket, then reset
+            out = json.dumps(_summary_ms(nonmodel_us)).encode()
+            nonmodel_us.clear()
+            start_response("200 OK", [("Content-Length", str(len(out)))])
+            return [out]
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        began = time.perf_counter()
         kind = response_type(environ.get("HTTP_ACCEPT"))
         out = encode(model.predict(decode(body, environ.get("CONTENT_TYPE"))), kind)
+        nonmodel_us.append((began - started) * 1e6)  # all that follows is the model's
         start_response("200 OK", [("Content-Type", kind), ("Content-Length", str(len(out)))])
         return [out]
 
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietHandler)
     print("ready", flush=True)
     server.serve_forever()
+
+
+def _summary_ms(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"count": 0}
+    p50, p99 = np.percentile(values, [50, 99]) / 1000
+    return {"count": len(values), "p50": round(float(p50), 3), "p99": round(float(p99), 3)}
+
+
+def _ceiling_stats(port: int) -> dict[str, float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/stats")
+    stats = json.loads(conn.getresponse().read())
+    conn.close()
+    return stats
 
 
 def _load(port: int, path: str, seconds: float) -> int:
@@ -143,11 +170,14 @@ def main() -> None:
             _load(stack.port, path, 0.5)  # warm both before measuring
             _load(port, "/invocations", 0.5)
             stack.latency_stats(reset=True)
+            _ceiling_stats(port)  # reset
+            load_start = os.getloadavg()[0]
             ours = ceiling_n = 0
             for _ in range(ROUNDS):
                 ours += _load(stack.port, path, PHASE_S)
                 ceiling_n += _load(port, "/invocations", PHASE_S)
             stats = stack.latency_stats()["latency_us"]
+            ceiling_stats = _ceiling_stats(port)
     finally:
         ceiling.terminate()
         ceiling.wait(timeout=10)
@@ -162,12 +192,16 @@ def main() -> None:
                 "throughput_ratio_vs_model_only": round(ours / ceiling_n, 3),
                 "overhead_p99_ms": round(max(o["p99"] for o in overhead) / 1000, 3),
                 "overhead_p50_ms": round(max(o["p50"] for o in overhead) / 1000, 3),
+                "ceiling_nonmodel_p99_ms": ceiling_stats.get("p99"),
+                "ceiling_nonmodel_p50_ms": ceiling_stats.get("p50"),
                 "model_latency_p50_ms": round(max(m["p50"] for m in model) / 1000, 3),
                 "rps": round(ours / seconds, 1),
                 "rps_model_only": round(ceiling_n / seconds, 1),
                 "requests_measured": sum(o["count"] for o in overhead),
                 "clients": CLIENTS,
+                "loadavg_1m_start": round(load_start, 2),
                 "loadavg_1m": round(os.getloadavg()[0], 2),
+                "cpus": os.cpu_count(),
                 "rounds": ROUNDS,
                 "phase_s": PHASE_S,
             }
