@@ -17,5 +17,5 @@ Fault injection, set in a SageMaker Model's ``PrimaryContainer.Environment``:
 * ``LOCAL_SAGEMAKER_ERROR_RATE``: share in [0, 1] of requests failing 500 InternalFailure
   (counted in Invocation5XXErrors).
 
-Process tuning: ``LOCAL_SAGEMAKER_SWITCH_INTERVAL_S`` (GIL switch interval, default 0.0005).
+Process tuning: ``LOCAL_SAGEMAKER_SWITCH_INTERVAL_S`` (GIL switch interval, default 0.005).
 """
