@@ -116,3 +116,24 @@ def test_nightly_approval_rolls_out_once_and_crowns_the_winner(
     assert reg.find_champion(sm, group.name) == challenger
     demoted = sm.describe_model_package(ModelPackageName=old_champion)
     assert demoted["CustomerMetadataProperties"][reg.ROLE_KEY] == reg.FORMER_CHAMPION
+
+
+def test_better_but_below_the_bar_waits_for_a_person(
+    local_stack, seed_group, run_dag, fast_rollout
+):
+    group = seed_group(champion="champion")
+    conf = nightly_conf(group.name, fast_rollout["bucket"], min_improvement=0.5)
+
+    run = run_dag("nightly_challenger", conf, TONIGHT)
+
+    night = run.xcom("train_challenger")
+    assert night["better"] and not night["approve"]
+    package = local_stack.client("sagemaker").describe_model_package(
+        ModelPackageName=run.xcom("register_model_version")
+    )
+    assert package["ModelApprovalStatus"] == reg.PENDING
+    assert reg.ROLLOUT_KEY not in package["CustomerMetadataProperties"]
+    assert (
+        float(package["CustomerMetadataProperties"]["canary:offline:roc_auc-improvement"])
+        == (night["improvement"])
+    )
