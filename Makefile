@@ -10,7 +10,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
-export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT := 120
+export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT := 300
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install demo test bench local-stack airflow lint format clean

@@ -17,7 +17,7 @@ with a conf whose keys are the form's fields.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import TaskGroup, chain, dag
 
@@ -34,6 +34,9 @@ from canary_airflow.registry import update_registry
 from canary_airflow.sensors import CanaryGateSensor
 
 ENDPOINT_NAME = "{{ ti.xcom_pull(task_ids='validate_plan')['endpoint_name'] }}"
+# Deferrable waits are retried: Airflow 3.3 can fail a deferred task whose trigger fires before
+# the scheduler has seen it defer (apache/airflow#72716). Both tasks are idempotent.
+DEFERRED_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=5)}
 
 
 @dag(
@@ -66,6 +69,7 @@ def sagemaker_canary_rollout() -> None:
         config=requests["endpoint"],
         deferrable=True,
         check_interval=1,
+        **DEFERRED_RETRIES,
     )
     chain(plan, artifacts, requests, [champion_model, challenger_model], endpoint_config, deploy)
 
@@ -80,6 +84,7 @@ def sagemaker_canary_rollout() -> None:
                 weights=entered,
                 deferrable=True,
                 check_interval=1,
+                **DEFERRED_RETRIES,
             )
             shards = tasks.plan_burst(plan, weights.output, index)
             burst = tasks.replay_burst.partial(plan=plan, stage=weights.output, index=index).expand(

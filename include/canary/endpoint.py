@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 CAPTURE_SAMPLING_PERCENT = 100
 ENDPOINT_TAG = "canary:endpoint"
+RUN_TAG = "canary:run"  # on an endpoint: the run that created it
 
 
 class EndpointError(RuntimeError):
@@ -133,6 +134,13 @@ def ensure_endpoint_config(sm: Any, request: Mapping[str, Any]) -> bool:
 
 def describe_endpoint(sm: Any, name: str) -> dict[str, Any] | None:
     return _describe(sm.describe_endpoint, EndpointName=name)
+
+
+def created_by(sm: Any, endpoint_arn: str, run_key: str) -> bool:
+    """Whether this run created the endpoint: its run tag says so on every retry, which an XCom
+    written by the first try cannot (a retry clears it)."""
+    tags = sm.list_tags(ResourceArn=endpoint_arn).get("Tags", [])
+    return {"Key": RUN_TAG, "Value": run_key} in tags
 
 
 def current_weights(sm: Any, endpoint: str) -> dict[str, float]:

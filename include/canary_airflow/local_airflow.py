@@ -30,7 +30,7 @@ def airflow_settings() -> dict[str, str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # a busy laptop can take longer than the 30 s default just to import the providers
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
         "CANARY_REPORTS_DIR": os.environ.get("CANARY_REPORTS_DIR", str(PROJECT / "reports")),
     }
 

@@ -25,6 +25,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import conf
 
 from canary import endpoint
+from canary_airflow.tasks import run_key
 
 
 class EnsureSageMakerModelOperator(SageMakerModelOperator):
@@ -48,14 +49,18 @@ class EnsureSageMakerEndpointConfigOperator(SageMakerEndpointConfigOperator):
 class EnsureSageMakerEndpointOperator(SageMakerEndpointOperator):
     """Create the endpoint, update it when it serves another config, skip when already there.
 
-    Whether the endpoint existed before this run is pushed to XCom (``created``) before any
-    deferral, because teardown must never delete an endpoint the user already had.
+    Whether this run created the endpoint is pushed to XCom (``created``) before any deferral,
+    because teardown must never delete an endpoint the user already had. On a retry the endpoint
+    exists already; its run tag tells whether the first try created it.
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
         name = self.config["EndpointName"]
         existing = endpoint.describe_endpoint(self.hook.conn, name)
-        context["ti"].xcom_push(key="created", value=existing is None)
+        created = existing is None or endpoint.created_by(
+            self.hook.conn, existing["EndpointArn"], run_key()
+        )
+        context["ti"].xcom_push(key="created", value=created)
         if existing is not None:
             same_config = existing["EndpointConfigName"] == self.config["EndpointConfigName"]
             if same_config and existing["EndpointStatus"] == "InService":

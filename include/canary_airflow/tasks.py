@@ -104,7 +104,7 @@ def build_requests(plan: dict[str, Any], staged: dict[str, dict[str, Any]]) -> d
         "endpoint": {
             "EndpointName": rollout.endpoint_name,
             "EndpointConfigName": config["EndpointConfigName"],
-            "Tags": config["Tags"],
+            "Tags": [*config["Tags"], {"Key": endpoint.RUN_TAG, "Value": run_key()}],
         },
     }
 
