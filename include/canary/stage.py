@@ -49,6 +49,11 @@ from canary.replay.session import runtime_config
 
 log = logging.getLogger(__name__)
 
+# CloudWatch may lag the traffic (a flush interval locally, a minute or two on AWS): how long a
+# look waits for it to count what the replay sent, and how often it asks.
+METRICS_CATCH_UP_SECONDS = 180.0
+METRICS_POLL_SECONDS = 0.5
+
 STRATEGY_NAMES = {
     Strategy.WEIGHTED: "WeightedSampling",
     Strategy.EPSILON_GREEDY: "EpsilonGreedy",
@@ -136,32 +141,46 @@ class StageGate:
             started_at=started,
             observed_at=max(now, started),
         )
-        return self._served_counts(evidence)
+        answered = int((frame["status"] > 0).sum())  # status 0: no response reached us
+        return self._served_counts(evidence, answered)
 
-    def _served_counts(self, evidence: StageEvidence) -> StageEvidence:
+    def _served_counts(self, evidence: StageEvidence, answered: int) -> StageEvidence:
         """Requests and errors per variant as the endpoint counted them (CloudWatch).
 
         SageMaker's error responses do not name the variant that failed, so a client routed by
-        endpoint weights cannot attribute its 4XX/5XX; the endpoint's own metrics can.
+        endpoint weights cannot attribute its 4XX/5XX; the endpoint's own metrics can. They are
+        the only source of counts (mixing them with the client's would skew the split), and
+        the gate waits until they account for the ``answered`` requests, so rates and the sample
+        ratio are never judged on a lagging view of the traffic.
         """
-        counted = []
-        for variant in (evidence.champion, evidence.challenger):
-            metrics = telemetry.variant_metrics(
-                self.aws.cloudwatch,
-                self.plan.endpoint_name,
-                variant.name,
-                evidence.started_at,
-                evidence.observed_at,
-            )
-            counted.append(
-                replace(
-                    variant,
-                    requests=max(metrics["invocations"], variant.requests),
-                    errors_4xx=max(metrics["errors_4xx"], variant.errors_4xx),
-                    errors_5xx=max(metrics["errors_5xx"], variant.errors_5xx),
+        deadline = time.monotonic() + METRICS_CATCH_UP_SECONDS
+        while True:
+            metrics = [
+                telemetry.variant_metrics(
+                    self.aws.cloudwatch,
+                    self.plan.endpoint_name,
+                    variant.name,
+                    evidence.started_at,
+                    datetime.now(UTC),
                 )
+                for variant in (evidence.champion, evidence.challenger)
+            ]
+            counted = sum(m["invocations"] for m in metrics)
+            if counted >= answered or time.monotonic() > deadline:
+                break
+            time.sleep(METRICS_POLL_SECONDS)
+        if counted < answered:
+            log.warning("CloudWatch counts %d of %d answered requests so far", counted, answered)
+        champion, challenger = (
+            replace(
+                variant,
+                requests=m["invocations"],
+                errors_4xx=m["errors_4xx"],
+                errors_5xx=m["errors_5xx"],
             )
-        return replace(evidence, champion=counted[0], challenger=counted[1])
+            for variant, m in zip((evidence.champion, evidence.challenger), metrics, strict=True)
+        )
+        return replace(evidence, champion=champion, challenger=challenger)
 
     def _weights(self) -> tuple[float, float]:
         champion, challenger = self.plan.variants

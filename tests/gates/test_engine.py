@@ -136,6 +136,20 @@ SRM_45_55_OF_10000 = (4500, 3825, 5500, 4675)
             id="guardrail-5xx-ceiling-rolls-back-an-otherwise-good-challenger",
         ),
         pytest.param(
+            SRM_45_55_OF_10000,
+            {"errors_5xx": (0, 1100)},
+            Verdict.ROLLBACK,
+            "5xx_ceiling",
+            id="a-failed-ceiling-rolls-back-even-when-the-split-is-off",
+        ),
+        pytest.param(
+            SRM_45_55_OF_10000,
+            {"errors_5xx": (20, 40)},
+            Verdict.HALT,
+            "sample ratio mismatch",
+            id="a-mismatched-split-halts-before-relative-comparisons",
+        ),
+        pytest.param(
             (0, 0, 2000, 2000),
             {"weights": (0, 100)},
             Verdict.CONTINUE,

@@ -100,20 +100,20 @@ def _combine(
     bounds: Boundaries,
     final: bool,
 ) -> tuple[Verdict, str]:
+    # A ceiling judges the challenger on its own, so it holds however the traffic was split;
+    # a sample ratio mismatch only voids comparisons with the champion.
+    failed = [c for c in checks if c.status == FAIL]
+    ceilings = [c for c in failed if c.name.endswith("_ceiling")]
+    if ceilings:
+        return Verdict.ROLLBACK, _guardrail_reason(ceilings[0])
     if srm.mismatch:
         return Verdict.HALT, (
             f"sample ratio mismatch: observed {srm.observed} vs expected "
             f"({srm.expected[0]:.0f}, {srm.expected[1]:.0f}), chi-square p={srm.p_value:.2g} "
             f"< {srm.threshold}"
         )
-    failed = [c for c in checks if c.status == FAIL]
     if failed:
-        c = failed[0]
-        return Verdict.ROLLBACK, (
-            f"guardrail {c.name} failed: challenger {_fmt(c.challenger)} vs limit "
-            f"{_fmt(c.limit)} (champion {_fmt(c.champion)}), "
-            f"p={_fmt(c.p_value)} < {_fmt(c.threshold)}"
-        )
+        return Verdict.ROLLBACK, _guardrail_reason(failed[0])
     if primary is None:
         return Verdict.CONTINUE, "no primary statistic yet (too few labelled outcomes)"
     b, a = bounds.efficacy[-1], bounds.futility[-1]
@@ -130,6 +130,14 @@ def _combine(
         why = "not shown non-inferior at the last look" if final else "futility/harm bound crossed"
         return Verdict.ROLLBACK, f"{why}: z={primary.z:.3f} <= {a:.3f}; {summary}"
     return Verdict.CONTINUE, f"between bounds ({a:.3f} < z < {b:.3f}); {summary}"
+
+
+def _guardrail_reason(check: Check) -> str:
+    return (
+        f"guardrail {check.name} failed: challenger {_fmt(check.challenger)} vs limit "
+        f"{_fmt(check.limit)} (champion {_fmt(check.champion)}), "
+        f"p={_fmt(check.p_value)} < {_fmt(check.threshold)}"
+    )
 
 
 def _not_ready(
