@@ -7,8 +7,6 @@ AWS call. Names match :data:`canary.plan.FLAT_FIELDS`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from airflow.sdk import Param
 
 from canary.plan import (
@@ -218,10 +216,3 @@ def _gate_params() -> dict[str, Param]:
         ),
         "gate_poke_interval_seconds": Param(5.0, type="number", minimum=1, section=section),
     }
-
-
-def plan_fields(params: dict[str, Any]) -> dict[str, Any]:
-    """The run's params, minus anything Airflow adds that is not part of the plan."""
-    from canary.plan import FLAT_FIELDS
-
-    return {key: value for key, value in params.items() if key in FLAT_FIELDS}

@@ -24,7 +24,7 @@ from canary_airflow.aws import DEFAULT_CONN_ID, AwsClients
 
 log = logging.getLogger(__name__)
 
-PROMOTED, ROLLED_BACK, HALTED, FAILED = "promoted", "rolled_back", "halted", "failed"
+ROLLED_BACK, HALTED, FAILED = "rolled_back", "halted", "failed"  # PROMOTED: cleanup owns it
 GATE_TASK = "stage_{number}.gate"
 
 
@@ -170,7 +170,7 @@ def promote(plan: dict[str, Any]) -> dict[str, Any]:
     rollout = load_plan(plan)
     champion, challenger = rollout.variants
     _shift(rollout, {champion: 0.0, challenger: 1.0})
-    return {"outcome": PROMOTED, "winner": challenger}
+    return {"outcome": cleanup_ops.PROMOTED, "winner": challenger}
 
 
 @task
