@@ -26,7 +26,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 demo: install
-	$(PY) -m canary_airflow.demo
+	$(PY) -m canary_airflow.dev.demo
 
 test: install
 	$(PY) -m ruff format --check .
@@ -40,7 +40,7 @@ local-stack: install
 	$(PY) -m local_sagemaker --host 127.0.0.1 --port $(LOCAL_AWS_PORT)
 
 airflow: install
-	$(PY) -m canary_airflow.standalone --port $(AIRFLOW_PORT) --aws-port $(LOCAL_AWS_PORT)
+	$(PY) -m canary_airflow.dev.standalone --port $(AIRFLOW_PORT) --aws-port $(LOCAL_AWS_PORT)
 
 lint:
 	$(PY) -m ruff check .

@@ -1,13 +1,14 @@
 """Monte Carlo operating characteristics of the gate engine on simulated Bernoulli streams.
 
-Drives the same ``canary.gates.evaluate`` the DAG's sensor calls, poking every CHUNK requests per
-variant at a 50/50 split, until the gate promotes or rolls back. Champion accuracy 0.85, margin
-delta = 0.02, alpha = 0.05 one-sided, power 0.8. Scenarios (challenger minus champion): -delta
-(false promotion rate), 0 (power, mean n), +delta, -3 delta (mean n to rollback). Each figure is
-reported with its Monte Carlo standard error. n_fix is the per-variant size of the fixed-horizon
-one-sided non-inferiority z test with the same alpha, power and delta (true difference 0, variance
-p(1-p) per arm): n = (z_.95 + z_.8)^2 * 2 * 0.85 * 0.15 / 0.02^2. As a side-by-side baseline, the
-fixed-horizon score test is run on the first n_fix requests of the same streams.
+Drives the same ``canary.experiment.gates.evaluate`` the DAG's sensor calls, poking every CHUNK
+requests per variant at a 50/50 split, until the gate promotes or rolls back. Champion accuracy
+0.85, margin delta = 0.02, alpha = 0.05 one-sided, power 0.8. Scenarios (challenger minus
+champion): -delta (false promotion rate), 0 (power, mean n), +delta, -3 delta (mean n to rollback).
+Each figure is reported with its Monte Carlo standard error. n_fix is the per-variant size of the
+fixed-horizon one-sided non-inferiority z test with the same alpha, power and delta (true
+difference 0, variance p(1-p) per arm): n = (z_.95 + z_.8)^2 * 2 * 0.85 * 0.15 / 0.02^2. As a
+side-by-side baseline, the fixed-horizon score test is run on the first n_fix requests of the same
+streams.
 Prints one JSON line.
 """
 
@@ -22,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from canary.gates import (
+from canary.experiment.gates import (
     GateConfig,
     Outcomes,
     StageEvidence,
@@ -31,9 +32,9 @@ from canary.gates import (
     evaluate,
     fixed_horizon_n,
 )
-from canary.gates.guardrails import per_look_level
-from canary.gates.noninferiority import primary_statistic
-from canary.gates.sequential import crossing_probabilities, expected_fraction
+from canary.experiment.gates.guardrails import per_look_level
+from canary.experiment.gates.noninferiority import primary_statistic
+from canary.experiment.gates.sequential import crossing_probabilities, expected_fraction
 
 RUNS = int(os.environ.get("BENCH_GATES_RUNS", "1000"))
 # The false promotion rate is the safety claim (<= alpha): its scenario gets 8x the runs, so its

@@ -1,10 +1,11 @@
-"""Replay throughput vs the seed notebook's loop, and bandit regret vs a fixed 50/50 split.
+"""Replay throughput vs a hand-written invoke loop, and bandit regret vs a fixed 50/50 split.
 
 Throughput: the real local stack (a subprocess), two XGBoost variants trained on the churn demo
-data, one 50/50 endpoint. The seed loop is the notebook's ``for row in f: invoke_endpoint(...)``
-without its ``time.sleep(0.5)``; ours is ``ReplaySession.run_chunk`` over the same rows. Both run
-in the same process against the same warm endpoint, interleaved over ``ROUNDS`` rounds so that
-machine load drifts hit both alike; figures are total requests / total seconds per method.
+data, one 50/50 endpoint. The baseline is the loop people write by hand from SageMaker's A/B
+example, ``for row in f: invoke_endpoint(...)``, without its ``time.sleep(0.5)``; ours is
+``ReplaySession.run_chunk`` over the same rows. Both run in the same process against the same warm
+endpoint, interleaved over ``ROUNDS`` rounds so that machine load drifts hit both alike; figures
+are total requests / total seconds per method.
 
 Regret: Bernoulli arms 0.85 vs 0.88, 10 000 requests per run, pseudo-regret (expected reward
 given up) averaged over ``SEEDS`` independent seeds; the ratio's Monte Carlo standard error comes
@@ -25,6 +26,8 @@ import uuid
 
 import numpy as np
 
+from canary.plan import AllocationStrategy
+
 ROWS = 600
 ROUNDS = 2
 CONCURRENCY = 8
@@ -33,9 +36,9 @@ STEPS = 10_000
 MEANS = {"Champion": 0.85, "Challenger": 0.88}
 WARMUP = 100
 STRATEGIES = {
-    "thompson": ("ThompsonSampling", {}),
-    "ucb1": ("UCB1", {}),
-    "egreedy": ("EpsilonGreedy", {"epsilon": 0.1}),
+    "thompson": (AllocationStrategy.THOMPSON, {}),
+    "ucb1": (AllocationStrategy.UCB1, {}),
+    "egreedy": (AllocationStrategy.EPSILON_GREEDY, {"epsilon": 0.1}),
 }
 ROLE = "arn:aws:iam::123456789012:role/bench-replay"
 
@@ -44,7 +47,7 @@ def _models():
     """Champion (shallow, few rounds) and challenger (deeper) on the churn demo split."""
     import xgboost as xgb
 
-    from canary.churn import FEATURES, LABEL, generate, split
+    from canary.models.churn import FEATURES, LABEL, generate, split
 
     train, _, test = split(generate(4 * ROWS, seed=1), seed=1, test_fraction=0.25)
     dtrain = xgb.DMatrix(train[FEATURES].to_numpy(), label=train[LABEL].to_numpy())
@@ -58,7 +61,7 @@ def _models():
 def _deploy(stack, boosters) -> str:
     from sagemaker.core import image_uris  # ~8 s import: only when the bench runs
 
-    from canary.training import xgboost_tarball
+    from canary.models.training import xgboost_tarball
 
     image = image_uris.retrieve("xgboost", region="us-east-1", version="1.7-1")
     s3, sm = stack.client("s3"), stack.client("sagemaker")
@@ -90,7 +93,7 @@ def _deploy(stack, boosters) -> str:
 
 
 def _seed_loop(runtime, endpoint: str, payloads: list[str]) -> int:
-    """The notebook's loop, minus ``time.sleep(0.5)``."""
+    """The hand-written loop, minus its ``time.sleep(0.5)``."""
     for row in payloads:
         runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Body=row)
     return len(payloads)
@@ -98,11 +101,11 @@ def _seed_loop(runtime, endpoint: str, payloads: list[str]) -> int:
 
 def bench_throughput() -> dict[str, float]:
     from canary.replay import ReplayConfig, ReplayDataset, ReplaySession, runtime_config
-    from local_sagemaker.stack import LocalStack
+    from local_sagemaker.stack import EmbeddedStack
 
     boosters, rows = _models()
     dataset = ReplayDataset(rows, "churn")
-    with LocalStack() as stack:
+    with EmbeddedStack() as stack:
         endpoint = _deploy(stack, boosters)
         runtime = stack.client("sagemaker-runtime", config=runtime_config(CONCURRENCY))
         for variant in boosters:  # load both models before any clock starts
@@ -141,9 +144,9 @@ def bench_throughput() -> dict[str, float]:
 
 
 def bench_regret() -> tuple[dict[str, float], dict[str, object]]:
-    from canary.replay.simulation import run_seed
+    from bench.simulation import run_seed
 
-    tasks = {"fixed": [("WeightedSampling", {}, MEANS, STEPS, s, 0) for s in range(SEEDS)]}
+    tasks = {"fixed": [(AllocationStrategy.WEIGHTED, {}, MEANS, STEPS, s, 0) for s in range(SEEDS)]}
     for key, (name, params) in STRATEGIES.items():
         tasks[key] = [(name, params, MEANS, STEPS, s, WARMUP) for s in range(SEEDS)]
     flat = [t for group in tasks.values() for t in group]

@@ -38,7 +38,7 @@ XGB_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-
 def _artifact() -> bytes:
     import xgboost as xgb
 
-    from canary.training import xgboost_tarball
+    from canary.models.training import xgboost_tarball
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, N_FEATURES))
@@ -51,7 +51,7 @@ def serve_ceiling(port: int, tar_path: str) -> None:
     """Model-only server: parse payload, predict, encode. Nothing else."""
     from werkzeug.serving import make_server
 
-    from local_sagemaker.artifacts import Artifact
+    from local_sagemaker.artifact_store import Artifact
     from local_sagemaker.loader import load_model
     from local_sagemaker.payload import decode, encode, response_type
     from local_sagemaker.server import QuietHandler
@@ -152,7 +152,7 @@ def _deploy(stack, tar: bytes) -> str:
 
 
 def main() -> None:
-    from local_sagemaker.stack import LocalStack, free_port
+    from local_sagemaker.stack import EmbeddedStack, free_port
 
     tar = _artifact()
     tar_path = Path("/tmp") / f"bench_runtime_{free_port()}.tar.gz"
@@ -165,18 +165,18 @@ def main() -> None:
     )
     try:
         assert ceiling.stdout is not None and ceiling.stdout.readline().strip() == "ready"
-        with LocalStack() as stack:
+        with EmbeddedStack() as stack:
             path = _deploy(stack, tar)
             _load(stack.port, path, 0.5)  # warm both before measuring
             _load(port, "/invocations", 0.5)
-            stack.latency_stats(reset=True)
+            stack.admin("GET", "stats?reset=1")
             _ceiling_stats(port)  # reset
             load_start = os.getloadavg()[0]
             ours = ceiling_n = 0
             for _ in range(ROUNDS):
                 ours += _load(stack.port, path, PHASE_S)
                 ceiling_n += _load(port, "/invocations", PHASE_S)
-            stats = stack.latency_stats()["latency_us"]
+            stats = stack.admin("GET", "stats")["latency_us"]
             ceiling_stats = _ceiling_stats(port)
     finally:
         ceiling.terminate()

@@ -4,7 +4,7 @@
 The run is scheduled by an **asset with a watcher** (Airflow 3 event-driven scheduling):
 
 - **AWS**: SageMaker emits *SageMaker Model Package State Change* events; an EventBridge rule sends
-  approvals of this group to SQS (`canary.registry.ensure_approval_queue` creates both), and
+  approvals of this group to SQS (`canary.models.registry.ensure_approval_queue` creates both), and
   common-messaging's `MessageQueueTrigger` reads the queue. Set `CANARY_REGISTRY_QUEUE_URL`.
 - **Local stack** (no SageMaker events): our `ModelPackageApprovalTrigger` polls the registry.
 
@@ -25,11 +25,15 @@ from datetime import datetime
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Asset, AssetWatcher, Param, chain, dag
 
-from canary_airflow import registry
-from canary_airflow.local_airflow import ROLLOUT_DAG
+from canary.plan import DEFAULT_PLAN, REGION, SAGEMAKER_NAME, NightlySpec
+from canary_airflow import ids
+from canary_airflow.sensors import RegistryApprovalSensor
+from canary_airflow.tasks import registry_rollout as tasks
 from canary_airflow.triggers import ModelPackageApprovalTrigger
 
-GROUP = os.environ.get("CANARY_MODEL_PACKAGE_GROUP", "churn-models")
+GROUP = os.environ.get(
+    "CANARY_MODEL_PACKAGE_GROUP", NightlySpec.model_fields["model_package_group"].default
+)
 QUEUE_URL = os.environ.get("CANARY_REGISTRY_QUEUE_URL", "")
 POLL_SECONDS = float(os.environ.get("CANARY_REGISTRY_POLL_SECONDS", "15"))
 SECTION = "Registry"
@@ -50,7 +54,7 @@ approvals = Asset(f"sagemaker-model-registry://{GROUP}/approved", watchers=[appr
 
 
 @dag(
-    dag_id="model_registry_rollout",
+    dag_id=ids.REGISTRY_DAG,
     schedule=[approvals],
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -60,7 +64,7 @@ approvals = Asset(f"sagemaker-model-registry://{GROUP}/approved", watchers=[appr
     tags=["sagemaker", "canary", "registry"],
     params={
         "model_package_group": Param(
-            GROUP, type="string", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", section=SECTION
+            GROUP, type="string", pattern=SAGEMAKER_NAME.pattern, section=SECTION
         ),
         "package_arn": Param(
             "",
@@ -69,10 +73,10 @@ approvals = Asset(f"sagemaker-model-registry://{GROUP}/approved", watchers=[appr
             description="Roll out this approved version now; empty: wait for the next approval.",
             section=SECTION,
         ),
-        "region": Param("us-east-1", type="string", section=SECTION),
-        "endpoint_name": Param(
-            "churn-canary", type="string", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+        "region": Param(
+            DEFAULT_PLAN.region, type="string", pattern=REGION.pattern, section=SECTION
         ),
+        "endpoint_name": Param("churn-canary", type="string", pattern=SAGEMAKER_NAME.pattern),
         "wait_minutes": Param(
             60, type="number", exclusiveMinimum=0, title="Wait for an approval (minutes)"
         ),
@@ -85,19 +89,19 @@ approvals = Asset(f"sagemaker-model-registry://{GROUP}/approved", watchers=[appr
     },
 )
 def model_registry_rollout() -> None:
-    approved = registry.RegistryApprovalSensor(
-        task_id="wait_for_approval",
+    approved = RegistryApprovalSensor(
+        task_id=ids.WAIT_FOR_APPROVAL,
         group="{{ params.model_package_group }}",
         package_arn="{{ params.package_arn }}",
         wait_minutes="{{ params.wait_minutes }}",
         poll_interval=POLL_SECONDS,
     )
-    claim = registry.claim_rollout(approved.output)
+    claim = tasks.claim_rollout(approved.output)
     start = TriggerDagRunOperator(
-        task_id="start_rollout",
-        trigger_dag_id=ROLLOUT_DAG,
-        trigger_run_id="{{ ti.xcom_pull(task_ids='claim_rollout')['run_id'] }}",
-        conf="{{ ti.xcom_pull(task_ids='claim_rollout')['conf'] }}",
+        task_id=ids.START_ROLLOUT,
+        trigger_dag_id=ids.ROLLOUT_DAG,
+        trigger_run_id=f"{{{{ ti.xcom_pull(task_ids='{ids.CLAIM_ROLLOUT}')['run_id'] }}}}",
+        conf=f"{{{{ ti.xcom_pull(task_ids='{ids.CLAIM_ROLLOUT}')['conf'] }}}}",
         skip_when_already_exists=True,
     )
     chain(approved, claim, start)

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import Param, chain, dag
+from airflow.sdk import chain, dag
 
-from canary.nightly import METRICS
-from canary_airflow import registry
-
-SECTION = "Nightly challenger"
+from canary_airflow import ids
+from canary_airflow.operators import RegisterChallengerOperator
+from canary_airflow.params import nightly_params
+from canary_airflow.tasks import nightly_challenger as tasks
 
 
 @dag(
-    dag_id="nightly_challenger",
+    dag_id=ids.NIGHTLY_DAG,
     schedule="0 2 * * *",
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -36,41 +36,14 @@ SECTION = "Nightly challenger"
     render_template_as_native_obj=True,
     doc_md=__doc__,
     tags=["sagemaker", "canary", "registry"],
-    params={
-        "model_package_group": Param(
-            "churn-models",
-            type="string",
-            pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$",
-            title="Model package group",
-            section=SECTION,
-        ),
-        "region": Param("us-east-1", type="string", title="AWS region", section=SECTION),
-        "bucket": Param("canary-rollouts", type="string", title="S3 bucket", section=SECTION),
-        "prefix": Param("nightly", type="string", title="S3 prefix", section=SECTION),
-        "n_rows": Param(
-            12000, type="integer", minimum=200, title="Rows per night", section=SECTION
-        ),
-        "seed": Param(0, type="integer", minimum=0, section=SECTION),
-        "metric": Param(
-            "roc_auc", type="string", enum=list(METRICS), title="Offline metric", section=SECTION
-        ),
-        "min_improvement": Param(
-            0.005,
-            type="number",
-            title="Minimum improvement to approve",
-            description="Better than the champion by at least this much: Approved (a rollout "
-            "starts). Better, but less: PendingManualApproval. Not better: not registered.",
-            section=SECTION,
-        ),
-        "framework_version": Param("1.7-1", type="string", section=SECTION),
-    },
+    params=nightly_params(),
 )
 def nightly_challenger() -> None:
-    night = registry.train_challenger()
-    better = registry.better_offline(night)
-    request = registry.registration(night)
-    register = registry.RegisterChallengerOperator(
-        task_id="register_model_version",
+    night = tasks.train_challenger()
+    better = tasks.better_offline(night)
+    request = tasks.registration(night)
+    register = RegisterChallengerOperator(
+        task_id=ids.REGISTER_MODEL_VERSION,
         image_uri=request["image_uri"],
         model_url=request["model_url"],
         package_group_name="{{ params.model_package_group }}",

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import TaskGroup, chain, dag
 
 from canary.plan import MAX_STAGES
-from canary_airflow import tasks
+from canary_airflow import ids
 from canary_airflow.operators import (
     EnsureSageMakerEndpointConfigOperator,
     EnsureSageMakerEndpointOperator,
@@ -30,17 +30,17 @@ from canary_airflow.operators import (
     SageMakerUpdateEndpointWeightsOperator,
 )
 from canary_airflow.params import rollout_params
-from canary_airflow.registry import update_registry
 from canary_airflow.sensors import CanaryGateSensor
+from canary_airflow.tasks import canary_rollout as tasks
 
-ENDPOINT_NAME = "{{ ti.xcom_pull(task_ids='validate_plan')['endpoint_name'] }}"
+ENDPOINT_NAME = f"{{{{ ti.xcom_pull(task_ids='{ids.VALIDATE_PLAN}')['endpoint_name'] }}}}"
 # Deferrable waits are retried: Airflow 3.3 can fail a deferred task whose trigger fires before
 # the scheduler has seen it defer (apache/airflow#72716). Both tasks are idempotent.
 DEFERRED_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=5)}
 
 
 @dag(
-    dag_id="sagemaker_canary_rollout",
+    dag_id=ids.ROLLOUT_DAG,
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -56,16 +56,16 @@ def sagemaker_canary_rollout() -> None:
     artifacts = tasks.stage_artifacts(plan)
     requests = tasks.build_requests(plan, artifacts)
     champion_model = EnsureSageMakerModelOperator(
-        task_id="create_champion_model", config=requests["champion_model"]
+        task_id=ids.CREATE_MODEL["champion"], config=requests["champion_model"]
     )
     challenger_model = EnsureSageMakerModelOperator(
-        task_id="create_challenger_model", config=requests["challenger_model"]
+        task_id=ids.CREATE_MODEL["challenger"], config=requests["challenger_model"]
     )
     endpoint_config = EnsureSageMakerEndpointConfigOperator(
-        task_id="create_endpoint_config", config=requests["endpoint_config"]
+        task_id=ids.CREATE_ENDPOINT_CONFIG, config=requests["endpoint_config"]
     )
     deploy = EnsureSageMakerEndpointOperator(
-        task_id="deploy_endpoint",
+        task_id=ids.DEPLOY_ENDPOINT,
         config=requests["endpoint"],
         deferrable=True,
         check_interval=1,
@@ -76,10 +76,10 @@ def sagemaker_canary_rollout() -> None:
     # -- stages: each shifts the weights, then holds until its gate decides ------------------
     previous = deploy
     for index in range(MAX_STAGES):
-        with TaskGroup(group_id=f"stage_{index + 1}") as stage:
-            entered = tasks.enter_stage.override(task_id="enter")(plan, index)
+        with TaskGroup(group_id=ids.STAGE_GROUP.format(number=index + 1)) as stage:
+            entered = tasks.enter_stage(plan, index)
             weights = SageMakerUpdateEndpointWeightsOperator(
-                task_id="set_weights",
+                task_id=ids.SET_WEIGHTS,
                 endpoint_name=ENDPOINT_NAME,
                 weights=entered,
                 deferrable=True,
@@ -91,7 +91,7 @@ def sagemaker_canary_rollout() -> None:
                 shard=shards
             )
             gate = CanaryGateSensor(
-                task_id="gate", plan=plan, stage=weights.output, stage_index=index
+                task_id=ids.GATE, plan=plan, stage=weights.output, stage_index=index
             )
             chain(entered, weights, shards, burst, gate)
         previous >> stage
@@ -107,7 +107,7 @@ def sagemaker_canary_rollout() -> None:
     report = tasks.report(plan).as_teardown(setups=setups)
     cleanup = tasks.cleanup(plan).as_teardown(setups=setups)
     # registry bookkeeping (a no-op unless the challenger is a model package): champion or Rejected
-    chain(finished, update_registry(plan), report, cleanup)
+    chain(finished, tasks.update_registry(plan), report, cleanup)
 
 
 sagemaker_canary_rollout()

@@ -1,6 +1,6 @@
 """Shared fixtures: one real local AWS stack (a subprocess on loopback) per test session.
 
-``local_stack`` is a ``local_sagemaker.stack.LocalStack``: use ``.client(service)``,
+``local_stack`` is a ``local_sagemaker.stack.EmbeddedStack``: use ``.client(service)``,
 ``.endpoint_url``, ``.env()`` and ``.flush()`` (makes metrics and capture records visible
 in CloudWatch/S3 immediately). Tests share it, so give resources unique names.
 
@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from botocore.config import Config
 
-from canary_airflow.local_airflow import airflow_env, airflow_settings, ensure_database
-from local_sagemaker.stack import LocalStack
+from canary_airflow.dev.local_airflow import airflow_env, airflow_settings, ensure_database
+from local_sagemaker.stack import EmbeddedStack
 
 # Airflow reads its home and DAG folder once, when first imported: a per-session home and the
 # project's settings must be in place before any test module imports Airflow, so they are set
@@ -37,10 +37,10 @@ os.environ.update(airflow_settings())
 
 
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     """The local stack, started once per session and stopped at the end."""
     log = tmp_path_factory.mktemp("local_stack") / "local_stack.log"
-    with LocalStack(log_path=log) as stack:
+    with EmbeddedStack(log_path=log) as stack:
         yield stack
 
 
@@ -51,7 +51,7 @@ def unique_name() -> str:
 
 
 @pytest.fixture(scope="session")
-def airflow_local(local_stack: LocalStack) -> dict[str, str]:
+def airflow_local(local_stack: EmbeddedStack) -> dict[str, str]:
     """Airflow's environment for this session: migrated database, AWS connection to the stack."""
     env = airflow_env(local_stack.endpoint_url, local_stack.env())
     os.environ.update(env)
@@ -70,7 +70,7 @@ class StackDeployer:
     ``make_deployer`` fixture: with ``--import-mode=importlib`` tests cannot import conftests).
     """
 
-    stack: LocalStack
+    stack: EmbeddedStack
     bucket: str
     role: str
     runtime_config: Config | None = None
@@ -172,7 +172,7 @@ class StackDeployer:
 
 
 @pytest.fixture(scope="session")
-def make_deployer(local_stack: LocalStack) -> Callable[..., StackDeployer]:
+def make_deployer(local_stack: EmbeddedStack) -> Callable[..., StackDeployer]:
     """Factory of ``StackDeployer``s, each with a new bucket ``{bucket_prefix}-<random>``.
 
     The caller owns what it makes: call ``.cleanup()`` when its fixture's scope ends."""

@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -23,19 +24,52 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 MODEL_PACKAGE_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+DEFAULT_REGION = "us-east-1"
+DEFAULT_BUCKET = "canary-rollouts"
+DEFAULT_FRAMEWORK_VERSION = "1.7-1"
 DEMO_MODELS = ("champion", "challenger", "worse")
 DEFAULT_STAGES = ((50, 50), (25, 75), (0, 100))
 DIGEST_LENGTH = 10
 MAX_STAGES = 5  # the rollout DAG has one task group per possible stage
+StageWeight = Annotated[int, Field(ge=0)]
 
 
 class PlanError(ValueError):
     """A rollout plan that cannot run; the message names every bad field."""
+
+
+def setting(
+    default: Any = PydanticUndefined,
+    *,
+    title: str,
+    description: str | None = None,
+    section: str | None = None,
+    **constraints: Any,
+) -> Any:
+    """A plan field that people set: its one declaration of default, bounds, title and help.
+
+    The trigger form (``canary_airflow.params``) is generated from these fields, so the form and
+    the plan cannot disagree. ``section`` groups top-level fields on the form; the leaves of a
+    sub-model (``gate``, ``traffic``, each side) take the section of the field that holds it.
+    A field declared without ``setting`` (a model's ``role``) is not on the form.
+    """
+    extra = {"section": section} if section else None
+    return Field(
+        default, title=title, description=description, json_schema_extra=extra, **constraints
+    )
+
+
+def section(name: str, default: Any) -> Any:
+    """A sub-model field whose leaves form one section of the trigger form."""
+    return Field(default, json_schema_extra={"section": name})
 
 
 class Framework(StrEnum):
@@ -44,15 +78,27 @@ class Framework(StrEnum):
 
 
 class TrafficMode(StrEnum):
+    """Who routes each request: the endpoint by its weights, or the client by ``TargetVariant``."""
+
     ENDPOINT_WEIGHTS = "endpoint_weights"
     TARGET_VARIANT = "target_variant"
 
 
-class Strategy(StrEnum):
+class AllocationStrategy(StrEnum):
+    """How the replay client splits traffic (``canary.experiment.allocation`` implements each)."""
+
     WEIGHTED = "weighted"
     EPSILON_GREEDY = "epsilon_greedy"
     UCB1 = "ucb1"
     THOMPSON = "thompson"
+
+
+class Metric(StrEnum):
+    """The gate's primary metric, per request."""
+
+    ACCURACY = "accuracy"  # the score thresholded, against the label
+    REWARD = "reward"  # a logged reward column
+    BRIER = "brier"  # minus the squared error of the score
 
 
 class DeadlinePolicy(StrEnum):
@@ -73,13 +119,25 @@ class ModelSpec(_Frozen):
     """One side of the rollout: where its artifact comes from and what serves it."""
 
     role: str
-    variant_name: Annotated[str, Field(pattern=SAGEMAKER_NAME.pattern)]
-    source: str
-    framework: Framework = Framework.XGBOOST
-    framework_version: str = "1.7-1"
-    instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")] = "ml.m5.large"
-    instance_count: Annotated[int, Field(ge=1, le=100)] = 1
-    environment: dict[str, str] = Field(default_factory=dict)
+    source: str = setting(
+        title="Artifact",
+        description="A local model.tar.gz, s3://bucket/key/model.tar.gz, a model package ARN, "
+        "or demo:champion / demo:challenger / demo:worse (generated synthetic churn models).",
+        min_length=1,
+    )
+    variant_name: str = setting(title="Variant name", pattern=SAGEMAKER_NAME.pattern)
+    framework: Framework = setting(Framework.XGBOOST, title="Framework")
+    framework_version: str = setting(DEFAULT_FRAMEWORK_VERSION, title="Framework version")
+    instance_type: str = setting(
+        "ml.m5.large", title="Instance type", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
+    )
+    instance_count: int = setting(1, title="Instance count", ge=1, le=100)
+    environment: dict[str, str] = setting(
+        {},
+        title="Container environment",
+        description="Passed to the model container. On the local stack, "
+        "LOCAL_SAGEMAKER_ERROR_RATE / LOCAL_SAGEMAKER_LATENCY_MS inject faults.",
+    )
 
     @field_validator("source")
     @classmethod
@@ -114,21 +172,43 @@ class ModelSpec(_Frozen):
 class TrafficSpec(_Frozen):
     """Synthetic traffic replayed while each gate waits (in production, real traffic does this)."""
 
-    enabled: bool = True
-    dataset: str = "demo"
-    label_column: str = "churn"
-    mode: TrafficMode = TrafficMode.ENDPOINT_WEIGHTS
-    strategy: Strategy = Strategy.WEIGHTED
-    epsilon: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    warmup: Annotated[int, Field(ge=0)] = 50
-    requests_per_stage: Annotated[int, Field(ge=1, le=1_000_000)] = 6000
-    chunk_size: Annotated[int, Field(ge=1, le=100_000)] = 400
-    concurrency: Annotated[int, Field(ge=1, le=256)] = 8
-    shards: Annotated[int, Field(ge=0, le=32)] = 0
+    enabled: bool = setting(True, title="Replay traffic")
+    dataset: str = setting(
+        "demo",
+        title="Dataset",
+        description="'demo' (synthetic churn test split) or a labelled CSV path / s3:// URI.",
+        min_length=1,
+    )
+    label_column: str = setting("churn", title="Label column", min_length=1)
+    mode: TrafficMode = setting(
+        TrafficMode.ENDPOINT_WEIGHTS,
+        title="Routing",
+        description="endpoint_weights: the endpoint routes; target_variant: the client picks.",
+    )
+    strategy: AllocationStrategy = setting(
+        AllocationStrategy.WEIGHTED,
+        title="Allocation strategy",
+        description="Bandit strategies need routing 'target_variant'.",
+    )
+    epsilon: float = setting(0.1, title="ε (epsilon-greedy exploration)", gt=0, lt=1)
+    warmup: int = setting(50, title="Warm-up requests per variant (bandits)", ge=0)
+    requests_per_stage: int = setting(6000, title="Request cap per stage", ge=1, le=1_000_000)
+    chunk_size: int = setting(400, title="Requests between gate looks", ge=1, le=100_000)
+    concurrency: int = setting(8, title="Concurrent requests", ge=1, le=256)
+    shards: int = setting(
+        0,
+        title="Mapped replay tasks per stage",
+        description="0: the gate feeds traffic itself, in chunks (fewest requests). "
+        "N: a first burst of half the stage's planned traffic is sent by N mapped tasks "
+        "spread over the workers; the gate then tops up in chunks if it needs more.",
+        ge=0,
+        le=32,
+    )
 
     @model_validator(mode="after")
     def _strategy_fits_mode(self) -> TrafficSpec:
-        if self.mode is TrafficMode.ENDPOINT_WEIGHTS and self.strategy is not Strategy.WEIGHTED:
+        weighted = self.strategy is AllocationStrategy.WEIGHTED
+        if self.mode is TrafficMode.ENDPOINT_WEIGHTS and not weighted:
             raise ValueError(
                 f"strategy {self.strategy.value!r} needs mode 'target_variant': "
                 "with 'endpoint_weights' the endpoint routes by its weights"
@@ -137,56 +217,101 @@ class TrafficSpec(_Frozen):
 
 
 class GateSpec(_Frozen):
-    """The statistical gate that holds each stage: promote, continue, roll back or halt."""
+    """The statistical gate that holds each stage: promote, continue, roll back or halt.
 
-    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
-    power: Annotated[float, Field(gt=0.5, lt=1)] = 0.8
-    margin: Annotated[float, Field(gt=0, lt=1)] = 0.03
-    metric: str = "accuracy"
-    planning_rate: Annotated[float, Field(gt=0, lt=1)] = 0.9
-    max_5xx_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
-    max_4xx_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
-    max_p99_latency_ms: Annotated[float, Field(gt=0)] = 500.0
-    max_stage_minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)] = 30.0
-    on_deadline: DeadlinePolicy = DeadlinePolicy.ROLLBACK
-    poke_interval_seconds: Annotated[float, Field(ge=1, le=3600)] = 5.0
+    These are the settings people choose; ``canary.experiment.gates.GateConfig`` extends them with
+    the sequential design's fixed choices (looks, spending functions, guardrail levels).
+    """
 
-    @field_validator("metric")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        if value not in {"accuracy", "reward"}:
-            raise ValueError("must be 'accuracy' or 'reward'")
-        return value
+    alpha: float = setting(0.05, title="α (false promotion rate)", gt=0, lt=0.5)
+    power: float = setting(0.8, title="Power", gt=0.5, lt=1)
+    margin: float = setting(
+        0.03,
+        title="Non-inferiority margin δ",
+        description="How much worse than the champion the challenger may be and still pass.",
+        gt=0,
+        lt=1,
+    )
+    metric: Metric = setting(Metric.ACCURACY, title="Metric")
+    planning_rate: float = setting(
+        0.9,
+        title="Expected champion accuracy",
+        description="Sizes the sequential test; a rough value is enough.",
+        gt=0,
+        lt=1,
+    )
+    max_5xx_rate: float = setting(0.01, title="Ceiling on the 5XX rate", ge=0, le=1)
+    max_4xx_rate: float = setting(0.05, title="Ceiling on the 4XX rate", ge=0, le=1)
+    max_p99_latency_ms: float = setting(500.0, title="Ceiling on p99 latency (ms)", gt=0)
+    max_stage_minutes: float = setting(30.0, title="Stage deadline (minutes)", gt=0, le=7 * 24 * 60)
+    on_deadline: DeadlinePolicy = setting(DeadlinePolicy.ROLLBACK, title="At the stage deadline")
+    poke_interval_seconds: float = setting(
+        5.0, title="Seconds between gate looks (real traffic)", ge=1, le=3600
+    )
+
+
+LOCAL_ROLE_ARN = "arn:aws:iam::123456789012:role/canary-local"
 
 
 class RolloutPlan(_Frozen):
-    """A whole canary rollout, from artifacts to cleanup."""
+    """A whole canary rollout, from artifacts to cleanup. The defaults run the demo locally."""
 
-    endpoint_name: Annotated[str, Field(pattern=SAGEMAKER_NAME.pattern)]
-    champion: ModelSpec
-    challenger: ModelSpec
-    stages: tuple[tuple[int, int], ...] = DEFAULT_STAGES
-    traffic: TrafficSpec = TrafficSpec()
-    gate: GateSpec = GateSpec()
-    cleanup: CleanupPolicy = CleanupPolicy.KEEP_WINNER
-    bucket: Annotated[str, Field(pattern=BUCKET_NAME.pattern)] = "canary-rollouts"
-    prefix: str = "canary"
-    execution_role_arn: Annotated[str, Field(pattern=ROLE_ARN.pattern)]
-    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")] = "us-east-1"
-    data_capture: bool = True
+    endpoint_name: str = setting(
+        "churn-canary",
+        title="Endpoint name",
+        description="Created if missing; an existing endpoint is updated in place.",
+        section="Endpoint",
+        pattern=SAGEMAKER_NAME.pattern,
+    )
+    execution_role_arn: str = setting(
+        LOCAL_ROLE_ARN,
+        title="Execution role ARN",
+        description="The IAM role SageMaker assumes to pull images and artifacts.",
+        section="Endpoint",
+        pattern=ROLE_ARN.pattern,
+    )
+    region: str = setting(
+        DEFAULT_REGION, title="AWS region", section="Endpoint", pattern=REGION.pattern
+    )
+    bucket: str = setting(
+        DEFAULT_BUCKET,
+        title="S3 bucket",
+        description="Artifacts, Data Capture, ground truth and decision records go here.",
+        section="Endpoint",
+        pattern=BUCKET_NAME.pattern,
+    )
+    prefix: str = setting("canary", title="S3 prefix", section="Endpoint")
+    champion: ModelSpec = section(
+        "Champion model",
+        ModelSpec(role="champion", variant_name="Champion", source="demo:champion"),
+    )
+    challenger: ModelSpec = section(
+        "Challenger model",
+        ModelSpec(role="challenger", variant_name="Challenger", source="demo:challenger"),
+    )
+    stages: tuple[tuple[StageWeight, StageWeight], ...] = setting(
+        DEFAULT_STAGES,
+        title="Stages [champion, challenger]",
+        description="Relative weights per stage; each stage is held until its gate decides.",
+        section="Rollout",
+        min_length=1,
+        max_length=MAX_STAGES,
+    )
+    cleanup: CleanupPolicy = setting(
+        CleanupPolicy.KEEP_WINNER,
+        title="Cleanup",
+        description="keep_winner: the endpoint ends serving the winner alone. "
+        "delete_all: remove everything this run created.",
+        section="Rollout",
+    )
+    data_capture: bool = setting(True, title="Data Capture", section="Rollout")
+    traffic: TrafficSpec = section("Traffic replay", TrafficSpec())
+    gate: GateSpec = section("Gate", GateSpec())
 
     @field_validator("stages")
     @classmethod
     def _sane_stages(cls, stages: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
-        if not stages:
-            raise ValueError("at least one stage is needed")
-        if len(stages) > MAX_STAGES:
-            raise ValueError(f"at most {MAX_STAGES} stages")
-        for index, (champion, challenger) in enumerate(stages):
-            if champion < 0 or challenger < 0:
-                raise ValueError(
-                    f"stage {index}: weights must be >= 0, got {[champion, challenger]}"
-                )
+        for index, (_, challenger) in enumerate(stages):
             if challenger == 0:
                 raise ValueError(f"stage {index}: the challenger needs weight > 0 to be judged")
         if stages[0][0] == 0:
@@ -220,10 +345,6 @@ class RolloutPlan(_Frozen):
         champion, challenger = self.stages[index]
         return dict(zip(self.variants, (float(champion), float(challenger)), strict=True))
 
-    def run_prefix(self, run_key: str) -> str:
-        """Where this run's records live in S3: one folder per endpoint and run."""
-        return f"{self.prefix}/{self.endpoint_name}/{run_key}"
-
     def resource_name(self, kind: str, *parts: str) -> str:
         """A SageMaker resource name that is the same on every retry of the same inputs."""
         digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:DIGEST_LENGTH]
@@ -234,67 +355,99 @@ class RolloutPlan(_Frozen):
         return f"{self.endpoint_name}-{kind}"[: 63 - DIGEST_LENGTH - 1] + "-"
 
 
-# Flat names (Airflow Params, run conf) → nested plan fields.
-FLAT_FIELDS: dict[str, tuple[str, ...]] = {
-    "endpoint_name": ("endpoint_name",),
-    "execution_role_arn": ("execution_role_arn",),
-    "region": ("region",),
-    "bucket": ("bucket",),
-    "prefix": ("prefix",),
-    "stages": ("stages",),
-    "cleanup": ("cleanup",),
-    "data_capture": ("data_capture",),
-    **{
-        f"{side}_{field}": (side, field)
-        for side in ("champion", "challenger")
-        for field in (
-            "source",
-            "variant_name",
-            "framework",
-            "framework_version",
-            "instance_type",
-            "instance_count",
-            "environment",
-        )
-    },
-    **{
-        f"traffic_{field}": ("traffic", field)
-        for field in (
-            "enabled",
-            "dataset",
-            "label_column",
-            "mode",
-            "strategy",
-            "epsilon",
-            "warmup",
-            "requests_per_stage",
-            "chunk_size",
-            "concurrency",
-            "shards",
-        )
-    },
-    **{
-        f"gate_{field}": ("gate", field)
-        for field in (
-            "alpha",
-            "power",
-            "margin",
-            "metric",
-            "planning_rate",
-            "max_5xx_rate",
-            "max_4xx_rate",
-            "max_p99_latency_ms",
-            "max_stage_minutes",
-            "on_deadline",
-            "poke_interval_seconds",
-        )
-    },
-}
+@dataclass(frozen=True)
+class FormField:
+    """One field of the flat form: its name, where it lives in the plan, its section."""
+
+    name: str  # gate_alpha
+    path: tuple[str, ...]  # ("gate", "alpha")
+    section: str
+    info: FieldInfo
+
+
+def form_fields(model: type[BaseModel]) -> dict[str, FormField]:
+    """Every field of ``model`` declared with :func:`setting`, by its flat name.
+
+    A sub-model field (``gate``) contributes its leaves as ``<field>_<leaf>`` (``gate_alpha``),
+    in the section the sub-model field names.
+    """
+    found: dict[str, FormField] = {}
+    for name, info in model.model_fields.items():
+        if isinstance(info.default, BaseModel):
+            held = _section_of(info)
+            for leaf, leaf_info in type(info.default).model_fields.items():
+                if leaf_info.title is not None:
+                    flat = f"{name}_{leaf}"
+                    found[flat] = FormField(flat, (name, leaf), held, leaf_info)
+        elif info.title is not None:
+            found[name] = FormField(name, (name,), _section_of(info), info)
+    return found
+
+
+def _section_of(info: FieldInfo) -> str:
+    extra = info.json_schema_extra
+    return str(extra["section"]) if isinstance(extra, dict) else ""
+
+
+#: Flat names (Airflow Params, a run's conf) → the plan's fields, derived from the model.
+FORM_FIELDS: dict[str, FormField] = form_fields(RolloutPlan)
+FLAT_FIELDS: dict[str, tuple[str, ...]] = {name: f.path for name, f in FORM_FIELDS.items()}
 _NESTED_TO_FLAT = {path: flat for flat, path in FLAT_FIELDS.items()}
+DEFAULT_PLAN = RolloutPlan()
+
+
+class OfflineMetric(StrEnum):
+    """What the nightly job compares challenger and champion on, on the same fresh holdout."""
+
+    ROC_AUC = "roc_auc"
+    ACCURACY = "accuracy"
+    F1 = "f1"
+    PRECISION = "precision"
+    RECALL = "recall"
+
+
+NIGHTLY = "Nightly challenger"
+
+
+class NightlySpec(_Frozen):
+    """What one night trains and how it judges the challenger (the ``nightly_challenger`` form)."""
+
+    model_package_group: str = setting(
+        "churn-models", title="Model package group", section=NIGHTLY, pattern=SAGEMAKER_NAME.pattern
+    )
+    region: str = setting(
+        DEFAULT_REGION, title="AWS region", section=NIGHTLY, pattern=REGION.pattern
+    )
+    bucket: str = setting(
+        DEFAULT_BUCKET, title="S3 bucket", section=NIGHTLY, pattern=BUCKET_NAME.pattern
+    )
+    prefix: str = setting("nightly", title="S3 prefix", section=NIGHTLY)
+    n_rows: int = setting(12000, title="Rows per night", section=NIGHTLY, ge=200)
+    seed: int = setting(0, title="Seed", section=NIGHTLY, ge=0)
+    metric: OfflineMetric = setting(OfflineMetric.ROC_AUC, title="Offline metric", section=NIGHTLY)
+    min_improvement: float = setting(
+        0.005,
+        title="Minimum improvement to approve",
+        description="Better than the champion by at least this much: Approved (a rollout "
+        "starts). Better, but less: PendingManualApproval. Not better: not registered.",
+        section=NIGHTLY,
+        gt=-1,
+        lt=1,
+    )
+    framework_version: str = setting(
+        DEFAULT_FRAMEWORK_VERSION, title="XGBoost framework version", section=NIGHTLY
+    )
+
+    @property
+    def group(self) -> str:
+        return self.model_package_group
+
+
+NIGHTLY_FIELDS: dict[str, FormField] = form_fields(NightlySpec)
 
 
 def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Turn flat form fields into the nested shape of :class:`RolloutPlan`.
+    """Turn flat form fields into the nested shape of :class:`RolloutPlan`, over its defaults.
 
     Unknown keys are an error rather than silently ignored: a typo in a run's conf
     (``gate_alpah``) must not quietly fall back to a default.
@@ -302,19 +455,28 @@ def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(flat) - set(FLAT_FIELDS))
     if unknown:
         raise PlanError(f"unknown plan field(s): {', '.join(unknown)}")
-    nested: dict[str, Any] = {
-        "champion": {"role": "champion", "variant_name": "Champion"},
-        "challenger": {"role": "challenger", "variant_name": "Challenger"},
-    }
+    nested = DEFAULT_PLAN.model_dump()
     for key, value in flat.items():
         if value is None:
             continue
         *parents, leaf = FLAT_FIELDS[key]
         target = nested
         for parent in parents:
-            target = target.setdefault(parent, {})
+            target = target[parent]
         target[leaf] = value
     return nested
+
+
+def flat_values(model: BaseModel, fields: Mapping[str, FormField]) -> dict[str, Any]:
+    """A model's values as flat form values (JSON types): what a trigger form starts with."""
+    dumped = model.model_dump(mode="json")
+    values = {}
+    for name, field in fields.items():
+        value = dumped
+        for part in field.path:
+            value = value[part]
+        values[name] = value
+    return values
 
 
 def parse_plan(flat: Mapping[str, Any]) -> RolloutPlan:
@@ -322,17 +484,25 @@ def parse_plan(flat: Mapping[str, Any]) -> RolloutPlan:
     try:
         return RolloutPlan.model_validate(nest(flat))
     except ValidationError as error:
-        raise PlanError(_describe(error)) from None
+        raise PlanError(_describe(error, "rollout plan")) from None
 
 
-def _describe(error: ValidationError) -> str:
+def parse_nightly(values: Mapping[str, Any]) -> NightlySpec:
+    """Validate the nightly form, or raise :class:`PlanError` naming each bad field."""
+    try:
+        return NightlySpec.model_validate(dict(values))
+    except ValidationError as error:
+        raise PlanError(_describe(error, "nightly settings")) from None
+
+
+def _describe(error: ValidationError, what: str) -> str:
     lines = []
     for issue in error.errors():
         location = tuple(str(part) for part in issue["loc"])
         name = _flat_name(location)
         message = issue["msg"].removeprefix("Value error, ")
         lines.append(f"{name}: {message} (got {issue.get('input')!r})")
-    return "invalid rollout plan:\n  " + "\n  ".join(lines)
+    return f"invalid {what}:\n  " + "\n  ".join(lines)
 
 
 def _flat_name(location: tuple[str, ...]) -> str:

@@ -4,7 +4,8 @@ The provider's create operators fail on "already exists", which turns every retr
 these subclasses ask the domain's ``ensure_*`` functions instead and record whether this run
 created the resource, so teardown removes only what the run made. The provider has no operator
 for UpdateEndpointWeightsAndCapacities: :class:`SageMakerUpdateEndpointWeightsOperator` is ours,
-and it waits for InService with the provider's own SageMakerTrigger when deferrable.
+and it waits for InService with the provider's own SageMakerTrigger when deferrable. The
+provider's register operator gets its run-time decided approval and evidence templated.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerEndpointConfigOperator,
     SageMakerEndpointOperator,
     SageMakerModelOperator,
+    SageMakerRegisterModelVersionOperator,
 )
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.amazon.aws.utils.sagemaker import ApprovalStatus
 from airflow.providers.common.compat.sdk import conf
 
-from canary import endpoint
-from canary_airflow.tasks import run_key
+from canary.rollout import endpoint
+from canary_airflow.tasks.canary_rollout import run_key
 
 
 class EnsureSageMakerModelOperator(SageMakerModelOperator):
@@ -139,3 +142,20 @@ class SageMakerUpdateEndpointWeightsOperator(AwsBaseOperator[SageMakerHook]):
     def _result(self) -> dict[str, Any]:
         weights = endpoint.current_weights(self.hook.conn, self.endpoint_name)
         return {"endpoint": self.endpoint_name, "weights": weights, "started_at": time.time()}
+
+
+class RegisterChallengerOperator(SageMakerRegisterModelVersionOperator):
+    """The provider's register operator, with ``extras`` templated and the approval as a string.
+
+    Why: the approval status and the offline evidence are decided at run time by the upstream
+    task, and the provider only templates ``model_approval`` (then calls ``.value`` on it).
+    """
+
+    template_fields = (*SageMakerRegisterModelVersionOperator.template_fields, "extras")
+
+    def execute(self, context: Any) -> str:
+        if isinstance(self.model_approval, str):
+            self.model_approval = ApprovalStatus(self.model_approval)
+        arn = super().execute(context)
+        self.log.info("registered %s as %s", arn, self.model_approval.value)
+        return arn

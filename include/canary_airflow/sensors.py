@@ -1,9 +1,11 @@
-"""The gate sensor: holds a stage until the statistical gate decides.
+"""Our sensors: the gate that holds a rollout stage, and the wait for a registry approval.
+
+The gate sensor holds a stage until the statistical gate decides.
 
 It runs in ``reschedule`` mode, so between pokes it holds no worker slot: a stage waiting hours
 for production traffic costs nothing. Within one poke, when the plan replays synthetic traffic,
-the domain's :class:`canary.stage.StageGate` keeps feeding traffic and looking until it decides or
-the poke's time budget runs out, so a demo stage decides in one poke instead of dozens.
+the domain's :class:`canary.stage.gate.StageGate` keeps feeding traffic and looking until it
+decides or the poke's time budget runs out, so a demo stage decides in one poke instead of dozens.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSkipException
 
+from canary.experiment.gates.decision import Verdict
+from canary.models import registry as reg
 from canary_airflow.aws import DEFAULT_CONN_ID
-from canary_airflow.tasks import load_plan, stage_gate
+from canary_airflow.tasks.canary_rollout import load_plan, stage_gate
+from canary_airflow.triggers import ModelPackageApprovalTrigger
 
 
 class CanaryGateSensor(BaseSensorOperator):
@@ -57,5 +63,72 @@ class CanaryGateSensor(BaseSensorOperator):
         self.log.info(
             "stage %d gate: %s — %s", self.stage_index + 1, decision.verdict, decision.reason
         )
-        done = decision.verdict != "continue"
+        done = decision.verdict is not Verdict.CONTINUE
         return PokeReturnValue(is_done=done, xcom_value=decision.record if done else None)
+
+
+class RegistryApprovalSensor(BaseSensorOperator):
+    """The approved package versions this run should roll out.
+
+    Taken, in order, from the run's conf (``package_arn``: a person asks for one version), from
+    the asset events that scheduled the run (SQS messages of EventBridge approvals, or the
+    registry poller's payload), or else by deferring to :class:`ModelPackageApprovalTrigger`
+    until an approval shows up (skipped when none does before ``timeout``).
+    """
+
+    template_fields = ("group", "package_arn", "wait_minutes")
+
+    def __init__(
+        self,
+        *,
+        group: str,
+        package_arn: str = "",
+        wait_minutes: float | str = 60.0,
+        poll_interval: float = 10.0,
+        aws_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.group = group
+        self.package_arn = package_arn
+        self.wait_minutes = wait_minutes
+        self.poll_interval = poll_interval
+        self.aws_conn_id = aws_conn_id
+
+    def execute(self, context: Any) -> list[str]:
+        reg.check_group_name(self.group)
+        arns = [self.package_arn] if self.package_arn else []
+        arns = arns or approved_from_events(context.get("triggering_asset_events"), self.group)
+        if arns:
+            self.log.info("approved versions to roll out: %s", arns)
+            return arns
+        self.defer(
+            trigger=ModelPackageApprovalTrigger(
+                group=self.group,
+                poll_interval=self.poll_interval,
+                timeout=float(self.wait_minutes) * 60,
+                aws_conn_id=self.aws_conn_id,
+            ),
+            method_name="execute_complete",
+        )
+        return []  # unreachable: defer raises
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> list[str]:
+        if not event or event.get("status") != "approved" or not event.get("arns"):
+            raise AirflowSkipException(f"no new approval in {self.group} before the timeout")
+        return list(event["arns"])
+
+
+def approved_from_events(events: Any, group: str) -> list[str]:
+    """Package ARNs in the asset events that scheduled this run (SQS batches or poller events)."""
+    arns: list[str] = []
+    for asset_events in (events or {}).values():
+        for event in asset_events:
+            payload = (event.extra or {}).get("payload") or {}
+            found = payload.get("arns") or reg.approved_arns_from_messages(
+                payload.get("message_batch") or [], group
+            )
+            for arn in found:
+                if arn not in arns:
+                    arns.append(arn)
+    return arns

@@ -21,7 +21,7 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from canary import registry as reg
+from canary.models import registry as reg
 
 
 class ModelPackageApprovalTrigger(BaseEventTrigger):

@@ -3,7 +3,7 @@
 One port serves s3, sagemaker, sagemaker-runtime, cloudwatch, sqs, events (any service moto
 knows), so ``AWS_ENDPOINT_URL=http://127.0.0.1:4566`` is all a boto3 client needs. Start it with
 ``python -m local_sagemaker --host 127.0.0.1 --port 4566`` (loopback only; ``--container-bind``
-is for docker-compose alone) or, from Python, ``local_sagemaker.stack.LocalStack``.
+is for docker-compose alone) or, from Python, ``local_sagemaker.stack.EmbeddedStack``.
 
 Modules, one concept each: ``server`` (WSGI front + flusher), ``runtime`` (InvokeEndpoint hot
 path), ``routing`` (variants and current weights from moto), ``loader``/``artifacts`` (model.tar.gz

@@ -43,11 +43,6 @@ class InvokeError(Exception):
             ),
         ]
 
-    @property
-    def is_client_error(self) -> bool:
-        """True for failures SageMaker counts in Invocation4XXErrors."""
-        return 400 <= self.status < 500
-
 
 def validation_error(message: str) -> InvokeError:
     """400 ValidationError: the request names something that does not exist or is invalid."""

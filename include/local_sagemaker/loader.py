@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from local_sagemaker.artifacts import Artifact, ArtifactError, artifact_etag, read_artifact
+from local_sagemaker.artifact_store import Artifact, ArtifactError, artifact_etag, read_artifact
 
 XGBOOST_FILE = "xgboost-model"
 SKLEARN_SUFFIXES = (".joblib", ".pkl", ".pickle")

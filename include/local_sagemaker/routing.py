@@ -17,7 +17,7 @@ from typing import Any
 
 from moto.sagemaker.models import sagemaker_backends
 
-from local_sagemaker.artifacts import ArtifactError
+from local_sagemaker.artifact_store import ArtifactError
 from local_sagemaker.capture import CaptureConfig, capture_config
 from local_sagemaker.errors import internal_failure, validation_error
 from local_sagemaker.faults import Faults, faults_from_environment

@@ -1,8 +1,8 @@
-"""``LocalStack``: run ``python -m local_sagemaker`` as a real subprocess on a free loopback port.
+"""``EmbeddedStack``: ``python -m local_sagemaker`` as a real subprocess on a free loopback port.
 
 Used by tests (the session-scoped ``local_stack`` fixture), benchmarks and the demo::
 
-    with LocalStack() as stack:
+    with EmbeddedStack() as stack:
         s3 = stack.client("s3")
         os.environ.update(stack.env())   # or pass it to a child process
 
@@ -35,11 +35,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-class LocalStackError(RuntimeError):
+class EmbeddedStackError(RuntimeError):
     """The local stack subprocess failed to start or answer."""
 
 
-class LocalStack:
+class EmbeddedStack:
     """Context manager around a local_sagemaker subprocess on 127.0.0.1."""
 
     def __init__(
@@ -88,7 +88,7 @@ class LocalStack:
             **kwargs,
         )
 
-    def start(self) -> LocalStack:
+    def start(self) -> EmbeddedStack:
         """Spawn the server and wait until it answers its health probe."""
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._log = out if self.log_path else None
@@ -104,18 +104,19 @@ class LocalStack:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
-                raise LocalStackError(
+                raise EmbeddedStackError(
                     f"local_sagemaker exited with code {self._proc.returncode} on port {self.port}"
                 )
             try:
-                self._admin("GET", "health", timeout=1.0)
+                self.admin("GET", "health", timeout=1.0)
                 return
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise LocalStackError(f"local_sagemaker did not answer on {self.endpoint_url} in time")
+        raise EmbeddedStackError(f"local_sagemaker did not answer on {self.endpoint_url} in time")
 
-    def _admin(self, method: str, route: str, timeout: float = 10.0) -> dict[str, Any]:
+    def admin(self, method: str, route: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Call the stack's own admin API (``health``, ``flush``, ``stats`` of raw latencies)."""
         url = f"{self.endpoint_url}/_local_sagemaker/{route}"
         request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -123,11 +124,7 @@ class LocalStack:
 
     def flush(self) -> dict[str, int]:
         """Make every metric and capture record served so far visible in CloudWatch/S3 now."""
-        return self._admin("POST", "flush")
-
-    def latency_stats(self, reset: bool = False) -> dict[str, Any]:
-        """Raw per-variant latency percentiles (µs) as the runtime measured them."""
-        return self._admin("GET", "stats?reset=1" if reset else "stats")
+        return self.admin("POST", "flush")
 
     def stop(self) -> None:
         """Terminate the server (it flushes on SIGTERM) and reap it."""
@@ -143,7 +140,7 @@ class LocalStack:
             self._log.close()
             self._log = None
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> EmbeddedStack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -16,8 +16,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from canary import evaluation
-from canary.evaluation import classification_metrics, evaluate_variants
+from canary.models import evaluation
+from canary.models.evaluation import classification_metrics, evaluate_variants
 
 
 def test_hand_computed_example() -> None:

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from canary import churn, evaluation, report, training
+from canary.models import churn, evaluation, training
+from canary.plan import Framework
+from canary.reporting import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 START = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -27,7 +29,9 @@ def replay() -> pd.DataFrame:
         "Variant1": training.train_xgboost(train, {"max_depth": 1}, num_round=5, seed=1),
         "Variant2": training.train_xgboost(train, {"max_depth": 4}, num_round=40, seed=1),
     }
-    scores = {v: training.LoadedModel("xgboost", m).predict(data) for v, m in models.items()}
+    scores = {
+        v: training.ChurnScorer(Framework.XGBOOST, m).predict(data) for v, m in models.items()
+    }
     rng = np.random.default_rng(3)
     rows = []
     for i, (_, customer) in enumerate(data.iterrows()):

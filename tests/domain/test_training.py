@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 
-from canary import churn, training
+from canary.models import churn, training
+from canary.plan import Framework
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_xgboost_artifact_has_sagemaker_layout(demo: training.DemoModels) -> Non
 def test_sklearn_artifact_has_sagemaker_layout(demo: training.DemoModels) -> None:
     with tarfile.open(demo.sklearn_challenger, "r:gz") as tar:
         assert tar.getnames() == ["model.joblib"]
-    assert training.load_model_artifact(demo.sklearn_challenger).kind == "sklearn"
+    assert training.load_model_artifact(demo.sklearn_challenger).kind is Framework.SKLEARN
     assert demo.metrics["sklearn_challenger"].roc_auc > demo.metrics["champion"].roc_auc
 
 
@@ -76,7 +77,7 @@ def test_packaged_booster_predicts_exactly_like_the_trained_one(tmp_path: Path) 
     booster = training.train_xgboost(frame, {"max_depth": 3}, num_round=20, seed=4)
     path = training.package_xgboost(booster, tmp_path / "model.tar.gz")
     loaded = training.load_model_artifact(path)
-    in_memory = training.LoadedModel("xgboost", booster).predict(frame)
+    in_memory = training.ChurnScorer(Framework.XGBOOST, booster).predict(frame)
     np.testing.assert_array_equal(loaded.predict(frame), in_memory)
     np.testing.assert_array_equal(loaded.predict(frame[churn.FEATURES].to_numpy()), in_memory)
 

@@ -10,11 +10,17 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from canary.gates import CarriedEstimate, GateConfig, Outcomes, StageEvidence, VariantEvidence
-from canary.gates.auc import compare_auc, delong_auc
-from canary.gates.guardrails import FAIL, OK, guardrail_checks
-from canary.gates.noninferiority import primary_statistic
-from canary.gates.srm import pearson_chisquare, sample_ratio_mismatch
+from canary.experiment.gates import (
+    CarriedEstimate,
+    GateConfig,
+    Outcomes,
+    StageEvidence,
+    VariantEvidence,
+)
+from canary.experiment.gates.auc import compare_auc, delong_auc
+from canary.experiment.gates.guardrails import FAIL, OK, guardrail_checks
+from canary.experiment.gates.noninferiority import primary_statistic
+from canary.experiment.gates.srm import pearson_chisquare, sample_ratio_mismatch
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 CONFIG = GateConfig(margin=0.05)

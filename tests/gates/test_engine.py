@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from canary.gates import (
+from canary.experiment.gates import (
     CarriedEstimate,
     GateConfig,
     Outcomes,
@@ -181,7 +181,8 @@ def test_zero_hundred_stage_uses_the_carried_champion_estimate() -> None:
 
 
 def test_sizing_scales_with_margin_and_weights() -> None:
-    wide, narrow = GateConfig(margin=0.05), GateConfig(margin=0.02)
+    wide = GateConfig(margin=0.05, planning_rate=0.85)
+    narrow = GateConfig(margin=0.02, planning_rate=0.85)
     assert fixed_horizon_n(narrow) == 3942  # (1.645 + 0.842)^2 * 2 * 0.1275 / 0.02^2
     assert cap_per_variant(narrow) / fixed_horizon_n(narrow) == pytest.approx(
         narrow.design.inflation, rel=1e-3
@@ -201,5 +202,5 @@ def test_bad_inputs_name_the_field() -> None:
         counts_evidence(10, 5, 10, 5, weights=(100, 0))
     with pytest.raises(ValueError, match=r"looks\.0"):
         evaluate(counts_evidence(10, 5, 10, 5), CONFIG, [{"nope": 1}])
-    with pytest.raises(ValueError, match="not a gate setting"):
-        GateConfig.from_mapping({"alpha": 0.05, "alhpa": 0.1})
+    with pytest.raises(ValueError, match="alhpa"):  # a typo is an error, not a default
+        GateConfig.model_validate({"alpha": 0.05, "alhpa": 0.1})

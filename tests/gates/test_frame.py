@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from canary.gates import GateConfig, Verdict, evaluate, evidence_from_frame
+from canary.experiment.gates import GateConfig, Verdict, evaluate, evidence_from_frame
 
 VARIANTS = ("champ", "chall")
 

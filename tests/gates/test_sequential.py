@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from canary.gates.sequential import (
+from canary.experiment.gates.sequential import (
     Spending,
     crossing_probabilities,
     expected_fraction,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from canary.gates import GateConfig, Verdict, evaluate
-from canary.telemetry import StageSource, collect_stage_evidence
+from canary.experiment.gates import GateConfig, Verdict, evaluate
+from canary.stage.telemetry import StageSource, collect_stage_evidence
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 ROLE = "arn:aws:iam::123456789012:role/local-test"

@@ -58,7 +58,7 @@ def deployer(make_deployer: Any) -> Iterator[Any]:
     """The shared ``StackDeployer`` with its own bucket, cleaned up after the test.
 
     This suite's artifact and payload helpers ride on it as ``tarball``, ``csv`` and ``synthetic``
-    (tests cannot import this conftest); model tarballs come from ``canary.training``.
+    (tests cannot import this conftest); model tarballs come from ``canary.models.training``.
     """
     d = make_deployer("ls-test", ROLE)
     d.tarball, d.csv, d.synthetic = tarball, csv_rows, synthetic

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from canary.training import xgboost_tarball
+from canary.models.training import xgboost_tarball
 
 LAYOUT = re.compile(
     r"^(?P<prefix>.+)/(?P<endpoint>[^/]+)/(?P<variant>[^/]+)/"

@@ -8,7 +8,7 @@ import socket
 import pytest
 from botocore.exceptions import ClientError
 
-from canary.training import xgboost_tarball
+from canary.models.training import xgboost_tarball
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 from botocore.exceptions import ClientError
 from scipy.stats import binomtest
 
-from canary.training import xgboost_tarball
+from canary.models.training import xgboost_tarball
 
 ALPHA = 1e-4
 

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import xgboost as xgb
 
-from canary.training import sklearn_tarball, xgboost_tarball
+from canary.models.training import sklearn_tarball, xgboost_tarball
 
 
 def _scores(body: bytes) -> np.ndarray:

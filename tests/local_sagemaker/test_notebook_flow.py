@@ -1,4 +1,5 @@
-"""The A/B notebook flow end to end against the real local stack subprocess.
+"""SageMaker's A/B-testing flow (two variants, TargetVariant, weight shifts) end to end against the
+real local stack subprocess.
 
 Two XGBoost models, one endpoint with Variant1/Variant2, weighted and targeted invocations,
 weights 25/75 then 0/100, CloudWatch counts, deletes. Splits are checked with exact/χ² tests
@@ -16,7 +17,7 @@ import xgboost as xgb
 from botocore.exceptions import ClientError
 from scipy.stats import binomtest, chisquare
 
-from canary.training import xgboost_tarball
+from canary.models.training import xgboost_tarball
 
 ALPHA = 1e-4
 N = 200

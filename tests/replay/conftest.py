@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
+from canary.models.training import xgboost_tarball
 from canary.replay import runtime_config
-from canary.training import xgboost_tarball
 
 ROLE = "arn:aws:iam::123456789012:role/replay-test"
 FEATURES = ["f0", "f1", "f2", "f3"]

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from canary.allocation import (
+from canary.experiment.allocation import (
     UCB1,
     Allocator,
     EpsilonGreedy,
     ThompsonSampling,
     WeightedSampling,
-    make_strategy,
+    make_policy,
     prob_best_beta,
 )
 
@@ -82,14 +82,13 @@ def test_warmup_uses_stage_weights_until_every_variant_has_enough_invocations() 
     first_strategy = sources.index("strategy")
     assert set(sources[:first_strategy]) == {"warmup"}
     assert first_strategy >= 60  # two variants x 30 rewarded invocations at least
-    assert alloc.in_warmup(WEIGHTS) is False
     # with epsilon 0 the greedy choice after warm-up is the rewarding arm, with propensity 1
     last = alloc.assign("new-user", "s", WEIGHTS)
     assert (last.variant, last.propensity) == ("Champion", 1.0)
 
 
 @pytest.mark.parametrize(
-    "strategy", [EpsilonGreedy(0.1), UCB1(), ThompsonSampling()], ids=lambda s: s.name
+    "strategy", [EpsilonGreedy(0.1), UCB1(), ThompsonSampling()], ids=lambda s: s.strategy.value
 )
 def test_bandit_concentrates_on_the_better_arm(strategy) -> None:
     """Bernoulli 0.6 vs 0.8: the last third of 3 000 users mostly goes to the better arm."""
@@ -151,19 +150,19 @@ def test_thompson_probability_matches_argmax_of_posterior_draws_three_arms() -> 
 def test_bad_input_names_the_field() -> None:
     with pytest.raises(ValueError, match=r"weights\['B'\]"):
         Allocator(WeightedSampling()).assign("u", "s", {"A": 1.0, "B": -1.0})
-    with pytest.raises(ValueError, match="strategy: unknown 'Greedy'"):
-        make_strategy("Greedy")
+    with pytest.raises(ValueError, match="strategy: unknown 'greedy'"):
+        make_policy("greedy")
     with pytest.raises(ValueError, match="epsilon"):
-        make_strategy("EpsilonGreedy", epsilon=2)
+        make_policy("epsilon_greedy", epsilon=2)
     with pytest.raises(ValueError, match="reward"):
         Allocator(UCB1()).record("A", 3.0)
 
 
 def test_fixed_split_pseudo_regret_matches_its_expectation() -> None:
     """A 50/50 split gives up half the gap per request: 0.5 * 0.03 * 2 000 = 30 ± MC error."""
-    from canary.replay.simulation import pseudo_regret
+    from bench.simulation import pseudo_regret
 
     means = {"Champion": 0.85, "Challenger": 0.88}
-    runs = [pseudo_regret("WeightedSampling", {}, means, 2_000, seed) for seed in range(20)]
+    runs = [pseudo_regret("weighted", {}, means, 2_000, seed) for seed in range(20)]
     se = np.std(runs, ddof=1) / np.sqrt(len(runs))
     assert abs(np.mean(runs) - 30.0) < 4 * se

@@ -8,8 +8,8 @@ import pytest
 from scipy import stats
 from statsmodels.stats.weightstats import DescrStatsW
 
-from canary.allocation import UCB1, Allocator, EpsilonGreedy, ThompsonSampling
-from canary.propensity import estimate_arms, hajek, horvitz_thompson, ipw_difference
+from canary.experiment.allocation import UCB1, Allocator, EpsilonGreedy, ThompsonSampling
+from canary.experiment.propensity import hajek, horvitz_thompson, ipw_difference
 
 
 def test_ht_with_propensity_one_is_the_sample_mean_and_its_sem() -> None:
@@ -155,16 +155,9 @@ def test_wald_interval_covers_at_its_nominal_rate_under_fixed_weights() -> None:
     assert abs(np.mean(covered) - 0.95) < 3 * mc_se
 
 
-def test_estimate_arms_frame_and_field_errors() -> None:
+def test_estimators_name_the_bad_input() -> None:
     arm, reward, prop = _weighted_log(n=300)
-    frame = pd.DataFrame({"variant": arm, "reward": reward, "propensity": prop})
-    out = estimate_arms(frame)
-    assert set(zip(out.arm, out.method, strict=True)) == {
-        (a, m) for a in ("A", "B") for m in ("horvitz_thompson", "hajek")
-    }
     with pytest.raises(ValueError, match="propensities"):
         horvitz_thompson(arm, reward, np.zeros(300), "A")
     with pytest.raises(ValueError, match="rewards"):
         hajek(arm, np.full(300, np.nan), prop, "A")
-    with pytest.raises(ValueError, match="user_id: column not found"):
-        estimate_arms(frame, cluster_col="user_id")

@@ -11,7 +11,7 @@ import pytest
 import xgboost as xgb
 from scipy import stats
 
-from canary.allocation import Allocator, WeightedSampling
+from canary.experiment.allocation import Allocator, WeightedSampling
 from canary.replay import (
     RESULT_COLUMNS,
     ReplayConfig,
@@ -99,7 +99,7 @@ def test_target_variant_chunks_resume_from_s3_state_with_sticky_users(
         HALF,
         run_id="tv",
         mode="target_variant",
-        strategy="ThompsonSampling",
+        strategy="thompson",
         warmup=5,
         seed=3,
         concurrency=4,
@@ -251,7 +251,7 @@ def test_bandit_allocation_is_written_back_as_endpoint_weights(replay_env, repla
         HALF,
         run_id="sync",
         mode="target_variant",
-        strategy="EpsilonGreedy",
+        strategy="epsilon_greedy",
         strategy_params={"epsilon": 0.2},
         warmup=10,
         weight_sync_every=40,

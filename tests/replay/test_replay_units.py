@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from canary.experiment.rewards import brier_reward, check_reward, correct_at
 from canary.replay import (
     RESULT_COLUMNS,
     ReplayConfig,
@@ -22,7 +23,6 @@ from canary.replay import (
 )
 from canary.replay.invoke import parse_score
 from canary.replay.records import ground_truth_jsonl, to_jsonl, typed_results
-from canary.rewards import brier_reward, check_reward, correct_at
 
 HALF = {"A": 0.5, "B": 0.5}
 
@@ -68,7 +68,7 @@ def test_dataset_errors_name_the_problem(tmp_path) -> None:
 
 
 def test_config_validation_and_json_round_trip() -> None:
-    cfg = ReplayConfig("ep", "stage-2", {"A": 25, "B": 75}, mode="target_variant", strategy="UCB1")
+    cfg = ReplayConfig("ep", "stage-2", {"A": 25, "B": 75}, mode="target_variant", strategy="ucb1")
     again = ReplayConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
     shards = shard_configs(cfg, 3)
@@ -79,7 +79,7 @@ def test_config_validation_and_json_round_trip() -> None:
         (dict(stage="50/50"), "stage: 1-32 characters"),
         (dict(weights={"A": -1}), r"weights\['A'\]"),
         (dict(mode="random"), "mode: must be one of"),
-        (dict(strategy="UCB1"), "only WeightedSampling applies"),
+        (dict(strategy="ucb1"), "only 'weighted' applies"),
         (dict(concurrency=0), "concurrency"),
         (dict(shard_index=2, shard_count=2), "shard_index"),
         (dict(run_id="r" * 32, stage="s" * 32), "exceed SageMaker's 64"),

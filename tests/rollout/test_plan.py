@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from canary.plan import MAX_STAGES, PlanError, parse_plan
+from canary.plan import MAX_STAGES, AllocationStrategy, CleanupPolicy, PlanError, parse_plan
 
 ROLE = "arn:aws:iam::123456789012:role/canary"
 
@@ -24,7 +24,7 @@ def test_defaults_are_the_documented_rollout() -> None:
     assert plan.stages == ((50, 50), (25, 75), (0, 100))
     assert plan.variants == ("Champion", "Challenger")
     assert plan.stage_weights(1) == {"Champion": 25.0, "Challenger": 75.0}
-    assert plan.cleanup.value == "keep_winner"
+    assert plan.cleanup is CleanupPolicy.KEEP_WINNER
     assert plan.champion.demo_model == "champion"
     assert plan.challenger.demo_model is None
 
@@ -32,11 +32,11 @@ def test_defaults_are_the_documented_rollout() -> None:
 @pytest.mark.parametrize(
     ("overrides", "field", "why"),
     [
-        ({"stages": [[50, 50], [-5, 105]]}, "stages", "must be >= 0"),
+        ({"stages": [[50, 50], [-5, 105]]}, "stages.1.0", "greater than or equal to 0"),
         ({"stages": [[50, 50], [0, 100], [50, 50]]}, "stages", "never shrink"),
         ({"stages": [[100, 0]]}, "stages", "needs weight > 0"),
         ({"stages": [[0, 100]]}, "stages", "champion needs weight > 0 in the first stage"),
-        ({"stages": [[50, 50]] * (MAX_STAGES + 1)}, "stages", f"at most {MAX_STAGES}"),
+        ({"stages": [[50, 50]] * (MAX_STAGES + 1)}, "stages", f"at most {MAX_STAGES} items"),
         ({"challenger_source": "model.zip"}, "challenger_source", "model.tar.gz"),
         ({"champion_source": "demo:nope"}, "champion_source", "demo sources"),
         ({"champion_instance_count": 0}, "champion_instance_count", "greater than or equal"),
@@ -78,4 +78,4 @@ def test_resource_names_are_stable_and_valid() -> None:
 
 def test_bandit_strategies_need_target_variant_routing() -> None:
     plan = parse_plan(plan_fields(traffic_mode="target_variant", traffic_strategy="thompson"))
-    assert plan.traffic.strategy.value == "thompson"
+    assert plan.traffic.strategy is AllocationStrategy.THOMPSON

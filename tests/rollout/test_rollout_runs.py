@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from canary_airflow.local_airflow import ROLLOUT_DAG, RunResult
+from canary_airflow.dev.local_airflow import RunResult
+from canary_airflow.ids import ROLLOUT_DAG
 
 pytestmark = pytest.mark.usefixtures("airflow_local")
 
 
 def rollout(endpoint: str, **conf: Any) -> RunResult:
-    from canary_airflow.local_airflow import run_dag
+    from canary_airflow.dev.local_airflow import run_dag
 
     return run_dag(ROLLOUT_DAG, {"endpoint_name": endpoint, **conf})
 

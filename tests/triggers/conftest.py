@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from canary import registry as reg
-from canary.demo import cached_demo_models
-from canary.endpoint import image_uri
+from canary.models import registry as reg
+from canary.models.demo_models import cached_demo_models
 from canary.plan import ModelSpec
-from canary_airflow.local_airflow import airflow_env, ensure_database
-from local_sagemaker.stack import LocalStack
+from canary.rollout.endpoint import image_uri
+from canary_airflow.dev.local_airflow import airflow_env, ensure_database
+from local_sagemaker.stack import EmbeddedStack
 
 BUCKET = "canary-trigger-tests"
 RUN_TIMEOUT = 1800  # a whole canary rollout on a busy 2-core CI box stays well under this
@@ -46,7 +46,7 @@ def fast_rollout() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory, local_stack: LocalStack) -> dict:
+def airflow_home(tmp_path_factory: pytest.TempPathFactory, local_stack: EmbeddedStack) -> dict:
     """Environment of a child Airflow wired to the local stack, its database migrated."""
     home = tmp_path_factory.mktemp("airflow_home")
     reports = tmp_path_factory.mktemp("reports")
@@ -87,7 +87,7 @@ _RUNNER = textwrap.dedent(
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models import DagRun
     from airflow.utils.session import create_session
-    from canary_airflow.local_airflow import collect
+    from canary_airflow.dev.local_airflow import collect
 
     dag_id, conf, logical = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
@@ -165,10 +165,10 @@ def register_demo(sm: Any, s3: Any, group: str, model: str, status: str, **props
 
 
 @pytest.fixture
-def seed_group(local_stack: LocalStack, unique_name: str) -> Iterator[Any]:
+def seed_group(local_stack: EmbeddedStack, unique_name: str) -> Iterator[Any]:
     """Make a fresh group with a champion (and optionally an approved challenger)."""
     sm, s3 = local_stack.client("sagemaker"), local_stack.client("s3")
-    from canary.artifacts import ensure_bucket
+    from canary.rollout.artifacts import ensure_bucket
 
     ensure_bucket(s3, BUCKET, "us-east-1")
 
@@ -176,7 +176,7 @@ def seed_group(local_stack: LocalStack, unique_name: str) -> Iterator[Any]:
         champion: str | None = None, challenger: str | None = None, name: str | None = None
     ) -> SeededGroup:
         name = name or f"churn-{unique_name}"
-        reg.ensure_group(sm, name)
+        sm.create_model_package_group(ModelPackageGroupName=name)
         packages = {}
         if champion:
             packages[champion] = register_demo(

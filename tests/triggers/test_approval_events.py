@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from canary import registry as reg
+from canary.models import registry as reg
 
 
 @pytest.fixture

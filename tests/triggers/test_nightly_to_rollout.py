@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from canary import registry as reg
-from canary.artifacts import split_s3_uri
+from canary.models import registry as reg
+from canary.rollout.artifacts import split_s3_uri
 
 TONIGHT = "2026-01-31T02:00:00+00:00"  # day 30 of the drifting churn data, the demo's "today"
 

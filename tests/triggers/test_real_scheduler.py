@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from canary import registry as reg
-from canary_airflow.local_airflow import ROLLOUT_DAG, airflow_env
-from canary_airflow.standalone import StandaloneAirflow
+from canary.models import registry as reg
+from canary_airflow.dev.local_airflow import airflow_env
+from canary_airflow.dev.standalone import StandaloneAirflow
+from canary_airflow.ids import ROLLOUT_DAG
 from local_sagemaker.stack import free_port
 
 RUN_DEADLINE = 1800.0  # seconds; a bound, not a performance claim

@@ -1,10 +1,10 @@
-"""The registry as the book of record (``canary.registry``) against the local stack's SageMaker."""
+"""The registry as the book of record (``canary.models.registry``) on the local SageMaker."""
 
 from __future__ import annotations
 
 import pytest
 
-from canary import registry as reg
+from canary.models import registry as reg
 
 
 def test_property_updates_keep_status_description_and_other_properties(
@@ -55,6 +55,6 @@ def test_bad_input_names_the_field(local_stack) -> None:
     with pytest.raises(reg.RegistryError, match="status"):
         list(reg.versions(sm, "churn-models", status="Maybe"))
     with pytest.raises(reg.RegistryError, match="model_package_group"):
-        reg.ensure_group(sm, "no spaces allowed")
+        reg.check_group_name("no spaces allowed")
     with pytest.raises(reg.RegistryError, match="reason"):
         reg.reject(sm, "arn:aws:sagemaker:us-east-1:123456789012:model-package/x/1", "")

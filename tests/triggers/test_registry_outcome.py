@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from canary import registry as reg
+from canary.models import registry as reg
 
 
 def test_rolled_back_package_is_rejected_with_the_gates_reason(

@@ -10,7 +10,7 @@ Public API (see each module for why it is shaped so):
 * ``shard_configs``, ``split_requests``, ``merge_results``, ``merge_stats``, ``merge_states``.
 """
 
-from canary.replay.config import MODES, ReplayConfig
+from canary.replay.config import ReplayConfig
 from canary.replay.dataset import ReplayDataset, ReplayRequest
 from canary.replay.invoke import RetryPolicy
 from canary.replay.records import RESULT_COLUMNS, S3Location, load_results
@@ -25,7 +25,6 @@ from canary.replay.shards import (
 from canary.replay.stats import ReplayStats
 
 __all__ = [
-    "MODES",
     "RESULT_COLUMNS",
     "ChunkResult",
     "ReplayConfig",

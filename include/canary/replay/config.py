@@ -1,7 +1,9 @@
 """What one replay does: endpoint, stage weights, mode, strategy, concurrency, shard.
 
-Why a plain frozen dataclass with ``to_dict``/``from_dict``: the lead's DAG passes it through XCom
-and dynamic task mapping (one dict per shard), so it must be JSON and validated on arrival.
+Why a plain frozen dataclass with ``to_dict``/``from_dict``: a stage's gate and its mapped burst
+tasks each rebuild it in their own process, so it must round-trip as JSON and be validated on
+arrival. Mode and strategy are the plan's enums (:class:`canary.plan.TrafficMode`,
+:class:`canary.plan.AllocationStrategy`); plain strings are accepted and converted.
 """
 
 from __future__ import annotations
@@ -9,13 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
-from canary.allocation import STRATEGIES, make_strategy, normalise_weights
+from canary.experiment.allocation import make_policy, normalise_weights
+from canary.plan import AllocationStrategy, TrafficMode
 from canary.replay.invoke import RetryPolicy
 
-Mode = Literal["endpoint_weights", "target_variant"]
-MODES: tuple[str, ...] = ("endpoint_weights", "target_variant")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
@@ -27,8 +29,8 @@ class ReplayConfig:
     stage: str
     weights: Mapping[str, float]
     run_id: str = "replay"
-    mode: Mode = "endpoint_weights"
-    strategy: str = "WeightedSampling"
+    mode: TrafficMode = TrafficMode.ENDPOINT_WEIGHTS
+    strategy: AllocationStrategy = AllocationStrategy.WEIGHTED
     strategy_params: Mapping[str, Any] = field(default_factory=dict)
     warmup: int = 0
     concurrency: int = 8
@@ -56,17 +58,14 @@ class ReplayConfig:
                 "characters; shorten run_id or stage"
             )
         normalise_weights(self.weights)
-        if self.mode not in MODES:
-            raise ValueError(f"mode: must be one of {MODES}, got {self.mode!r}")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(
-                f"strategy: unknown {self.strategy!r}, expected one of {sorted(STRATEGIES)}"
-            )
-        make_strategy(self.strategy, **dict(self.strategy_params))
-        if self.mode == "endpoint_weights" and self.strategy != "WeightedSampling":
+        object.__setattr__(self, "mode", _member(TrafficMode, "mode", self.mode))
+        make_policy(self.strategy, **dict(self.strategy_params))  # names a bad strategy
+        object.__setattr__(self, "strategy", AllocationStrategy(self.strategy))
+        weighted = self.strategy is AllocationStrategy.WEIGHTED
+        if self.mode is TrafficMode.ENDPOINT_WEIGHTS and not weighted:
             raise ValueError(
                 "strategy: in mode 'endpoint_weights' the endpoint routes every request, so only "
-                "WeightedSampling applies; use mode='target_variant' for bandit strategies"
+                "'weighted' applies; use mode='target_variant' for bandit strategies"
             )
         if self.concurrency < 1:
             raise ValueError(f"concurrency: must be >= 1, got {self.concurrency!r}")
@@ -86,6 +85,7 @@ class ReplayConfig:
         """JSON-ready (for XCom and task mapping)."""
         out = asdict(self)
         out["weights"] = dict(self.weights)
+        out["mode"], out["strategy"] = self.mode.value, self.strategy.value
         out["strategy_params"] = dict(self.strategy_params)
         return out
 
@@ -104,3 +104,12 @@ class ReplayConfig:
     def for_shard(self, index: int, count: int) -> ReplayConfig:
         """The same replay restricted to shard ``index`` of ``count`` (disjoint users)."""
         return replace(self, shard_index=index, shard_count=count)
+
+
+def _member(enum: type[StrEnum], name: str, value: Any) -> Any:
+    """``value`` as a member of ``enum``, or a ValueError naming the field and its choices."""
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in enum)
+        raise ValueError(f"{name}: must be one of {choices}, got {value!r}") from None

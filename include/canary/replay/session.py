@@ -31,7 +31,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from tqdm import tqdm
 
-from canary.allocation import Allocator, make_strategy, normalise_weights
+from canary.experiment.allocation import Allocator, make_policy, normalise_weights
+from canary.experiment.rewards import RewardFn, check_reward, correct_at
+from canary.plan import TrafficMode
 from canary.replay.config import ReplayConfig
 from canary.replay.dataset import ReplayDataset, ReplayRequest
 from canary.replay.invoke import Outcome, invoke_with_retries, parse_score
@@ -43,10 +45,9 @@ from canary.replay.records import (
     typed_results,
 )
 from canary.replay.stats import ReplayStats
-from canary.rewards import RewardFn, check_reward, correct_at
 
 log = logging.getLogger(__name__)
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: allocation policies are named by canary.plan.AllocationStrategy
 
 
 def runtime_config(concurrency: int) -> Config:
@@ -117,19 +118,15 @@ class ReplaySession:
     ) -> tuple[Allocator, dict[str, int], ReplayStats]:
         if not state:
             seed = None if self.config.seed is None else self.config.seed + self.config.shard_index
-            strategy = make_strategy(self.config.strategy, **dict(self.config.strategy_params))
-            alloc = Allocator(
-                strategy, warmup=self.config.warmup, salt=self.config.run_id, seed=seed
-            )
+            policy = make_policy(self.config.strategy, **dict(self.config.strategy_params))
+            alloc = Allocator(policy, warmup=self.config.warmup, salt=self.config.run_id, seed=seed)
             return alloc, {}, ReplayStats()
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"state: version {state.get('version')!r} is not {STATE_VERSION}")
         alloc = Allocator.from_state_dict(state["allocator"])
-        if alloc.strategy.to_dict()["name"] != self.config.strategy:
-            log.info("strategy changes from %s to %s", alloc.strategy.name, self.config.strategy)
-            alloc.strategy = make_strategy(
-                self.config.strategy, **dict(self.config.strategy_params)
-            )
+        if alloc.policy.strategy is not self.config.strategy:
+            log.info("strategy changes from %s to %s", alloc.policy.strategy, self.config.strategy)
+            alloc.policy = make_policy(self.config.strategy, **dict(self.config.strategy_params))
             alloc.warmup = self.config.warmup
         return alloc, dict(state["cursors"]), ReplayStats.from_dict(state["totals"])
 
@@ -182,7 +179,7 @@ class ReplaySession:
         cfg = self.config
         inference_id = f"{cfg.run_id}-{cfg.stage}-{cfg.shard_index}-{request.seq:08d}"
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-        if cfg.mode == "endpoint_weights":
+        if cfg.mode is TrafficMode.ENDPOINT_WEIGHTS:
             return _Planned(request, inference_id, None, None, now)
         choice = self.allocator.assign(request.user_id, cfg.stage, cfg.weights)
         return _Planned(request, inference_id, choice.variant, choice.propensity, now)
@@ -317,7 +314,7 @@ class ReplaySession:
         every = self.config.weight_sync_every
         if not every or stats.requests % every:
             return
-        from canary.endpoint import set_weights  # the endpoint-ops module owns the call
+        from canary.rollout.endpoint import set_weights  # the endpoint-ops module owns the call
 
         probs = self.allocator.probabilities(self.config.weights)
         try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from canary.allocation import ArmStats
+from canary.experiment.allocation import ArmStats
 from canary.replay.config import ReplayConfig
 from canary.replay.records import empty_results, typed_results
 from canary.replay.stats import ReplayStats

@@ -1,6 +1,6 @@
 """Counters of one replay chunk (or a whole replay): what was sent, what failed, what was retried.
 
-Why its own type: the lead logs and XComs these, the gate reads error counts, and shards must add
+Why its own type: the tasks log and XCom these, the gate reads error counts, and shards must add
 up; a dataclass with ``merge`` and ``to_dict`` does all three without guessing keys.
 """
 

@@ -1,0 +1,1 @@
+"""Pure statistics, no AWS: the gates, traffic allocation, propensities and rewards."""

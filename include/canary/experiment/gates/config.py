@@ -1,0 +1,65 @@
+"""What a gate is configured with: the plan's gate settings plus the sequential design's choices.
+
+Why a model of its own: the same numbers size a stage's traffic (the DAG), decide every poke (the
+sensor) and appear in every decision record. The settings people choose are declared once, on
+:class:`canary.plan.GateSpec` (defaults, bounds, form); this model adds only what the design fixes
+and a person rarely touches, so a gate built from a plan can never disagree with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from canary.experiment.gates.sequential import Design, Spending, plan_design
+from canary.plan import GateSpec
+
+
+class GateConfig(GateSpec):
+    """Gate settings. Rates are shares in [0, 1]; latency margins are relative (0.1 = +10%).
+
+    ``margin`` is the non-inferiority margin delta on the primary metric (the challenger may be at
+    most this much worse). ``planning_rate`` is the expected champion accuracy/conversion used to
+    plan the sample size (planning variance p(1-p)); ``planning_variance`` overrides it for
+    non-binary rewards.
+    """
+
+    planning_variance: float | None = Field(None, gt=0)
+    looks: int = Field(25, ge=1, le=100, strict=True)
+    alpha_gamma: float = 1.0  # Hwang-Shih-DeCani spending of alpha (1: between Pocock and OBF)
+    beta_gamma: float = -1.0  # ... and of beta (futility)
+    threshold: float = Field(0.5, gt=0, lt=1)  # the score above which a request counts as churn
+    min_requests: int = Field(30, ge=1, strict=True)
+    guardrail_alpha: float = Field(0.01, gt=0, lt=0.5)
+    error_rate_margin: float = Field(0.005, ge=0, le=1)
+    latency_margin: float = Field(0.10, ge=0)
+    auc_margin: float | None = Field(0.05, gt=0, lt=1)
+    srm_alpha: float = Field(0.001, gt=0, lt=0.5)
+
+    @classmethod
+    def of(cls, gate: GateSpec) -> GateConfig:
+        """The gate of a plan: its settings as given, the design's choices at their defaults."""
+        return cls.model_validate(gate.model_dump())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy for decision records."""
+        return self.model_dump(mode="json")
+
+    @property
+    def variance(self) -> float:
+        """Planning variance of one request's outcome (Bernoulli p(1-p) unless overridden)."""
+        if self.planning_variance is not None:
+            return self.planning_variance
+        return self.planning_rate * (1 - self.planning_rate)
+
+    @property
+    def design(self) -> Design:
+        """The cached group-sequential design for these error rates and looks."""
+        return plan_design(
+            self.alpha,
+            self.power,
+            self.looks,
+            Spending("hsd", self.alpha_gamma),
+            Spending("hsd", self.beta_gamma),
+        )

@@ -1,0 +1,287 @@
+"""The gate engine: one pure evaluation of a stage, (evidence, config, looks) -> (decision, looks).
+
+How it stays valid under repeated pokes: the design plans ``config.looks`` analyses at equally
+spaced information fractions of the stage's maximum information. Information comes from labelled
+request counts and the planning variance only, so a poke takes a look only when the counts have
+crossed the next planned fraction; every other poke answers "continue" without spending any error.
+When a poke lands past a planned fraction (chunks of traffic overshoot), the look is taken at the
+actual fraction and error spending recomputes the boundaries for the looks actually taken. The
+looks taken so far are the only state; they are plain JSON so a rescheduled or deferred sensor can
+keep them in XCom or S3 and pass them back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from functools import lru_cache
+from typing import Any
+
+from canary.experiment.gates.config import GateConfig
+from canary.experiment.gates.decision import Decision, Verdict, _finite
+from canary.experiment.gates.evidence import StageEvidence, VariantEvidence
+from canary.experiment.gates.guardrails import FAIL, Check, guardrail_checks, per_look_level
+from canary.experiment.gates.noninferiority import PrimaryResult, primary_statistic
+from canary.experiment.gates.sequential import Boundaries, expected_fraction
+from canary.experiment.gates.sizing import (
+    fixed_horizon_n,
+    information,
+    max_information,
+    planned_max_requests,
+    stage_max_information,
+)
+from canary.experiment.gates.srm import SrmResult, sample_ratio_mismatch
+
+Look = dict[str, Any]
+
+
+def evaluate(
+    evidence: StageEvidence, config: GateConfig, looks: list[Look] | None = None
+) -> tuple[Decision, list[Look]]:
+    """Decide this stage now. ``looks`` are the looks returned by the previous call (or None at
+    the stage's start); the returned list includes a new look if one was taken."""
+    looks = _checked_looks(looks, evidence.stage)
+    carried_var = evidence.carried.variance if _uses_carried(evidence) else 0.0
+    info = _information(evidence, config, carried_var)
+    stage_max = stage_max_information(config, carried_var)
+    fraction = min(info / stage_max, 1.0)
+    base = _base_record(evidence, config, looks, info, stage_max, carried_var)
+    blocked = _not_ready(evidence, config, fraction, looks)
+    if blocked is not None:
+        return _deadline_or(evidence, config, Verdict.CONTINUE, blocked, base), looks
+    return _take_look(evidence, config, looks, fraction, stage_max, base)
+
+
+def _take_look(
+    ev: StageEvidence,
+    config: GateConfig,
+    looks: list[Look],
+    fraction: float,
+    stage_max: float,
+    base: dict[str, Any],
+) -> tuple[Decision, list[Look]]:
+    """Run every check at a new look and combine them: halt > rollback > promote > continue."""
+    srm = sample_ratio_mismatch(
+        (ev.champion.requests, ev.challenger.requests),
+        ev.expected_shares or ev.shares,
+        config.srm_alpha,
+    )
+    checks = guardrail_checks(ev, config)
+    primary = primary_statistic(ev, config.margin, config.alpha)
+    final = fraction >= 1.0 - 1e-9
+    fractions = (*[lk["fraction"] for lk in looks], fraction)
+    share = stage_max / max_information(config)
+    bounds = config.design.boundaries_at(fractions, final, share)
+    verdict, reason = _combine(srm, checks, primary, bounds, final)
+    look = _look_record(len(looks) + 1, fraction, ev, primary, bounds, verdict)
+    record = {
+        **base,
+        "look": look,
+        "srm": srm.to_dict(),
+        "guardrails": [c.to_dict() for c in checks],
+        "guardrail_per_look_p": per_look_level(config),
+        "primary": primary.to_dict() if primary else None,
+        "boundaries": {
+            "fractions": list(bounds.fractions),
+            "efficacy": list(bounds.efficacy),
+            "futility": list(bounds.futility),
+            "drift_under_alternative": list(bounds.drift),
+        },
+    }
+    new_looks = [*looks, look]
+    record["looks"] = new_looks
+    return _deadline_or(ev, config, verdict, reason, record), new_looks
+
+
+def _combine(
+    srm: SrmResult,
+    checks: list[Check],
+    primary: PrimaryResult | None,
+    bounds: Boundaries,
+    final: bool,
+) -> tuple[Verdict, str]:
+    # A ceiling judges the challenger on its own, so it holds however the traffic was split;
+    # a sample ratio mismatch only voids comparisons with the champion.
+    failed = [c for c in checks if c.status == FAIL]
+    ceilings = [c for c in failed if c.name.endswith("_ceiling")]
+    if ceilings:
+        return Verdict.ROLLBACK, _guardrail_reason(ceilings[0])
+    if srm.mismatch:
+        return Verdict.HALT, (
+            f"sample ratio mismatch: observed {srm.observed} vs expected "
+            f"({srm.expected[0]:.0f}, {srm.expected[1]:.0f}), chi-square p={srm.p_value:.2g} "
+            f"< {srm.threshold}"
+        )
+    if failed:
+        return Verdict.ROLLBACK, _guardrail_reason(failed[0])
+    if primary is None:
+        return Verdict.CONTINUE, "no primary statistic yet (too few labelled outcomes)"
+    b, a = bounds.efficacy[-1], bounds.futility[-1]
+    summary = (
+        f"diff={primary.diff:+.4f} (CI {primary.ci_low:+.4f}..{primary.ci_high:+.4f}), "
+        f"z={primary.z:.3f}, margin={primary.margin}"
+    )
+    if primary.z >= b:
+        return (
+            Verdict.PROMOTE,
+            f"non-inferior: z={primary.z:.3f} >= efficacy bound {b:.3f}; {summary}",
+        )
+    if primary.z <= a:
+        why = "not shown non-inferior at the last look" if final else "futility/harm bound crossed"
+        return Verdict.ROLLBACK, f"{why}: z={primary.z:.3f} <= {a:.3f}; {summary}"
+    return Verdict.CONTINUE, f"between bounds ({a:.3f} < z < {b:.3f}); {summary}"
+
+
+def _guardrail_reason(check: Check) -> str:
+    return (
+        f"guardrail {check.name} failed: challenger {_fmt(check.challenger)} vs limit "
+        f"{_fmt(check.limit)} (champion {_fmt(check.champion)}), "
+        f"p={_fmt(check.p_value)} < {_fmt(check.threshold)}"
+    )
+
+
+def _not_ready(
+    ev: StageEvidence, config: GateConfig, fraction: float, looks: list[Look]
+) -> str | None:
+    """Why no look is taken on this poke, or None when one is due."""
+    need = config.min_requests
+    if ev.challenger.requests < need or (ev.shares[0] > 0 and ev.champion.requests < need):
+        return (
+            f"waiting for traffic: {ev.champion.requests}/{ev.challenger.requests} requests "
+            f"(champion/challenger), need {need} each"
+        )
+    if _uses_carried(ev) is False and ev.shares[0] == 0:
+        return "no concurrent champion and no carried champion estimate: cannot compare"
+    last = looks[-1]["fraction"] if looks else 0.0
+    if last >= 1.0 - 1e-9:
+        return "the last look was already taken"
+    due = math.floor(fraction * config.looks + 1e-9) > math.floor(last * config.looks + 1e-9)
+    if due or fraction >= 1.0 - 1e-9:
+        return None
+    nxt = (math.floor(last * config.looks + 1e-9) + 1) / config.looks
+    return f"next look at information fraction {nxt:.3f}; now {fraction:.3f}"
+
+
+def _deadline_or(
+    ev: StageEvidence, config: GateConfig, verdict: Verdict, reason: str, record: dict[str, Any]
+) -> Decision:
+    """A stage still undecided at its deadline ends by the configured policy."""
+    if verdict is Verdict.CONTINUE and ev.elapsed_minutes > config.max_stage_minutes:
+        verdict = Verdict(config.on_deadline.value)
+        reason = (
+            f"stage deadline of {config.max_stage_minutes} min passed "
+            f"({ev.elapsed_minutes:.1f} min) without a decision; "
+            f"policy: {config.on_deadline.value}. "
+            f"Last state: {reason}"
+        )
+    # looks and config are finite already (looks made so once, when recorded): skip the copy
+    fixed = {"looks": record.pop("looks"), "config": record.pop("config")}
+    record = {**_finite(record), **fixed, "verdict": verdict.value, "reason": reason}
+    return Decision(verdict, reason, record)
+
+
+def _information(ev: StageEvidence, config: GateConfig, carried_var: float) -> float:
+    return information(ev.champion.outcomes.n, ev.challenger.outcomes.n, config, carried_var)
+
+
+def _uses_carried(ev: StageEvidence) -> bool:
+    return ev.shares[0] == 0 and ev.carried is not None
+
+
+def _checked_looks(looks: list[Look] | None, stage: int) -> list[Look]:
+    looks = list(looks or [])
+    for i, lk in enumerate(looks):
+        if not isinstance(lk, dict) or "fraction" not in lk:
+            raise ValueError(f"looks.{i}: not a look record (needs 'fraction')")
+        if lk.get("stage", stage) != stage:
+            raise ValueError(f"looks.{i}: belongs to stage {lk.get('stage')}, not {stage}")
+    return looks
+
+
+def _look_record(
+    index: int,
+    fraction: float,
+    ev: StageEvidence,
+    primary: PrimaryResult | None,
+    bounds: Boundaries,
+    verdict: Verdict,
+) -> Look:
+    return _finite(
+        {
+            "stage": ev.stage,
+            "look": index,
+            "fraction": round(fraction, 6),
+            "n_champion": ev.champion.outcomes.n,
+            "n_challenger": ev.challenger.outcomes.n,
+            "z": primary.z if primary else None,
+            "efficacy": bounds.efficacy[-1],
+            "futility": bounds.futility[-1],
+            "verdict": verdict.value,
+            "at": ev.observed_at.isoformat(),
+        }
+    )
+
+
+def _base_record(
+    ev: StageEvidence,
+    config: GateConfig,
+    looks: list[Look],
+    info: float,
+    stage_max: float,
+    carried_var: float,
+) -> dict[str, Any]:
+    design = config.design
+    weights = ev.weights
+    plan = planned_max_requests(config, weights, carried_var) if weights[0] or carried_var else None
+    return {
+        "stage": ev.stage,
+        "weights": {ev.champion.name: weights[0], ev.challenger.name: weights[1]},
+        "timestamp": ev.observed_at.isoformat(),
+        "stage_started_at": ev.started_at.isoformat(),
+        "elapsed_minutes": ev.elapsed_minutes,
+        "variants": {v.name: _variant_summary(v) for v in (ev.champion, ev.challenger)},
+        "carried_champion": ev.carried.to_dict() if ev.carried else None,
+        "adaptive_allocation": ev.adaptive,
+        "information": info,
+        "information_fraction": min(info / stage_max, 1.0) if stage_max else 0.0,
+        "design": {
+            "method": "group-sequential error spending (HSD), non-binding beta-spending futility",
+            "alpha": config.alpha,
+            "power": config.power,
+            "margin": config.margin,
+            "planned_looks": config.looks,
+            "alpha_gamma": config.alpha_gamma,
+            "beta_gamma": config.beta_gamma,
+            "inflation": design.inflation,
+            "expected_fraction_at_alternative": expected_fraction(design, 1.0),
+            "expected_fraction_at_null": expected_fraction(design, 0.0),
+            "n_fix_per_variant": fixed_horizon_n(config),
+            "max_requests": plan.to_dict() if plan else None,
+            "stage_max_information": stage_max,
+            "stage_power_limited": stage_max < max_information(config) * (1 - 1e-9),
+        },
+        "config": _config_dict(config),
+        "looks": looks,
+    }
+
+
+@lru_cache(maxsize=64)
+def _config_dict(config: GateConfig) -> dict[str, Any]:
+    return config.to_dict()
+
+
+def _variant_summary(v: VariantEvidence) -> dict[str, Any]:
+    o = v.outcomes
+    return {
+        "requests": v.requests,
+        "errors_4xx": v.errors_4xx,
+        "errors_5xx": v.errors_5xx,
+        "labelled": o.n,
+        "quality_mean": o.mean if o.n else None,
+        "latency_p99_ms": v.latency_p99_ms,
+        "latency_summary": asdict(v.latency) if v.latency else None,
+    }
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"

@@ -1,0 +1,143 @@
+"""Guardrails: error rates, latency and AUC must not be significantly worse than allowed.
+
+Why one-sided "harm" tests at a Pocock constant: a guardrail vetoes promotion and triggers a
+rollback when the challenger is *significantly* worse than the champion plus a margin (relative
+checks) or than an absolute ceiling. They are evaluated at every look of the stage, so each look
+uses p < 1 - Phi(c), with c the Pocock constant for ``guardrail_alpha`` over the planned looks;
+that keeps the false-rollback rate per guardrail at guardrail_alpha despite repeated looks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy import stats
+from statsmodels.stats.proportion import test_proportions_2indep
+
+from canary.experiment.gates.auc import compare_auc, delong_auc
+from canary.experiment.gates.config import GateConfig
+from canary.experiment.gates.evidence import StageEvidence, VariantEvidence
+from canary.experiment.gates.sequential import pocock_constant
+
+OK, FAIL, SKIPPED = "ok", "fail", "not_checked"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One guardrail's outcome with the numbers behind it."""
+
+    name: str
+    status: str
+    p_value: float | None = None
+    threshold: float | None = None
+    champion: float | None = None
+    challenger: float | None = None
+    limit: float | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@lru_cache(maxsize=256)
+def per_look_level(config: GateConfig) -> float:
+    """The p-value a guardrail must beat at one look (Pocock-adjusted guardrail_alpha)."""
+    return float(stats.norm.sf(pocock_constant(config.guardrail_alpha, config.looks)))
+
+
+def guardrail_checks(evidence: StageEvidence, config: GateConfig) -> list[Check]:
+    """All guardrails; relative ones only when the champion runs concurrently."""
+    level = per_look_level(config)
+    ch = evidence.challenger
+    checks = [
+        _ceiling_rate("5xx_ceiling", ch.errors_5xx, ch.requests, config.max_5xx_rate, level),
+        _ceiling_rate("4xx_ceiling", ch.errors_4xx, ch.requests, config.max_4xx_rate, level),
+        _p99_ceiling(ch, config.max_p99_latency_ms, level),
+    ]
+    if evidence.shares[0] > 0:
+        champ, m = evidence.champion, config.error_rate_margin
+        checks += [
+            _relative_rate("5xx_vs_champion", champ.errors_5xx, champ.requests, ch.errors_5xx,
+                           ch.requests, m, level),
+            _relative_rate("4xx_vs_champion", champ.errors_4xx, champ.requests, ch.errors_4xx,
+                           ch.requests, m, level),
+            _latency_shift(champ, ch, config.latency_margin, level),
+            _auc(champ, ch, config.auc_margin, level),
+        ]  # fmt: skip
+    return checks
+
+
+def _ceiling_rate(name: str, errors: int, n: int, ceiling: float, level: float) -> Check:
+    """Exact binomial test of H0: rate <= ceiling against 'above the ceiling'."""
+    if n == 0:
+        return Check(name, SKIPPED, limit=ceiling, detail="no requests")
+    if ceiling >= 1 or errors == 0:  # p-value is exactly 1
+        return Check(name, OK, 1.0, level, challenger=errors / n, limit=ceiling)
+    p = float(stats.binomtest(errors, n, ceiling, alternative="greater").pvalue)
+    return Check(name, FAIL if p < level else OK, p, level, challenger=errors / n, limit=ceiling)
+
+
+def _relative_rate(
+    name: str, e0: int, n0: int, e1: int, n1: int, margin: float, level: float
+) -> Check:
+    """Score test of H0: rate_1 - rate_0 <= margin against 'worse by more than the margin'."""
+    if n0 == 0 or n1 == 0:
+        return Check(name, SKIPPED, limit=margin, detail="a variant has no requests")
+    r0, r1 = e0 / n0, e1 / n1
+    if r1 - r0 <= margin:
+        return Check(name, OK, 1.0, level, r0, r1, margin, "difference within margin")
+    with np.errstate(divide="ignore", invalid="ignore"):  # ratio/odds side-results at r0 = 0
+        res = test_proportions_2indep(
+            e1, n1, e0, n0, value=margin, method="score", compare="diff", alternative="larger"
+        )
+    p = float(res.pvalue) if np.isfinite(res.pvalue) else 0.0
+    return Check(name, FAIL if p < level else OK, p, level, r0, r1, margin)
+
+
+def _p99_ceiling(ch: VariantEvidence, ceiling_ms: float, level: float) -> Check:
+    """Per-request latencies: exact quantile test of H0: p99 <= ceiling. Only a CloudWatch p99:
+    compared as is (no sampling test is possible without per-request values)."""
+    lat = ch.latencies_ms
+    if lat is not None and len(lat) >= 2:
+        res = stats.quantile_test(lat, q=ceiling_ms, p=0.99, alternative="greater")
+        p = float(res.pvalue)
+        p99 = float(np.quantile(lat, 0.99))
+        return Check("p99_latency_ceiling", FAIL if p < level else OK, p, level, None, p99,
+                     ceiling_ms, "exact binomial quantile test")  # fmt: skip
+    if ch.latency is not None and ch.latency.p99_ms is not None:
+        bad = ch.latency.p99_ms > ceiling_ms
+        return Check("p99_latency_ceiling", FAIL if bad else OK, None, None, None,
+                     ch.latency.p99_ms, ceiling_ms, "CloudWatch p99, point comparison")  # fmt: skip
+    return Check("p99_latency_ceiling", SKIPPED, limit=ceiling_ms, detail="no latency percentiles")
+
+
+def _latency_shift(
+    champ: VariantEvidence, ch: VariantEvidence, margin: float, level: float
+) -> Check:
+    """Mann-Whitney of challenger latency vs champion latency x (1 + margin), 'greater'."""
+    a, b = ch.latencies_ms, champ.latencies_ms
+    if a is None or b is None or len(a) < 2 or len(b) < 2:
+        return Check("latency_vs_champion", SKIPPED, limit=margin, detail="no per-request latency")
+    p = float(stats.mannwhitneyu(a, b * (1 + margin), alternative="greater").pvalue)
+    medians = float(np.median(b)), float(np.median(a))
+    status = FAIL if p < level else OK
+    return Check("latency_vs_champion", status, p, level, *medians, margin, "medians; Mann-Whitney")
+
+
+def _auc(champ: VariantEvidence, ch: VariantEvidence, margin: float | None, level: float) -> Check:
+    """DeLong test of H0: AUC_1 - AUC_0 >= -margin against 'worse'."""
+    if margin is None:
+        return Check("auc_vs_champion", SKIPPED, detail="auc_margin not set")
+    if champ.scores is None or ch.scores is None:
+        return Check("auc_vs_champion", SKIPPED, limit=margin, detail="no per-request scores")
+    try:
+        e0 = delong_auc(champ.scores, champ.labels)
+        e1 = delong_auc(ch.scores, ch.labels)
+    except (ValueError, TypeError) as exc:
+        return Check("auc_vs_champion", SKIPPED, limit=margin, detail=f"not computable: {exc}")
+    cmp = compare_auc(e0, e1, margin)
+    status = FAIL if cmp.p_worse < level else OK
+    return Check("auc_vs_champion", status, cmp.p_worse, level, cmp.champion_auc,
+                 cmp.challenger_auc, margin, f"DeLong se={cmp.se:.4g}")  # fmt: skip

@@ -1,0 +1,164 @@
+"""The end of every rollout, whatever happened before: leave the winner serving, remove the rest.
+
+Teardown gets a :class:`RunManifest` assembled from whatever the run's tasks managed to record
+(a task that never ran records nothing), so it works after a clean promotion, after a rollback,
+and after a failure halfway through setup.
+
+What counts as ours: resources this run created, plus canary resources of this endpoint that a
+previous rollout left and that nothing serves any more (their names carry the endpoint's canary
+prefix, see :meth:`RolloutPlan.resource_name`). Anything else (a user's own models or configs)
+is never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from canary.plan import CleanupPolicy, RolloutPlan
+from canary.rollout import endpoint
+from canary.rollout.artifacts import split_s3_uri
+from canary.rollout.outcome import RunOutcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """What one run made. Missing entries mean the task that would have made them never ran."""
+
+    models: dict[str, str] = field(default_factory=dict)  # role -> model name
+    created_models: tuple[str, ...] = ()
+    created_configs: tuple[str, ...] = ()
+    endpoint_created: bool = False
+    previous_config: str | None = None
+    uploaded_artifacts: dict[str, str] = field(default_factory=dict)  # role -> s3 uri
+
+
+@dataclass
+class CleanupReport:
+    """What teardown did, for the log and the report."""
+
+    outcome: RunOutcome
+    winner: str | None
+    serving_config: str | None = None
+    deleted: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
+def finish(
+    sm: Any, s3: Any, plan: RolloutPlan, manifest: RunManifest, outcome: RunOutcome
+) -> CleanupReport:
+    """Apply the plan's cleanup policy for a run that ended with ``outcome``."""
+    winner_role = "challenger" if outcome is RunOutcome.PROMOTED else "champion"
+    report = CleanupReport(outcome=outcome, winner=None)
+    live = endpoint.describe_endpoint(sm, plan.endpoint_name)
+    keep = plan.cleanup is CleanupPolicy.KEEP_WINNER and live is not None
+    if keep and winner_role in manifest.models:
+        _serve_winner_alone(sm, plan, manifest, winner_role, report)
+    elif live is not None:
+        _remove_or_restore_endpoint(sm, plan, manifest, report)
+    _delete_unused(sm, plan, manifest, report)
+    _delete_artifacts(s3, manifest, winner_role if report.winner else None, report)
+    return report
+
+
+def _serve_winner_alone(
+    sm: Any, plan: RolloutPlan, manifest: RunManifest, role: str, report: CleanupReport
+) -> None:
+    spec = plan.challenger if role == "challenger" else plan.champion
+    request = endpoint.endpoint_config_request(
+        plan, {role: manifest.models[role]}, {spec.variant_name: 1.0}
+    )
+    endpoint.ensure_endpoint_config(sm, request)
+    _switch_config(sm, plan.endpoint_name, request["EndpointConfigName"])
+    report.winner = spec.variant_name
+    report.serving_config = request["EndpointConfigName"]
+    report.kept += [f"endpoint {plan.endpoint_name}", f"model {manifest.models[role]}"]
+
+
+def _remove_or_restore_endpoint(
+    sm: Any, plan: RolloutPlan, manifest: RunManifest, report: CleanupReport
+) -> None:
+    if manifest.endpoint_created or manifest.previous_config is None:
+        if endpoint.delete_quietly(sm, "endpoint", plan.endpoint_name):
+            report.deleted.append(f"endpoint {plan.endpoint_name}")
+        return
+    _switch_config(sm, plan.endpoint_name, manifest.previous_config)
+    report.serving_config = manifest.previous_config
+    report.kept.append(f"endpoint {plan.endpoint_name} (restored to {manifest.previous_config})")
+
+
+def _switch_config(sm: Any, endpoint_name: str, config_name: str) -> None:
+    live = endpoint.describe_endpoint(sm, endpoint_name)
+    if live is not None and live["EndpointConfigName"] != config_name:
+        sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+        log.info("endpoint %s now serves %s", endpoint_name, config_name)
+    endpoint.wait_in_service(sm, endpoint_name, delay=1)
+
+
+def _delete_unused(
+    sm: Any, plan: RolloutPlan, manifest: RunManifest, report: CleanupReport
+) -> None:
+    """Delete configs and models of ours that the endpoint no longer serves."""
+    live = endpoint.describe_endpoint(sm, plan.endpoint_name)
+    serving_config = live["EndpointConfigName"] if live else None
+    serving_models = _models_of(sm, serving_config)
+    configs = set(manifest.created_configs) | _leftovers(sm, plan, "endpoint_config", ("config",))
+    for name in sorted(configs - {serving_config}):
+        if endpoint.delete_quietly(sm, "endpoint_config", name):
+            report.deleted.append(f"endpoint config {name}")
+    models = set(manifest.created_models) | _leftovers(
+        sm, plan, "model", ("champion", "challenger")
+    )
+    for name in sorted(models - serving_models):
+        if endpoint.delete_quietly(sm, "model", name):
+            report.deleted.append(f"model {name}")
+
+
+def _delete_artifacts(
+    s3: Any, manifest: RunManifest, kept_role: str | None, report: CleanupReport
+) -> None:
+    """Artifacts this run uploaded for models that are gone; the serving model's must stay."""
+    kept_uri = manifest.uploaded_artifacts.get(kept_role) if kept_role else None
+    for uri in set(manifest.uploaded_artifacts.values()) - {kept_uri}:
+        bucket, key = split_s3_uri(uri)
+        s3.delete_object(Bucket=bucket, Key=key)
+        report.deleted.append(f"artifact {uri}")
+
+
+def _models_of(sm: Any, config_name: str | None) -> set[str]:
+    if config_name is None:
+        return set()
+    config = sm.describe_endpoint_config(EndpointConfigName=config_name)
+    return {variant["ModelName"] for variant in config["ProductionVariants"]}
+
+
+_LISTINGS = {
+    "endpoint_config": ("list_endpoint_configs", "EndpointConfigs", "EndpointConfigName"),
+    "model": ("list_models", "Models", "ModelName"),
+}
+
+
+def _leftovers(sm: Any, plan: RolloutPlan, kind: str, roles: Iterable[str]) -> set[str]:
+    """Earlier canary resources of this endpoint: our name prefix AND our endpoint tag."""
+    method, key, name_field = _LISTINGS[kind]
+    arn_field = name_field.removesuffix("Name") + "Arn"
+    prefixes = tuple(plan.resource_prefix(role) for role in roles)
+    found = set()
+    token: str | None = None
+    while True:
+        page = getattr(sm, method)(**({"NextToken": token} if token else {}), MaxResults=100)
+        for item in page.get(key, []):
+            if item[name_field].startswith(prefixes) and _tagged(sm, item[arn_field], plan):
+                found.add(item[name_field])
+        token = page.get("NextToken")
+        if not token:
+            return found
+
+
+def _tagged(sm: Any, arn: str, plan: RolloutPlan) -> bool:
+    tags = sm.list_tags(ResourceArn=arn).get("Tags", [])
+    return {"Key": endpoint.ENDPOINT_TAG, "Value": plan.endpoint_name} in tags

@@ -1,0 +1,226 @@
+"""SageMaker endpoint operations for a two-variant canary, idempotent so retries are harmless.
+
+Every function takes a boto3 SageMaker client, so the same code serves Airflow tasks (a hook's
+``.conn``), tests and scripts, against real AWS or the local stack. "Ensure" functions create
+what is missing, accept what already exists with the same definition, and report whether they
+created anything, which is what cleanup needs to remove only this run's resources.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from canary.plan import ModelSpec, RolloutPlan
+from canary.rollout.layout import capture_uri
+
+log = logging.getLogger(__name__)
+
+CAPTURE_SAMPLING_PERCENT = 100
+ENDPOINT_TAG = "canary:endpoint"
+RUN_TAG = "canary:run"  # on an endpoint: the run that created it
+
+
+class EndpointError(RuntimeError):
+    """The endpoint is not in a state the rollout can work with."""
+
+
+def image_uri(spec: ModelSpec, region: str) -> str:
+    """The serving image for a framework, from the SageMaker SDK rather than hard-coded accounts.
+
+    Importing the SDK costs ~10 s (its ``__init__`` loads everything), so its answer is memoised
+    on disk per SDK version: the SDK's image tables only change with the SDK.
+    """
+    key = f"{version('sagemaker-core')}|{spec.framework.value}|{spec.framework_version}|{region}"
+    cache = _image_cache()
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    if key not in known:
+        from sagemaker.core import image_uris
+
+        known[key] = image_uris.retrieve(
+            spec.framework.value, region=region, version=spec.framework_version
+        )
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known, indent=1, sort_keys=True))
+    return known[key]
+
+
+def _image_cache() -> Path:
+    root = os.environ.get("CANARY_CACHE_DIR", str(Path.home() / ".cache" / "canary"))
+    return Path(root) / "image_uris.json"
+
+
+def model_request(
+    plan: RolloutPlan, spec: ModelSpec, image: str, model_data_url: str
+) -> dict[str, Any]:
+    """A CreateModel request whose name is stable for the same artifact, image and environment."""
+    environment = dict(sorted(spec.environment.items()))
+    name = plan.resource_name(spec.role, image, model_data_url, repr(environment))
+    return {
+        "ModelName": name,
+        "PrimaryContainer": {
+            "Image": image,
+            "ModelDataUrl": model_data_url,
+            "Environment": environment,
+        },
+        "ExecutionRoleArn": plan.execution_role_arn,
+        "Tags": [{"Key": ENDPOINT_TAG, "Value": plan.endpoint_name}],
+    }
+
+
+def endpoint_config_request(
+    plan: RolloutPlan, model_names: Mapping[str, str], weights: Mapping[str, float]
+) -> dict[str, Any]:
+    """A CreateEndpointConfig request for the given variants (one or both), with Data Capture."""
+    specs = [spec for spec in (plan.champion, plan.challenger) if spec.role in model_names]
+    variants = [
+        {
+            "VariantName": spec.variant_name,
+            "ModelName": model_names[spec.role],
+            "InstanceType": spec.instance_type,
+            "InitialInstanceCount": spec.instance_count,
+            "InitialVariantWeight": float(weights[spec.variant_name]),
+        }
+        for spec in specs
+    ]
+    identity = [repr(sorted(v.items())) for v in variants] + [str(plan.data_capture)]
+    request: dict[str, Any] = {
+        "EndpointConfigName": plan.resource_name("config", *identity),
+        "ProductionVariants": variants,
+        "Tags": [{"Key": ENDPOINT_TAG, "Value": plan.endpoint_name}],
+    }
+    if plan.data_capture:
+        request["DataCaptureConfig"] = {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": CAPTURE_SAMPLING_PERCENT,
+            "DestinationS3Uri": capture_uri(plan),
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]},
+        }
+    return request
+
+
+def ensure_model(sm: Any, request: Mapping[str, Any]) -> bool:
+    """Create the model unless one with this name exists already; True when created here."""
+    name = request["ModelName"]
+    existing = _describe(sm.describe_model, ModelName=name)
+    if existing is not None:
+        _check_same(name, existing["PrimaryContainer"].get("ModelDataUrl"), request)
+        return False
+    sm.create_model(**request)
+    log.info("created model %s", name)
+    return True
+
+
+def ensure_endpoint_config(sm: Any, request: Mapping[str, Any]) -> bool:
+    """Create the endpoint config unless it exists; True when created here."""
+    name = request["EndpointConfigName"]
+    if _describe(sm.describe_endpoint_config, EndpointConfigName=name) is not None:
+        return False
+    sm.create_endpoint_config(**request)
+    log.info("created endpoint config %s", name)
+    return True
+
+
+def describe_endpoint(sm: Any, name: str) -> dict[str, Any] | None:
+    return _describe(sm.describe_endpoint, EndpointName=name)
+
+
+def created_by(sm: Any, endpoint_arn: str, run_key: str) -> bool:
+    """Whether this run created the endpoint: its run tag says so on every retry, which an XCom
+    written by the first try cannot (a retry clears it)."""
+    tags = sm.list_tags(ResourceArn=endpoint_arn).get("Tags", [])
+    return {"Key": RUN_TAG, "Value": run_key} in tags
+
+
+def current_weights(sm: Any, endpoint: str) -> dict[str, float]:
+    description = describe_endpoint(sm, endpoint)
+    if description is None:
+        raise EndpointError(f"endpoint {endpoint!r} does not exist")
+    return {
+        variant["VariantName"]: float(variant.get("CurrentWeight", 0.0))
+        for variant in description.get("ProductionVariants", [])
+    }
+
+
+def set_weights(sm: Any, endpoint: str, weights: Mapping[str, float]) -> bool:
+    """Shift traffic with UpdateEndpointWeightsAndCapacities; a no-op when already there.
+
+    Returns True when an update was requested (the caller then waits for InService).
+    """
+    current = current_weights(sm, endpoint)
+    missing = sorted(set(weights) - set(current))
+    if missing:
+        raise EndpointError(f"endpoint {endpoint!r} has no variant(s) {missing}: has {current}")
+    if all(abs(current[name] - float(weight)) < 1e-9 for name, weight in weights.items()):
+        log.info("weights of %s already %s", endpoint, dict(weights))
+        return False
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=endpoint,
+        DesiredWeightsAndCapacities=[
+            {"VariantName": name, "DesiredWeight": float(weight)}
+            for name, weight in weights.items()
+        ],
+    )
+    log.info("weights of %s: %s -> %s", endpoint, current, dict(weights))
+    return True
+
+
+def wait_in_service(sm: Any, endpoint: str, delay: int = 2, max_attempts: int = 900) -> None:
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=endpoint, WaiterConfig={"Delay": delay, "MaxAttempts": max_attempts}
+    )
+
+
+def delete_quietly(sm: Any, kind: str, name: str) -> bool:
+    """Delete an endpoint, endpoint config or model; True when something was deleted.
+
+    Cleanup must finish whatever state earlier tasks left, so "not found" is success.
+    """
+    operation = {
+        "endpoint": ("delete_endpoint", "EndpointName"),
+        "endpoint_config": ("delete_endpoint_config", "EndpointConfigName"),
+        "model": ("delete_model", "ModelName"),
+    }[kind]
+    method, argument = operation
+    try:
+        getattr(sm, method)(**{argument: name})
+    except ClientError as error:
+        if _is_not_found(error):
+            return False
+        raise
+    log.info("deleted %s %s", kind, name)
+    return True
+
+
+def _describe(operation: Any, **kwargs: str) -> dict[str, Any] | None:
+    try:
+        return operation(**kwargs)
+    except ClientError as error:
+        if _is_not_found(error):
+            return None
+        raise
+
+
+def _is_not_found(error: ClientError) -> bool:
+    message = error.response.get("Error", {}).get("Message", "")
+    code = error.response.get("Error", {}).get("Code", "")
+    return code in {"ValidationException", "ResourceNotFound"} and (
+        "Could not find" in message or "does not exist" in message or "not found" in message.lower()
+    )
+
+
+def _check_same(name: str, existing_url: str | None, request: Mapping[str, Any]) -> None:
+    wanted = request["PrimaryContainer"]["ModelDataUrl"]
+    if existing_url != wanted:
+        raise EndpointError(
+            f"model {name!r} exists with artifact {existing_url!r}, not {wanted!r}; "
+            "delete it or use another endpoint name"
+        )

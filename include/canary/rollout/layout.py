@@ -1,0 +1,63 @@
+"""Where a rollout keeps its records in S3: one module, so every writer and reader agrees.
+
+::
+
+    s3://{bucket}/{prefix}/capture/...                      Data Capture (SageMaker writes it)
+    s3://{bucket}/{prefix}/ground-truth/yyyy/mm/dd/hh/...   labels, in Model Monitor's layout
+    s3://{bucket}/{prefix}/{endpoint}/{run}/replay/...      replayed requests and replay state
+    s3://{bucket}/{prefix}/{endpoint}/{run}/gates/stage-N/  looks.json, decisions/*.json
+    s3://{bucket}/{prefix}/{endpoint}/{run}/report/         the HTML report and its charts
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from canary.plan import RolloutPlan
+
+if TYPE_CHECKING:
+    from canary.replay.records import S3Location
+
+
+def run_prefix(plan: RolloutPlan, run_key: str) -> str:
+    """Where this run's records live: one folder per endpoint and run."""
+    return f"{plan.prefix}/{plan.endpoint_name}/{run_key}"
+
+
+def capture_uri(plan: RolloutPlan) -> str:
+    """Data Capture's destination, shared by every run of the endpoint."""
+    return f"s3://{plan.bucket}/{plan.prefix}/capture"
+
+
+def ground_truth_prefix(plan: RolloutPlan) -> str:
+    """Labels for every captured request of the endpoint, in Model Monitor's layout."""
+    return f"{plan.prefix}/ground-truth"
+
+
+def ground_truth_uri(plan: RolloutPlan) -> str:
+    return f"s3://{plan.bucket}/{ground_truth_prefix(plan)}"
+
+
+def gates_prefix(plan: RolloutPlan, run_key: str) -> str:
+    """Where a run's gates keep their looks and every decision record, one folder per stage."""
+    return f"{run_prefix(plan, run_key)}/gates/"
+
+
+def stage_state_key(plan: RolloutPlan, run_key: str, stage: int, name: str) -> str:
+    """One file of stage ``stage``'s gate state (stages count from 0 here, 1 in the key)."""
+    return f"{gates_prefix(plan, run_key)}stage-{stage + 1}/{name}"
+
+
+def report_key(plan: RolloutPlan, run_key: str, name: str) -> str:
+    return f"{run_prefix(plan, run_key)}/report/{name}"
+
+
+def replay_location(plan: RolloutPlan, run_key: str) -> S3Location:
+    """Where a run's replayed requests, their ground truth and the replay state live."""
+    from canary.replay.records import S3Location  # pandas: only where replays are read
+
+    return S3Location(
+        bucket=plan.bucket,
+        prefix=f"{run_prefix(plan, run_key)}/replay",
+        ground_truth_prefix=ground_truth_prefix(plan),
+    )

@@ -1,0 +1,146 @@
+"""Where a stage's evidence comes from: the replay's own results, or the endpoint's telemetry.
+
+With replayed traffic the client knows each request's score, label, latency and propensity, but
+not which variant answered an error (SageMaker's error responses do not say): the counts come
+from CloudWatch, once it has counted what the replay sent. With real traffic everything comes
+from Data Capture, ground truth and CloudWatch (:mod:`canary.stage.telemetry`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from canary.experiment.gates.config import GateConfig
+from canary.experiment.gates.evidence import (
+    CarriedEstimate,
+    Outcomes,
+    StageEvidence,
+    VariantEvidence,
+    champion_estimate,
+)
+from canary.experiment.gates.frame import evidence_from_frame
+from canary.plan import RolloutPlan
+from canary.rollout.layout import capture_uri, ground_truth_uri
+from canary.stage import telemetry
+from canary.stage.state import CHAMPION, StageState
+from canary.stage.window import StageWindow
+
+log = logging.getLogger(__name__)
+
+# CloudWatch may lag the traffic (a flush interval locally, a minute or two on AWS): how long a
+# look waits for it to count what the replay sent, and how often it asks.
+METRICS_CATCH_UP_SECONDS = 180.0
+METRICS_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class EvidenceSource:
+    """Builds one stage's :class:`StageEvidence` for the gate, at the moment it looks."""
+
+    cloudwatch: Any
+    s3: Any
+    plan: RolloutPlan
+    window: StageWindow
+    config: GateConfig
+
+    def collect(self, frame: pd.DataFrame | None, carried: CarriedEstimate | None) -> StageEvidence:
+        """Evidence from the replay's ``frame`` when traffic is replayed, else from telemetry."""
+        now = datetime.now(UTC)
+        started = datetime.fromtimestamp(self.window.started_at, UTC)
+        if frame is None:
+            return self._from_telemetry(started, max(now, started), carried)
+        evidence = evidence_from_frame(
+            frame.assign(stage=self.window.index),
+            stage=self.window.index,
+            weights=self.window.pair(self.plan),
+            variants=self.plan.variants,
+            config=self.config,
+            carried=carried,
+            started_at=started,
+            observed_at=max(now, started),
+        )
+        answered = int((frame["status"] > 0).sum())  # status 0: no response reached us
+        return self._served_counts(evidence, answered)
+
+    def _from_telemetry(
+        self, started: datetime, now: datetime, carried: CarriedEstimate | None
+    ) -> StageEvidence:
+        source = telemetry.StageSource(
+            endpoint_name=self.plan.endpoint_name,
+            variants=self.plan.variants,
+            capture_uri=capture_uri(self.plan),
+            ground_truth_uri=ground_truth_uri(self.plan),
+        )
+        return telemetry.collect_stage_evidence(
+            self.cloudwatch,
+            self.s3,
+            source,
+            stage=self.window.index,
+            weights=self.window.pair(self.plan),
+            started_at=started,
+            config=self.config,
+            now=now,
+            carried=carried,
+        )
+
+    def _served_counts(self, evidence: StageEvidence, answered: int) -> StageEvidence:
+        """Requests and errors per variant as the endpoint counted them (CloudWatch).
+
+        SageMaker's error responses do not name the variant that failed, so a client routed by
+        endpoint weights cannot attribute its 4XX/5XX; the endpoint's own metrics can. They are
+        the only source of counts (mixing them with the client's would skew the split), and
+        the gate waits until they account for the ``answered`` requests, so rates and the sample
+        ratio are never judged on a lagging view of the traffic.
+        """
+        variants = (evidence.champion, evidence.challenger)
+        deadline = time.monotonic() + METRICS_CATCH_UP_SECONDS
+        while True:
+            metrics = [self._metrics(variant.name, evidence.started_at) for variant in variants]
+            counted = sum(m["invocations"] for m in metrics)
+            if counted >= answered or time.monotonic() > deadline:
+                break
+            time.sleep(METRICS_POLL_SECONDS)
+        if counted < answered:
+            log.warning("CloudWatch counts %d of %d answered requests so far", counted, answered)
+        champion, challenger = (
+            replace(
+                variant,
+                requests=m["invocations"],
+                errors_4xx=m["errors_4xx"],
+                errors_5xx=m["errors_5xx"],
+            )
+            for variant, m in zip(variants, metrics, strict=True)
+        )
+        return replace(evidence, champion=champion, challenger=challenger)
+
+    def _metrics(self, variant: str, since: datetime) -> dict[str, Any]:
+        return telemetry.variant_metrics(
+            self.cloudwatch, self.plan.endpoint_name, variant, since, datetime.now(UTC)
+        )
+
+
+def carried_champion(
+    state: StageState, plan: RolloutPlan, window: StageWindow
+) -> CarriedEstimate | None:
+    """The champion's quality over earlier stages, for a stage where it gets no traffic."""
+    if window.pair(plan)[0] > 0:
+        return None
+    earlier = [state.load(CHAMPION, None, stage=index) for index in range(window.index)]
+    stages = [
+        StageEvidence(
+            stage=index,
+            weights=(1.0, 1.0),
+            champion=VariantEvidence(plan.variants[0], outcomes=Outcomes(**outcomes)),
+            challenger=VariantEvidence(plan.variants[1]),
+            started_at=datetime.fromtimestamp(window.started_at, UTC),
+        )
+        for index, outcomes in enumerate(earlier)
+        if outcomes and outcomes["n"] > 1
+    ]
+    return champion_estimate(stages) if stages else None

@@ -1,0 +1,68 @@
+"""One rollout stage held by its gate: feed it traffic, gather the evidence, let the gate decide.
+
+This is the rollout step's side of the Argo-Rollouts/Flagger split: the gate
+(:mod:`canary.experiment.gates`) only judges evidence; this package decides where the evidence
+comes from (:mod:`.evidence`), sends the synthetic traffic (:mod:`.traffic`) and keeps the
+stage's state between looks (:mod:`.state`), so a sensor can call :meth:`StageGate.hold` again
+after a reschedule, in another process, and carry on where the last poke stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from functools import cached_property
+from typing import Any
+
+import pandas as pd
+
+from canary.experiment.gates.config import GateConfig
+from canary.experiment.gates.decision import Decision, Verdict
+from canary.experiment.gates.engine import evaluate
+from canary.experiment.gates.evidence import CarriedEstimate
+from canary.plan import RolloutPlan
+from canary.stage.evidence import EvidenceSource, carried_champion
+from canary.stage.state import CHAMPION, LOOKS, StageState
+from canary.stage.traffic import StageTraffic
+from canary.stage.window import StageWindow
+
+
+class StageGate:
+    """The look loop of one stage of one run: replay a chunk, look, until the gate decides."""
+
+    def __init__(self, aws: Any, plan: RolloutPlan, window: StageWindow, run_key: str) -> None:
+        self.plan, self.window = plan, window
+        self.config = GateConfig.of(plan.gate)
+        self.state = StageState(aws.s3, plan, run_key, window.index)
+        self.evidence = EvidenceSource(aws.cloudwatch, aws.s3, plan, window, self.config)
+        carried = self.carried
+        self.traffic = StageTraffic(
+            aws, plan, window, run_key, self.config, carried.variance if carried else 0.0
+        )
+
+    @cached_property
+    def carried(self) -> CarriedEstimate | None:
+        return carried_champion(self.state, self.plan, self.window)
+
+    def hold(self, budget_seconds: float) -> Decision:
+        """Replay and look until the gate decides, traffic runs out, or the budget is spent."""
+        deadline = time.monotonic() + budget_seconds
+        looks = self.state.load(LOOKS, default=[])
+        replaying = self.plan.traffic.enabled
+        session = self.traffic.gate_session() if replaying else None
+        frame = self.traffic.results() if replaying else None
+        cap = self.traffic.request_cap - self.traffic.burst_total
+        while True:
+            sent_chunk = False
+            if session is not None and session.cursor < cap:
+                size = min(self.plan.traffic.chunk_size, cap - session.cursor)
+                frame = pd.concat([frame, session.run_chunk(size).frame], ignore_index=True)
+                sent_chunk = True
+            evidence = self.evidence.collect(frame, self.carried)
+            decision, looks = evaluate(evidence, self.config, looks)
+            self.state.record(decision, looks)
+            if decision.verdict is not Verdict.CONTINUE:
+                self.state.save(CHAMPION, asdict(evidence.champion.outcomes))
+                return decision
+            if not sent_chunk or time.monotonic() > deadline:
+                return decision

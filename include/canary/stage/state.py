@@ -1,0 +1,54 @@
+"""A stage gate's memory in S3: its looks, the champion's measured quality, every decision record.
+
+Why S3 and not the task: the gate sensor reschedules between pokes and may run each poke in
+another process (or after a worker dies); everything it must carry on with lives here.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from canary.experiment.gates.decision import Decision
+from canary.plan import RolloutPlan
+from canary.rollout.layout import stage_state_key
+
+LOOKS = "looks.json"
+CHAMPION = "champion.json"
+
+
+class StageState:
+    """The S3 folder of one stage of one run (and read access to the stages before it)."""
+
+    def __init__(self, s3: Any, plan: RolloutPlan, run_key: str, stage: int) -> None:
+        self.s3, self.plan, self.run_key, self.stage = s3, plan, run_key, stage
+
+    def save(self, name: str, value: Any) -> None:
+        self._put(name, json.dumps(value).encode())
+
+    def load(self, name: str, default: Any, stage: int | None = None) -> Any:
+        """A stored JSON value of this stage (or of an earlier ``stage``), ``default`` if none."""
+        key = stage_state_key(self.plan, self.run_key, self._index(stage), name)
+        try:
+            body = self.s3.get_object(Bucket=self.plan.bucket, Key=key)["Body"]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                return default
+            raise
+        return json.loads(body.read())
+
+    def record(self, decision: Decision, looks: list[dict[str, Any]]) -> None:
+        """Every evaluation leaves its decision record, then the looks it is based on."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        self._put(f"decisions/{stamp}-{decision.verdict.value}.json", decision.to_json().encode())
+        self.save(LOOKS, looks)
+
+    def _put(self, name: str, body: bytes) -> None:
+        key = stage_state_key(self.plan, self.run_key, self.stage, name)
+        self.s3.put_object(Bucket=self.plan.bucket, Key=key, Body=body)
+
+    def _index(self, stage: int | None) -> int:
+        return self.stage if stage is None else stage

@@ -1,0 +1,250 @@
+"""Collect a rollout stage's evidence from AWS: CloudWatch metrics plus captured predictions
+joined with ground truth by inference id.
+
+Why these sources: CloudWatch's per-variant ``Invocations``/``Invocation4XXErrors``/
+``Invocation5XXErrors``/``ModelLatency`` count every request (errors included), which the SRM and
+the guardrails need; Data Capture holds each served prediction with its inference id, and Model
+Monitor's ground-truth files hold the label for that id, which the quality test needs. Everything
+goes through the boto3 clients passed in, so the same code reads real AWS and the local stack.
+
+Limits: CloudWatch gives no per-request latency, so the latency guardrail uses the p99 extended
+statistic where the service provides one (real AWS; moto does not) and the per-request
+Mann-Whitney test is skipped. The stage-level p99 is the largest per-minute p99 (conservative).
+Propensities are not in Data Capture, so evidence from AWS is never treated as adaptive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from canary.experiment.gates.config import GateConfig
+from canary.experiment.gates.evidence import (
+    CarriedEstimate,
+    LatencySummary,
+    Outcomes,
+    StageEvidence,
+    VariantEvidence,
+)
+from canary.plan import Metric
+
+NAMESPACE = "AWS/SageMaker"
+PERIOD = 60
+
+
+@dataclass(frozen=True)
+class StageSource:
+    """Where one stage's telemetry lives. URIs are ``s3://bucket/prefix``; the capture URI is the
+    endpoint config's ``DestinationS3Uri`` (records under ``{uri}/{endpoint}/{variant}/...``)."""
+
+    endpoint_name: str
+    variants: tuple[str, str]
+    capture_uri: str
+    ground_truth_uri: str
+
+    def __post_init__(self) -> None:
+        for name in ("capture_uri", "ground_truth_uri"):
+            if not getattr(self, name).startswith("s3://"):
+                raise ValueError(f"{name}: must be an s3:// URI, got {getattr(self, name)!r}")
+        if len(self.variants) != 2 or self.variants[0] == self.variants[1]:
+            raise ValueError(f"variants: need two distinct names, got {self.variants!r}")
+
+
+def collect_stage_evidence(
+    cloudwatch: Any,
+    s3: Any,
+    source: StageSource,
+    *,
+    stage: int,
+    weights: tuple[float, float],
+    started_at: datetime,
+    config: GateConfig,
+    now: datetime | None = None,
+    carried: CarriedEstimate | None = None,
+) -> StageEvidence:
+    """Everything the gate needs for ``stage`` since ``started_at`` (timezone-aware)."""
+    if started_at.tzinfo is None:
+        raise ValueError("started_at: must be timezone-aware (UTC)")
+    now = now or datetime.now(UTC)
+    labels = ground_truth(s3, source.ground_truth_uri)
+    per_variant = [
+        _variant(cloudwatch, s3, source, v, started_at, now, labels, config)
+        for v in source.variants
+    ]
+    return StageEvidence(
+        stage=stage,
+        weights=weights,
+        champion=per_variant[0],
+        challenger=per_variant[1],
+        started_at=started_at,
+        observed_at=max(now, started_at),
+        carried=carried,
+    )
+
+
+def _variant(
+    cloudwatch: Any,
+    s3: Any,
+    source: StageSource,
+    variant: str,
+    start: datetime,
+    end: datetime,
+    labels: dict[str, list[float]],
+    config: GateConfig,
+) -> VariantEvidence:
+    metrics = variant_metrics(cloudwatch, source.endpoint_name, variant, start, end)
+    scores, truth = joined_predictions(s3, source, variant, start, labels)
+    correct = (scores >= config.threshold) == (truth == 1)
+    accuracy = config.metric is Metric.ACCURACY
+    values = correct.astype(float) if accuracy else -np.square(scores - truth)
+    if config.metric is Metric.REWARD:
+        raise ValueError("metric: 'reward' cannot be read from AWS telemetry; use the replay frame")
+    return VariantEvidence(
+        name=variant,
+        requests=metrics["invocations"],
+        errors_4xx=metrics["errors_4xx"],
+        errors_5xx=metrics["errors_5xx"],
+        outcomes=Outcomes.of(values, binary=accuracy),
+        latency=metrics["latency"],
+        scores=scores,
+        labels=truth.astype(int),
+    )
+
+
+def variant_metrics(
+    cloudwatch: Any, endpoint: str, variant: str, start: datetime, end: datetime
+) -> dict[str, Any]:
+    """Request and error counts and a latency summary of one variant in [start, end)."""
+    counts: dict[str, Any] = {}
+    for key, name in (
+        ("invocations", "Invocations"),
+        ("errors_4xx", "Invocation4XXErrors"),
+        ("errors_5xx", "Invocation5XXErrors"),
+    ):
+        points = _datapoints(cloudwatch, name, endpoint, variant, start, end)
+        counts[key] = round(sum(p.get("Sum", 0.0) for p in points))
+    points = _datapoints(cloudwatch, "ModelLatency", endpoint, variant, start, end, latency=True)
+    counts["latency"] = _latency(points)
+    return counts
+
+
+def _datapoints(
+    cloudwatch: Any,
+    metric: str,
+    endpoint: str,
+    variant: str,
+    start: datetime,
+    end: datetime,
+    latency: bool = False,
+) -> list[dict[str, Any]]:
+    kwargs: dict[str, Any] = {
+        "Namespace": NAMESPACE,
+        "MetricName": metric,
+        "Dimensions": [
+            {"Name": "EndpointName", "Value": endpoint},
+            {"Name": "VariantName", "Value": variant},
+        ],
+        "StartTime": start,
+        "EndTime": max(end, start + timedelta(seconds=1)) + timedelta(seconds=1),
+        "Period": PERIOD,
+        "Statistics": ["Sum", "SampleCount", "Maximum"] if latency else ["Sum"],
+    }
+    if latency:
+        kwargs["ExtendedStatistics"] = ["p99"]
+    return cloudwatch.get_metric_statistics(**kwargs).get("Datapoints", [])
+
+
+def _latency(points: list[dict[str, Any]]) -> LatencySummary | None:
+    """Microseconds (CloudWatch's unit for ModelLatency) to milliseconds."""
+    count = sum(p.get("SampleCount", 0.0) for p in points)
+    if not count:
+        return None
+    total = sum(p.get("Sum", 0.0) for p in points)
+    p99s = [
+        p["ExtendedStatistics"]["p99"] for p in points if "p99" in p.get("ExtendedStatistics", {})
+    ]
+    return LatencySummary(
+        count=int(count),
+        mean_ms=total / count / 1000.0,
+        max_ms=max(p.get("Maximum", 0.0) for p in points) / 1000.0,
+        p99_ms=max(p99s) / 1000.0 if p99s else None,
+    )
+
+
+def ground_truth(s3: Any, uri: str) -> dict[str, list[float]]:
+    """Labels by inference id from Model Monitor ground-truth records (CSV data, one label per
+    row of the request)."""
+    labels: dict[str, list[float]] = {}
+    for record in _jsonl_records(s3, uri):
+        try:
+            event_id = record["eventMetadata"]["eventId"]
+            data = record["groundTruthData"]["data"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"groundTruthData: malformed ground-truth record ({exc})") from exc
+        labels[str(event_id)] = _csv_numbers(data)
+    return labels
+
+
+def joined_predictions(
+    s3: Any, source: StageSource, variant: str, start: datetime, labels: dict[str, list[float]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, labels) of the variant's captured predictions since ``start`` that have a label."""
+    scores: list[float] = []
+    truth: list[float] = []
+    prefix = f"{source.capture_uri.rstrip('/')}/{source.endpoint_name}/{variant}"
+    for record in _jsonl_records(s3, prefix, since=start):
+        meta = record.get("eventMetadata", {})
+        inference_id = meta.get("inferenceId")
+        if inference_id not in labels or _when(meta) < start:
+            continue
+        predicted = _csv_numbers(record["captureData"]["endpointOutput"]["data"])
+        if len(predicted) != len(labels[inference_id]):
+            raise ValueError(
+                f"groundTruthData: {len(labels[inference_id])} labels for {len(predicted)} "
+                f"predictions of inference id {inference_id!r}"
+            )
+        scores += predicted
+        truth += labels[inference_id]
+    return np.array(scores, dtype=float), np.array(truth, dtype=float)
+
+
+def _when(meta: dict[str, Any]) -> datetime:
+    raw = meta.get("inferenceTime")
+    if not raw:
+        return datetime.max.replace(tzinfo=UTC)
+    return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+
+
+def _csv_numbers(data: str) -> list[float]:
+    return [float(x) for x in data.replace("\n", ",").split(",") if x.strip()]
+
+
+def _jsonl_records(s3: Any, uri: str, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+    """Every JSON line of every object under ``uri``; with ``since``, skips hour folders
+    (``.../yyyy/mm/dd/hh/``) that end before it."""
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if since is not None and _hour_before(obj["Key"][len(prefix) :], since):
+                continue
+            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode()
+            for line in body.splitlines():
+                if line.strip():
+                    yield json.loads(line)
+
+
+def _hour_before(relative_key: str, since: datetime) -> bool:
+    parts = relative_key.split("/")
+    try:
+        y, m, d, h = (int(p) for p in parts[-5:-1])
+        folder = datetime(y, m, d, h, tzinfo=UTC)
+    except ValueError:
+        return False
+    return folder + timedelta(hours=1) <= since

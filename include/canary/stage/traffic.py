@@ -1,0 +1,142 @@
+"""A stage's synthetic traffic: how much it may send, its first burst over mapped tasks, and the
+replay sessions that send it (in production, real traffic does this and none of it runs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cached_property
+from typing import Any
+
+import pandas as pd
+
+from canary.experiment.gates.config import GateConfig
+from canary.experiment.gates.sizing import planned_max_requests
+from canary.experiment.rewards import brier_reward
+from canary.plan import AllocationStrategy, Metric, RolloutPlan
+from canary.replay import (
+    ReplayConfig,
+    ReplayDataset,
+    ReplaySession,
+    S3Location,
+    load_results,
+    split_requests,
+)
+from canary.replay.session import runtime_config
+from canary.rollout.layout import replay_location
+from canary.stage.window import StageWindow
+
+
+class StageTraffic:
+    """The replay of one stage of one run: its cap, its burst shards and its sessions."""
+
+    def __init__(
+        self,
+        aws: Any,
+        plan: RolloutPlan,
+        window: StageWindow,
+        run_key: str,
+        config: GateConfig,
+        carried_variance: float = 0.0,
+    ) -> None:
+        self.aws, self.plan, self.window, self.run_key = aws, plan, window, run_key
+        self.config, self.carried_variance = config, carried_variance
+
+    @cached_property
+    def request_cap(self) -> int:
+        """Synthetic requests this stage may send: the user's cap, never beyond what the gate
+        can need (its planned maximum), so a demo never replays pointlessly."""
+        weights = self.window.pair(self.plan)
+        planned = planned_max_requests(self.config, weights, self.carried_variance)
+        traffic = self.plan.traffic
+        return min(traffic.requests_per_stage, planned.total + traffic.chunk_size)
+
+    def burst_shards(self) -> list[dict[str, int]]:
+        """The stage's first burst of traffic, one entry per mapped replay task.
+
+        With ``traffic.shards`` = N, half the stage's cap is split over N tasks, each replaying
+        its own slice of users (slice k of N + 1; the gate's top-ups use the last slice), so no
+        two tasks ever send the same user or inference id. With N = 0 there is no burst.
+        """
+        shards = self.plan.traffic.shards if self.plan.traffic.enabled else 0
+        if shards == 0:
+            return [{"index": 0, "count": 1, "requests": 0}]
+        parts = split_requests(self.request_cap // 2, shards)
+        return [{"index": k, "count": shards + 1, "requests": n} for k, n in enumerate(parts)]
+
+    @property
+    def burst_total(self) -> int:
+        return sum(shard["requests"] for shard in self.burst_shards())
+
+    def burst(self, shard: dict[str, int]) -> dict[str, Any]:
+        """Send one mapped task's share of the burst; returns its counters."""
+        if shard["requests"] == 0:
+            return {"requests": 0}
+        session = self.session(shard["index"], shard["count"])
+        sent = session.cursor
+        while sent < shard["requests"]:
+            size = min(self.plan.traffic.chunk_size, shard["requests"] - sent)
+            sent += len(session.run_chunk(size).frame)
+        return session.totals.to_dict()
+
+    def gate_session(self) -> ReplaySession:
+        """The session the gate tops up with: the last slice of users, after the burst's."""
+        shards = self.plan.traffic.shards
+        return self.session(shards, shards + 1)
+
+    def session(self, shard_index: int, shard_count: int) -> ReplaySession:
+        traffic = self.plan.traffic
+        epsilon_greedy = traffic.strategy is AllocationStrategy.EPSILON_GREEDY
+        config = ReplayConfig(
+            endpoint_name=self.plan.endpoint_name,
+            stage=self.window.name,
+            weights=self.window.weights,
+            run_id=hashlib.sha256(self.run_key.encode()).hexdigest()[:12],
+            mode=traffic.mode,
+            strategy=traffic.strategy,
+            strategy_params={"epsilon": traffic.epsilon} if epsilon_greedy else {},
+            warmup=traffic.warmup,
+            concurrency=traffic.concurrency,
+            shard_index=shard_index,
+            shard_count=shard_count,
+        )
+        return ReplaySession.open(
+            self.runtime,
+            self.dataset,
+            config,
+            s3=self.aws.s3,
+            location=self.location,
+            progress=False,
+            # bandits learn from what the gate judges: calibration when it judges the Brier score
+            reward_fn=brier_reward if self.config.metric is Metric.BRIER else None,
+        )
+
+    def results(self) -> pd.DataFrame:
+        """Every request replayed in this stage so far, by any task."""
+        return load_results(self.aws.s3, self.location, self.window.name)
+
+    @cached_property
+    def runtime(self) -> Any:
+        """A runtime client whose connection pool matches the replay's concurrency."""
+        return self.aws.runtime_with(runtime_config(self.plan.traffic.concurrency))
+
+    @cached_property
+    def dataset(self) -> ReplayDataset:
+        return load_dataset(self.aws.s3, self.plan)
+
+    @property
+    def location(self) -> S3Location:
+        return replay_location(self.plan, self.run_key)
+
+
+def load_dataset(s3: Any, plan: RolloutPlan) -> ReplayDataset:
+    """The labelled rows to replay: the demo's test split, a local CSV or an S3 CSV."""
+    source, label = plan.traffic.dataset, plan.traffic.label_column
+    if source == "demo":
+        from canary.models.demo_models import cached_demo_models  # trains on first use
+
+        source = str(cached_demo_models().test_csv)
+    if not source.startswith("s3://"):
+        return ReplayDataset.from_csv(source, label)
+    bucket, _, key = source.removeprefix("s3://").partition("/")
+    return ReplayDataset(pd.read_csv(s3.get_object(Bucket=bucket, Key=key)["Body"]), label)

@@ -1,0 +1,52 @@
+"""DAG and task ids, named once: the DAG files build tasks with them, the glue reads XComs by them.
+
+Why constants: a task renamed in a DAG file while the glue still pulls the old id would make
+cleanup silently see an empty manifest. With one name there is nothing to keep in sync.
+"""
+
+from __future__ import annotations
+
+ROLLOUT_DAG = "sagemaker_canary_rollout"
+NIGHTLY_DAG = "nightly_challenger"
+REGISTRY_DAG = "model_registry_rollout"
+
+# -- sagemaker_canary_rollout -------------------------------------------------------------------
+VALIDATE_PLAN = "validate_plan"
+STAGE_ARTIFACTS = "stage_artifacts"
+BUILD_REQUESTS = "build_requests"
+CREATE_MODEL = {"champion": "create_champion_model", "challenger": "create_challenger_model"}
+CREATE_ENDPOINT_CONFIG = "create_endpoint_config"
+DEPLOY_ENDPOINT = "deploy_endpoint"
+STAGE_GROUP = "stage_{number}"
+ENTER_STAGE = "enter"
+SET_WEIGHTS = "set_weights"
+PLAN_BURST = "plan_burst"
+REPLAY_BURST = "replay_burst"
+GATE = "gate"
+CONCLUDE = "conclude"
+PROMOTE = "promote"
+ROLLBACK = "rollback"
+UPDATE_REGISTRY = "update_registry"
+REPORT = "report"
+CLEANUP = "cleanup"
+
+# -- nightly_challenger -------------------------------------------------------------------------
+TRAIN_CHALLENGER = "train_challenger"
+BETTER_OFFLINE = "better_offline"
+REGISTRATION = "registration"
+REGISTER_MODEL_VERSION = "register_model_version"
+
+# -- model_registry_rollout ---------------------------------------------------------------------
+WAIT_FOR_APPROVAL = "wait_for_approval"
+CLAIM_ROLLOUT = "claim_rollout"
+START_ROLLOUT = "start_rollout"
+
+
+def stage_task(number: int, task: str) -> str:
+    """The full id of a task inside stage ``number``'s group (stages count from 1)."""
+    return f"{STAGE_GROUP.format(number=number)}.{task}"
+
+
+def gate_task(number: int) -> str:
+    """The gate sensor of stage ``number``, whose XCom is that stage's decision record."""
+    return stage_task(number, GATE)

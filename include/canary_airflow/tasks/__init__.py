@@ -1,0 +1,1 @@
+"""TaskFlow glue, one module per DAG it serves (named after the DAG)."""

@@ -1,0 +1,292 @@
+"""The rollout DAG's TaskFlow tasks: each one reads its inputs, calls the domain, returns a record.
+
+Plans travel between tasks as JSON (``RolloutPlan.model_dump(mode="json")``) and are re-validated
+on arrival, which costs microseconds and guarantees every task sees the same, valid plan.
+
+The DAG processor imports this module on every parse, so the numeric stack (pandas, scipy,
+scikit-learn, matplotlib) is imported inside the tasks that need it, never at module level.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import get_current_context, task
+
+from canary.experiment.gates.decision import Verdict
+from canary.models import registry as reg
+from canary.plan import FLAT_FIELDS, RolloutPlan, parse_plan
+from canary.rollout import artifacts as artifact_ops
+from canary.rollout import cleanup as cleanup_ops
+from canary.rollout import endpoint, layout
+from canary.rollout.outcome import RunOutcome
+from canary_airflow import ids
+from canary_airflow.aws import DEFAULT_CONN_ID, AwsClients
+
+log = logging.getLogger(__name__)
+
+
+def load_plan(plan: dict[str, Any]) -> RolloutPlan:
+    return RolloutPlan.model_validate(plan)
+
+
+def run_key() -> str:
+    """A folder-safe id for this run's records in S3 and on disk."""
+    run_id = get_current_context()["run_id"]
+    return "".join(char if char.isalnum() or char in "-_." else "-" for char in run_id)
+
+
+def clients_for(plan: RolloutPlan) -> AwsClients:
+    return AwsClients(region=plan.region)
+
+
+@task(task_id=ids.VALIDATE_PLAN)
+def validate_plan() -> dict[str, Any]:
+    """Fail fast, before any AWS call, with every bad field named.
+
+    The run's conf is checked on its own too: Airflow merges unknown conf keys into params, and a
+    typo there (``gate_alpah``) must fail rather than silently fall back to a default.
+    """
+    context = get_current_context()
+    conf = dict(context["dag_run"].conf or {})
+    params = {key: value for key, value in context["params"].items() if key in FLAT_FIELDS}
+    plan = parse_plan({**params, **conf})
+    log.info("rollout plan: %s", plan.model_dump_json(indent=2))
+    return plan.model_dump(mode="json")
+
+
+@task(task_id=ids.STAGE_ARTIFACTS)
+def stage_artifacts(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Put both artifacts in S3 (uploading local files once), or resolve model packages."""
+    rollout = load_plan(plan)
+    aws = clients_for(rollout)
+    artifact_ops.ensure_bucket(aws.s3, rollout.bucket, rollout.region)
+    staged = {}
+    for spec in (rollout.champion, rollout.challenger):
+        if spec.demo_model:
+            spec = spec.model_copy(update={"source": str(demo_artifact(spec.demo_model))})
+        result = artifact_ops.stage_artifact(aws.s3, aws.sagemaker, rollout, spec)
+        log.info(
+            "%s artifact: %s (uploaded now: %s)", spec.role, result.model_data_url, result.uploaded
+        )
+        staged[spec.role] = {
+            "model_data_url": result.model_data_url,
+            "image": result.image,
+            "uploaded": result.uploaded,
+        }
+    return staged
+
+
+def demo_artifact(name: str) -> Path:
+    """The generated demo model ``name``, built once per machine and cached on disk."""
+    from canary.models.demo_models import cached_demo_models
+
+    return Path(getattr(cached_demo_models(), name))
+
+
+@task(task_id=ids.BUILD_REQUESTS, multiple_outputs=True)
+def build_requests(plan: dict[str, Any], staged: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The SageMaker requests the provider operators send: two models, one config, one endpoint."""
+    rollout = load_plan(plan)
+    models = {}
+    for spec in (rollout.champion, rollout.challenger):
+        artifact = staged[spec.role]
+        image = artifact["image"] or endpoint.image_uri(spec, rollout.region)
+        models[spec.role] = endpoint.model_request(rollout, spec, image, artifact["model_data_url"])
+    names = {role: request["ModelName"] for role, request in models.items()}
+    config = endpoint.endpoint_config_request(rollout, names, rollout.stage_weights(0))
+    return {
+        "champion_model": models["champion"],
+        "challenger_model": models["challenger"],
+        "endpoint_config": config,
+        "endpoint": {
+            "EndpointName": rollout.endpoint_name,
+            "EndpointConfigName": config["EndpointConfigName"],
+            "Tags": [*config["Tags"], {"Key": endpoint.RUN_TAG, "Value": run_key()}],
+        },
+    }
+
+
+@task.short_circuit(task_id=ids.ENTER_STAGE, ignore_downstream_trigger_rules=False)
+def enter_stage(plan: dict[str, Any], index: int) -> dict[str, float] | None:
+    """This stage's weights, or nothing (skip) when the plan is shorter or the last gate stopped."""
+    rollout = load_plan(plan)
+    if index >= len(rollout.stages):
+        return None
+    if index > 0:
+        previous = get_current_context()["ti"].xcom_pull(task_ids=ids.gate_task(index))
+        if not previous or Verdict(previous["verdict"]) is not Verdict.PROMOTE:
+            return None
+    return rollout.stage_weights(index)
+
+
+def stage_gate(plan: dict[str, Any], stage: dict[str, Any], index: int, conn_id: str) -> Any:
+    """The domain's gate for one stage of this run (imports the numeric stack: call in tasks)."""
+    from canary.stage.gate import StageGate
+    from canary.stage.window import StageWindow
+
+    rollout = load_plan(plan)
+    window = StageWindow(index=index, weights=stage["weights"], started_at=stage["started_at"])
+    return StageGate(AwsClients(conn_id=conn_id, region=rollout.region), rollout, window, run_key())
+
+
+@task(task_id=ids.PLAN_BURST)
+def plan_burst(plan: dict[str, Any], stage: dict[str, Any], index: int) -> list[dict[str, int]]:
+    """How the stage's first burst of synthetic traffic splits over mapped replay tasks."""
+    return stage_gate(plan, stage, index, DEFAULT_CONN_ID).traffic.burst_shards()
+
+
+@task(task_id=ids.REPLAY_BURST, map_index_template="shard {{ task.op_kwargs['shard']['index'] }}")
+def replay_burst(
+    plan: dict[str, Any], stage: dict[str, Any], index: int, shard: dict[str, int]
+) -> dict[str, Any]:
+    """One mapped task's share of the burst: its own slice of users, its own inference ids."""
+    return stage_gate(plan, stage, index, DEFAULT_CONN_ID).traffic.burst(shard)
+
+
+@task.branch(task_id=ids.CONCLUDE, trigger_rule="none_failed")
+def conclude(plan: dict[str, Any]) -> str:
+    """Promote only when every stage of the plan passed its gate; otherwise roll back."""
+    verdicts = gate_verdicts(load_plan(plan))
+    log.info("gate verdicts: %s", verdicts)
+    if verdicts and all(verdict is Verdict.PROMOTE for verdict in verdicts):
+        return ids.PROMOTE
+    return ids.ROLLBACK
+
+
+def gate_verdicts(rollout: RolloutPlan) -> list[Verdict | None]:
+    """Each planned stage's final verdict, or None for a stage whose gate never decided."""
+    ti = get_current_context()["ti"]
+    decisions = [
+        ti.xcom_pull(task_ids=ids.gate_task(number)) for number in range(1, len(rollout.stages) + 1)
+    ]
+    return [Verdict(decision["verdict"]) if decision else None for decision in decisions]
+
+
+@task(task_id=ids.PROMOTE)
+def promote(plan: dict[str, Any]) -> dict[str, Any]:
+    """The challenger takes all traffic."""
+    rollout = load_plan(plan)
+    champion, challenger = rollout.variants
+    _shift(rollout, {champion: 0.0, challenger: 1.0})
+    return {"outcome": RunOutcome.PROMOTED.value, "winner": challenger}
+
+
+@task(task_id=ids.ROLLBACK)
+def rollback(plan: dict[str, Any]) -> dict[str, Any]:
+    """The champion takes all traffic back; a halted experiment is told apart from a loss."""
+    rollout = load_plan(plan)
+    champion, challenger = rollout.variants
+    _shift(rollout, {champion: 1.0, challenger: 0.0})
+    halted = Verdict.HALT in gate_verdicts(rollout)
+    outcome = RunOutcome.HALTED if halted else RunOutcome.ROLLED_BACK
+    return {"outcome": outcome.value, "winner": champion}
+
+
+def _shift(rollout: RolloutPlan, weights: dict[str, float]) -> None:
+    sm = clients_for(rollout).sagemaker
+    if endpoint.set_weights(sm, rollout.endpoint_name, weights):
+        endpoint.wait_in_service(sm, rollout.endpoint_name, delay=1)
+
+
+def outcome_of_run() -> RunOutcome:
+    """What the concluding task recorded; a run that never concluded has failed."""
+    ti = get_current_context()["ti"]
+    for task_id in (ids.PROMOTE, ids.ROLLBACK):
+        result = ti.xcom_pull(task_ids=task_id)
+        if result:
+            return RunOutcome(result["outcome"])
+    return RunOutcome.FAILED
+
+
+@task(task_id=ids.REPORT)
+def report(plan: dict[str, Any]) -> str:
+    """Write the HTML report with charts and every decision record; returns its path."""
+    from canary.reporting.run_report import write_run_report
+
+    rollout = load_plan(plan)
+    key = run_key()
+    out_dir = Path(os.environ.get("CANARY_REPORTS_DIR", "reports")) / key
+    models = run_manifest().models
+    path = write_run_report(
+        clients_for(rollout).s3, rollout, key, outcome_of_run(), models, out_dir
+    )
+    log.info(
+        "report: %s (a copy is in s3://%s/%s/report/)",
+        path,
+        rollout.bucket,
+        layout.run_prefix(rollout, key),
+    )
+    return str(path)
+
+
+@task(task_id=ids.CLEANUP)
+def cleanup(plan: dict[str, Any]) -> dict[str, Any]:
+    """Leave the winner serving alone (or delete everything), whatever happened before."""
+    rollout = load_plan(plan)
+    aws = clients_for(rollout)
+    outcome = outcome_of_run()
+    result = cleanup_ops.finish(aws.sagemaker, aws.s3, rollout, run_manifest(), outcome)
+    log.info("cleanup after %s: deleted %s; kept %s", outcome, result.deleted, result.kept)
+    return {
+        "outcome": result.outcome.value,
+        "winner": result.winner,
+        "serving_config": result.serving_config,
+        "deleted": result.deleted,
+        "kept": result.kept,
+    }
+
+
+def run_manifest() -> cleanup_ops.RunManifest:
+    """What this run created, read from the setup tasks' XComs (missing when they never ran)."""
+    ti = get_current_context()["ti"]
+    staged = ti.xcom_pull(task_ids=ids.STAGE_ARTIFACTS) or {}
+    model_results = [ti.xcom_pull(task_ids=task_id) or {} for task_id in ids.CREATE_MODEL.values()]
+    requests = {
+        role: ti.xcom_pull(task_ids=ids.BUILD_REQUESTS, key=f"{role}_model") or {}
+        for role in ids.CREATE_MODEL
+    }
+    config = ti.xcom_pull(task_ids=ids.CREATE_ENDPOINT_CONFIG) or {}
+    return cleanup_ops.RunManifest(
+        models={role: req["ModelName"] for role, req in requests.items() if req},
+        created_models=tuple(r["ModelName"] for r in model_results if r.get("created")),
+        created_configs=(config["EndpointConfigName"],) if config.get("created") else (),
+        endpoint_created=bool(ti.xcom_pull(task_ids=ids.DEPLOY_ENDPOINT, key="created")),
+        previous_config=ti.xcom_pull(task_ids=ids.DEPLOY_ENDPOINT, key="previous_config"),
+        uploaded_artifacts={
+            role: item["model_data_url"] for role, item in staged.items() if item.get("uploaded")
+        },
+    )
+
+
+@task(task_id=ids.UPDATE_REGISTRY, trigger_rule="none_failed_min_one_success")
+def update_registry(plan: dict[str, Any]) -> dict[str, Any]:
+    """Record the outcome in the registry: the winner becomes champion, a loser is Rejected.
+
+    A no-op unless the challenger came from the registry (a model package ARN).
+    """
+    rollout = load_plan(plan)
+    if not rollout.challenger.is_model_package:
+        return {"updated": False, "reason": "challenger is not a model package"}
+    ti = get_current_context()["ti"]
+    decision = last_decision(ti, len(rollout.stages))
+    record = reg.record_outcome(
+        clients_for(rollout).sagemaker,
+        rollout.challenger.source,
+        outcome_of_run(),
+        decision.get("reason") or "no gate decision was recorded",
+    )
+    log.info("registry updated: %s", record)
+    return record
+
+
+def last_decision(ti: Any, stages: int) -> dict[str, Any]:
+    """The decision record of the last stage whose gate decided."""
+    for number in range(stages, 0, -1):
+        decision = ti.xcom_pull(task_ids=ids.gate_task(number))
+        if decision:
+            return dict(decision)
+    return {}

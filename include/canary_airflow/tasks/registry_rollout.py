@@ -1,0 +1,75 @@
+"""The ``model_registry_rollout`` DAG's TaskFlow tasks: claim an approved version, durably, and
+say how the rollout DAG is to be triggered for it.
+
+The claim itself (a property on the package version, written before anything starts) is
+:func:`canary.models.registry.claim_rollout`; this glue picks the version and builds the conf.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import get_current_context, task
+
+from canary.models import registry as reg
+from canary_airflow import ids
+from canary_airflow.aws import AwsClients
+
+log = logging.getLogger(__name__)
+
+ROLLOUT_RUN_PREFIX = "registry__"
+
+
+def rollout_run_id(package: Mapping[str, Any]) -> str:
+    """One run id per package version: Airflow refuses a second run with it (a second guard)."""
+    version = package.get("ModelPackageVersion")
+    name = package.get("ModelPackageGroupName") or package.get("ModelPackageName", "package")
+    return f"{ROLLOUT_RUN_PREFIX}{name}-v{version}"
+
+
+@task.short_circuit(task_id=ids.CLAIM_ROLLOUT, retries=3, retry_delay=timedelta(seconds=20))
+def claim_rollout(arns: list[str]) -> dict[str, Any] | None:
+    """Claim the newest approved version for one rollout; older ones in the batch are superseded.
+
+    Why one: every rollout replaces the endpoint's challenger, so rolling out an older version
+    that a newer approval already replaces would only delay the newer one.
+    """
+    params = get_current_context()["params"]
+    group = params["model_package_group"]
+    sm = AwsClients(region=params["region"]).sagemaker
+    packages = sorted(
+        (reg.describe(sm, arn) for arn in arns),
+        key=lambda package: package.get("ModelPackageVersion") or 0,
+        reverse=True,
+    )
+    for index, package in enumerate(packages):
+        claim = reg.claim_rollout(sm, group, package["ModelPackageArn"], rollout_run_id(package))
+        log.info("%s: %s", package["ModelPackageArn"], claim.reason)
+        if claim.granted:
+            _supersede(sm, packages[index + 1 :], claim.package_arn)
+            return {"run_id": claim.run_id, "conf": rollout_conf(params, claim)}
+    return None
+
+
+def _supersede(sm: Any, older: Iterable[Mapping[str, Any]], newer: str) -> None:
+    for package in older:
+        if reg.unclaimed(package):
+            reg.update(
+                sm,
+                package["ModelPackageArn"],
+                set_properties={reg.ROLLOUT_KEY: f"superseded-by:{newer}"},
+            )
+
+
+def rollout_conf(params: Mapping[str, Any], claim: reg.Claim) -> dict[str, Any]:
+    """The rollout DAG's conf: both sides as package ARNs, plus the form's extra fields."""
+    return {
+        **dict(params.get("rollout_conf") or {}),
+        "champion_source": claim.champion_arn,
+        "challenger_source": claim.package_arn,
+        "endpoint_name": params["endpoint_name"],
+        "region": params["region"],
+    }
