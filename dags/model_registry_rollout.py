@@ -20,7 +20,7 @@ The run is scheduled by an **asset with a watcher** (Airflow 3 event-driven sche
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Asset, AssetWatcher, Param, chain, dag
@@ -59,6 +59,7 @@ approvals = Asset(f"sagemaker-model-registry://{GROUP}/approved", watchers=[appr
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    default_args={"owner": ids.OWNER, "retries": 1, "retry_delay": timedelta(seconds=30)},
     render_template_as_native_obj=True,
     doc_md=__doc__,
     tags=["sagemaker", "canary", "registry"],

@@ -17,7 +17,7 @@ already rolled out), because there is nothing to roll out against.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import chain, dag
 
@@ -33,6 +33,9 @@ from canary_airflow.tasks import nightly_challenger as tasks
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    # A night's steps are idempotent (same data, same seed, same S3 key): one retry rides out a
+    # transient AWS error without waking anyone.
+    default_args={"owner": ids.OWNER, "retries": 1, "retry_delay": timedelta(minutes=1)},
     render_template_as_native_obj=True,
     doc_md=__doc__,
     tags=["sagemaker", "canary", "registry"],

@@ -47,6 +47,9 @@ DEFERRED_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=5)}
     params=rollout_params(),
     render_template_as_native_obj=True,
     max_active_runs=1,
+    # No blanket retries: a failed step must reach rollback and cleanup quickly, and the steps
+    # that wait on AWS (deploy, set_weights) retry on their own.
+    default_args={"owner": ids.OWNER, "retries": 0},
     doc_md=__doc__,
     tags=["sagemaker", "canary"],
 )

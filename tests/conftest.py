@@ -1,4 +1,8 @@
-"""Shared fixtures: one real local AWS stack (a subprocess on loopback) per test session.
+"""Tiers and shared fixtures: one real local AWS stack (a subprocess on loopback) per session.
+
+A test's tier is the folder it lives in, and its marker follows from it: ``tests/unit`` (no
+sockets, no subprocesses; ``pytest -m unit``), ``tests/integration`` (the local stack) and
+``tests/e2e`` (DAG runs with Airflow's runner and the real scheduler).
 
 ``local_stack`` is a ``local_sagemaker.stack.EmbeddedStack``: use ``.client(service)``,
 ``.endpoint_url``, ``.env()`` and ``.flush()`` (makes metrics and capture records visible
@@ -7,8 +11,7 @@ in CloudWatch/S3 immediately). Tests share it, so give resources unique names.
 ``make_deployer`` makes ``StackDeployer``s: models, endpoint configs and endpoints on that stack,
 CloudWatch statistics of them, and cleanup.
 
-``airflow_local`` wires Airflow (a per-session metadata database) to that stack, for tests that
-run DAGs with Airflow's own runner.
+``seed_group`` makes a model package group with real demo artifacts registered in it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,11 @@ from typing import Any
 import pytest
 from botocore.config import Config
 
-from canary_airflow.dev.local_airflow import airflow_env, airflow_settings, ensure_database
+from canary.models import registry as reg
+from canary.models.demo_models import cached_demo_models
+from canary.plan import DEFAULT_PLAN
+from canary.rollout.endpoint import image_uri
+from canary_airflow.dev.local_airflow import airflow_settings
 from local_sagemaker.stack import EmbeddedStack
 
 # Airflow reads its home and DAG folder once, when first imported: a per-session home and the
@@ -34,6 +41,21 @@ from local_sagemaker.stack import EmbeddedStack
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="canary-airflow-")
 os.environ["CANARY_REPORTS_DIR"] = str(Path(os.environ["AIRFLOW_HOME"]) / "reports")
 os.environ.update(airflow_settings())
+
+
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, taken from its folder, so ``-m unit`` etc. select them."""
+    root = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(root).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(
+                f"{item.nodeid}: tests live in one of tests/{{{','.join(TIERS)}}}"
+            )
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
@@ -48,15 +70,6 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedSt
 def unique_name() -> str:
     """A short unique suffix for resource names on the shared stack."""
     return uuid.uuid4().hex[:8]
-
-
-@pytest.fixture(scope="session")
-def airflow_local(local_stack: EmbeddedStack) -> dict[str, str]:
-    """Airflow's environment for this session: migrated database, AWS connection to the stack."""
-    env = airflow_env(local_stack.endpoint_url, local_stack.env())
-    os.environ.update(env)
-    ensure_database(env)
-    return env
 
 
 XGB_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
@@ -183,3 +196,66 @@ def make_deployer(local_stack: EmbeddedStack) -> Callable[..., StackDeployer]:
         return StackDeployer(local_stack, bucket, role, runtime_config)
 
     return make
+
+
+# -- the model registry: a group seeded with real demo artifacts ---------------------------------
+
+REGISTRY_BUCKET = "canary-registry-tests"
+
+
+@dataclass(frozen=True)
+class SeededGroup:
+    """A model package group on the local stack with real demo artifacts registered in it."""
+
+    name: str
+    packages: dict[str, str]  # demo model name → package ARN
+
+
+def register_demo(sm: Any, s3: Any, group: str, model: str, status: str, **props: str) -> str:
+    """Upload a demo model's artifact and register it as a version of ``group``."""
+    path = Path(getattr(cached_demo_models(), model))
+    key = f"seed/{group}/{model}/model.tar.gz"
+    s3.upload_file(str(path), REGISTRY_BUCKET, key)
+    spec = DEFAULT_PLAN.champion.model_copy(update={"source": str(path)})
+    response = sm.create_model_package(
+        ModelPackageGroupName=group,
+        ModelPackageDescription=f"demo:{model}",
+        ModelApprovalStatus=status,
+        CustomerMetadataProperties=props or {"canary:seed": model},
+        InferenceSpecification={
+            "Containers": [
+                {
+                    "Image": image_uri(spec, "us-east-1"),
+                    "ModelDataUrl": f"s3://{REGISTRY_BUCKET}/{key}",
+                }
+            ],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+    )
+    return response["ModelPackageArn"]
+
+
+@pytest.fixture
+def seed_group(local_stack: EmbeddedStack, unique_name: str) -> Iterator[Any]:
+    """Make a fresh group with a champion (and optionally an approved challenger)."""
+    sm, s3 = local_stack.client("sagemaker"), local_stack.client("s3")
+    from canary.rollout.artifacts import ensure_bucket
+
+    ensure_bucket(s3, REGISTRY_BUCKET, "us-east-1")
+
+    def seed(
+        champion: str | None = None, challenger: str | None = None, name: str | None = None
+    ) -> SeededGroup:
+        name = name or f"churn-{unique_name}"
+        sm.create_model_package_group(ModelPackageGroupName=name)
+        packages = {}
+        if champion:
+            packages[champion] = register_demo(
+                sm, s3, name, champion, reg.APPROVED, **{reg.ROLE_KEY: reg.CHAMPION}
+            )
+        if challenger:
+            packages[challenger] = register_demo(sm, s3, name, challenger, reg.APPROVED)
+        return SeededGroup(name, packages)
+
+    yield seed

@@ -6,6 +6,8 @@ cleanup silently see an empty manifest. With one name there is nothing to keep i
 
 from __future__ import annotations
 
+OWNER = "ml-platform"  # every DAG's owner, as the UI shows and filters it
+
 ROLLOUT_DAG = "sagemaker_canary_rollout"
 NIGHTLY_DAG = "nightly_challenger"
 REGISTRY_DAG = "model_registry_rollout"

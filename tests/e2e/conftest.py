@@ -13,17 +13,11 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from canary.models import registry as reg
-from canary.models.demo_models import cached_demo_models
-from canary.plan import ModelSpec
-from canary.rollout.endpoint import image_uri
 from canary_airflow.dev.local_airflow import airflow_env, ensure_database
 from local_sagemaker.stack import EmbeddedStack
 
@@ -134,56 +128,10 @@ def run_dag(airflow_home: dict, tmp_path_factory: pytest.TempPathFactory):
     return run
 
 
-@dataclass(frozen=True)
-class SeededGroup:
-    """A model package group on the local stack with real demo artifacts registered in it."""
-
-    name: str
-    packages: dict[str, str]  # demo model name → package ARN
-
-
-def register_demo(sm: Any, s3: Any, group: str, model: str, status: str, **props: str) -> str:
-    """Upload a demo model's artifact and register it as a version of ``group``."""
-    path = Path(getattr(cached_demo_models(), model))
-    key = f"seed/{group}/{model}/model.tar.gz"
-    s3.upload_file(str(path), BUCKET, key)
-    spec = ModelSpec(role="champion", variant_name="Champion", source=str(path))
-    response = sm.create_model_package(
-        ModelPackageGroupName=group,
-        ModelPackageDescription=f"demo:{model}",
-        ModelApprovalStatus=status,
-        CustomerMetadataProperties=props or {"canary:seed": model},
-        InferenceSpecification={
-            "Containers": [
-                {"Image": image_uri(spec, "us-east-1"), "ModelDataUrl": f"s3://{BUCKET}/{key}"}
-            ],
-            "SupportedContentTypes": ["text/csv"],
-            "SupportedResponseMIMETypes": ["text/csv"],
-        },
-    )
-    return response["ModelPackageArn"]
-
-
-@pytest.fixture
-def seed_group(local_stack: EmbeddedStack, unique_name: str) -> Iterator[Any]:
-    """Make a fresh group with a champion (and optionally an approved challenger)."""
-    sm, s3 = local_stack.client("sagemaker"), local_stack.client("s3")
-    from canary.rollout.artifacts import ensure_bucket
-
-    ensure_bucket(s3, BUCKET, "us-east-1")
-
-    def seed(
-        champion: str | None = None, challenger: str | None = None, name: str | None = None
-    ) -> SeededGroup:
-        name = name or f"churn-{unique_name}"
-        sm.create_model_package_group(ModelPackageGroupName=name)
-        packages = {}
-        if champion:
-            packages[champion] = register_demo(
-                sm, s3, name, champion, reg.APPROVED, **{reg.ROLE_KEY: reg.CHAMPION}
-            )
-        if challenger:
-            packages[challenger] = register_demo(sm, s3, name, challenger, reg.APPROVED)
-        return SeededGroup(name, packages)
-
-    yield seed
+@pytest.fixture(scope="session")
+def airflow_local(local_stack: EmbeddedStack) -> dict[str, str]:
+    """Airflow's environment for this session: migrated database, AWS connection to the stack."""
+    env = airflow_env(local_stack.endpoint_url, local_stack.env())
+    os.environ.update(env)
+    ensure_database(env)
+    return env

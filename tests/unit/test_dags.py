@@ -1,0 +1,130 @@
+"""Every DAG file parses under Airflow's own DagBag, follows the house policy, and has the shape
+of its plan. Task ids come from :mod:`canary_airflow.ids`, as the DAG files use them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from canary.plan import FLAT_FIELDS, MAX_STAGES, NIGHTLY_FIELDS
+from canary_airflow import ids
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+DAG_IDS = (ids.ROLLOUT_DAG, ids.NIGHTLY_DAG, ids.REGISTRY_DAG)
+MAX_RETRIES = 3
+
+
+@pytest.fixture(scope="module")
+def bag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS))
+
+
+def test_every_dag_file_imports_and_nothing_else_appears(bag) -> None:
+    assert bag.import_errors == {}
+    assert set(bag.dags) == set(DAG_IDS)
+
+
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_dag_policy(bag, dag_id: str) -> None:
+    """Owner, tags, documentation and bounded, explicit retries on every DAG and task."""
+    dag = bag.dags[dag_id]
+    assert "canary" in dag.tags and "sagemaker" in dag.tags
+    assert dag.doc_md and dag.doc_md.lstrip().startswith("###"), "doc_md renders as a heading"
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    for task in dag.tasks:
+        assert task.owner == ids.OWNER, task.task_id
+        assert isinstance(task.retries, int) and 0 <= task.retries <= MAX_RETRIES, task.task_id
+        assert task.doc or task.doc_md or _docstring(task), f"{task.task_id} is undocumented"
+
+
+def _docstring(task) -> str | None:
+    """A TaskFlow task's docstring, or its operator class's."""
+    python = getattr(task, "python_callable", None)
+    return (python.__doc__ if python else None) or type(task).__doc__
+
+
+# -- sagemaker_canary_rollout ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rollout(bag):
+    return bag.dags[ids.ROLLOUT_DAG]
+
+
+def test_rollout_is_started_only_from_outside(rollout) -> None:
+    from airflow.sdk.definitions.timetables.simple import NullTimetable
+
+    assert isinstance(rollout.timetable, NullTimetable)
+
+
+def test_rollout_form_is_the_whole_plan_in_sections(rollout) -> None:
+    assert set(rollout.params.keys()) == set(FLAT_FIELDS)
+    for name in rollout.params:
+        schema = rollout.params.get_param(name).schema
+        assert schema.get("section") and schema.get("type") and schema.get("title"), name
+
+
+def test_stages_are_held_by_rescheduling_gates(rollout) -> None:
+    for number in range(1, MAX_STAGES + 1):
+        gate = rollout.get_task(ids.gate_task(number))
+        assert gate.mode == "reschedule"
+        assert gate.upstream_task_ids == {
+            ids.stage_task(number, ids.SET_WEIGHTS),
+            ids.stage_task(number, ids.REPLAY_BURST),
+            ids.VALIDATE_PLAN,
+        }
+        assert rollout.get_task(ids.stage_task(number, ids.REPLAY_BURST)).get_needs_expansion()
+
+
+def test_report_and_cleanup_are_teardowns_of_every_setup(rollout) -> None:
+    setups = {
+        ids.STAGE_ARTIFACTS,
+        *ids.CREATE_MODEL.values(),
+        ids.CREATE_ENDPOINT_CONFIG,
+        ids.DEPLOY_ENDPOINT,
+    }
+    for teardown in (ids.REPORT, ids.CLEANUP):
+        task = rollout.get_task(teardown)
+        assert task.is_teardown
+        assert setups <= {t.task_id for t in task.upstream_list if t.is_setup}
+    report = rollout.get_task(ids.REPORT)
+    assert report.downstream_task_ids == {ids.CLEANUP}
+    assert {ids.PROMOTE, ids.ROLLBACK} <= report.get_flat_relative_ids(upstream=True)
+
+
+def test_update_registry_sits_between_the_outcome_and_the_report(rollout) -> None:
+    update = rollout.get_task(ids.UPDATE_REGISTRY)
+    assert update.upstream_task_ids >= {ids.PROMOTE, ids.ROLLBACK}
+    assert ids.REPORT in update.downstream_task_ids
+    assert update.trigger_rule == "none_failed_min_one_success"
+
+
+# -- nightly_challenger and model_registry_rollout ------------------------------------------------
+
+
+def test_nightly_runs_on_a_cron_with_its_form(bag) -> None:
+    nightly = bag.dags[ids.NIGHTLY_DAG]
+    assert nightly.timetable.expression == "0 2 * * *"
+    assert set(nightly.params.keys()) == set(NIGHTLY_FIELDS)
+    assert nightly.get_task(ids.REGISTER_MODEL_VERSION).upstream_task_ids == {ids.REGISTRATION}
+    assert nightly.get_task(ids.REGISTRATION).upstream_task_ids == {
+        ids.BETTER_OFFLINE,
+        ids.TRAIN_CHALLENGER,
+    }
+
+
+def test_registry_rollout_is_scheduled_by_an_asset_watching_the_registry(bag) -> None:
+    from canary_airflow.triggers import ModelPackageApprovalTrigger
+
+    registry = bag.dags[ids.REGISTRY_DAG]
+    (asset,) = registry.timetable.asset_condition.objects
+    (watcher,) = asset.watchers
+    assert isinstance(watcher.trigger, ModelPackageApprovalTrigger)  # no queue URL configured
+    start = registry.get_task(ids.START_ROLLOUT)
+    assert start.trigger_dag_id == ids.ROLLOUT_DAG
+    assert start.skip_when_already_exists is True
+    assert registry.get_task(ids.CLAIM_ROLLOUT).upstream_task_ids == {ids.WAIT_FOR_APPROVAL}
