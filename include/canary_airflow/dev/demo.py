@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from canary_airflow.dev.local_airflow import PROJECT, ROLLOUT_DAG, airflow_env, ensure_database
+from canary_airflow.dev.local_airflow import PROJECT, airflow_env, ensure_database
+from canary_airflow.ids import ROLLOUT_DAG
 from local_sagemaker.stack import EmbeddedStack
 
 
