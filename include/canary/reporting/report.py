@@ -10,6 +10,7 @@ so the gate can add fields without this module changing.
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -49,6 +50,7 @@ _OUTCOME_COLORS: Final[dict[RunOutcome, str]] = {
     RunOutcome.HALTED: "#b26a00",
     RunOutcome.FAILED: "#6d1b7b",
 }
+DATA_FILE: Final = "report.json"
 CHART_FILES: Final[dict[str, str]] = {
     "invocations": "invocations.png",
     "weights": "weights.png",
@@ -455,11 +457,36 @@ def render_html(summary: RolloutSummary, chart_paths: Mapping[str, Path]) -> str
 """
 
 
+def report_data(summary: RolloutSummary) -> dict[str, Any]:
+    """The report as data (``report.json``): what the page shows, for programs to read."""
+    variants = summary.variant_results.astype(object)
+    variants = variants.where(pd.notna(variants), None)
+    return {
+        "run_id": summary.run_id,
+        "endpoint_name": summary.endpoint_name,
+        "outcome": summary.outcome.value,
+        "champion": {"variant": summary.champion_variant, "model": summary.champion_model},
+        "challenger": {"variant": summary.challenger_variant, "model": summary.challenger_model},
+        "started_at": summary.started_at.isoformat() if summary.started_at else None,
+        "ended_at": summary.ended_at.isoformat() if summary.ended_at else None,
+        "stages": [
+            {"number": i + 1, "weights": list(stage), "verdict": verdict, "reason": reason}
+            for i, (stage, (verdict, reason)) in enumerate(
+                zip(summary.stages, stage_verdicts(summary), strict=True)
+            )
+        ],
+        "variants": {str(name): row for name, row in variants.to_dict(orient="index").items()},
+        "decisions": summary.decisions,
+    }
+
+
 def write_report(summary: RolloutSummary, out_dir: Path | str) -> Path:
-    """Write ``report.html`` and its PNG charts into ``out_dir``; return the HTML's path."""
+    """Write ``report.html``, ``report.json`` and the PNG charts into ``out_dir``; return the
+    HTML's path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = _charts(summary, out)
+    (out / DATA_FILE).write_text(json.dumps(report_data(summary), default=str), encoding="utf-8")
     target = out / "report.html"
     target.write_text(render_html(summary, paths), encoding="utf-8")
     return target

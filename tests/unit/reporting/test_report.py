@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import html
-import re
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import lxml.html
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.image import imread
 
+from canary.experiment.gates.decision import Verdict
 from canary.models import churn, evaluation, training
 from canary.plan import Framework
 from canary.reporting import report
+from canary.rollout.outcome import RunOutcome
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 START = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -122,31 +124,79 @@ def test_writes_html_and_every_chart_as_a_real_png(written: Path) -> None:
         assert width > 300 and height > 200
 
 
+def page_of(written: Path) -> lxml.html.HtmlElement:
+    return lxml.html.fromstring(written.read_text())
+
+
+def text(element: lxml.html.HtmlElement) -> str:
+    return element.text_content().strip()
+
+
+def table_after(page: lxml.html.HtmlElement, heading: str) -> list[list[str]]:
+    """The cells (header and data) of the first table after an ``<h2>`` heading, row by row."""
+    (table,) = page.xpath(f"//h2[starts-with(., '{heading}')]/following-sibling::table[1]")
+    return [[text(cell) for cell in row.xpath("./th|./td")] for row in table.iter("tr")]
+
+
 def test_html_references_charts_relatively(written: Path) -> None:
-    page = written.read_text()
-    sources = re.findall(r'<img src="([^"]+)"', page)
+    sources = page_of(written).xpath("//img/@src")
     assert sorted(sources) == sorted(report.CHART_FILES.values())
-    assert str(written.parent) not in page
+
+
+def test_report_data_holds_every_stage_decision_and_variant(
+    written: Path, summary: report.RolloutSummary
+) -> None:
+    data = json.loads((written.parent / report.DATA_FILE).read_text())
+    assert (data["run_id"], data["outcome"]) == ("run-42", RunOutcome.ROLLED_BACK)
+    assert [(stage["weights"], stage["verdict"]) for stage in data["stages"]] == [
+        ([0.5, 0.5], Verdict.PROMOTE),
+        ([0.25, 0.75], Verdict.ROLLBACK),
+        ([0.0, 1.0], None),
+    ]
+    assert data["stages"][1]["reason"] == _decisions()[1]["reason"]
+    assert data["decisions"] == _decisions()
+    for variant, row in summary.variant_results.iterrows():
+        assert data["variants"][variant]["accuracy"] == pytest.approx(row["accuracy"])
+        assert data["variants"][variant]["latency_p99_ms"] == pytest.approx(row["latency_p99_ms"])
+
+
+def test_html_stage_table_matches_the_data(written: Path) -> None:
+    data = json.loads((written.parent / report.DATA_FILE).read_text())
+    rows = table_after(page_of(written), "Stages")[1:]
+    expected = [
+        [
+            str(stage["number"]),
+            report.stage_label(tuple(stage["weights"])),
+            (stage["verdict"] or "not reached").upper(),
+            stage["reason"] or "",
+        ]
+        for stage in data["stages"]
+    ]
+    assert rows == expected
 
 
 def test_html_shows_every_decision_with_its_numbers(written: Path) -> None:
-    page = written.read_text()
-    for record in _decisions():
-        assert html.escape(record["reason"]) in page
-        assert record["verdict"].upper() in page
-    assert "<b>bold?</b>" not in page  # escaped, never injected
-    for number in ("2.346", "0.8123", "4242", "0.000731", "0.9187"):
-        assert f">{number}<" in page
-    assert "Stage 2 (25/75)" in page
+    page = page_of(written)
+    decisions = page.xpath("//div[@class='decision']")
+    assert len(decisions) == len(_decisions())
+    for element, record in zip(decisions, _decisions(), strict=True):
+        assert text(element.xpath(".//p[@class='reason']")[0]) == record["reason"]
+        assert text(element.xpath(".//span[@class='badge']")[0]) == record["verdict"].upper()
+    assert not page.xpath("//b")  # the reason's markup is escaped, never injected
+    cells = {text(cell) for cell in page.xpath("//div[@class='decision']//td")}
+    assert {"2.346", "0.8123", "4242", "0.000731", "0.9187"} <= cells
+    headings = [text(e) for e in page.xpath("//div[@class='decision']//strong")]
+    assert headings == ["Stage 1 (50/50)", "Stage 2 (25/75)"]
 
 
 def test_html_has_the_per_variant_table(written: Path, summary: report.RolloutSummary) -> None:
-    page = written.read_text()
+    header, *rows = table_after(page_of(written), "Per-variant results")
+    by_variant = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
     for variant, row in summary.variant_results.iterrows():
-        assert f"<th>{variant}</th>" in page
-        assert f">{report.format_value(row['accuracy'])}<" in page
-        assert f">{report.format_value(row['latency_p99_ms'])}<" in page
-    assert "ROLLED BACK" in page
+        assert by_variant[variant]["accuracy"] == report.format_value(row["accuracy"])
+        assert by_variant[variant]["latency_p99_ms"] == report.format_value(row["latency_p99_ms"])
+    badge = page_of(written).xpath("//h1/span[@class='badge']")[0]
+    assert text(badge) == "ROLLED BACK"
 
 
 def test_text_summary_fits_a_screen_and_says_why(summary: report.RolloutSummary) -> None:
@@ -184,9 +234,11 @@ def test_report_without_any_evidence_still_renders(tmp_path: Path) -> None:
         stages=[(1, 1)],
         outcome="failed",
     )
-    page = report.write_report(empty, tmp_path).read_text()
-    assert "No decision was recorded." in page
-    assert "NOT REACHED" in page
+    written = report.write_report(empty, tmp_path)
+    assert not page_of(written).xpath("//div[@class='decision']")
+    assert table_after(page_of(written), "Stages")[1][2] == "NOT REACHED"
+    data = json.loads((tmp_path / report.DATA_FILE).read_text())
+    assert data["decisions"] == [] and data["variants"] == {}
     assert all((tmp_path / name).is_file() for name in report.CHART_FILES.values())
 
 
