@@ -13,12 +13,14 @@ The run is scheduled by an **asset with a watcher** (Airflow 3 event-driven sche
 2. **claim_rollout**: durable dedupe in the registry. The newest approved version is marked
    `canary:rollout-run=<run id>` *before* anything starts; a version already marked, already
    champion, or a group without champion stops here (short-circuit).
+   The rollout gets the form's defaults plus `CANARY_REGISTRY_ROLLOUT_CONF` (a JSON object).
 3. **start_rollout**: triggers `sagemaker_canary_rollout` with both sides as package ARNs under a
    run id derived from the version, which Airflow refuses to create twice.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime, timedelta
 
@@ -36,6 +38,11 @@ GROUP = os.environ.get(
 )
 QUEUE_URL = os.environ.get("CANARY_REGISTRY_QUEUE_URL", "")
 POLL_SECONDS = float(os.environ.get("CANARY_REGISTRY_POLL_SECONDS", "15"))
+# The rollout fields every registry-started rollout uses (JSON object, e.g. the bucket and the
+# execution role on AWS): an approval starts a run with the form's defaults, not a person's input.
+ROLLOUT_CONF = json.loads(os.environ.get("CANARY_REGISTRY_ROLLOUT_CONF") or "{}")
+if not isinstance(ROLLOUT_CONF, dict):
+    raise ValueError("CANARY_REGISTRY_ROLLOUT_CONF must be a JSON object of rollout form fields")
 SECTION = "Registry"
 
 
@@ -77,12 +84,14 @@ approvals = Asset(f"sagemaker-model-registry://{GROUP}/approved", watchers=[appr
         "region": Param(
             DEFAULT_PLAN.region, type="string", pattern=REGION.pattern, section=SECTION
         ),
-        "endpoint_name": Param("churn-canary", type="string", pattern=SAGEMAKER_NAME.pattern),
+        "endpoint_name": Param(
+            DEFAULT_PLAN.endpoint_name, type="string", pattern=SAGEMAKER_NAME.pattern
+        ),
         "wait_minutes": Param(
             60, type="number", exclusiveMinimum=0, title="Wait for an approval (minutes)"
         ),
         "rollout_conf": Param(
-            {},
+            ROLLOUT_CONF,
             type="object",
             title="Extra rollout fields",
             description='Fields of the rollout form, e.g. {"gate_margin": 0.02}.',
