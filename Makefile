@@ -13,7 +13,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT := 300
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install demo test bench local-stack airflow lint format clean
+.PHONY: install demo test test-fast bench local-stack airflow lint format clean
 
 install: $(VENV)/.installed
 
@@ -31,7 +31,11 @@ demo: install
 test: install
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
+
+# the unit tier only: no sockets, no subprocesses, well under a minute
+test-fast: install
+	$(PY) -m pytest -q -m unit
 
 bench: install
 	$(PY) -m bench

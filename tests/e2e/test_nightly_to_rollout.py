@@ -8,6 +8,8 @@ import json
 
 from canary.models import registry as reg
 from canary.rollout.artifacts import split_s3_uri
+from canary.rollout.outcome import RunOutcome
+from canary_airflow import ids
 
 TONIGHT = "2026-01-31T02:00:00+00:00"  # day 30 of the drifting churn data, the demo's "today"
 
@@ -19,12 +21,12 @@ def nightly_conf(group: str, bucket: str, **extra: object) -> dict[str, object]:
 def test_first_night_makes_the_first_champion(local_stack, run_dag, unique_name, fast_rollout):
     group = f"first-{unique_name}"
 
-    run = run_dag("nightly_challenger", nightly_conf(group, fast_rollout["bucket"]), TONIGHT)
+    run = run_dag(ids.NIGHTLY_DAG, nightly_conf(group, fast_rollout["bucket"]), TONIGHT)
 
     assert run.state == "success"
-    night = run.xcom("train_challenger")
+    night = run.xcom(ids.TRAIN_CHALLENGER)
     assert night["first_champion"] and night["approve"] and night["day"] == 30
-    arn = run.xcom("register_model_version")
+    arn = run.xcom(ids.REGISTER_MODEL_VERSION)
     sm, s3 = local_stack.client("sagemaker"), local_stack.client("s3")
     package = sm.describe_model_package(ModelPackageName=arn)
     props = package["CustomerMetadataProperties"]
@@ -47,33 +49,31 @@ def test_night_without_a_better_challenger_stops_before_registering(
     # the champion is the model tonight's search produces again: same data, same seed
     group = seed_group(champion="challenger")
 
-    run = run_dag("nightly_challenger", nightly_conf(group.name, fast_rollout["bucket"]), TONIGHT)
+    run = run_dag(ids.NIGHTLY_DAG, nightly_conf(group.name, fast_rollout["bucket"]), TONIGHT)
 
     assert run.state == "success"
-    night = run.xcom("train_challenger")
+    night = run.xcom(ids.TRAIN_CHALLENGER)
     assert night["improvement"] == 0.0 and not night["better"]
-    assert run.state_of("better_offline") == "success"
-    assert run.state_of("registration") == "skipped"
-    assert run.state_of("register_model_version") == "skipped"
+    assert run.state_of(ids.BETTER_OFFLINE) == "success"
+    assert run.state_of(ids.REGISTRATION) == "skipped"
+    assert run.state_of(ids.REGISTER_MODEL_VERSION) == "skipped"
     listed = list(reg.versions(local_stack.client("sagemaker"), group.name))
     assert [p["ModelPackageArn"] for p in listed] == [group.packages["challenger"]]
 
 
 def test_nightly_approval_rolls_out_once_and_crowns_the_winner(
-    local_stack, seed_group, run_dag, unique_name, fast_rollout
+    local_stack, seed_group, run_dag, dag_runs, unique_name, one_stage
 ):
     group = seed_group(champion="champion")  # trained on day-0 data: stale by tonight
     old_champion = group.packages["champion"]
     sm = local_stack.client("sagemaker")
 
     # 1. nightly: better offline by more than the bar → registered Approved
-    night_run = run_dag(
-        "nightly_challenger", nightly_conf(group.name, fast_rollout["bucket"]), TONIGHT
-    )
-    night = night_run.xcom("train_challenger")
+    night_run = run_dag(ids.NIGHTLY_DAG, nightly_conf(group.name, one_stage["bucket"]), TONIGHT)
+    night = night_run.xcom(ids.TRAIN_CHALLENGER)
     assert night["better"] and night["approve"], night
     assert night["improvement"] >= night["min_improvement"]
-    challenger = night_run.xcom("register_model_version")
+    challenger = night_run.xcom(ids.REGISTER_MODEL_VERSION)
     assert sm.describe_model_package(ModelPackageName=challenger)["ModelApprovalStatus"] == (
         reg.APPROVED
     )
@@ -83,36 +83,41 @@ def test_nightly_approval_rolls_out_once_and_crowns_the_winner(
         "model_package_group": group.name,
         "endpoint_name": f"registry-{unique_name}",
         "wait_minutes": 5,
-        "rollout_conf": {k: v for k, v in fast_rollout.items() if k != "cleanup"},
+        "rollout_conf": {k: v for k, v in one_stage.items() if k != "cleanup"},
     }
-    started = run_dag("model_registry_rollout", registry_conf)
+    started = run_dag(ids.REGISTRY_DAG, registry_conf)
     assert started.state == "success"
-    assert started.xcom("wait_for_approval") == [challenger]
-    claim = started.xcom("claim_rollout")
+    assert started.xcom(ids.WAIT_FOR_APPROVAL) == [challenger]
+    claim = started.xcom(ids.CLAIM_ROLLOUT)
     assert claim["run_id"] == f"registry__{group.name}-v2"
     assert claim["conf"]["champion_source"] == old_champion
     assert claim["conf"]["challenger_source"] == challenger
-    assert started.state_of("start_rollout") == "success"
-    rollouts = [r for r in started.runs if r["run_id"] == claim["run_id"]]
-    assert len(rollouts) == 1 and rollouts[0]["dag_id"] == "sagemaker_canary_rollout"
+    assert started.state_of(ids.START_ROLLOUT) == "success"
+    rollouts = [r for r in dag_runs(ids.ROLLOUT_DAG) if r["run_id"] == claim["run_id"]]
+    assert len(rollouts) == 1
     assert rollouts[0]["conf"] == claim["conf"]
     props = sm.describe_model_package(ModelPackageName=challenger)["CustomerMetadataProperties"]
     assert props[reg.ROLLOUT_KEY] == claim["run_id"]
 
     # 3. the same approval seen again starts nothing
-    again = run_dag("model_registry_rollout", {**registry_conf, "package_arn": challenger})
+    again = run_dag(ids.REGISTRY_DAG, {**registry_conf, "package_arn": challenger})
     assert again.state == "success"
-    assert again.state_of("claim_rollout") == "success"  # decided: already rolled out
-    assert again.state_of("start_rollout") == "skipped"
-    assert [r["run_id"] for r in again.runs if r["run_id"].startswith("registry__")] == [
+    assert again.state_of(ids.CLAIM_ROLLOUT) == "success"  # decided: already rolled out
+    assert again.state_of(ids.START_ROLLOUT) == "skipped"
+    registry_runs = [r["run_id"] for r in dag_runs(ids.ROLLOUT_DAG)]
+    assert [run_id for run_id in registry_runs if run_id.startswith("registry__")] == [
         claim["run_id"]
     ]
 
     # 4. the rollout with exactly that conf (dag.test cannot pick up a queued run, so it runs
     #    the same conf under its own run id); promotion crowns the challenger in the registry
-    rollout = run_dag("sagemaker_canary_rollout", claim["conf"])
-    assert rollout.xcom("promote") == {"outcome": "promoted", "winner": "Challenger"}
-    assert rollout.xcom("update_registry")["demoted"] == [old_champion]
+    rollout = run_dag(ids.ROLLOUT_DAG, claim["conf"])
+    promoted = rollout.xcom(ids.PROMOTE)
+    assert (RunOutcome(promoted["outcome"]), promoted["winner"]) == (
+        RunOutcome.PROMOTED,
+        "Challenger",
+    )
+    assert rollout.xcom(ids.UPDATE_REGISTRY)["demoted"] == [old_champion]
     assert reg.find_champion(sm, group.name) == challenger
     demoted = sm.describe_model_package(ModelPackageName=old_champion)
     assert demoted["CustomerMetadataProperties"][reg.ROLE_KEY] == reg.FORMER_CHAMPION
@@ -124,12 +129,12 @@ def test_better_but_below_the_bar_waits_for_a_person(
     group = seed_group(champion="champion")
     conf = nightly_conf(group.name, fast_rollout["bucket"], min_improvement=0.5)
 
-    run = run_dag("nightly_challenger", conf, TONIGHT)
+    run = run_dag(ids.NIGHTLY_DAG, conf, TONIGHT)
 
-    night = run.xcom("train_challenger")
+    night = run.xcom(ids.TRAIN_CHALLENGER)
     assert night["better"] and not night["approve"]
     package = local_stack.client("sagemaker").describe_model_package(
-        ModelPackageName=run.xcom("register_model_version")
+        ModelPackageName=run.xcom(ids.REGISTER_MODEL_VERSION)
     )
     assert package["ModelApprovalStatus"] == reg.PENDING
     assert reg.ROLLOUT_KEY not in package["CustomerMetadataProperties"]

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from canary.models import registry as reg
+from canary.rollout.outcome import RunOutcome
 from canary_airflow.dev.local_airflow import airflow_env
 from canary_airflow.dev.standalone import StandaloneAirflow
-from canary_airflow.ids import ROLLOUT_DAG
+from canary_airflow.ids import PROMOTE, REGISTRY_DAG, ROLLBACK, ROLLOUT_DAG, UPDATE_REGISTRY
 from local_sagemaker.stack import free_port
 
 RUN_DEADLINE = 1800.0  # seconds; a bound, not a performance claim
-REGISTRY_DAG = "model_registry_rollout"
 
 
 class Api:
@@ -75,17 +75,17 @@ class Api:
         return self.call("GET", path)["value"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def scheduler_group(local_stack) -> str:
-    """The group the standalone's registry watcher polls (fixed per module, unique per run)."""
+    """The group the standalone's registry watcher polls (fixed per session, unique per run)."""
     import uuid
 
     return f"sched-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def airflow_api(
-    local_stack, tmp_path_factory: pytest.TempPathFactory, scheduler_group: str
+    local_stack, tmp_path_factory: pytest.TempPathFactory, scheduler_group: str, one_stage
 ) -> Iterator[Api]:
     home = tmp_path_factory.mktemp("standalone_home")
     reports = tmp_path_factory.mktemp("standalone_reports")
@@ -96,6 +96,7 @@ def airflow_api(
             "CANARY_REPORTS_DIR": str(reports),
             "CANARY_MODEL_PACKAGE_GROUP": scheduler_group,
             "CANARY_REGISTRY_POLL_SECONDS": "2",
+            "CANARY_REGISTRY_ROLLOUT_CONF": json.dumps(dict(one_stage)),
             "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
             "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "900",
         }
@@ -106,11 +107,11 @@ def airflow_api(
 
 
 def test_rollout_triggered_through_the_rest_api_promotes_and_crowns(
-    airflow_api: Api, local_stack, seed_group, unique_name, fast_rollout
+    airflow_api: Api, local_stack, seed_group, unique_name, one_stage
 ) -> None:
     group = seed_group(champion="champion", challenger="challenger")
     conf = {
-        **fast_rollout,
+        **one_stage,
         "endpoint_name": f"rest-{unique_name}",
         "champion_source": group.packages["champion"],
         "challenger_source": group.packages["challenger"],
@@ -128,9 +129,10 @@ def test_rollout_triggered_through_the_rest_api_promotes_and_crowns(
 
     states = airflow_api.task_states(ROLLOUT_DAG, run_id)
     assert run["state"] == "success", states
-    assert states["promote"] == "success" and states["rollback"] == "skipped"
-    assert airflow_api.xcom(ROLLOUT_DAG, run_id, "promote")["outcome"] == "promoted"
-    record = airflow_api.xcom(ROLLOUT_DAG, run_id, "update_registry")
+    assert states[PROMOTE] == "success" and states[ROLLBACK] == "skipped"
+    promoted = airflow_api.xcom(ROLLOUT_DAG, run_id, PROMOTE)
+    assert RunOutcome(promoted["outcome"]) is RunOutcome.PROMOTED
+    record = airflow_api.xcom(ROLLOUT_DAG, run_id, UPDATE_REGISTRY)
     assert record["demoted"] == [group.packages["champion"]]
     sm = local_stack.client("sagemaker")
     assert reg.find_champion(sm, group.name) == group.packages["challenger"]
@@ -157,10 +159,11 @@ def test_registry_approval_starts_the_rollout_through_the_watcher(
     assert run["conf"]["champion_source"] == group.packages["champion"]
     registry_runs = airflow_api.call("GET", f"dags/{REGISTRY_DAG}/dagRuns")["dag_runs"]
     assert [r["run_type"] for r in registry_runs] == ["asset_triggered"]
-    outcome = airflow_api.xcom(ROLLOUT_DAG, run_id, "update_registry")
+    assert run["conf"]["stages"] == [[50, 50]]  # CANARY_REGISTRY_ROLLOUT_CONF reached it
+    outcome = airflow_api.xcom(ROLLOUT_DAG, run_id, UPDATE_REGISTRY)
     package = sm.describe_model_package(ModelPackageName=approved)
     assert package["CustomerMetadataProperties"][reg.ROLLOUT_KEY] == run_id
-    if outcome["outcome"] == "promoted":
+    if RunOutcome(outcome["outcome"]) is RunOutcome.PROMOTED:
         assert reg.find_champion(sm, scheduler_group) == approved
     else:  # the gate may keep the champion; then the registry says why
         assert package["ApprovalDescription"] == outcome["reason"]

@@ -1,4 +1,4 @@
-"""Whole rollouts with Airflow's own runner on the real local stack: the four endings that matter.
+"""Whole rollouts with Airflow's own runner on the real local stack: the endings that matter.
 
 After every run the stack must hold nothing the run created except the winner it was asked to
 keep, so each test checks the endpoint's variants and every model and config of its name.
@@ -6,21 +6,30 @@ keep, so each test checks the endpoint's variants and every model and config of 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from canary.experiment.gates.decision import Verdict
+from canary.experiment.gates.guardrails import FAIL
+from canary.models import registry as reg
+from canary.rollout.outcome import RunOutcome
+from canary_airflow import ids
 from canary_airflow.dev.local_airflow import RunResult
-from canary_airflow.ids import ROLLOUT_DAG
 
-pytestmark = pytest.mark.usefixtures("airflow_local")
+Rollout = Callable[..., RunResult]
+FAST_P99_MS = 5000.0
+NO_PACKAGE = {"updated": False, "reason": "challenger is not a model package"}
 
 
-def rollout(endpoint: str, **conf: Any) -> RunResult:
-    from canary_airflow.dev.local_airflow import run_dag
+@pytest.fixture
+def rollout(run_dag) -> Rollout:
+    def run(endpoint: str, **conf: Any) -> RunResult:
+        return run_dag(ids.ROLLOUT_DAG, {"endpoint_name": endpoint, **conf})
 
-    return run_dag(ROLLOUT_DAG, {"endpoint_name": endpoint, **conf})
+    return run
 
 
 def canary_resources(sm: Any, endpoint: str) -> dict[str, list[str]]:
@@ -50,11 +59,14 @@ def serving(sm: Any, endpoint: str) -> dict[str, float]:
     return {v["VariantName"]: v["CurrentWeight"] for v in variants}
 
 
-def verdicts(result: RunResult, stages: int = 3) -> list[str | None]:
-    return [
-        (result.xcom(f"stage_{number}.gate") or {}).get("verdict")
-        for number in range(1, stages + 1)
-    ]
+def verdicts(result: RunResult, stages: int = 3) -> list[Verdict | None]:
+    records = [result.xcom(ids.gate_task(number)) for number in range(1, stages + 1)]
+    return [Verdict(record["verdict"]) if record else None for record in records]
+
+
+def outcome(result: RunResult, task_id: str) -> tuple[RunOutcome, str]:
+    record = result.xcom(task_id)
+    return RunOutcome(record["outcome"]), record["winner"]
 
 
 def assert_only_winner_left(sm: Any, endpoint: str, winner_role: str) -> None:
@@ -65,64 +77,94 @@ def assert_only_winner_left(sm: Any, endpoint: str, winner_role: str) -> None:
     assert left["configs"] == [live], left
 
 
-def test_better_challenger_is_promoted_and_served_alone(local_stack) -> None:
-    result = rollout("canary-better")
+def assert_nothing_left(sm: Any, endpoint: str) -> None:
+    assert canary_resources(sm, endpoint) == {"models": [], "configs": [], "endpoints": []}
+
+
+def test_better_challenger_is_promoted_and_a_rerun_duplicates_nothing(
+    local_stack, rollout: Rollout, one_stage
+) -> None:
+    """The demo's plan end to end (three stages, keep_winner), then a second run on the same
+    endpoint: it finds the endpoint and the challenger's model and creates neither again."""
+    # the demo's plan; the bucket is the rerun's (a staged artifact's URL names its bucket), and
+    # the p99 ceiling is loose: a busy box is slow, not the challenger
+    shared = {"bucket": one_stage["bucket"], "gate_max_p99_latency_ms": FAST_P99_MS}
+    result = rollout("canary-better", **shared)
     assert result.state == "success", result.tasks
-    assert verdicts(result) == ["promote", "promote", "promote"]
-    assert result.xcom("promote") == {"outcome": "promoted", "winner": "Challenger"}
+    assert verdicts(result) == [Verdict.PROMOTE] * 3
+    assert outcome(result, ids.PROMOTE) == (RunOutcome.PROMOTED, "Challenger")
+    assert result.xcom(ids.UPDATE_REGISTRY) == NO_PACKAGE  # demo sources are no packages
     sm = local_stack.client("sagemaker")
     assert serving(sm, "canary-better") == {"Challenger": 1.0}
     assert_only_winner_left(sm, "canary-better", "challenger")
-    report = Path(result.xcom("report"))
-    html = report.read_text()
-    assert "promote" in html and "non-inferior" in html
+    report = Path(result.xcom(ids.REPORT))
     assert sorted(p.suffix for p in report.parent.iterdir()).count(".png") >= 3
 
-
-def test_rerun_on_the_same_endpoint_duplicates_nothing(local_stack) -> None:
-    first = rollout("canary-again", stages=[[50, 50], [0, 100]])
-    second = rollout("canary-again", stages=[[50, 50], [0, 100]])
-    assert (first.state, second.state) == ("success", "success")
-    assert second.xcom("deploy_endpoint", key="created") is False
-    assert second.xcom("create_challenger_model")["created"] is False
-    assert_only_winner_left(local_stack.client("sagemaker"), "canary-again", "challenger")
+    again = rollout("canary-better", **{**one_stage, "cleanup": "keep_winner"})
+    assert again.state == "success", again.tasks
+    assert again.xcom(ids.DEPLOY_ENDPOINT, key="created") is False
+    assert again.xcom(ids.CREATE_MODEL["challenger"])["created"] is False
+    assert_only_winner_left(sm, "canary-better", "challenger")
 
 
-def test_worse_challenger_is_rolled_back_at_the_first_stage(local_stack) -> None:
-    result = rollout("canary-worse", challenger_source="demo:worse")
+def test_worse_package_is_rolled_back_and_rejected_with_the_gates_reason(
+    local_stack, rollout: Rollout, seed_group, fast_rollout
+) -> None:
+    """A worse challenger registered as a model package: the first gate rolls it back, the
+    champion serves alone, and the registry rejects the package with the gate's reason."""
+    group = seed_group(champion="champion", challenger="worse")
+    worse = group.packages["worse"]
+    result = rollout(
+        "canary-worse",
+        **{**fast_rollout, "cleanup": "keep_winner"},
+        champion_source=group.packages["champion"],
+        challenger_source=worse,
+    )
     assert result.state == "success", result.tasks
-    assert verdicts(result)[0] == "rollback"
-    assert result.state_of("stage_2.set_weights") == "skipped"
-    assert result.xcom("rollback") == {"outcome": "rolled_back", "winner": "Champion"}
+    assert verdicts(result)[0] is Verdict.ROLLBACK
+    assert result.state_of(ids.stage_task(2, ids.SET_WEIGHTS)) == "skipped"
+    assert outcome(result, ids.ROLLBACK) == (RunOutcome.ROLLED_BACK, "Champion")
     sm = local_stack.client("sagemaker")
     assert serving(sm, "canary-worse") == {"Champion": 1.0}
     assert_only_winner_left(sm, "canary-worse", "champion")
 
+    assert result.xcom(ids.UPDATE_REGISTRY)["status"] == reg.REJECTED
+    package = sm.describe_model_package(ModelPackageName=worse)
+    assert package["ModelApprovalStatus"] == reg.REJECTED
+    assert package["ApprovalDescription"] == result.xcom(ids.gate_task(1))["reason"]
+    assert package["CustomerMetadataProperties"][reg.OUTCOME_KEY] == RunOutcome.ROLLED_BACK
+    assert reg.find_champion(sm, group.name) == group.packages["champion"]  # keeps its crown
 
-def test_failing_challenger_is_rolled_back_by_the_5xx_guardrail(local_stack) -> None:
-    result = rollout("canary-5xx", challenger_environment={"LOCAL_SAGEMAKER_ERROR_RATE": "0.2"})
+
+def test_failing_challenger_is_rolled_back_by_the_5xx_guardrail(
+    local_stack, rollout: Rollout, fast_rollout
+) -> None:
+    result = rollout(
+        "canary-5xx",
+        **{**fast_rollout, "cleanup": "keep_winner"},
+        challenger_environment={"LOCAL_SAGEMAKER_ERROR_RATE": "0.2"},
+    )
     assert result.state == "success", result.tasks
-    first_gate = result.xcom("stage_1.gate")
-    assert first_gate["verdict"] == "rollback"
-    assert "5xx" in first_gate["reason"].lower()
+    first_gate = result.xcom(ids.gate_task(1))
+    assert Verdict(first_gate["verdict"]) is Verdict.ROLLBACK
+    failed = {check["name"] for check in first_gate["guardrails"] if check["status"] == FAIL}
+    assert "5xx_ceiling" in failed, first_gate["guardrails"]
     assert serving(local_stack.client("sagemaker"), "canary-5xx") == {"Champion": 1.0}
     assert_only_winner_left(local_stack.client("sagemaker"), "canary-5xx", "champion")
 
 
-def test_bad_configuration_fails_fast_and_creates_nothing(local_stack) -> None:
+def test_bad_configuration_fails_fast_and_creates_nothing(local_stack, rollout: Rollout) -> None:
     """Cross-field rules the form cannot express fail the first task, before any AWS call."""
     result = rollout("canary-bad", stages=[[50, 50], [60, 40]], challenger_source="model.zip")
     assert result.state == "failed"
-    assert result.state_of("validate_plan") == "failed"
-    assert result.state_of("stage_artifacts") == "upstream_failed"
-    assert canary_resources(local_stack.client("sagemaker"), "canary-bad") == {
-        "models": [],
-        "configs": [],
-        "endpoints": [],
-    }
+    assert result.state_of(ids.VALIDATE_PLAN) == "failed"
+    assert result.state_of(ids.STAGE_ARTIFACTS) == "upstream_failed"
+    assert_nothing_left(local_stack.client("sagemaker"), "canary-bad")
 
 
-def test_form_rejects_out_of_range_values_before_a_run_exists(local_stack) -> None:
+def test_form_rejects_out_of_range_values_before_a_run_exists(
+    local_stack, rollout: Rollout
+) -> None:
     from airflow.sdk.exceptions import ParamValidationError
 
     with pytest.raises(ParamValidationError, match="gate_alpha"):
@@ -130,36 +172,36 @@ def test_form_rejects_out_of_range_values_before_a_run_exists(local_stack) -> No
     assert canary_resources(local_stack.client("sagemaker"), "canary-refused")["models"] == []
 
 
-def test_replay_burst_is_spread_over_mapped_tasks(local_stack) -> None:
-    result = rollout("canary-mapped", stages=[[50, 50], [0, 100]], traffic_shards=2)
+def test_mapped_burst_then_delete_all_leaves_nothing_behind(
+    local_stack, rollout: Rollout, one_stage
+) -> None:
+    """The first burst spread over two mapped tasks; ``delete_all`` then removes everything
+    the run created, staged artifacts included."""
+    result = rollout("canary-mapped", **one_stage, traffic_shards=2)
     assert result.state == "success", result.tasks
-    assert result.xcom("promote") == {"outcome": "promoted", "winner": "Challenger"}
-    shards = result.xcom("stage_1.plan_burst")
+    assert outcome(result, ids.PROMOTE) == (RunOutcome.PROMOTED, "Challenger")
+    shards = result.xcom(ids.stage_task(1, ids.PLAN_BURST))
     assert [shard["index"] for shard in shards] == [0, 1]
     assert all(shard["count"] == 3 and shard["requests"] > 0 for shard in shards)
+    assert_nothing_left(local_stack.client("sagemaker"), "canary-mapped")
+    deleted = result.xcom(ids.CLEANUP)["deleted"]
+    assert any(item.startswith("artifact s3://") for item in deleted)
 
 
-def test_failure_mid_rollout_still_cleans_up_to_the_champion(local_stack) -> None:
+def test_failure_mid_rollout_still_cleans_up_to_the_champion(
+    local_stack, rollout: Rollout, one_stage
+) -> None:
     """A stage that breaks (its dataset lacks the label column) fails the run; teardown still
     leaves the champion serving alone and removes the rest."""
-    result = rollout("canary-broken", traffic_label_column="no_such_column")
+    result = rollout(
+        "canary-broken",
+        **{**one_stage, "cleanup": "keep_winner"},
+        traffic_label_column="no_such_column",
+    )
     assert result.state == "failed"
-    assert result.state_of("stage_1.gate") == "failed"
-    assert result.state_of("conclude") == "upstream_failed"
-    assert result.xcom("cleanup")["outcome"] == "failed"
+    assert result.state_of(ids.gate_task(1)) == "failed"
+    assert result.state_of(ids.CONCLUDE) == "upstream_failed"
+    assert RunOutcome(result.xcom(ids.CLEANUP)["outcome"]) is RunOutcome.FAILED
     sm = local_stack.client("sagemaker")
     assert serving(sm, "canary-broken") == {"Champion": 1.0}
     assert_only_winner_left(sm, "canary-broken", "champion")
-
-
-def test_delete_all_leaves_nothing_behind(local_stack) -> None:
-    result = rollout("canary-gone", stages=[[50, 50], [0, 100]], cleanup="delete_all")
-    assert result.state == "success", result.tasks
-    assert result.xcom("promote")["outcome"] == "promoted"
-    assert canary_resources(local_stack.client("sagemaker"), "canary-gone") == {
-        "models": [],
-        "configs": [],
-        "endpoints": [],
-    }
-    deleted = result.xcom("cleanup")["deleted"]
-    assert any(item.startswith("artifact s3://") for item in deleted)
