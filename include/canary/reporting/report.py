@@ -138,7 +138,7 @@ def invocations_from_results(results: pd.DataFrame, freq: str = "1min") -> pd.Da
 # ---------------------------------------------------------------- stages and verdicts
 
 
-def stage_label(stage: tuple[float, float]) -> str:
+def stage_label(stage: Sequence[float]) -> str:
     """``(1, 3)`` -> ``"25/75"``: weights as percentages of traffic, champion first."""
     total = stage[0] + stage[1]
     return f"{100 * stage[0] / total:.0f}/{100 * stage[1] / total:.0f}"
@@ -161,6 +161,17 @@ def stage_verdicts(summary: RolloutSummary) -> list[tuple[str | None, str | None
         if index is not None and 0 <= index < len(out):
             out[index] = (str(record.get("verdict")), str(record.get("reason", "")))
     return out
+
+
+def stage_rows(summary: RolloutSummary) -> list[dict[str, Any]]:
+    """Per planned stage, what the report shows of it: number, weights, verdict, reason; the
+    page, the text summary and ``report.json`` all read these rows."""
+    return [
+        {"number": i + 1, "weights": list(stage), "verdict": verdict, "reason": reason}
+        for i, (stage, (verdict, reason)) in enumerate(
+            zip(summary.stages, stage_verdicts(summary), strict=True)
+        )
+    ]
 
 
 def _weight_steps(summary: RolloutSummary) -> tuple[list[tuple[str, float, float]], list]:
@@ -240,11 +251,10 @@ def summary_text(summary: RolloutSummary) -> str:
         "",
         "Stages (champion/challenger):",
     ]
-    for i, (stage, (verdict, reason)) in enumerate(
-        zip(summary.stages, stage_verdicts(summary), strict=True)
-    ):
-        verdict_text = (verdict or "not reached").upper()
-        lines.append(f"  {i + 1}. {stage_label(stage):>7}  {verdict_text:<11} {reason or ''}")
+    for row in stage_rows(summary):
+        verdict_text = (row["verdict"] or "not reached").upper()
+        label = stage_label(row["weights"])
+        lines.append(f"  {row['number']}. {label:>7}  {verdict_text:<11} {row['reason'] or ''}")
     lines += ["", "Per variant:", _text_table(summary.variant_results)]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -373,14 +383,12 @@ def _decision_html(summary: RolloutSummary, number: int, record: Mapping[str, An
 
 def _stages_html(summary: RolloutSummary) -> str:
     rows = []
-    for i, (stage, (verdict, reason)) in enumerate(
-        zip(summary.stages, stage_verdicts(summary), strict=True)
-    ):
-        label = verdict or "not reached"
+    for row in stage_rows(summary):
+        label = row["verdict"] or "not reached"
         badge = _badge(label.upper(), charts.VERDICT_COLORS.get(label, "#9e9e9e"))
         rows.append(
-            f"<tr><th>{i + 1}</th><td>{html.escape(stage_label(stage))}</td>"
-            f"<td>{badge}</td><td>{_esc(reason or '')}</td></tr>"
+            f"<tr><th>{row['number']}</th><td>{html.escape(stage_label(row['weights']))}</td>"
+            f"<td>{badge}</td><td>{_esc(row['reason'] or '')}</td></tr>"
         )
     head = "<tr><th>#</th><th>weights (champion/challenger)</th><th>verdict</th><th>reason</th>"
     return f"<table><thead>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -469,12 +477,7 @@ def report_data(summary: RolloutSummary) -> dict[str, Any]:
         "challenger": {"variant": summary.challenger_variant, "model": summary.challenger_model},
         "started_at": summary.started_at.isoformat() if summary.started_at else None,
         "ended_at": summary.ended_at.isoformat() if summary.ended_at else None,
-        "stages": [
-            {"number": i + 1, "weights": list(stage), "verdict": verdict, "reason": reason}
-            for i, (stage, (verdict, reason)) in enumerate(
-                zip(summary.stages, stage_verdicts(summary), strict=True)
-            )
-        ],
+        "stages": stage_rows(summary),
         "variants": {str(name): row for name, row in variants.to_dict(orient="index").items()},
         "decisions": summary.decisions,
     }

@@ -166,7 +166,7 @@ def test_html_stage_table_matches_the_data(written: Path) -> None:
     expected = [
         [
             str(stage["number"]),
-            report.stage_label(tuple(stage["weights"])),
+            report.stage_label(stage["weights"]),
             (stage["verdict"] or "not reached").upper(),
             stage["reason"] or "",
         ]
