@@ -20,7 +20,6 @@ The run is scheduled by an **asset with a watcher** (Airflow 3 event-driven sche
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime, timedelta
 
@@ -38,11 +37,9 @@ GROUP = os.environ.get(
 )
 QUEUE_URL = os.environ.get("CANARY_REGISTRY_QUEUE_URL", "")
 POLL_SECONDS = float(os.environ.get("CANARY_REGISTRY_POLL_SECONDS", "15"))
-# The rollout fields every registry-started rollout uses (JSON object, e.g. the bucket and the
-# execution role on AWS): an approval starts a run with the form's defaults, not a person's input.
-ROLLOUT_CONF = json.loads(os.environ.get("CANARY_REGISTRY_ROLLOUT_CONF") or "{}")
-if not isinstance(ROLLOUT_CONF, dict):
-    raise ValueError("CANARY_REGISTRY_ROLLOUT_CONF must be a JSON object of rollout form fields")
+# An approval starts a run with the form's defaults, not a person's input: these fields (e.g.
+# the bucket and the execution role on AWS) complete it.
+ROLLOUT_CONF = tasks.configured_rollout_conf(os.environ.get("CANARY_REGISTRY_ROLLOUT_CONF"))
 SECTION = "Registry"
 
 

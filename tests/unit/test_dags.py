@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from canary.plan import FLAT_FIELDS, MAX_STAGES, NIGHTLY_FIELDS
+from canary.plan import FLAT_FIELDS, MAX_STAGES, NIGHTLY_FIELDS, PlanError
 from canary_airflow import ids
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
@@ -128,3 +128,20 @@ def test_registry_rollout_is_scheduled_by_an_asset_watching_the_registry(bag) ->
     assert start.trigger_dag_id == ids.ROLLOUT_DAG
     assert start.skip_when_already_exists is True
     assert registry.get_task(ids.CLAIM_ROLLOUT).upstream_task_ids == {ids.WAIT_FOR_APPROVAL}
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ('{"gate_alpah": 0.1}', "gate_alpah"),
+        ('{"gate_alpha": 2}', "gate_alpha"),
+        ("[1, 2]", "JSON object"),
+    ],
+)
+def test_registry_rollout_fields_are_checked_when_the_dag_is_parsed(raw: str, named: str) -> None:
+    from canary_airflow.tasks.registry_rollout import configured_rollout_conf
+
+    with pytest.raises(PlanError, match=named):
+        configured_rollout_conf(raw)
+    assert configured_rollout_conf('{"stages": [[50, 50]]}') == {"stages": [[50, 50]]}
+    assert configured_rollout_conf(None) == {}

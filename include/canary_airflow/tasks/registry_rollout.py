@@ -7,6 +7,7 @@ The claim itself (a property on the package version, written before anything sta
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
@@ -15,12 +16,26 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 
 from canary.models import registry as reg
+from canary.plan import PlanError, parse_plan
 from canary_airflow import ids
 from canary_airflow.aws import AwsClients
 
 log = logging.getLogger(__name__)
 
 ROLLOUT_RUN_PREFIX = "registry__"
+
+
+def configured_rollout_conf(raw: str | None) -> dict[str, Any]:
+    """The rollout fields every registry-started rollout uses (``CANARY_REGISTRY_ROLLOUT_CONF``).
+
+    Validated against the plan when the DAG is parsed: a typo there is an import error naming
+    the field, not a version claimed for a rollout that then fails its first task.
+    """
+    conf = json.loads(raw or "{}")
+    if not isinstance(conf, dict):
+        raise PlanError("CANARY_REGISTRY_ROLLOUT_CONF must be a JSON object of rollout form fields")
+    parse_plan(conf)
+    return conf
 
 
 def rollout_run_id(package: Mapping[str, Any]) -> str:
