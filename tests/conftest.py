@@ -225,7 +225,7 @@ def register_demo(sm: Any, s3: Any, group: str, model: str, status: str, **props
         InferenceSpecification={
             "Containers": [
                 {
-                    "Image": image_uri(spec, "us-east-1"),
+                    "Image": image_uri(spec, DEFAULT_PLAN.region),
                     "ModelDataUrl": f"s3://{REGISTRY_BUCKET}/{key}",
                 }
             ],
@@ -242,7 +242,7 @@ def seed_group(local_stack: EmbeddedStack, unique_name: str) -> Iterator[Any]:
     sm, s3 = local_stack.client("sagemaker"), local_stack.client("s3")
     from canary.rollout.artifacts import ensure_bucket
 
-    ensure_bucket(s3, REGISTRY_BUCKET, "us-east-1")
+    ensure_bucket(s3, REGISTRY_BUCKET, DEFAULT_PLAN.region)
 
     def seed(
         champion: str | None = None, challenger: str | None = None, name: str | None = None

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 import pytest
 
+from canary.plan import CleanupPolicy
 from canary_airflow.dev.local_airflow import RunResult, airflow_env, ensure_database
 from local_sagemaker.stack import EmbeddedStack
 
@@ -28,7 +28,7 @@ FAST_ROLLOUT = {
     "gate_poke_interval_seconds": 1,
     "traffic_chunk_size": 500,
     "gate_max_p99_latency_ms": 5000.0,
-    "cleanup": "delete_all",
+    "cleanup": CleanupPolicy.DELETE_ALL.value,
 }
 ONE_STAGE = {**FAST_ROLLOUT, "stages": [[50, 50]]}
 
@@ -56,13 +56,10 @@ def airflow_local(local_stack: EmbeddedStack) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def run_dag(airflow_local: dict[str, str]) -> Callable[..., RunResult]:
-    """Run a DAG once with ``dag.test``; ``logical_date`` is an ISO timestamp or empty."""
-    from canary_airflow.dev.local_airflow import run_dag as run
+    """:func:`canary_airflow.dev.local_airflow.run_dag`, once Airflow is wired to the stack."""
+    from canary_airflow.dev.local_airflow import run_dag
 
-    def run_at(dag_id: str, conf: dict[str, Any], logical_date: str = "") -> RunResult:
-        return run(dag_id, conf, datetime.fromisoformat(logical_date) if logical_date else None)
-
-    return run_at
+    return run_dag
 
 
 @pytest.fixture(scope="session")

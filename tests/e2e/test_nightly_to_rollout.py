@@ -5,13 +5,17 @@ local stack; no step is simulated."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+
+from airflow.utils.state import DagRunState, TaskInstanceState
 
 from canary.models import registry as reg
 from canary.rollout.artifacts import split_s3_uri
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 
-TONIGHT = "2026-01-31T02:00:00+00:00"  # day 30 of the drifting churn data, the demo's "today"
+# day 30 of the drifting churn data, the demo's "today"
+TONIGHT = datetime(2026, 1, 31, 2, tzinfo=UTC)
 
 
 def nightly_conf(group: str, bucket: str, **extra: object) -> dict[str, object]:
@@ -23,7 +27,7 @@ def test_first_night_makes_the_first_champion(local_stack, run_dag, unique_name,
 
     run = run_dag(ids.NIGHTLY_DAG, nightly_conf(group, fast_rollout["bucket"]), TONIGHT)
 
-    assert run.state == "success"
+    assert run.state == DagRunState.SUCCESS
     night = run.xcom(ids.TRAIN_CHALLENGER)
     assert night["first_champion"] and night["approve"] and night["day"] == 30
     arn = run.xcom(ids.REGISTER_MODEL_VERSION)
@@ -51,12 +55,12 @@ def test_night_without_a_better_challenger_stops_before_registering(
 
     run = run_dag(ids.NIGHTLY_DAG, nightly_conf(group.name, fast_rollout["bucket"]), TONIGHT)
 
-    assert run.state == "success"
+    assert run.state == DagRunState.SUCCESS
     night = run.xcom(ids.TRAIN_CHALLENGER)
     assert night["improvement"] == 0.0 and not night["better"]
-    assert run.state_of(ids.BETTER_OFFLINE) == "success"
-    assert run.state_of(ids.REGISTRATION) == "skipped"
-    assert run.state_of(ids.REGISTER_MODEL_VERSION) == "skipped"
+    assert run.state_of(ids.BETTER_OFFLINE) == TaskInstanceState.SUCCESS
+    assert run.state_of(ids.REGISTRATION) == TaskInstanceState.SKIPPED
+    assert run.state_of(ids.REGISTER_MODEL_VERSION) == TaskInstanceState.SKIPPED
     listed = list(reg.versions(local_stack.client("sagemaker"), group.name))
     assert [p["ModelPackageArn"] for p in listed] == [group.packages["challenger"]]
 
@@ -86,13 +90,13 @@ def test_nightly_approval_rolls_out_once_and_crowns_the_winner(
         "rollout_conf": {k: v for k, v in one_stage.items() if k != "cleanup"},
     }
     started = run_dag(ids.REGISTRY_DAG, registry_conf)
-    assert started.state == "success"
+    assert started.state == DagRunState.SUCCESS
     assert started.xcom(ids.WAIT_FOR_APPROVAL) == [challenger]
     claim = started.xcom(ids.CLAIM_ROLLOUT)
     assert claim["run_id"] == f"registry__{group.name}-v2"
     assert claim["conf"]["champion_source"] == old_champion
     assert claim["conf"]["challenger_source"] == challenger
-    assert started.state_of(ids.START_ROLLOUT) == "success"
+    assert started.state_of(ids.START_ROLLOUT) == TaskInstanceState.SUCCESS
     rollouts = [r for r in dag_runs(ids.ROLLOUT_DAG) if r["run_id"] == claim["run_id"]]
     assert len(rollouts) == 1
     assert rollouts[0]["conf"] == claim["conf"]
@@ -101,9 +105,10 @@ def test_nightly_approval_rolls_out_once_and_crowns_the_winner(
 
     # 3. the same approval seen again starts nothing
     again = run_dag(ids.REGISTRY_DAG, {**registry_conf, "package_arn": challenger})
-    assert again.state == "success"
-    assert again.state_of(ids.CLAIM_ROLLOUT) == "success"  # decided: already rolled out
-    assert again.state_of(ids.START_ROLLOUT) == "skipped"
+    assert again.state == DagRunState.SUCCESS
+    # decided: already rolled out
+    assert again.state_of(ids.CLAIM_ROLLOUT) == TaskInstanceState.SUCCESS
+    assert again.state_of(ids.START_ROLLOUT) == TaskInstanceState.SKIPPED
     registry_runs = [r["run_id"] for r in dag_runs(ids.ROLLOUT_DAG)]
     assert [run_id for run_id in registry_runs if run_id.startswith("registry__")] == [
         claim["run_id"]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from airflow.utils.state import DagRunState, TaskInstanceState
 
 from canary.models import registry as reg
 from canary.rollout.outcome import RunOutcome
@@ -58,7 +59,7 @@ class Api:
         while time.monotonic() < end:
             try:
                 run = self.call("GET", f"dags/{dag_id}/dagRuns/{run_id}")
-                if run["state"] in {"success", "failed"}:
+                if run["state"] in {DagRunState.SUCCESS, DagRunState.FAILED}:
                     return run
             except urllib.error.HTTPError as error:
                 if error.code != 404:  # not created yet (registry path)
@@ -123,13 +124,16 @@ def test_rollout_triggered_through_the_rest_api_promotes_and_crowns(
         f"dags/{ROLLOUT_DAG}/dagRuns",
         {"dag_run_id": run_id, "logical_date": None, "conf": conf},
     )
-    assert created["state"] in {"queued", "running"}
+    assert created["state"] in {DagRunState.QUEUED, DagRunState.RUNNING}
 
     run = airflow_api.wait_for_run(ROLLOUT_DAG, run_id)
 
     states = airflow_api.task_states(ROLLOUT_DAG, run_id)
-    assert run["state"] == "success", states
-    assert states[PROMOTE] == "success" and states[ROLLBACK] == "skipped"
+    assert run["state"] == DagRunState.SUCCESS, states
+    assert (
+        states[PROMOTE] == TaskInstanceState.SUCCESS
+        and states[ROLLBACK] == TaskInstanceState.SKIPPED
+    )
     promoted = airflow_api.xcom(ROLLOUT_DAG, run_id, PROMOTE)
     assert RunOutcome(promoted["outcome"]) is RunOutcome.PROMOTED
     record = airflow_api.xcom(ROLLOUT_DAG, run_id, UPDATE_REGISTRY)
@@ -154,7 +158,7 @@ def test_registry_approval_starts_the_rollout_through_the_watcher(
     run = airflow_api.wait_for_run(ROLLOUT_DAG, run_id)
 
     states = airflow_api.task_states(ROLLOUT_DAG, run_id)
-    assert run["state"] == "success", states
+    assert run["state"] == DagRunState.SUCCESS, states
     assert run["conf"]["challenger_source"] == approved
     assert run["conf"]["champion_source"] == group.packages["champion"]
     registry_runs = airflow_api.call("GET", f"dags/{REGISTRY_DAG}/dagRuns")["dag_runs"]

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.utils.state import DagRunState, TaskInstanceState
 
 from canary.experiment.gates.decision import Verdict
 from canary.experiment.gates.guardrails import FAIL
 from canary.models import registry as reg
+from canary.plan import CleanupPolicy
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.dev.local_airflow import RunResult
@@ -90,7 +92,7 @@ def test_better_challenger_is_promoted_and_a_rerun_duplicates_nothing(
     # the p99 ceiling is loose: a busy box is slow, not the challenger
     shared = {"bucket": one_stage["bucket"], "gate_max_p99_latency_ms": FAST_P99_MS}
     result = rollout("canary-better", **shared)
-    assert result.state == "success", result.tasks
+    assert result.state == DagRunState.SUCCESS, result.tasks
     assert verdicts(result) == [Verdict.PROMOTE] * 3
     assert outcome(result, ids.PROMOTE) == (RunOutcome.PROMOTED, "Challenger")
     assert result.xcom(ids.UPDATE_REGISTRY) == NO_PACKAGE  # demo sources are no packages
@@ -100,8 +102,8 @@ def test_better_challenger_is_promoted_and_a_rerun_duplicates_nothing(
     report = Path(result.xcom(ids.REPORT))
     assert sorted(p.suffix for p in report.parent.iterdir()).count(".png") >= 3
 
-    again = rollout("canary-better", **{**one_stage, "cleanup": "keep_winner"})
-    assert again.state == "success", again.tasks
+    again = rollout("canary-better", **{**one_stage, "cleanup": CleanupPolicy.KEEP_WINNER.value})
+    assert again.state == DagRunState.SUCCESS, again.tasks
     assert again.xcom(ids.DEPLOY_ENDPOINT, key="created") is False
     assert again.xcom(ids.CREATE_MODEL["challenger"])["created"] is False
     assert_only_winner_left(sm, "canary-better", "challenger")
@@ -116,13 +118,13 @@ def test_worse_package_is_rolled_back_and_rejected_with_the_gates_reason(
     worse = group.packages["worse"]
     result = rollout(
         "canary-worse",
-        **{**fast_rollout, "cleanup": "keep_winner"},
+        **{**fast_rollout, "cleanup": CleanupPolicy.KEEP_WINNER.value},
         champion_source=group.packages["champion"],
         challenger_source=worse,
     )
-    assert result.state == "success", result.tasks
+    assert result.state == DagRunState.SUCCESS, result.tasks
     assert verdicts(result)[0] is Verdict.ROLLBACK
-    assert result.state_of(ids.stage_task(2, ids.SET_WEIGHTS)) == "skipped"
+    assert result.state_of(ids.stage_task(2, ids.SET_WEIGHTS)) == TaskInstanceState.SKIPPED
     assert outcome(result, ids.ROLLBACK) == (RunOutcome.ROLLED_BACK, "Champion")
     sm = local_stack.client("sagemaker")
     assert serving(sm, "canary-worse") == {"Champion": 1.0}
@@ -141,10 +143,10 @@ def test_failing_challenger_is_rolled_back_by_the_5xx_guardrail(
 ) -> None:
     result = rollout(
         "canary-5xx",
-        **{**fast_rollout, "cleanup": "keep_winner"},
+        **{**fast_rollout, "cleanup": CleanupPolicy.KEEP_WINNER.value},
         challenger_environment={"LOCAL_SAGEMAKER_ERROR_RATE": "0.2"},
     )
-    assert result.state == "success", result.tasks
+    assert result.state == DagRunState.SUCCESS, result.tasks
     first_gate = result.xcom(ids.gate_task(1))
     assert Verdict(first_gate["verdict"]) is Verdict.ROLLBACK
     failed = {check["name"] for check in first_gate["guardrails"] if check["status"] == FAIL}
@@ -156,9 +158,9 @@ def test_failing_challenger_is_rolled_back_by_the_5xx_guardrail(
 def test_bad_configuration_fails_fast_and_creates_nothing(local_stack, rollout: Rollout) -> None:
     """Cross-field rules the form cannot express fail the first task, before any AWS call."""
     result = rollout("canary-bad", stages=[[50, 50], [60, 40]], challenger_source="model.zip")
-    assert result.state == "failed"
-    assert result.state_of(ids.VALIDATE_PLAN) == "failed"
-    assert result.state_of(ids.STAGE_ARTIFACTS) == "upstream_failed"
+    assert result.state == DagRunState.FAILED
+    assert result.state_of(ids.VALIDATE_PLAN) == TaskInstanceState.FAILED
+    assert result.state_of(ids.STAGE_ARTIFACTS) == TaskInstanceState.UPSTREAM_FAILED
     assert_nothing_left(local_stack.client("sagemaker"), "canary-bad")
 
 
@@ -178,7 +180,7 @@ def test_mapped_burst_then_delete_all_leaves_nothing_behind(
     """The first burst spread over two mapped tasks; ``delete_all`` then removes everything
     the run created, staged artifacts included."""
     result = rollout("canary-mapped", **one_stage, traffic_shards=2)
-    assert result.state == "success", result.tasks
+    assert result.state == DagRunState.SUCCESS, result.tasks
     assert outcome(result, ids.PROMOTE) == (RunOutcome.PROMOTED, "Challenger")
     shards = result.xcom(ids.stage_task(1, ids.PLAN_BURST))
     assert [shard["index"] for shard in shards] == [0, 1]
@@ -195,12 +197,12 @@ def test_failure_mid_rollout_still_cleans_up_to_the_champion(
     leaves the champion serving alone and removes the rest."""
     result = rollout(
         "canary-broken",
-        **{**one_stage, "cleanup": "keep_winner"},
+        **{**one_stage, "cleanup": CleanupPolicy.KEEP_WINNER.value},
         traffic_label_column="no_such_column",
     )
-    assert result.state == "failed"
-    assert result.state_of(ids.gate_task(1)) == "failed"
-    assert result.state_of(ids.CONCLUDE) == "upstream_failed"
+    assert result.state == DagRunState.FAILED
+    assert result.state_of(ids.gate_task(1)) == TaskInstanceState.FAILED
+    assert result.state_of(ids.CONCLUDE) == TaskInstanceState.UPSTREAM_FAILED
     assert RunOutcome(result.xcom(ids.CLEANUP)["outcome"]) is RunOutcome.FAILED
     sm = local_stack.client("sagemaker")
     assert serving(sm, "canary-broken") == {"Champion": 1.0}
