@@ -42,9 +42,10 @@ def test_dag_policy(bag, dag_id: str) -> None:
 
 
 def _docstring(task) -> str | None:
-    """A TaskFlow task's docstring, or its operator class's."""
+    """A TaskFlow task's own function docstring, or its operator class's own (not inherited:
+    every operator base class has one, so falling back to it would always pass)."""
     python = getattr(task, "python_callable", None)
-    return (python.__doc__ if python else None) or type(task).__doc__
+    return python.__doc__ if python else vars(type(task)).get("__doc__")
 
 
 # -- sagemaker_canary_rollout ---------------------------------------------------------------------
