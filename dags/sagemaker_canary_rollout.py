@@ -6,8 +6,10 @@
 2. **Stages** (default 50/50, 25/75, 0/100): shift the weights, then hold the stage until its
    statistical gate says *promote* (next stage), *rollback* or *halt*. Synthetic traffic is
    replayed while the gate waits (optionally a first burst from mapped tasks); in production,
-   real traffic does this.
-3. **Conclude**: promote the challenger, or put the champion back at 100 %.
+   real traffic does this. With `approval`, a person then approves the step on the Required
+   Actions page (Reject, or no answer in time, rolls back).
+3. **Conclude**: promote the challenger, or put the champion back at 100 %. Every verdict,
+   approval request and the outcome go to `notify_topic_arn` (SNS) when one is set.
 4. **Teardown** (always runs): the report, then cleanup: the endpoint ends serving the winner
    alone (`keep_winner`) or everything this run created is removed (`delete_all`).
 
@@ -23,6 +25,7 @@ from airflow.sdk import TaskGroup, chain, dag
 
 from canary.plan import MAX_STAGES
 from canary_airflow import ids
+from canary_airflow.approval import StageApprovalOperator
 from canary_airflow.operators import (
     EnsureSageMakerEndpointConfigOperator,
     EnsureSageMakerEndpointOperator,
@@ -96,7 +99,8 @@ def sagemaker_canary_rollout() -> None:
             gate = CanaryGateSensor(
                 task_id=ids.GATE, plan=plan, stage=weights.output, stage_index=index
             )
-            chain(entered, weights, shards, burst, gate)
+            approve = StageApprovalOperator(task_id=ids.APPROVE, plan=plan, stage_index=index)
+            chain(entered, weights, shards, burst, gate, approve)
         previous >> stage
         previous = stage
 

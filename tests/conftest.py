@@ -17,6 +17,7 @@ CloudWatch statistics of them, and cleanup.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import tempfile
 import uuid
@@ -259,3 +260,49 @@ def seed_group(local_stack: EmbeddedStack, unique_name: str) -> Iterator[Any]:
         return SeededGroup(name, packages)
 
     yield seed
+
+
+@dataclass
+class SnsInbox:
+    """An SNS topic on the stack with an SQS queue subscribed: what a subscriber would receive."""
+
+    topic_arn: str
+    queue_url: str
+    sqs: Any
+
+    def messages(self, wait_seconds: int = 2) -> list[dict[str, Any]]:
+        """Every notification delivered so far, as (subject, event attribute, parsed JSON body)."""
+        received: list[dict[str, Any]] = []
+        while True:
+            batch = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
+            ).get("Messages", [])
+            if not batch:
+                return received
+            for item in batch:
+                envelope = json.loads(item["Body"])
+                received.append(
+                    {
+                        "subject": envelope.get("Subject"),
+                        "event": envelope["MessageAttributes"]["event"]["Value"],
+                        "body": json.loads(envelope["Message"]),
+                    }
+                )
+                self.sqs.delete_message(
+                    QueueUrl=self.queue_url, ReceiptHandle=item["ReceiptHandle"]
+                )
+
+
+@pytest.fixture
+def sns_inbox(local_stack: EmbeddedStack, unique_name: str) -> Iterator[SnsInbox]:
+    """A fresh topic and subscribed queue per test, deleted afterwards."""
+    sns, sqs = local_stack.client("sns"), local_stack.client("sqs")
+    topic_arn = sns.create_topic(Name=f"canary-news-{unique_name}")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=f"canary-news-{unique_name}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    yield SnsInbox(topic_arn, queue_url, sqs)
+    sns.delete_topic(TopicArn=topic_arn)
+    sqs.delete_queue(QueueUrl=queue_url)

@@ -32,6 +32,7 @@ BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 MODEL_PACKAGE_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 DEFAULT_REGION = "us-east-1"
 DEFAULT_BUCKET = "canary-rollouts"
 DEFAULT_FRAMEWORK_VERSION = "1.7-1"
@@ -109,6 +110,14 @@ class DeadlinePolicy(StrEnum):
 class CleanupPolicy(StrEnum):
     KEEP_WINNER = "keep_winner"
     DELETE_ALL = "delete_all"
+
+
+class ApprovalMode(StrEnum):
+    """Which promotions wait for a person (a Human-in-the-loop task, Approve or Reject)."""
+
+    NONE = "none"
+    BEFORE_FINAL_STAGE = "before_final_stage"  # before the traffic goes to the last stage
+    EVERY_STAGE = "every_stage"  # after every gate that promotes, before traffic moves on
 
 
 class _Frozen(BaseModel):
@@ -250,6 +259,7 @@ class GateSpec(_Frozen):
     )
 
 
+PEOPLE = "Approval and notifications"
 LOCAL_ROLE_ARN = "arn:aws:iam::123456789012:role/canary-local"
 
 
@@ -305,6 +315,29 @@ class RolloutPlan(_Frozen):
         section="Rollout",
     )
     data_capture: bool = setting(True, title="Data Capture", section="Rollout")
+    approval: ApprovalMode = setting(
+        ApprovalMode.NONE,
+        title="Human approval",
+        description="before_final_stage: a person approves before the last stage; every_stage: "
+        "after every gate that promotes. Reject rolls back and cleans up.",
+        section=PEOPLE,
+    )
+    approval_timeout_minutes: float = setting(
+        60.0,
+        title="Approval timeout (minutes)",
+        description="Unanswered by then: Reject.",
+        section=PEOPLE,
+        gt=0,
+        le=7 * 24 * 60,
+    )
+    notify_topic_arn: str = setting(
+        "",
+        title="SNS topic for notifications",
+        description="Every stage verdict, approval request and outcome is published here as "
+        "JSON. Empty: no notifications.",
+        section=PEOPLE,
+        pattern=f"^$|{SNS_TOPIC_ARN.pattern}",
+    )
     traffic: TrafficSpec = section("Traffic replay", TrafficSpec())
     gate: GateSpec = section("Gate", GateSpec())
 
@@ -340,6 +373,18 @@ class RolloutPlan(_Frozen):
     @property
     def variants(self) -> tuple[str, str]:
         return self.champion.variant_name, self.challenger.variant_name
+
+    def needs_approval(self, index: int) -> bool:
+        """Whether a person approves the promotion of stage ``index`` before traffic moves on.
+
+        ``before_final_stage`` asks before the last stage's weights (with one stage: before the
+        challenger takes all traffic); ``every_stage`` asks after every gate.
+        """
+        if self.approval is ApprovalMode.EVERY_STAGE:
+            return True
+        if self.approval is ApprovalMode.BEFORE_FINAL_STAGE:
+            return index == max(len(self.stages) - 2, 0)
+        return False
 
     def stage_weights(self, index: int) -> dict[str, float]:
         champion, challenger = self.stages[index]

@@ -25,6 +25,7 @@ SET_WEIGHTS = "set_weights"
 PLAN_BURST = "plan_burst"
 REPLAY_BURST = "replay_burst"
 GATE = "gate"
+APPROVE = "approve"  # a person approves the gate's promotion (plan field ``approval``)
 CONCLUDE = "conclude"
 PROMOTE = "promote"
 ROLLBACK = "rollback"
@@ -52,3 +53,8 @@ def stage_task(number: int, task: str) -> str:
 def gate_task(number: int) -> str:
     """The gate sensor of stage ``number``, whose XCom is that stage's decision record."""
     return stage_task(number, GATE)
+
+
+def approve_task(number: int) -> str:
+    """The approval of stage ``number``'s promotion, whose XCom is the person's answer."""
+    return stage_task(number, APPROVE)

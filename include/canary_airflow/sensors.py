@@ -18,7 +18,9 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from canary.experiment.gates.decision import Verdict
 from canary.models import registry as reg
+from canary.reporting import notification as news
 from canary_airflow.aws import DEFAULT_CONN_ID
+from canary_airflow.notify import publish
 from canary_airflow.tasks.canary_rollout import load_plan, stage_gate
 from canary_airflow.triggers import ModelPackageApprovalTrigger
 
@@ -64,6 +66,11 @@ class CanaryGateSensor(BaseSensorOperator):
             "stage %d gate: %s — %s", self.stage_index + 1, decision.verdict, decision.reason
         )
         done = decision.verdict is not Verdict.CONTINUE
+        if done:
+            rollout = load_plan(self.plan)
+            summary = news.decision_summary(decision.record)
+            subject = news.stage_subject(rollout.endpoint_name, summary)
+            publish(rollout, news.Event.STAGE_VERDICT, subject, context["run_id"], summary=summary)
         return PokeReturnValue(is_done=done, xcom_value=decision.record if done else None)
 
 

@@ -17,6 +17,7 @@ from canary.experiment.gates.decision import Verdict
 from canary.experiment.gates.guardrails import FAIL
 from canary.models import registry as reg
 from canary.plan import CleanupPolicy
+from canary.reporting.notification import Event
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.dev.local_airflow import RunResult
@@ -79,22 +80,47 @@ def assert_only_winner_left(sm: Any, endpoint: str, winner_role: str) -> None:
     assert left["configs"] == [live], left
 
 
+def news_of(inbox: Any, result: RunResult) -> list[tuple[Event, int, Verdict | RunOutcome]]:
+    """The run's notifications in order: (event, stage, verdict) and (outcome, last stage, how)."""
+    found = []
+    for received in inbox.messages():
+        body = received["body"]
+        assert body["run_id"] == result.run_id and Event(received["event"]) is Event(body["event"])
+        if Event(body["event"]) is Event.OUTCOME:
+            found.append(
+                (Event.OUTCOME, body["last_decision"]["stage"], RunOutcome(body["outcome"]))
+            )
+        else:
+            summary = body["summary"]
+            found.append((Event(body["event"]), summary["stage"], Verdict(summary["verdict"])))
+    return found
+
+
 def assert_nothing_left(sm: Any, endpoint: str) -> None:
     assert canary_resources(sm, endpoint) == {"models": [], "configs": [], "endpoints": []}
 
 
 def test_better_challenger_is_promoted_and_a_rerun_duplicates_nothing(
-    local_stack, rollout: Rollout, one_stage
+    local_stack, rollout: Rollout, one_stage, sns_inbox
 ) -> None:
-    """The demo's plan end to end (three stages, keep_winner), then a second run on the same
-    endpoint: it finds the endpoint and the challenger's model and creates neither again."""
+    """The demo's plan end to end (three stages, keep_winner), each verdict and the outcome
+    published to SNS, then a second run on the same endpoint: it finds the endpoint and the
+    challenger's model and creates neither again."""
     # the demo's plan; the bucket is the rerun's (a staged artifact's URL names its bucket), and
     # the p99 ceiling is loose: a busy box is slow, not the challenger
     shared = {"bucket": one_stage["bucket"], "gate_max_p99_latency_ms": FAST_P99_MS}
-    result = rollout("canary-better", **shared)
+    result = rollout("canary-better", **shared, notify_topic_arn=sns_inbox.topic_arn)
     assert result.state == DagRunState.SUCCESS, result.tasks
     assert verdicts(result) == [Verdict.PROMOTE] * 3
     assert outcome(result, ids.PROMOTE) == (RunOutcome.PROMOTED, "Challenger")
+    no_one_asked = [result.xcom(ids.approve_task(n))["needed"] for n in (1, 2, 3)]
+    assert no_one_asked == [False] * 3
+    assert news_of(sns_inbox, result) == [
+        (Event.STAGE_VERDICT, 1, Verdict.PROMOTE),
+        (Event.STAGE_VERDICT, 2, Verdict.PROMOTE),
+        (Event.STAGE_VERDICT, 3, Verdict.PROMOTE),
+        (Event.OUTCOME, 3, RunOutcome.PROMOTED),
+    ]
     assert result.xcom(ids.UPDATE_REGISTRY) == NO_PACKAGE  # demo sources are no packages
     sm = local_stack.client("sagemaker")
     assert serving(sm, "canary-better") == {"Challenger": 1.0}
@@ -110,7 +136,7 @@ def test_better_challenger_is_promoted_and_a_rerun_duplicates_nothing(
 
 
 def test_worse_package_is_rolled_back_and_rejected_with_the_gates_reason(
-    local_stack, rollout: Rollout, seed_group, fast_rollout
+    local_stack, rollout: Rollout, seed_group, fast_rollout, sns_inbox
 ) -> None:
     """A worse challenger registered as a model package: the first gate rolls it back, the
     champion serves alone, and the registry rejects the package with the gate's reason."""
@@ -121,9 +147,14 @@ def test_worse_package_is_rolled_back_and_rejected_with_the_gates_reason(
         **{**fast_rollout, "cleanup": CleanupPolicy.KEEP_WINNER.value},
         champion_source=group.packages["champion"],
         challenger_source=worse,
+        notify_topic_arn=sns_inbox.topic_arn,
     )
     assert result.state == DagRunState.SUCCESS, result.tasks
     assert verdicts(result)[0] is Verdict.ROLLBACK
+    assert news_of(sns_inbox, result) == [
+        (Event.STAGE_VERDICT, 1, Verdict.ROLLBACK),
+        (Event.OUTCOME, 1, RunOutcome.ROLLED_BACK),
+    ]
     assert result.state_of(ids.stage_task(2, ids.SET_WEIGHTS)) == TaskInstanceState.SKIPPED
     assert outcome(result, ids.ROLLBACK) == (RunOutcome.ROLLED_BACK, "Champion")
     sm = local_stack.client("sagemaker")

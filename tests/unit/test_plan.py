@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from canary.plan import MAX_STAGES, AllocationStrategy, CleanupPolicy, PlanError, parse_plan
+from canary.plan import (
+    MAX_STAGES,
+    AllocationStrategy,
+    ApprovalMode,
+    CleanupPolicy,
+    PlanError,
+    parse_plan,
+)
 
 ROLE = "arn:aws:iam::123456789012:role/canary"
 
@@ -45,6 +52,10 @@ def test_defaults_are_the_documented_rollout() -> None:
         ({"execution_role_arn": "admin"}, "execution_role_arn", "pattern"),
         ({"traffic_strategy": "thompson"}, "traffic", "target_variant"),
         ({"challenger_variant_name": "Champion"}, "plan", "different variant names"),
+        ({"approval": "maybe"}, "approval", "'none', 'before_final_stage' or 'every_stage'"),
+        ({"approval_timeout_minutes": -5}, "approval_timeout_minutes", "greater than 0"),
+        ({"notify_topic_arn": "arn:aws:sqs:us-east-1:1:q"}, "notify_topic_arn", "pattern"),
+        ({"notify_topic_arn": "my-topic"}, "notify_topic_arn", "pattern"),
     ],
 )
 def test_bad_field_is_named(overrides: dict[str, object], field: str, why: str) -> None:
@@ -79,3 +90,27 @@ def test_resource_names_are_stable_and_valid() -> None:
 def test_bandit_strategies_need_target_variant_routing() -> None:
     plan = parse_plan(plan_fields(traffic_mode="target_variant", traffic_strategy="thompson"))
     assert plan.traffic.strategy is AllocationStrategy.THOMPSON
+
+
+@pytest.mark.parametrize(
+    ("approval", "stages", "asked_after"),
+    [
+        (ApprovalMode.NONE, [[50, 50], [25, 75], [0, 100]], []),
+        (ApprovalMode.BEFORE_FINAL_STAGE, [[50, 50], [25, 75], [0, 100]], [1]),
+        (ApprovalMode.BEFORE_FINAL_STAGE, [[50, 50]], [0]),
+        (ApprovalMode.EVERY_STAGE, [[50, 50], [25, 75], [0, 100]], [0, 1, 2]),
+    ],
+)
+def test_which_promotions_wait_for_a_person(
+    approval: ApprovalMode, stages: list[list[int]], asked_after: list[int]
+) -> None:
+    """Before the final stage means after the gate before it; with one stage, before the
+    challenger takes all traffic."""
+    plan = parse_plan(plan_fields(approval=approval.value, stages=stages))
+    assert [i for i in range(len(stages)) if plan.needs_approval(i)] == asked_after
+
+
+def test_a_real_topic_arn_and_no_topic_are_both_accepted() -> None:
+    topic = "arn:aws:sns:eu-west-1:123456789012:rollouts.fifo"
+    assert parse_plan(plan_fields(notify_topic_arn=topic)).notify_topic_arn == topic
+    assert parse_plan(plan_fields()).notify_topic_arn == ""

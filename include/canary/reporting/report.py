@@ -51,6 +51,7 @@ _OUTCOME_COLORS: Final[dict[RunOutcome, str]] = {
     RunOutcome.FAILED: "#6d1b7b",
 }
 DATA_FILE: Final = "report.json"
+PAGE_FILE: Final = "report.html"
 CHART_FILES: Final[dict[str, str]] = {
     "invocations": "invocations.png",
     "weights": "weights.png",
@@ -490,6 +491,6 @@ def write_report(summary: RolloutSummary, out_dir: Path | str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     paths = _charts(summary, out)
     (out / DATA_FILE).write_text(json.dumps(report_data(summary), default=str), encoding="utf-8")
-    target = out / "report.html"
+    target = out / PAGE_FILE
     target.write_text(render_html(summary, paths), encoding="utf-8")
     return target

@@ -19,12 +19,15 @@ from airflow.sdk import get_current_context, task
 from canary.experiment.gates.decision import Verdict
 from canary.models import registry as reg
 from canary.plan import FLAT_FIELDS, RolloutPlan, parse_plan
+from canary.reporting import notification as news
 from canary.rollout import artifacts as artifact_ops
 from canary.rollout import cleanup as cleanup_ops
 from canary.rollout import endpoint, layout
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
+from canary_airflow.approval import rejection
 from canary_airflow.aws import DEFAULT_CONN_ID, AwsClients
+from canary_airflow.notify import publish
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +115,17 @@ def build_requests(plan: dict[str, Any], staged: dict[str, dict[str, Any]]) -> d
 
 @task.short_circuit(task_id=ids.ENTER_STAGE, ignore_downstream_trigger_rules=False)
 def enter_stage(plan: dict[str, Any], index: int) -> dict[str, float] | None:
-    """This stage's weights, or nothing (skip) when the plan is shorter or the last gate stopped."""
+    """This stage's weights, or nothing (skip) when the plan is shorter, the last gate stopped
+    or a person rejected the step."""
     rollout = load_plan(plan)
     if index >= len(rollout.stages):
         return None
     if index > 0:
-        previous = get_current_context()["ti"].xcom_pull(task_ids=ids.gate_task(index))
+        ti = get_current_context()["ti"]
+        previous = ti.xcom_pull(task_ids=ids.gate_task(index))
         if not previous or Verdict(previous["verdict"]) is not Verdict.PROMOTE:
+            return None
+        if rejection([ti.xcom_pull(task_ids=ids.approve_task(index))]):
             return None
     return rollout.stage_weights(index)
 
@@ -149,10 +156,13 @@ def replay_burst(
 
 @task.branch(task_id=ids.CONCLUDE, trigger_rule="none_failed")
 def conclude(plan: dict[str, Any]) -> str:
-    """Promote only when every stage of the plan passed its gate; otherwise roll back."""
-    verdicts = gate_verdicts(load_plan(plan))
-    log.info("gate verdicts: %s", verdicts)
-    if verdicts and all(verdict is Verdict.PROMOTE for verdict in verdicts):
+    """Promote only when every stage of the plan passed its gate and no person rejected a step;
+    otherwise roll back."""
+    rollout = load_plan(plan)
+    verdicts = gate_verdicts(rollout)
+    rejected = rejection(approval_answers(rollout))
+    log.info("gate verdicts: %s; %s", verdicts, rejected or "no step rejected")
+    if verdicts and all(verdict is Verdict.PROMOTE for verdict in verdicts) and not rejected:
         return ids.PROMOTE
     return ids.ROLLBACK
 
@@ -166,6 +176,13 @@ def gate_verdicts(rollout: RolloutPlan) -> list[Verdict | None]:
     return [Verdict(decision["verdict"]) if decision else None for decision in decisions]
 
 
+def approval_answers(rollout: RolloutPlan) -> list[dict[str, Any] | None]:
+    """Each planned stage's approval answer (None where the stage never got that far)."""
+    ti = get_current_context()["ti"]
+    stages = range(1, len(rollout.stages) + 1)
+    return [ti.xcom_pull(task_ids=ids.approve_task(number)) for number in stages]
+
+
 @task(task_id=ids.PROMOTE)
 def promote(plan: dict[str, Any]) -> dict[str, Any]:
     """The challenger takes all traffic."""
@@ -177,13 +194,18 @@ def promote(plan: dict[str, Any]) -> dict[str, Any]:
 
 @task(task_id=ids.ROLLBACK)
 def rollback(plan: dict[str, Any]) -> dict[str, Any]:
-    """The champion takes all traffic back; a halted experiment is told apart from a loss."""
+    """The champion takes all traffic back; a halted experiment is told apart from a loss, and a
+    person's Reject is recorded as the reason."""
     rollout = load_plan(plan)
     champion, challenger = rollout.variants
     _shift(rollout, {champion: 1.0, challenger: 0.0})
     halted = Verdict.HALT in gate_verdicts(rollout)
     outcome = RunOutcome.HALTED if halted else RunOutcome.ROLLED_BACK
-    return {"outcome": outcome.value, "winner": champion}
+    return {
+        "outcome": outcome.value,
+        "winner": champion,
+        "rejected": rejection(approval_answers(rollout)),
+    }
 
 
 def _shift(rollout: RolloutPlan, weights: dict[str, float]) -> None:
@@ -229,7 +251,10 @@ def cleanup(plan: dict[str, Any]) -> dict[str, Any]:
     rollout = load_plan(plan)
     aws = clients_for(rollout)
     outcome = outcome_of_run()
-    result = cleanup_ops.finish(aws.sagemaker, aws.s3, rollout, run_manifest(), outcome)
+    try:
+        result = cleanup_ops.finish(aws.sagemaker, aws.s3, rollout, run_manifest(), outcome)
+    finally:
+        notify_outcome(rollout, outcome)
     log.info("cleanup after %s: deleted %s; kept %s", outcome, result.deleted, result.kept)
     return {
         "outcome": result.outcome.value,
@@ -238,6 +263,24 @@ def cleanup(plan: dict[str, Any]) -> dict[str, Any]:
         "deleted": result.deleted,
         "kept": result.kept,
     }
+
+
+def notify_outcome(rollout: RolloutPlan, outcome: RunOutcome) -> None:
+    """Tell the plan's topic how the run ended, with the last decision and any rejection."""
+    from canary.reporting.report import PAGE_FILE
+
+    context = get_current_context()
+    last = last_decision(context["ti"], len(rollout.stages))
+    publish(
+        rollout,
+        news.Event.OUTCOME,
+        news.outcome_subject(rollout.endpoint_name, outcome),
+        context["run_id"],
+        outcome=outcome.value,
+        last_decision=news.decision_summary(last) if last else None,
+        rejected=rejection(approval_answers(rollout)),
+        report=f"s3://{rollout.bucket}/{layout.report_key(rollout, run_key(), PAGE_FILE)}",
+    )
 
 
 def run_manifest() -> cleanup_ops.RunManifest:
@@ -272,12 +315,14 @@ def update_registry(plan: dict[str, Any]) -> dict[str, Any]:
     if not rollout.challenger.is_model_package:
         return {"updated": False, "reason": "challenger is not a model package"}
     ti = get_current_context()["ti"]
-    decision = last_decision(ti, len(rollout.stages))
+    reason = rejection(approval_answers(rollout)) or last_decision(ti, len(rollout.stages)).get(
+        "reason"
+    )
     record = reg.record_outcome(
         clients_for(rollout).sagemaker,
         rollout.challenger.source,
         outcome_of_run(),
-        decision.get("reason") or "no gate decision was recorded",
+        reason or "no gate decision was recorded",
     )
     log.info("registry updated: %s", record)
     return record

@@ -12,15 +12,6 @@ import pytest
 from canary.models import registry as reg
 
 
-@pytest.fixture
-def aws_conn(local_stack, monkeypatch) -> None:
-    """The ``aws_default`` connection of the triggers points at the local stack."""
-    for key, value in local_stack.env().items():
-        monkeypatch.setenv(key, value)
-    extra = {"endpoint_url": local_stack.endpoint_url, "region_name": "us-east-1"}
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": extra}))
-
-
 def first_event(trigger: Any, timeout: float = 120.0) -> dict[str, Any]:
     async def take() -> dict[str, Any]:
         async for event in trigger.run():
