@@ -22,6 +22,7 @@ from canary.experiment.gates.engine import evaluate
 from canary.experiment.gates.evidence import CarriedEstimate
 from canary.plan import RolloutPlan
 from canary.stage.evidence import EvidenceSource, carried_champion
+from canary.stage.progress import announce
 from canary.stage.state import CHAMPION, LOOKS, StageState
 from canary.stage.traffic import StageTraffic
 from canary.stage.window import StageWindow
@@ -61,6 +62,7 @@ class StageGate:
             evidence = self.evidence.collect(frame, self.carried)
             decision, looks = evaluate(evidence, self.config, looks)
             self.state.record(decision, looks)
+            announce(decision)
             if decision.verdict is not Verdict.CONTINUE:
                 self.state.save(CHAMPION, asdict(evidence.champion.outcomes))
                 return decision

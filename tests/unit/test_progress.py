@@ -1,0 +1,91 @@
+"""Progress lines: one per gate look (from the engine's real records) and one per task."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from canary.experiment.gates import (
+    GateConfig,
+    Outcomes,
+    StageEvidence,
+    VariantEvidence,
+    Verdict,
+    evaluate,
+)
+from canary.experiment.gates.decision import Decision
+from canary.stage.progress import LOGGER, announce, look_line
+from canary_airflow.dev.local_airflow import task_line
+
+CONFIG = GateConfig(margin=0.05, planning_rate=0.85)
+START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def evidence(n: int, correct: int, minutes: float = 1.0) -> StageEvidence:
+    """Stage index 1 (the second stage) at 25/75, ``n`` labelled requests per variant."""
+    champion = VariantEvidence("Champion", n, outcomes=Outcomes(n, correct, correct))
+    challenger = VariantEvidence("Challenger", n, outcomes=Outcomes(n, correct, correct))
+    return StageEvidence(
+        1, (25, 75), champion, challenger, START, START + timedelta(minutes=minutes)
+    )
+
+
+def test_a_look_reads_as_one_line() -> None:
+    look = {"stage": 0, "look": 3, "n_champion": 1200, "n_challenger": 1187}
+    look |= {"z": 1.8412, "efficacy": 2.1, "futility": -0.4}
+    record = {"stage": 0, "weights": {"Champion": 50, "Challenger": 50}, "look": look}
+    record["design"] = {"planned_looks": 10}
+    assert look_line(Decision(Verdict.CONTINUE, "between bounds", record)) == (
+        "  stage 1 [50/50]  look 3/10  requests 1200/1187  "
+        "z=1.84 vs promote >= 2.10 / rollback <= -0.40  -> continue"
+    )
+
+
+def test_engine_records_have_what_the_line_needs() -> None:
+    decision, looks = evaluate(evidence(400, 340), CONFIG)
+    assert len(looks) == 1, "400 requests each must be enough for a first look"
+    line = look_line(decision)
+    assert line is not None
+    assert line.startswith(f"  stage 2 [25/75]  look 1/{CONFIG.looks}  requests 400/400  z=")
+    assert line.endswith(f"  -> {decision.verdict}")
+
+
+def test_a_poke_without_a_look_says_nothing() -> None:
+    decision, looks = evaluate(evidence(5, 4), CONFIG)
+    assert decision.verdict is Verdict.CONTINUE and looks == []
+    assert look_line(decision) is None
+
+
+def test_a_deadline_decision_without_a_look_still_shows() -> None:
+    decision, _ = evaluate(evidence(5, 4, minutes=CONFIG.max_stage_minutes + 1), CONFIG)
+    assert decision.verdict is Verdict.ROLLBACK
+    assert look_line(decision) == "  stage 2 [25/75]  no new look  -> rollback"
+
+
+def test_statistics_not_computed_yet_read_n_a() -> None:
+    look = {"stage": 0, "look": 1, "n_champion": 3, "n_challenger": 2}
+    look |= {"z": None, "efficacy": None, "futility": -1.0}
+    record = {"stage": 0, "weights": {"a": 0.5, "b": 0.5}, "look": look}
+    record["design"] = {"planned_looks": 5}
+    line = look_line(Decision(Verdict.CONTINUE, "no primary statistic", record))
+    assert line is not None and "[0.5/0.5]" in line
+    assert "z=n/a vs promote >= n/a / rollback <= -1.00" in line
+
+
+def test_announce_logs_on_the_progress_logger(caplog: pytest.LogCaptureFixture) -> None:
+    decision, _ = evaluate(evidence(400, 340), CONFIG)
+    with caplog.at_level(logging.INFO, logger=LOGGER.name):
+        announce(decision)
+        announce(evaluate(evidence(5, 4), CONFIG)[0])  # took no look: nothing to say
+    assert [r.getMessage() for r in caplog.records] == [look_line(decision)]
+
+
+def test_task_lines_align_and_say_when_a_task_never_ran() -> None:
+    ran = task_line("stage_1.set_weights", "success", 1.23)
+    never = task_line("promote", "skipped", None)
+    assert ran == "  + stage_1.set_weights            success     1.2 s"
+    assert never.split() == ["-", "promote", "skipped", "-"]
+    assert len(ran) == len(never)
+    assert task_line("deploy_endpoint", "failed", 0.4).startswith("  x deploy_endpoint ")
