@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from canary.replay.records import S3Location
 
 
+def run_key(run_id: str) -> str:
+    """An Airflow run id as a folder name in S3 and on disk (``manual__2026-…+00:00`` has ``:``
+    and ``+``): the key every record of the run is filed under."""
+    return "".join(char if char.isalnum() or char in "-_." else "-" for char in run_id)
+
+
 def run_prefix(plan: RolloutPlan, run_key: str) -> str:
     """Where this run's records live: one folder per endpoint and run."""
     return f"{plan.prefix}/{plan.endpoint_name}/{run_key}"

@@ -18,6 +18,7 @@ from canary.rollout.layout import stage_state_key
 
 LOOKS = "looks.json"
 CHAMPION = "champion.json"
+DECISION_STAMP = "%Y%m%dT%H%M%S%fZ"  # decisions/<stamp>-<verdict>.json, in the order written
 
 
 class StageState:
@@ -42,7 +43,7 @@ class StageState:
 
     def record(self, decision: Decision, looks: list[dict[str, Any]]) -> None:
         """Every evaluation leaves its decision record, then the looks it is based on."""
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = datetime.now(UTC).strftime(DECISION_STAMP)
         self._put(f"decisions/{stamp}-{decision.verdict.value}.json", decision.to_json().encode())
         self.save(LOOKS, looks)
 

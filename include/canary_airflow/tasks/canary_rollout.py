@@ -37,9 +37,8 @@ def load_plan(plan: dict[str, Any]) -> RolloutPlan:
 
 
 def run_key() -> str:
-    """A folder-safe id for this run's records in S3 and on disk."""
-    run_id = get_current_context()["run_id"]
-    return "".join(char if char.isalnum() or char in "-_." else "-" for char in run_id)
+    """This run's folder-safe key (:func:`canary.rollout.layout.run_key`)."""
+    return layout.run_key(get_current_context()["run_id"])
 
 
 def clients_for(plan: RolloutPlan) -> AwsClients:

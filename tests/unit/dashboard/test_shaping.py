@@ -1,0 +1,186 @@
+"""The JSON shapes: what a row and a run's detail say, from real decision records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import pytest
+
+from canary.experiment.gates import Verdict
+from canary.plan import RolloutPlan
+from canary.rollout import layout
+from canary.rollout.outcome import RunOutcome
+from canary.stage.state import DECISION_STAMP
+from canary_airflow import ids
+from canary_airflow.dashboard import records
+from canary_airflow.dashboard.shaping import (
+    Links,
+    RunRecords,
+    is_rollout,
+    plan_of,
+    rollout_detail,
+    rollout_summary,
+)
+
+LINKS = Links()
+ANSWERED = datetime(2026, 3, 1, 11, 0, tzinfo=UTC)
+
+
+def test_finished_run_summary_says_promoted_with_the_winner_at_full_traffic(
+    plan: RolloutPlan,
+    finished_run: RunRecords,
+) -> None:
+    champion, challenger = plan.variants
+    row = rollout_summary(finished_run, LINKS)
+    assert RunOutcome(row["outcome"]) is RunOutcome.PROMOTED
+    assert row["endpoint"] == plan.endpoint_name
+    assert row["champion"] == {"variant": champion, "source": plan.champion.source}
+    assert row["challenger"]["variant"] == challenger
+    assert row["current_stage"] == 2 and row["stage_count"] == 2
+    assert row["current_weights"] == {champion: 0.0, challenger: 1.0}
+    last = row["last_verdict"]
+    assert last["stage"] == 2 and Verdict(last["verdict"]) is Verdict.PROMOTE
+    assert last["reason"] == finished_run.xcoms[ids.gate_task(2)]["reason"]
+    assert row["pending_approval"] is None and row["running"] is False
+    assert (
+        row["report_link"]
+        == f"/canary/runs/{quote(finished_run.run_id, safe='')}/report/report.html"
+    )
+
+
+def test_running_run_shows_the_live_gate_and_the_stage_weights(
+    plan: RolloutPlan, running_run: RunRecords
+) -> None:
+    champion, challenger = plan.variants
+    row = rollout_summary(running_run, LINKS)
+    assert row["outcome"] is None and row["running"] is True
+    assert row["current_stage"] == 2
+    assert row["current_weights"] == {champion: 0.25, challenger: 0.75}
+    assert Verdict(row["last_verdict"]["verdict"]) is Verdict.CONTINUE
+    assert row["last_verdict"]["reason"] == running_run.stage_files[2].newest["reason"]
+    assert row["report_link"] is None
+
+
+def test_a_finished_run_that_never_concluded_failed(running_run: RunRecords) -> None:
+    failed = RunRecords(**{**running_run.__dict__, "state": "failed"})
+    assert RunOutcome(rollout_summary(failed, LINKS)["outcome"]) is RunOutcome.FAILED
+
+
+def test_a_run_without_a_valid_plan_still_has_a_row() -> None:
+    run = RunRecords(
+        dag_id=ids.ROLLOUT_DAG,
+        run_id="r",
+        state="failed",
+        xcoms={ids.VALIDATE_PLAN: {"stages": [[0, 100]]}},
+    )
+    assert plan_of(run) is None
+    row = rollout_summary(run, LINKS)
+    assert row["endpoint"] is None and row["current_weights"] is None
+    assert rollout_detail(run, LINKS)["stages"] == []
+
+
+def test_pending_approval_links_to_the_required_actions_page(
+    make_awaiting: Callable[..., RunRecords],
+) -> None:
+    run = make_awaiting()
+    pending = rollout_summary(run, LINKS)["pending_approval"]
+    task_id = ids.approve_task(1)
+    assert pending["task_id"] == task_id
+    assert pending["subject"] == run.approvals[task_id].subject
+    assert pending["link"] == (
+        f"/dags/{ids.ROLLOUT_DAG}/runs/{quote(run.run_id, safe='')}/tasks/{task_id}"
+        "/required_actions"
+    )
+
+
+@pytest.mark.parametrize(("responded", "state"), [(ANSWERED, "awaiting_input"), (None, "success")])
+def test_an_answered_or_finished_approval_is_not_pending(
+    make_awaiting: Callable[..., RunRecords], responded: datetime | None, state: str
+) -> None:
+    run = make_awaiting(responded_at=responded, state=state)
+    assert rollout_summary(run, LINKS)["pending_approval"] is None
+
+
+def test_links_keep_airflows_root_path(make_awaiting: Callable[..., RunRecords]) -> None:
+    row = rollout_summary(make_awaiting(), Links(root="/airflow/"))
+    assert row["link"] == "/airflow/canary/runs/manual__running"
+    assert row["pending_approval"]["link"].startswith("/airflow/dags/")
+
+
+def test_detail_has_each_planned_stage_with_its_record(
+    plan: RolloutPlan, finished_run: RunRecords
+) -> None:
+    champion, challenger = plan.variants
+    detail = rollout_detail(finished_run, LINKS)
+    assert [s["number"] for s in detail["stages"]] == [1, 2]
+    assert detail["stages"][1]["planned_weights"] == {champion: 0.25, challenger: 0.75}
+    assert detail["stages"][0]["decision"] == finished_run.xcoms[ids.gate_task(1)]
+    assert detail["report_variants"] == finished_run.report["variants"]
+
+
+def test_gate_looks_are_the_records_looks_per_stage(finished_run: RunRecords) -> None:
+    gate = rollout_detail(finished_run, LINKS)["gate"]
+    for stage in gate:
+        record = finished_run.xcoms[ids.gate_task(stage["stage"])]
+        assert [lk["z"] for lk in stage["looks"]] == [lk["z"] for lk in record["looks"]]
+        assert [lk["efficacy"] for lk in stage["looks"]] == [
+            lk["efficacy"] for lk in record["looks"]
+        ]
+        assert Verdict(stage["looks"][-1]["verdict"]) is Verdict.PROMOTE
+
+
+def test_a_looking_gate_shows_its_looks_from_s3(running_run: RunRecords) -> None:
+    gate = {s["stage"]: s["looks"] for s in rollout_detail(running_run, LINKS)["gate"]}
+    assert len(gate[2]) == len(running_run.stage_files[2].looks) > 0
+
+
+def test_weights_timeline_is_ordered_and_ends_at_the_conclusion(
+    plan: RolloutPlan, finished_run: RunRecords
+) -> None:
+    champion, challenger = plan.variants
+    timeline = rollout_detail(finished_run, LINKS)["weights_timeline"]
+    times = [datetime.fromisoformat(p["at"]) for p in timeline]
+    assert times == sorted(times)
+    assert timeline[0]["source"] == ids.SET_WEIGHTS
+    assert timeline[0]["weights"] == {champion: 0.5, challenger: 0.5}
+    assert timeline[-1]["source"] == ids.CONCLUDE
+    assert timeline[-1]["weights"] == {champion: 0.0, challenger: 1.0}
+
+
+def test_variant_metrics_per_look_carry_error_rate_and_p99(
+    plan: RolloutPlan, finished_run: RunRecords
+) -> None:
+    champion = plan.champion.variant_name
+    rows = rollout_detail(finished_run, LINKS)["variant_metrics"]
+    looked = finished_run.report["decisions"]
+    assert len(rows) == 2 * len(looked)  # one row per variant per look
+    first = next(r for r in rows if r["variant"] == champion)
+    source = looked[0]["variants"][champion]
+    assert first["error_rate"] == pytest.approx(source["errors_5xx"] / source["requests"])
+    assert first["latency_p99_ms"] == source["latency_p99_ms"]
+    assert first["stage"] == 1 and first["look"] == 1
+
+
+def test_run_key_is_the_report_folder_of_a_run() -> None:
+    run_id = "manual__2026-12-03T10:00:54.073356+00:00"
+    assert layout.run_key(run_id) == "manual__2026-12-03T10-00-54.073356-00-00"
+
+
+def test_only_the_rollout_dag_is_a_rollout() -> None:
+    assert is_rollout(ids.ROLLOUT_DAG) and is_rollout(None)
+    assert not is_rollout(ids.NIGHTLY_DAG)
+
+
+def test_look_records_are_the_first_files_written_at_or_after_each_look() -> None:
+    at = datetime(2026, 3, 1, 10, 0, 0, tzinfo=UTC)
+    stamp = lambda moment: moment.strftime(DECISION_STAMP)  # noqa: E731
+    keys = [
+        f"p/decisions/{stamp(at - timedelta(seconds=1))}-continue.json",
+        f"p/decisions/{stamp(at + timedelta(milliseconds=3))}-continue.json",
+        f"p/decisions/{stamp(at + timedelta(seconds=9))}-promote.json",
+        "p/decisions/not-a-record.json",
+    ]
+    looks = [{"at": at.isoformat()}, {"at": (at + timedelta(seconds=8)).isoformat()}]
+    assert records.look_record_keys(keys, looks) == [keys[1], keys[2]]
