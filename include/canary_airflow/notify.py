@@ -21,10 +21,10 @@ from botocore.config import Config
 from canary.plan import RolloutPlan
 from canary.reporting.notification import Event, message
 from canary_airflow.aws import DEFAULT_CONN_ID
+from canary_airflow.dashboard.shaping import Links
 from canary_airflow.ids import ROLLOUT_DAG
 
 log = logging.getLogger(__name__)
-DASHBOARD = "/canary/runs/{run_id}"  # the dashboard plugin's page of one run
 # Short timeouts and few retries: an unreachable SNS must not hold a stage for minutes.
 PUBLISH_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})
 
@@ -36,11 +36,10 @@ def base_url() -> str:
 
 def links(run_id: str) -> dict[str, str]:
     """Where a person follows this run: its page in the Airflow UI and on the dashboard."""
-    base = base_url()
-    quoted = quote(run_id, safe="")
+    at = Links(root=base_url())
     return {
-        "airflow": f"{base}/dags/{ROLLOUT_DAG}/runs/{quoted}",
-        "dashboard": base + DASHBOARD.format(run_id=quoted),
+        "airflow": at.airflow(f"dags/{ROLLOUT_DAG}/runs/{quote(run_id, safe='')}"),
+        "dashboard": at.run_page(run_id),
     }
 
 
