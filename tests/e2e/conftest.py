@@ -8,14 +8,16 @@ any test module imports Airflow, so every run of the session shares one migrated
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import pytest
 
 from canary.plan import CleanupPolicy
-from canary_airflow.dev.local_airflow import RunResult, airflow_env, ensure_database
+from canary_airflow.dev.local_airflow import PROJECT, RunResult, airflow_env, ensure_database
 from local_sagemaker.stack import EmbeddedStack
 
 BUCKET = "canary-e2e-tests"
@@ -77,3 +79,62 @@ def dag_runs(airflow_local: dict[str, str]) -> Callable[[str], list[dict[str, An
             ]
 
     return runs
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by .ci/run; playwright downloads nothing
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+SCREENSHOTS = PROJECT / "reports" / "screenshots"  # kept after the run for people to look at
+
+
+class Browser:
+    """A real headless Chromium with a fresh profile, driven by playwright: log in as a person
+    would, open pages, keep screenshots."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+
+    def login(self, base_url: str, username: str, password: str) -> Any:
+        """Through Airflow's own login page; returns the page, now on the UI's home."""
+        page = self.context.new_page()
+        page.goto(f"{base_url}/")
+        page.wait_for_url("**/auth/login**")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{base_url}/")
+        return page
+
+    @staticmethod
+    def screenshot(page: Any, name: str) -> Path:
+        """Save what the page shows under ``reports/screenshots/<name>.png``."""
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One Chromium per session (its profile, and so its login cookie, is shared)."""
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            tempfile.mkdtemp(prefix="canary-chromium-"),
+            executable_path=CHROMIUM,
+            args=list(CHROMIUM_FLAGS),
+            headless=True,
+            viewport={"width": 1400, "height": 900},
+        )
+        context.set_default_timeout(60_000)
+        yield Browser(context)
+        context.close()

@@ -1,6 +1,8 @@
 """Airflow's own scheduler, triggerer, dag-processor and API server (``airflow standalone``) on
 loopback, wired to the local stack: rollouts are started through the REST API (v2) and by a
-registry approval (the AssetWatcher in the triggerer), and judged through the REST API."""
+registry approval (the AssetWatcher in the triggerer), approved by a person in a real Chromium
+(the Required Actions page) and over the REST API, followed on the dashboard plugin, and judged
+through the REST API."""
 
 from __future__ import annotations
 
@@ -14,31 +16,66 @@ from typing import Any
 import pytest
 from airflow.utils.state import DagRunState, TaskInstanceState
 
+from canary.experiment.gates.decision import Verdict
 from canary.models import registry as reg
+from canary.plan import ApprovalMode
+from canary.reporting.notification import Event
 from canary.rollout.outcome import RunOutcome
 from canary_airflow.dev.local_airflow import airflow_env
-from canary_airflow.dev.standalone import StandaloneAirflow
-from canary_airflow.ids import PROMOTE, REGISTRY_DAG, ROLLBACK, ROLLOUT_DAG, UPDATE_REGISTRY
+from canary_airflow.dev.standalone import ADMIN, StandaloneAirflow
+from canary_airflow.ids import (
+    PROMOTE,
+    REGISTRY_DAG,
+    ROLLBACK,
+    ROLLOUT_DAG,
+    UPDATE_REGISTRY,
+    approve_task,
+    gate_task,
+)
 from local_sagemaker.stack import free_port
 
 RUN_DEADLINE = 1800.0  # seconds; a bound, not a performance claim
+#: Registry rollouts ask a person at every stage, and nobody answers: Reject by default.
+REGISTRY_ROLLOUT = {"approval": ApprovalMode.EVERY_STAGE.value, "approval_timeout_minutes": 0.5}
 
 
 class Api:
-    """A small REST v2 client with the simple auth manager's JWT."""
+    """A small REST v2 client with the simple auth manager's JWT (and the admin's password, for
+    the browser's login page)."""
 
-    def __init__(self, base: str, token: str) -> None:
-        self.base, self.token = base, token
+    def __init__(self, base: str, token: str, password: str) -> None:
+        self.base, self.token, self.password = base, token, password
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self.fetch(method, f"/api/v2/{path}", body)
+
+    def fetch(
+        self, method: str, path: str, body: dict[str, Any] | None = None, token: bool = True
+    ) -> Any:
+        """Any route of the API server (a plugin's too), as JSON; ``token=False``: anonymous."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(
-            f"{self.base}/api/v2/{path}",
+            f"{self.base}{path}",
             data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            headers=headers,
             method=method,
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read() or b"null")
+
+    def wait_for_task(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
+        """Until the task instance is in ``state`` (or the run ended: then the test fails)."""
+        end = time.monotonic() + RUN_DEADLINE
+        while time.monotonic() < end:
+            states = self.task_states(dag_id, run_id)
+            if states.get(task_id) == state:
+                return
+            run = self.call("GET", f"dags/{dag_id}/dagRuns/{run_id}")
+            assert run["state"] not in {DagRunState.SUCCESS, DagRunState.FAILED}, states
+            time.sleep(2)
+        raise AssertionError(f"{task_id} of {run_id} never reached {state}")
 
     def wait_for_dag(self, dag_id: str, deadline: float = 600.0) -> None:
         """Until the dag-processor has parsed the DAG; then unpause it."""
@@ -97,37 +134,63 @@ def airflow_api(
             "CANARY_REPORTS_DIR": str(reports),
             "CANARY_MODEL_PACKAGE_GROUP": scheduler_group,
             "CANARY_REGISTRY_POLL_SECONDS": "2",
-            "CANARY_REGISTRY_ROLLOUT_CONF": json.dumps(dict(one_stage)),
+            "CANARY_REGISTRY_ROLLOUT_CONF": json.dumps(REGISTRY_ROLLOUT | dict(one_stage)),
             "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
             "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "900",
         }
     )
     airflow = StandaloneAirflow(env, free_port(), log_path=home / "standalone.log")
     with airflow:
-        yield Api(airflow.url, airflow.token())
+        yield Api(airflow.url, airflow.token(), airflow.admin_password())
 
 
-def test_rollout_triggered_through_the_rest_api_promotes_and_crowns(
-    airflow_api: Api, local_stack, seed_group, unique_name, one_stage
+def test_people_approve_each_stage_and_follow_it_on_the_dashboard(
+    airflow_api: Api, browser, local_stack, seed_group, unique_name, one_stage, sns_inbox
 ) -> None:
+    """Triggered over REST; a person logs in through the real login page, sees the pending
+    approval on the dashboard, approves stage 1 on the Required Actions page; stage 2 is
+    approved over the REST API; the run promotes and crowns the package, every step is
+    published to SNS, and the dashboard shows the finished rollout with its charts."""
     group = seed_group(champion="champion", challenger="challenger")
     conf = {
         **one_stage,
-        "endpoint_name": f"rest-{unique_name}",
+        "stages": [[50, 50], [25, 75]],
+        "approval": ApprovalMode.EVERY_STAGE.value,
+        "notify_topic_arn": sns_inbox.topic_arn,
+        "endpoint_name": f"ui-{unique_name}",
         "champion_source": group.packages["champion"],
         "challenger_source": group.packages["challenger"],
     }
     airflow_api.wait_for_dag(ROLLOUT_DAG)
-    run_id = f"rest-{unique_name}"
+    run_id = f"ui-{unique_name}"
     created = airflow_api.call(
         "POST",
         f"dags/{ROLLOUT_DAG}/dagRuns",
         {"dag_run_id": run_id, "logical_date": None, "conf": conf},
     )
     assert created["state"] in {DagRunState.QUEUED, DagRunState.RUNNING}
+    page = browser.login(airflow_api.base, ADMIN, airflow_api.password)
+
+    # stage 1: the dashboard lists the pending approval; its link opens the Required Actions page
+    airflow_api.wait_for_task(
+        ROLLOUT_DAG, run_id, approve_task(1), TaskInstanceState.AWAITING_INPUT
+    )
+    [listed] = [r for r in rollouts(airflow_api) if r["run_id"] == run_id]
+    assert listed["pending_approval"]["task_id"] == approve_task(1)
+    page.goto(f"{airflow_api.base}/canary/")
+    page.locator(f"[data-run-id='{run_id}'] a[href*='required_actions']").click()
+    page.get_by_role("button", name="Approve", exact=True).wait_for()
+    browser.screenshot(page, "required-action")
+    page.get_by_role("button", name="Approve", exact=True).click()
+
+    # stage 2: answered over the REST API
+    airflow_api.wait_for_task(
+        ROLLOUT_DAG, run_id, approve_task(2), TaskInstanceState.AWAITING_INPUT
+    )
+    hitl = f"dags/{ROLLOUT_DAG}/dagRuns/{run_id}/taskInstances/{approve_task(2)}/-1/hitlDetails"
+    airflow_api.call("PATCH", hitl, {"chosen_options": ["Approve"]})
 
     run = airflow_api.wait_for_run(ROLLOUT_DAG, run_id)
-
     states = airflow_api.task_states(ROLLOUT_DAG, run_id)
     assert run["state"] == DagRunState.SUCCESS, states
     assert (
@@ -136,17 +199,56 @@ def test_rollout_triggered_through_the_rest_api_promotes_and_crowns(
     )
     promoted = airflow_api.xcom(ROLLOUT_DAG, run_id, PROMOTE)
     assert RunOutcome(promoted["outcome"]) is RunOutcome.PROMOTED
+    answers = [airflow_api.xcom(ROLLOUT_DAG, run_id, approve_task(n)) for n in (1, 2)]
+    assert [(a["needed"], a["approved"], a["by"]) for a in answers] == [(True, True, ADMIN)] * 2
     record = airflow_api.xcom(ROLLOUT_DAG, run_id, UPDATE_REGISTRY)
     assert record["demoted"] == [group.packages["champion"]]
     sm = local_stack.client("sagemaker")
     assert reg.find_champion(sm, group.name) == group.packages["challenger"]
+    events = [(Event(m["event"]), m["body"]["run_id"]) for m in sns_inbox.messages()]
+    assert [event for event, _ in events] == [
+        Event.STAGE_VERDICT,
+        Event.APPROVAL_REQUESTED,
+        Event.STAGE_VERDICT,
+        Event.APPROVAL_REQUESTED,
+        Event.OUTCOME,
+    ]
+    assert {run for _, run in events} == {run_id}
+
+    # the dashboard: the finished rollout's row, then its page with the three charts
+    [finished] = [r for r in rollouts(airflow_api) if r["run_id"] == run_id]
+    assert RunOutcome(finished["outcome"]) is RunOutcome.PROMOTED
+    assert finished["pending_approval"] is None
+    assert Verdict(finished["last_verdict"]["verdict"]) is Verdict.PROMOTE
+    page.goto(f"{airflow_api.base}/canary/")
+    page.locator(f"[data-run-id='{run_id}']").wait_for()
+    browser.screenshot(page, "dashboard")
+    page.locator(f"[data-run-id='{run_id}'] a[href*='/canary/runs/']").first.click()
+    for chart in ("weights", "gate", "variants"):
+        page.locator(f"[data-chart='{chart}']").first.wait_for()
+    browser.screenshot(page, "dashboard-run")
+    detail = airflow_api.fetch("GET", f"/canary/api/rollouts/{run_id}")
+    assert [Verdict(s["decision"]["verdict"]) for s in detail["stages"]] == [Verdict.PROMOTE] * 2
+
+
+def rollouts(api: Api) -> list[dict[str, Any]]:
+    return api.fetch("GET", "/canary/api/rollouts")
+
+
+@pytest.mark.parametrize("path", ["/canary/api/rollouts", "/canary/", "/canary/runs/any"])
+def test_the_dashboard_refuses_anonymous_calls(airflow_api: Api, path: str) -> None:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        airflow_api.fetch("GET", path, token=False)
+    assert refused.value.code in {401, 403}
 
 
 def test_registry_approval_starts_the_rollout_through_the_watcher(
     airflow_api: Api, local_stack, seed_group, scheduler_group: str
 ) -> None:
     """Approve a version: the triggerer's registry watcher, the asset-scheduled
-    model_registry_rollout run, its claim and trigger, and the rollout itself, all for real."""
+    model_registry_rollout run, its claim and trigger, and the rollout itself, all for real.
+    Its plan asks a person to approve the promotion and nobody answers: the scheduler's timeout
+    answers Reject, the rollout rolls back, and the registry says why."""
     airflow_api.wait_for_dag(REGISTRY_DAG)
     airflow_api.wait_for_dag(ROLLOUT_DAG)
     group = seed_group(champion="champion", name=scheduler_group)
@@ -164,10 +266,15 @@ def test_registry_approval_starts_the_rollout_through_the_watcher(
     registry_runs = airflow_api.call("GET", f"dags/{REGISTRY_DAG}/dagRuns")["dag_runs"]
     assert [r["run_type"] for r in registry_runs] == ["asset_triggered"]
     assert run["conf"]["stages"] == [[50, 50]]  # CANARY_REGISTRY_ROLLOUT_CONF reached it
-    outcome = airflow_api.xcom(ROLLOUT_DAG, run_id, UPDATE_REGISTRY)
+    gate = airflow_api.xcom(ROLLOUT_DAG, run_id, gate_task(1))
+    assert Verdict(gate["verdict"]) is Verdict.PROMOTE  # the better challenger passed its gate
+    unanswered = airflow_api.xcom(ROLLOUT_DAG, run_id, approve_task(1))
+    assert (unanswered["needed"], unanswered["approved"], unanswered["by"]) == (True, False, None)
+    rolled_back = airflow_api.xcom(ROLLOUT_DAG, run_id, ROLLBACK)
+    assert RunOutcome(rolled_back["outcome"]) is RunOutcome.ROLLED_BACK
+    assert "nobody answered" in rolled_back["rejected"]
     package = sm.describe_model_package(ModelPackageName=approved)
     assert package["CustomerMetadataProperties"][reg.ROLLOUT_KEY] == run_id
-    if RunOutcome(outcome["outcome"]) is RunOutcome.PROMOTED:
-        assert reg.find_champion(sm, scheduler_group) == approved
-    else:  # the gate may keep the champion; then the registry says why
-        assert package["ApprovalDescription"] == outcome["reason"]
+    assert package["ModelApprovalStatus"] == reg.REJECTED
+    assert package["ApprovalDescription"] == rolled_back["rejected"]
+    assert reg.find_champion(sm, scheduler_group) == group.packages["champion"]
