@@ -195,13 +195,23 @@ def test_bad_configuration_fails_fast_and_creates_nothing(local_stack, rollout: 
     assert_nothing_left(local_stack.client("sagemaker"), "canary-bad")
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"gate_alpha": 0.9},
+        {"approval": "maybe"},
+        {"approval_timeout_minutes": -1},
+        {"notify_topic_arn": "arn:aws:sqs:us-east-1:123456789012:not-a-topic"},
+    ],
+)
 def test_form_rejects_out_of_range_values_before_a_run_exists(
-    local_stack, rollout: Rollout
+    local_stack, rollout: Rollout, bad: dict[str, Any]
 ) -> None:
     from airflow.sdk.exceptions import ParamValidationError
 
-    with pytest.raises(ParamValidationError, match="gate_alpha"):
-        rollout("canary-refused", gate_alpha=0.9)
+    [field] = bad
+    with pytest.raises(ParamValidationError, match=field):
+        rollout("canary-refused", **bad)
     assert canary_resources(local_stack.client("sagemaker"), "canary-refused")["models"] == []
 
 
