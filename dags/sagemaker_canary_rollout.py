@@ -1,7 +1,9 @@
 """
 ### Canary rollout of a SageMaker model: champion → challenger, one gated stage at a time
 
-1. **Setup**: validate the plan (before any AWS call), stage both artifacts in S3, create both
+1. **Setup**: validate the plan (before any AWS call), take the endpoint's lease (one rollout
+   per endpoint; another run holding it fails this one before it touches anything), stage both
+   artifacts in S3, create both
    models, one endpoint config with two production variants and Data Capture, deploy the endpoint.
 2. **Stages** (default 50/50, 25/75, 0/100): shift the weights, then hold the stage until its
    statistical gate says *promote* (next stage), *rollback* or *halt*. Synthetic traffic is
@@ -39,6 +41,7 @@ from canary_airflow.tasks import canary_rollout as tasks
 ENDPOINT_NAME = f"{{{{ ti.xcom_pull(task_ids='{ids.VALIDATE_PLAN}')['endpoint_name'] }}}}"
 # Deferrable waits are retried: Airflow 3.3 can fail a deferred task whose trigger fires before
 # the scheduler has seen it defer (apache/airflow#72716). Both tasks are idempotent.
+MAX_ACTIVE_ROLLOUTS = 16
 DEFERRED_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=5)}
 
 
@@ -49,7 +52,8 @@ DEFERRED_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=5)}
     catchup=False,
     params=rollout_params(),
     render_template_as_native_obj=True,
-    max_active_runs=1,
+    # Rollouts of different endpoints run at once; lock_endpoint keeps one per endpoint.
+    max_active_runs=MAX_ACTIVE_ROLLOUTS,
     # No blanket retries: a failed step must reach rollback and cleanup quickly, and the steps
     # that wait on AWS (deploy, set_weights) retry on their own.
     default_args={"owner": ids.OWNER, "retries": 0},
@@ -59,6 +63,7 @@ DEFERRED_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=5)}
 def sagemaker_canary_rollout() -> None:
     # -- setup --------------------------------------------------------------------------------
     plan = tasks.validate_plan()
+    lock = tasks.lock_endpoint(plan)
     artifacts = tasks.stage_artifacts(plan)
     requests = tasks.build_requests(plan, artifacts)
     champion_model = EnsureSageMakerModelOperator(
@@ -77,7 +82,9 @@ def sagemaker_canary_rollout() -> None:
         check_interval=1,
         **DEFERRED_RETRIES,
     )
-    chain(plan, artifacts, requests, [champion_model, challenger_model], endpoint_config, deploy)
+    chain(
+        plan, lock, artifacts, requests, [champion_model, challenger_model], endpoint_config, deploy
+    )
 
     # -- stages: each shifts the weights, then holds until its gate decides ------------------
     previous = deploy
@@ -110,7 +117,7 @@ def sagemaker_canary_rollout() -> None:
     chain(previous, outcome, finished)
 
     # -- teardown: always runs, whatever happened above -----------------------------------------
-    setups = [artifacts, champion_model, challenger_model, endpoint_config, deploy]
+    setups = [lock, artifacts, champion_model, challenger_model, endpoint_config, deploy]
     report = tasks.report(plan).as_teardown(setups=setups)
     cleanup = tasks.cleanup(plan).as_teardown(setups=setups)
     # registry bookkeeping (a no-op unless the challenger is a model package): champion or Rejected

@@ -28,6 +28,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+DYNAMODB_TABLE = re.compile(r"^[a-zA-Z0-9_.-]{3,255}$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 MODEL_PACKAGE_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+")
@@ -291,6 +292,14 @@ class RolloutPlan(_Frozen):
         pattern=BUCKET_NAME.pattern,
     )
     prefix: str = setting("canary", title="S3 prefix", section="Endpoint")
+    lock_table: str = setting(
+        "canary-endpoint-locks",
+        title="DynamoDB lock table",
+        description="One rollout at a time per endpoint: its lease lives here (created if "
+        "missing). Rollouts of different endpoints run at the same time.",
+        section="Endpoint",
+        pattern=DYNAMODB_TABLE.pattern,
+    )
     champion: ModelSpec = section(
         "Champion model",
         ModelSpec(role="champion", variant_name="Champion", source="demo:champion"),

@@ -51,5 +51,9 @@ class AwsClients:
         return self._client("sagemaker-runtime")
 
     @cached_property
+    def dynamodb(self) -> Any:
+        return self._client("dynamodb")
+
+    @cached_property
     def cloudwatch(self) -> Any:
         return self._client("cloudwatch")

@@ -14,6 +14,7 @@ REGISTRY_DAG = "model_registry_rollout"
 
 # -- sagemaker_canary_rollout -------------------------------------------------------------------
 VALIDATE_PLAN = "validate_plan"
+LOCK_ENDPOINT = "lock_endpoint"
 STAGE_ARTIFACTS = "stage_artifacts"
 BUILD_REQUESTS = "build_requests"
 CREATE_MODEL = {"champion": "create_champion_model", "challenger": "create_challenger_model"}

@@ -16,8 +16,9 @@ from airflow.utils.state import DagRunState, TaskInstanceState
 from canary.experiment.gates.decision import Verdict
 from canary.experiment.gates.guardrails import FAIL
 from canary.models import registry as reg
-from canary.plan import CleanupPolicy
+from canary.plan import CleanupPolicy, parse_plan
 from canary.reporting.notification import Event
+from canary.rollout.lock import EndpointLock
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.dev.local_airflow import RunResult
@@ -248,3 +249,20 @@ def test_failure_mid_rollout_still_cleans_up_to_the_champion(
     sm = local_stack.client("sagemaker")
     assert serving(sm, "canary-broken") == {"Champion": 1.0}
     assert_only_winner_left(sm, "canary-broken", "champion")
+
+
+def test_a_crashed_holders_lease_is_taken_over_and_released_at_the_end(
+    local_stack, rollout: Rollout, one_stage
+) -> None:
+    """A lease left by a run that no longer runs (Airflow has no such active run) does not lock
+    the endpoint forever: the next rollout takes it over, and gives it up in its teardown."""
+    plan = parse_plan({**one_stage, "endpoint_name": "canary-relock"})
+    lock = EndpointLock(local_stack.client("dynamodb"), plan)
+    lock.ensure_table()
+    lock.claim("crashed-run", holder_alive=lambda holder: True)
+
+    result = rollout("canary-relock", **one_stage)
+
+    assert result.state == DagRunState.SUCCESS, result.tasks
+    assert result.xcom(ids.LOCK_ENDPOINT)["holder"] == result.run_id
+    assert lock.current() is None

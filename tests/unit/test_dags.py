@@ -34,7 +34,8 @@ def test_dag_policy(bag, dag_id: str) -> None:
     assert "canary" in dag.tags and "sagemaker" in dag.tags
     assert dag.doc_md and dag.doc_md.lstrip().startswith("###"), "doc_md renders as a heading"
     assert dag.catchup is False
-    assert dag.max_active_runs == 1
+    # rollouts of different endpoints run at once (lock_endpoint keeps one per endpoint)
+    assert dag.max_active_runs == (16 if dag_id == ids.ROLLOUT_DAG else 1)
     for task in dag.tasks:
         assert task.owner == ids.OWNER, task.task_id
         assert isinstance(task.retries, int) and 0 <= task.retries <= MAX_RETRIES, task.task_id
@@ -83,6 +84,7 @@ def test_stages_are_held_by_rescheduling_gates(rollout) -> None:
 
 def test_report_and_cleanup_are_teardowns_of_every_setup(rollout) -> None:
     setups = {
+        ids.LOCK_ENDPOINT,
         ids.STAGE_ARTIFACTS,
         *ids.CREATE_MODEL.values(),
         ids.CREATE_ENDPOINT_CONFIG,
@@ -95,6 +97,13 @@ def test_report_and_cleanup_are_teardowns_of_every_setup(rollout) -> None:
     report = rollout.get_task(ids.REPORT)
     assert report.downstream_task_ids == {ids.CLEANUP}
     assert {ids.PROMOTE, ids.ROLLBACK} <= report.get_flat_relative_ids(upstream=True)
+
+
+def test_the_endpoint_is_locked_before_anything_touches_it(rollout) -> None:
+    lock = rollout.get_task(ids.LOCK_ENDPOINT)
+    assert lock.upstream_task_ids == {ids.VALIDATE_PLAN}
+    assert lock.downstream_task_ids == {ids.STAGE_ARTIFACTS, ids.REPORT, ids.CLEANUP}
+    assert lock.is_setup
 
 
 def test_update_registry_sits_between_the_outcome_and_the_report(rollout) -> None:

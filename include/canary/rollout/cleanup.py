@@ -82,9 +82,11 @@ def _serve_winner_alone(
 def _remove_or_restore_endpoint(
     sm: Any, plan: RolloutPlan, manifest: RunManifest, report: CleanupReport
 ) -> None:
-    if manifest.endpoint_created or manifest.previous_config is None:
+    if manifest.endpoint_created:
         if endpoint.delete_quietly(sm, "endpoint", plan.endpoint_name):
             report.deleted.append(f"endpoint {plan.endpoint_name}")
+        return
+    if manifest.previous_config is None:  # deploy never changed it: not ours to touch
         return
     _switch_config(sm, plan.endpoint_name, manifest.previous_config)
     report.serving_config = manifest.previous_config

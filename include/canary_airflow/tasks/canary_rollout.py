@@ -23,6 +23,7 @@ from canary.reporting import notification as news
 from canary.rollout import artifacts as artifact_ops
 from canary.rollout import cleanup as cleanup_ops
 from canary.rollout import endpoint, layout
+from canary.rollout.lock import EndpointLock
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.approval import rejection
@@ -58,6 +59,31 @@ def validate_plan() -> dict[str, Any]:
     plan = parse_plan({**params, **conf})
     log.info("rollout plan: %s", plan.model_dump_json(indent=2))
     return plan.model_dump(mode="json")
+
+
+@task(task_id=ids.LOCK_ENDPOINT)
+def lock_endpoint(plan: dict[str, Any]) -> dict[str, Any]:
+    """Take the endpoint's lease before anything touches it; another run holding it fails this
+    run here, naming the holder (see :mod:`canary.rollout.lock`)."""
+    rollout = load_plan(plan)
+    lock = endpoint_lock(rollout)
+    lock.ensure_table()
+    lease = lock.claim(get_current_context()["run_id"], holder_alive=rollout_running)
+    log.info("%s is this run's until %s at the latest", rollout.endpoint_name, lease.expires_at)
+    return {"holder": lease.holder, "expires_at": lease.expires_at}
+
+
+def endpoint_lock(rollout: RolloutPlan) -> EndpointLock:
+    return EndpointLock(clients_for(rollout).dynamodb, rollout)
+
+
+def rollout_running(run_id: str) -> bool:
+    """Whether a lease holder's run is still queued or running (asked of Airflow)."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+    from airflow.utils.state import DagRunState
+
+    active = [DagRunState.QUEUED.value, DagRunState.RUNNING.value]
+    return RuntimeTaskInstance.get_dr_count(ids.ROLLOUT_DAG, run_ids=[run_id], states=active) > 0
 
 
 @task(task_id=ids.STAGE_ARTIFACTS)
@@ -253,6 +279,7 @@ def cleanup(plan: dict[str, Any]) -> dict[str, Any]:
     try:
         result = cleanup_ops.finish(aws.sagemaker, aws.s3, rollout, run_manifest(), outcome)
     finally:
+        endpoint_lock(rollout).release(get_current_context()["run_id"])
         notify_outcome(rollout, outcome)
     log.info("cleanup after %s: deleted %s; kept %s", outcome, result.deleted, result.kept)
     return {

@@ -1,0 +1,140 @@
+"""One rollout at a time per endpoint: a lease in DynamoDB, taken with a conditional write.
+
+Why DynamoDB and not Airflow's own run records: a task cannot list other runs' confs (the task
+SDK has no database access), two runs that start in the same second would both see the other and
+need a tie-break, and rollouts can start from different Airflow deployments against one AWS
+account. A conditional ``PutItem`` is atomic on AWS: of two claims racing for one endpoint,
+exactly one succeeds, whatever the timing.
+
+A holder that crashed never releases; its lease is taken over when it has expired (it outlives
+any run of the plan: every stage's deadline and approval timeout, plus setup) or when the
+holder's run is no longer running (``holder_alive``, asked of Airflow). The takeover is itself
+conditional on the stale lease being unchanged, so two runs taking over race-free too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from canary.plan import RolloutPlan
+
+KEY = "endpoint_key"  # "<region>/<endpoint name>": endpoint names are unique per region
+SETUP_MINUTES = 60.0  # staging, models and deploy, before the first stage's deadline starts
+
+
+class EndpointBusy(RuntimeError):
+    """Another run holds the endpoint; the message names it."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    holder: str
+    claimed_at: float
+    expires_at: float
+
+    @classmethod
+    def of(cls, item: dict[str, Any]) -> Lease:
+        return cls(
+            item["holder"]["S"], float(item["claimed_at"]["N"]), float(item["expires_at"]["N"])
+        )
+
+
+def lease_seconds(plan: RolloutPlan) -> float:
+    """Longer than any run of this plan can hold the endpoint."""
+    per_stage = plan.gate.max_stage_minutes + plan.approval_timeout_minutes
+    return 60.0 * (SETUP_MINUTES + per_stage * len(plan.stages))
+
+
+class EndpointLock:
+    """The lease of one endpoint in the plan's lock table (created on first use)."""
+
+    def __init__(self, dynamodb: Any, plan: RolloutPlan) -> None:
+        self.db, self.table = dynamodb, plan.lock_table
+        self.key = {KEY: {"S": f"{plan.region}/{plan.endpoint_name}"}}
+        self.seconds = lease_seconds(plan)
+
+    def ensure_table(self) -> None:
+        """Create the table (on demand billing) unless it exists; wait until it is active."""
+        try:
+            self.db.create_table(
+                TableName=self.table,
+                KeySchema=[{"AttributeName": KEY, "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": KEY, "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except ClientError as error:
+            if _code(error) != "ResourceInUseException":
+                raise
+        self.db.get_waiter("table_exists").wait(
+            TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
+
+    def claim(self, holder: str, holder_alive: Callable[[str], bool]) -> Lease:
+        """Take the endpoint for ``holder`` (again, on a retry), or raise :class:`EndpointBusy`."""
+        now = time.time()
+        fresh = "attribute_not_exists(#key) OR holder = :me"
+        if self._put(holder, now, fresh, {":me": {"S": holder}}):
+            return Lease(holder, now, now + self.seconds)
+        current = self.current()
+        if current is None:  # released between our write and our read: try once more
+            return self.claim(holder, holder_alive)
+        if current.expires_at > now and holder_alive(current.holder):
+            raise EndpointBusy(
+                f"endpoint {self.key[KEY]['S']} is held by run {current.holder!r} "
+                f"(since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(current.claimed_at))})"
+                "; this run touched nothing"
+            )
+        stale = {":old": {"S": current.holder}, ":at": {"N": repr(current.claimed_at)}}
+        if self._put(holder, now, "holder = :old AND claimed_at = :at", stale):
+            return Lease(holder, now, now + self.seconds)
+        return self.claim(holder, holder_alive)  # another run took it over first: look again
+
+    def release(self, holder: str) -> bool:
+        """Give the endpoint up if ``holder`` still has it; False when it had not."""
+        try:
+            self.db.delete_item(
+                TableName=self.table,
+                Key=self.key,
+                ConditionExpression="holder = :me",
+                ExpressionAttributeValues={":me": {"S": holder}},
+            )
+        except ClientError as error:
+            if _code(error) in {"ConditionalCheckFailedException", "ResourceNotFoundException"}:
+                return False
+            raise
+        return True
+
+    def current(self) -> Lease | None:
+        item = self.db.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get("Item")
+        return Lease.of(item) if item else None
+
+    def _put(self, holder: str, now: float, condition: str, values: dict[str, Any]) -> bool:
+        item = {
+            **self.key,
+            "holder": {"S": holder},
+            "claimed_at": {"N": repr(now)},
+            "expires_at": {"N": repr(now + self.seconds)},
+        }
+        names = {"ExpressionAttributeNames": {"#key": KEY}} if "#key" in condition else {}
+        try:
+            self.db.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                **names,
+            )
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,70 @@
+"""The endpoint lease on the local stack's DynamoDB: one holder however the claims race, a retry
+keeps it, a crashed or expired holder is taken over, only the holder releases."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from canary.plan import parse_plan
+from canary.rollout.lock import EndpointBusy, EndpointLock
+
+
+@pytest.fixture
+def lock(local_stack, unique_name) -> EndpointLock:
+    plan = parse_plan({"endpoint_name": f"lock-{unique_name}", "lock_table": "canary-locks-it"})
+    made = EndpointLock(local_stack.client("dynamodb"), plan)
+    made.ensure_table()
+    return made
+
+
+def alive(holder: str) -> bool:
+    return True
+
+
+def test_claims_in_the_same_instant_have_exactly_one_winner(lock: EndpointLock) -> None:
+    start = threading.Barrier(8)
+    won, refused = [], []
+
+    def claim(holder: str) -> None:
+        start.wait()
+        try:
+            won.append(lock.claim(holder, alive).holder)
+        except EndpointBusy as busy:
+            refused.append(str(busy))
+
+    threads = [threading.Thread(target=claim, args=(f"run-{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1 and len(refused) == 7
+    assert all(f"held by run {won[0]!r}" in message for message in refused)
+    assert lock.current().holder == won[0]
+
+
+def test_a_retry_keeps_the_lease_and_only_the_holder_releases(lock: EndpointLock) -> None:
+    first = lock.claim("run-a", alive)
+    assert lock.claim("run-a", alive).holder == "run-a"
+    assert lock.release("run-b") is False
+    assert lock.current().holder == "run-a" and first.expires_at > time.time()
+    assert lock.release("run-a") is True
+    assert lock.current() is None
+    assert lock.claim("run-b", alive).holder == "run-b"
+
+
+def test_a_holder_whose_run_ended_is_taken_over(lock: EndpointLock) -> None:
+    lock.claim("crashed-run", alive)
+    taken = lock.claim("next-run", holder_alive=lambda holder: holder != "crashed-run")
+    assert taken.holder == "next-run" and lock.current().holder == "next-run"
+
+
+def test_an_expired_lease_is_taken_over_even_if_the_holder_looks_alive(
+    lock: EndpointLock,
+) -> None:
+    lock.seconds = -1.0  # a lease that ran out at once
+    lock.claim("stuck-run", alive)
+    lock.seconds = 3600.0
+    assert lock.claim("next-run", alive).holder == "next-run"
