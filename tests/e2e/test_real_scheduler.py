@@ -24,10 +24,13 @@ from canary.rollout.outcome import RunOutcome
 from canary_airflow.dev.local_airflow import airflow_env
 from canary_airflow.dev.standalone import ADMIN, StandaloneAirflow
 from canary_airflow.ids import (
+    CLEANUP,
+    LOCK_ENDPOINT,
     PROMOTE,
     REGISTRY_DAG,
     ROLLBACK,
     ROLLOUT_DAG,
+    STAGE_ARTIFACTS,
     UPDATE_REGISTRY,
     approve_task,
     gate_task,
@@ -107,6 +110,14 @@ class Api:
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         listed = self.call("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")
         return {ti["task_id"]: ti["state"] for ti in listed["task_instances"]}
+
+    def task(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+        return self.call("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        content = self.call("GET", path)["content"]
+        return json.dumps(content) if not isinstance(content, str) else content
 
     def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
         path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
@@ -278,3 +289,39 @@ def test_registry_approval_starts_the_rollout_through_the_watcher(
     assert package["ModelApprovalStatus"] == reg.REJECTED
     assert package["ApprovalDescription"] == rolled_back["rejected"]
     assert reg.find_champion(sm, scheduler_group) == group.packages["champion"]
+
+
+def test_rollouts_run_at_once_but_one_endpoint_has_one(
+    airflow_api: Api, local_stack, unique_name, one_stage
+) -> None:
+    """Three rollouts triggered in the same second: two on one endpoint, one on another. The
+    other endpoint's and exactly one of the pair run side by side; the second of the pair fails
+    at lock_endpoint, naming the holder, before it touches anything."""
+    airflow_api.wait_for_dag(ROLLOUT_DAG)
+    shared, other = f"lock-{unique_name}", f"free-{unique_name}"
+    runs = {f"{shared}-a": shared, f"{shared}-b": shared, f"{other}-c": other}
+    for run_id, endpoint_name in runs.items():
+        conf = {**one_stage, "endpoint_name": endpoint_name}
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+        airflow_api.call("POST", f"dags/{ROLLOUT_DAG}/dagRuns", body)
+
+    ended = {run_id: airflow_api.wait_for_run(ROLLOUT_DAG, run_id)["state"] for run_id in runs}
+
+    pair = [run_id for run_id in runs if runs[run_id] == shared]
+    [winner] = [run_id for run_id in pair if ended[run_id] == DagRunState.SUCCESS]
+    [loser] = [run_id for run_id in pair if run_id != winner]
+    assert ended[loser] == DagRunState.FAILED and ended[f"{other}-c"] == DagRunState.SUCCESS
+    refused = airflow_api.task_states(ROLLOUT_DAG, loser)
+    assert refused[LOCK_ENDPOINT] == TaskInstanceState.FAILED
+    assert refused[STAGE_ARTIFACTS] == TaskInstanceState.UPSTREAM_FAILED
+    assert refused[CLEANUP] != TaskInstanceState.SUCCESS  # nothing of its own to clean up
+    log = airflow_api.task_log(ROLLOUT_DAG, loser, LOCK_ENDPOINT)
+    assert f"held by run {winner!r}" in log
+
+    gates = [
+        airflow_api.task(ROLLOUT_DAG, run_id, gate_task(1)) for run_id in (winner, f"{other}-c")
+    ]
+    first, second = sorted(gates, key=lambda ti: ti["start_date"])
+    assert second["start_date"] < first["end_date"], "the two endpoints' gates overlapped"
+    sm = local_stack.client("sagemaker")
+    assert sm.list_endpoints(NameContains=shared)["Endpoints"] == []  # delete_all of the winner
