@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LOCAL_AWS_PORT ?= 4566
 AIRFLOW_PORT ?= 8080
+DB ?= sqlite
 
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
@@ -46,7 +47,7 @@ local-stack: install
 	$(PY) -m local_sagemaker --host 127.0.0.1 --port $(LOCAL_AWS_PORT)
 
 airflow: install
-	$(PY) -m canary_airflow.dev.standalone --port $(AIRFLOW_PORT) --aws-port $(LOCAL_AWS_PORT)
+	$(PY) -m canary_airflow.dev.standalone --port $(AIRFLOW_PORT) --aws-port $(LOCAL_AWS_PORT) --db $(DB)
 
 lint:
 	$(PY) -m ruff check .

@@ -7,10 +7,13 @@ through the REST API."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +24,8 @@ from canary.models import registry as reg
 from canary.plan import ApprovalMode
 from canary.reporting.notification import Event
 from canary.rollout.outcome import RunOutcome
-from canary_airflow.dev.local_airflow import airflow_env
+from canary_airflow.dev.local_airflow import SQL_ALCHEMY_CONN, airflow_env
+from canary_airflow.dev.postgres import LocalPostgres
 from canary_airflow.dev.standalone import ADMIN, StandaloneAirflow
 from canary_airflow.ids import (
     CLEANUP,
@@ -38,6 +42,7 @@ from canary_airflow.ids import (
 from local_sagemaker.stack import free_port
 
 RUN_DEADLINE = 1800.0  # seconds; a bound, not a performance claim
+PARALLELISM = 8  # LocalExecutor slots: three rollouts at once, each with mapped replay tasks
 #: Registry rollouts ask a person at every stage, and nobody answers: Reject by default.
 REGISTRY_ROLLOUT = {"approval": ApprovalMode.EVERY_STAGE.value, "approval_timeout_minutes": 0.5}
 
@@ -133,8 +138,22 @@ def scheduler_group(local_stack) -> str:
 
 
 @pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """Airflow's metadata database: Debian's PostgreSQL in a throwaway cluster on loopback."""
+    cluster = Path(tempfile.mkdtemp(prefix="canary-pg-"))
+    cluster.chmod(0o755)  # the server runs as the postgres user, which must reach its data
+    with LocalPostgres(cluster / "data", free_port()) as server:
+        yield server
+    shutil.rmtree(cluster, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def airflow_api(
-    local_stack, tmp_path_factory: pytest.TempPathFactory, scheduler_group: str, one_stage
+    local_stack,
+    tmp_path_factory: pytest.TempPathFactory,
+    scheduler_group: str,
+    one_stage,
+    postgres: LocalPostgres,
 ) -> Iterator[Api]:
     home = tmp_path_factory.mktemp("standalone_home")
     reports = tmp_path_factory.mktemp("standalone_reports")
@@ -147,6 +166,9 @@ def airflow_api(
             "CANARY_REGISTRY_POLL_SECONDS": "2",
             "CANARY_REGISTRY_ROLLOUT_CONF": json.dumps(REGISTRY_ROLLOUT | dict(one_stage)),
             "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
+            SQL_ALCHEMY_CONN: postgres.url,
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
             "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "900",
         }
     )
@@ -325,3 +347,18 @@ def test_rollouts_run_at_once_but_one_endpoint_has_one(
     assert second["start_date"] < first["end_date"], "the two endpoints' gates overlapped"
     sm = local_stack.client("sagemaker")
     assert sm.list_endpoints(NameContains=shared)["Endpoints"] == []  # delete_all of the winner
+
+
+def test_the_scheduler_keeps_its_records_in_postgresql(
+    airflow_api: Api, postgres: LocalPostgres
+) -> None:
+    """The runs above are rows of our PostgreSQL server, not of a SQLite file."""
+    import sqlalchemy
+
+    airflow_api.wait_for_dag(ROLLOUT_DAG)
+    engine = sqlalchemy.create_engine(postgres.url)
+    with engine.connect() as db:
+        dags = db.execute(sqlalchemy.text("SELECT dag_id FROM dag")).scalars().all()
+        version = db.execute(sqlalchemy.text("SELECT version()")).scalar()
+    engine.dispose()
+    assert ROLLOUT_DAG in dags and version.startswith("PostgreSQL")

@@ -8,6 +8,7 @@ and, for a person watching, progress lines on the terminal while Airflow's own l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import pluggy
 from canary.stage.progress import LOGGER as GATE_PROGRESS
 
 PROJECT = Path(__file__).resolve().parents[3]
+SQL_ALCHEMY_CONN = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
 
 #: Airflow's listener marker (``airflow.listeners.hookimpl``), made here because importing Airflow
 #: reads its environment, and this module is imported before that is set (tests/e2e/conftest.py).
@@ -60,8 +62,14 @@ def airflow_env(endpoint_url: str, stack_env: dict[str, str]) -> dict[str, str]:
 
 
 def ensure_database(env: dict[str, str]) -> None:
-    """Create or upgrade the metadata database once; a no-op when it is current."""
-    marker = Path(env["AIRFLOW_HOME"]) / ".migrated"
+    """Create or upgrade the metadata database once; a no-op when it is current.
+
+    One marker per database (SQLite under the home, or the ``sql_alchemy_conn`` in ``env``),
+    so switching a home between SQLite and PostgreSQL migrates the one not yet migrated.
+    """
+    database = env.get(SQL_ALCHEMY_CONN, "sqlite")
+    digest = hashlib.sha256(database.encode()).hexdigest()[:8]
+    marker = Path(env["AIRFLOW_HOME"]) / f".migrated-{digest}"
     if marker.is_file():
         return
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """``make airflow``: Airflow (scheduler, triggerer, dag-processor, API server) on this machine,
 wired to the embedded local stack, so rollouts can be started from the trigger form.
 
-    python -m canary_airflow.dev.standalone --port 8080 --aws-port 4566
+    python -m canary_airflow.dev.standalone --port 8080 --aws-port 4566 [--db postgres]
 
 Starts the local stack, then the four components ``airflow standalone`` would run (api-server,
 scheduler, dag-processor, triggerer) as one process group, prints the UI's URL and where the
@@ -25,15 +25,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from canary_airflow.dev.local_airflow import PROJECT, airflow_env, ensure_database
-from local_sagemaker.stack import EmbeddedStack
+from canary_airflow.dev.local_airflow import (
+    PROJECT,
+    SQL_ALCHEMY_CONN,
+    airflow_env,
+    ensure_database,
+)
+from local_sagemaker.stack import EmbeddedStack, free_port
 
 HOST = "127.0.0.1"
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 ADMIN = "admin"
+DATABASES = ("sqlite", "postgres")
 
 
 def standalone_env(base: dict[str, str], port: int) -> dict[str, str]:
@@ -192,11 +199,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8080, help="Airflow UI / API port")
     parser.add_argument("--aws-port", type=int, default=4566, help="local AWS stack port")
+    parser.add_argument(
+        "--db",
+        choices=DATABASES,
+        default=DATABASES[0],
+        help="metadata database: SQLite under AIRFLOW_HOME, or a PostgreSQL server of our own "
+        "(Debian's, data in AIRFLOW_HOME/postgres, loopback only)",
+    )
     return parser.parse_args(argv)
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def metadata_database(kind: str) -> Iterator[dict[str, str]]:
+    """The environment that points Airflow at its metadata database, for as long as it runs."""
+    if kind == "sqlite":
+        yield {}
+        return
+    from canary_airflow.dev.postgres import LocalPostgres  # it imports this module
+
+    home = Path(os.environ.get("AIRFLOW_HOME", PROJECT / ".airflow"))
+    with LocalPostgres(home / "postgres", free_port()) as postgres:
+        print(f"PostgreSQL: {postgres.url}", flush=True)
+        yield {SQL_ALCHEMY_CONN: postgres.url}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,8 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     reports = Path(os.environ.get("CANARY_REPORTS_DIR", PROJECT / "reports"))
     reports.mkdir(parents=True, exist_ok=True)
-    with EmbeddedStack(port=args.aws_port, log_path=reports / "local-stack.log") as stack:
-        env = airflow_env(stack.endpoint_url, stack.env())
+    with (
+        EmbeddedStack(port=args.aws_port, log_path=reports / "local-stack.log") as stack,
+        metadata_database(args.db) as database,
+    ):
+        env = airflow_env(stack.endpoint_url, stack.env()) | database
         print(f"local AWS stack: {stack.endpoint_url}", flush=True)
         airflow = StandaloneAirflow(env, args.port, log_path=reports / "airflow.log")
         try:
