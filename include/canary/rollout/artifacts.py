@@ -59,6 +59,23 @@ def stage_artifact(s3: Any, sm: Any, plan: RolloutPlan, spec: ModelSpec) -> Stag
     return _upload(s3, plan, spec)
 
 
+def stage_all(s3: Any, sm: Any, plan: RolloutPlan, specs: list[ModelSpec]) -> list[StagedArtifact]:
+    """Stage every side, or none: when one side fails (a missing challenger artifact), what this
+    call uploaded for the others is deleted before the error goes on, so a failed run leaves no
+    staged copy behind (its cleanup never learns of uploads from a task that failed)."""
+    staged: list[StagedArtifact] = []
+    try:
+        for spec in specs:
+            staged.append(stage_artifact(s3, sm, plan, spec))
+    except Exception:
+        for artifact in staged:
+            if artifact.uploaded:
+                bucket, key = split_s3_uri(artifact.model_data_url)
+                s3.delete_object(Bucket=bucket, Key=key)
+        raise
+    return staged
+
+
 def resolve_model_package(sm: Any, arn: str) -> tuple[str, str]:
     """The serving image and artifact of a registered model package version."""
     try:

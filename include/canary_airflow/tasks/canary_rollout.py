@@ -92,15 +92,21 @@ def stage_artifacts(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
     rollout = load_plan(plan)
     aws = clients_for(rollout)
     artifact_ops.ensure_bucket(aws.s3, rollout.bucket, rollout.region)
+    specs = [
+        spec.model_copy(update={"source": str(demo_artifact(spec.demo_model))})
+        if spec.demo_model
+        else spec
+        for spec in (rollout.champion, rollout.challenger)
+    ]
     staged = {}
-    for spec in (rollout.champion, rollout.challenger):
-        if spec.demo_model:
-            spec = spec.model_copy(update={"source": str(demo_artifact(spec.demo_model))})
-        result = artifact_ops.stage_artifact(aws.s3, aws.sagemaker, rollout, spec)
+    for result in artifact_ops.stage_all(aws.s3, aws.sagemaker, rollout, specs):
         log.info(
-            "%s artifact: %s (uploaded now: %s)", spec.role, result.model_data_url, result.uploaded
+            "%s artifact: %s (uploaded now: %s)",
+            result.role,
+            result.model_data_url,
+            result.uploaded,
         )
-        staged[spec.role] = {
+        staged[result.role] = {
             "model_data_url": result.model_data_url,
             "image": result.image,
             "uploaded": result.uploaded,
