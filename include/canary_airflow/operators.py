@@ -73,11 +73,17 @@ class EnsureSageMakerEndpointOperator(SageMakerEndpointOperator):
             self.config = {key: value for key, value in self.config.items() if key != "Tags"}
             context["ti"].xcom_push(key="previous_config", value=existing["EndpointConfigName"])
         super().execute(context)
-        return {"EndpointName": name}
+        return self._verified()
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         super().execute_complete(context, event)
-        return {"EndpointName": self.config["EndpointName"]}
+        return self._verified()
+
+    def _verified(self) -> dict[str, Any]:
+        """InService is not enough: a rolled-back update is InService on the old config."""
+        name = self.config["EndpointName"]
+        endpoint.verify_serving(self.hook.conn, name, config_name=self.config["EndpointConfigName"])
+        return {"EndpointName": name}
 
 
 class SageMakerUpdateEndpointWeightsOperator(AwsBaseOperator[SageMakerHook]):
@@ -140,7 +146,10 @@ class SageMakerUpdateEndpointWeightsOperator(AwsBaseOperator[SageMakerHook]):
         return self._result()
 
     def _result(self) -> dict[str, Any]:
-        weights = endpoint.current_weights(self.hook.conn, self.endpoint_name)
+        """The weights the endpoint serves, checked against those asked for: a stage never
+        starts on weights between two stages."""
+        live = endpoint.verify_serving(self.hook.conn, self.endpoint_name, weights=self.weights)
+        weights = endpoint.serving_weights(live)
         return {"endpoint": self.endpoint_name, "weights": weights, "started_at": time.time()}
 
 

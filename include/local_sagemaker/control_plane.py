@@ -11,6 +11,9 @@ Each patch exists because moto 5.2.5 differs from SageMaker in a way our rollout
 3. ``UpdateEndpoint`` (switch an endpoint to a new endpoint config) did not exist.
 4. ``DescribeEndpoint`` returned the raw ``DataCaptureConfig`` instead of SageMaker's summary
    (``EnableCapture``, ``CaptureStatus``, ``CurrentSamplingPercentage``, ``DestinationS3Uri``).
+5. An update can fail on AWS (a container that does not start): SageMaker rolls the endpoint
+   back to its previous config and reports it InService with a ``FailureReason``, or ends in
+   ``UpdateRollbackFailed``. A model's ``LOCAL_SAGEMAKER_UPDATE_FAILS`` asks for either.
 
 Patches are applied once per process, before the server starts.
 """
@@ -23,6 +26,8 @@ from typing import Any
 from moto.sagemaker import models as sm_models
 from moto.sagemaker import responses as sm_responses
 from moto.sagemaker.exceptions import AWSValidationException, ValidationError
+
+from local_sagemaker.faults import ROLLS_BACK, update_failure
 
 _applied = False
 
@@ -78,6 +83,8 @@ def _endpoint_response_object(self: Any) -> dict[str, Any]:
     """DescribeEndpoint with SageMaker's DataCaptureConfig summary."""
     response = _original_response_object(self)
     response.pop("ConfigVariants", None)
+    if getattr(self, "failure_reason", None):
+        response["FailureReason"] = self.failure_reason
     summary = _data_capture_summary(self.data_capture_config)
     if summary is None:
         response.pop("DataCaptureConfig", None)
@@ -151,6 +158,16 @@ def update_endpoint(
             endpoint_config_name, self.account_id, self.region_name
         )
         raise ValidationError(message=f"Could not find endpoint configuration '{arn}'.")
+    failure = _update_failure(self, config)
+    if failure is not None:
+        endpoint.failure_reason = (
+            f"Failed to update endpoint to {endpoint_config_name}: the container of a new "
+            "production variant did not pass its ping health check."
+        )
+        endpoint.endpoint_status = "InService" if failure == ROLLS_BACK else "UpdateRollbackFailed"
+        endpoint.last_modified_time = sm_models.utcnow()
+        return endpoint.arn
+    endpoint.failure_reason = None
     old = {v["VariantName"]: v for v in endpoint.production_variants}
     variants = endpoint._process_production_variants(config.production_variants)
     if retain_all_variant_properties:
@@ -163,6 +180,17 @@ def update_endpoint(
     endpoint.last_modified_time = sm_models.utcnow()
     endpoint.endpoint_status = "InService"
     return endpoint.arn
+
+
+def _update_failure(backend: Any, config: Any) -> str | None:
+    """The fault the new config's models ask for (the first one that asks)."""
+    for variant in config.production_variants:
+        model = backend._models.get(variant.get("ModelName"))
+        env = (model.primary_container or {}).get("Environment") if model else None
+        failure = update_failure(env)
+        if failure is not None:
+            return failure
+    return None
 
 
 def _update_endpoint_response(self: Any) -> Any:

@@ -5,6 +5,10 @@ So that the rollback path can be exercised for real, a model can ask the runtime
 * ``LOCAL_SAGEMAKER_LATENCY_MS``: milliseconds added to every model call (shows in ModelLatency).
 * ``LOCAL_SAGEMAKER_ERROR_RATE``: share of requests in [0, 1] that fail with a 500
   InternalFailure (counted in Invocation5XXErrors), drawn independently per request.
+* ``LOCAL_SAGEMAKER_UPDATE_FAILS``: an UpdateEndpoint that brings this model fails the way
+  SageMaker's do: ``1`` rolls back by itself (the endpoint is InService again, on the previous
+  config, with a FailureReason; the provider's waiter calls that success), ``rollback_failed``
+  ends in UpdateRollbackFailed.
 
 Real SageMaker ignores these names, so the same model definition is harmless on AWS.
 """
@@ -18,6 +22,8 @@ from dataclasses import dataclass
 
 LATENCY_ENV = "LOCAL_SAGEMAKER_LATENCY_MS"
 ERROR_RATE_ENV = "LOCAL_SAGEMAKER_ERROR_RATE"
+UPDATE_FAILS_ENV = "LOCAL_SAGEMAKER_UPDATE_FAILS"
+ROLLS_BACK, ROLLBACK_FAILS = "1", "rollback_failed"
 
 
 class FaultConfigError(ValueError):
@@ -65,3 +71,15 @@ def faults_from_environment(env: dict[str, str] | None) -> Faults:
     latency_ms = _number(env, LATENCY_ENV, 0.0, 60_000.0)
     error_rate = _number(env, ERROR_RATE_ENV, 0.0, 1.0)
     return Faults(latency_s=latency_ms / 1000.0, error_rate=error_rate)
+
+
+def update_failure(env: dict[str, str] | None) -> str | None:
+    """How an update bringing a model with this Environment fails, or None when it does not."""
+    raw = str((env or {}).get(UPDATE_FAILS_ENV, "")).strip()
+    if raw in {"", "0"}:
+        return None
+    if raw not in {ROLLS_BACK, ROLLBACK_FAILS}:
+        raise FaultConfigError(
+            f"Environment {UPDATE_FAILS_ENV}={raw!r} must be {ROLLS_BACK!r} or {ROLLBACK_FAILS!r}"
+        )
+    return raw

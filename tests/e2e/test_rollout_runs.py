@@ -22,9 +22,16 @@ from canary.rollout.lock import EndpointLock
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.dev.local_airflow import RunResult
+from tests.e2e.leftovers import (
+    assert_nothing_left,
+    assert_only_winner_left,
+    canary_resources,
+    serving,
+)
 
 Rollout = Callable[..., RunResult]
 FAST_P99_MS = 5000.0
+ROLE = "arn:aws:iam::123456789012:role/canary-e2e"
 NO_PACKAGE = {"updated": False, "reason": "challenger is not a model package"}
 
 
@@ -36,33 +43,6 @@ def rollout(run_dag) -> Rollout:
     return run
 
 
-def canary_resources(sm: Any, endpoint: str) -> dict[str, list[str]]:
-    """Every model, endpoint config and endpoint on the stack that belongs to ``endpoint``."""
-    mine = f"{endpoint}-"
-    return {
-        "models": sorted(
-            m["ModelName"]
-            for m in sm.list_models(MaxResults=100)["Models"]
-            if m["ModelName"].startswith(mine)
-        ),
-        "configs": sorted(
-            c["EndpointConfigName"]
-            for c in sm.list_endpoint_configs(MaxResults=100)["EndpointConfigs"]
-            if c["EndpointConfigName"].startswith(mine)
-        ),
-        "endpoints": sorted(
-            e["EndpointName"]
-            for e in sm.list_endpoints(MaxResults=100)["Endpoints"]
-            if e["EndpointName"] == endpoint
-        ),
-    }
-
-
-def serving(sm: Any, endpoint: str) -> dict[str, float]:
-    variants = sm.describe_endpoint(EndpointName=endpoint)["ProductionVariants"]
-    return {v["VariantName"]: v["CurrentWeight"] for v in variants}
-
-
 def verdicts(result: RunResult, stages: int = 3) -> list[Verdict | None]:
     records = [result.xcom(ids.gate_task(number)) for number in range(1, stages + 1)]
     return [Verdict(record["verdict"]) if record else None for record in records]
@@ -71,14 +51,6 @@ def verdicts(result: RunResult, stages: int = 3) -> list[Verdict | None]:
 def outcome(result: RunResult, task_id: str) -> tuple[RunOutcome, str]:
     record = result.xcom(task_id)
     return RunOutcome(record["outcome"]), record["winner"]
-
-
-def assert_only_winner_left(sm: Any, endpoint: str, winner_role: str) -> None:
-    left = canary_resources(sm, endpoint)
-    assert left["endpoints"] == [endpoint]
-    assert len(left["models"]) == 1 and f"-{winner_role}-" in left["models"][0], left
-    live = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
-    assert left["configs"] == [live], left
 
 
 def news_of(inbox: Any, result: RunResult) -> list[tuple[Event, int, Verdict | RunOutcome]]:
@@ -95,10 +67,6 @@ def news_of(inbox: Any, result: RunResult) -> list[tuple[Event, int, Verdict | R
             summary = body["summary"]
             found.append((Event(body["event"]), summary["stage"], Verdict(summary["verdict"])))
     return found
-
-
-def assert_nothing_left(sm: Any, endpoint: str) -> None:
-    assert canary_resources(sm, endpoint) == {"models": [], "configs": [], "endpoints": []}
 
 
 def test_better_challenger_is_promoted_and_a_rerun_duplicates_nothing(
@@ -266,3 +234,36 @@ def test_a_crashed_holders_lease_is_taken_over_and_released_at_the_end(
     assert result.state == DagRunState.SUCCESS, result.tasks
     assert result.xcom(ids.LOCK_ENDPOINT)["holder"] == result.run_id
     assert lock.current() is None
+
+
+def test_an_update_that_sagemaker_rolls_back_is_never_taken_for_success(
+    local_stack, rollout: Rollout, make_deployer, one_stage
+) -> None:
+    """An endpoint already serving a model; the rollout's update to two variants fails and
+    SageMaker puts the old config back, InService (the provider's waiter says success). The
+    rollout checks what the endpoint serves, stops at deploy, and its teardown leaves the
+    endpoint as it was and nothing of its own."""
+    from canary.models.demo_models import cached_demo_models
+    from canary.rollout.endpoint import image_uri
+
+    deployer = make_deployer("canary-e2e-existing", ROLE)
+    try:
+        url = deployer.upload(Path(cached_demo_models().champion).read_bytes())
+        image = image_uri(parse_plan({}).champion, "us-east-1")
+        existing = deployer.config({"Live": (deployer.model(url, image=image), 1.0)})
+        name = deployer.endpoint(existing)
+        broken = {"LOCAL_SAGEMAKER_UPDATE_FAILS": "1"}
+
+        result = rollout(name, **one_stage, challenger_environment=broken)
+
+        assert result.state == DagRunState.FAILED
+        assert result.state_of(ids.DEPLOY_ENDPOINT) == TaskInstanceState.FAILED
+        assert result.state_of(ids.stage_task(1, ids.GATE)) == TaskInstanceState.UPSTREAM_FAILED
+        assert RunOutcome(result.xcom(ids.CLEANUP)["outcome"]) is RunOutcome.FAILED
+        sm = local_stack.client("sagemaker")
+        live = sm.describe_endpoint(EndpointName=name)
+        assert (live["EndpointStatus"], live["EndpointConfigName"]) == ("InService", existing)
+        assert canary_resources(sm, name)["models"] == []
+        assert canary_resources(sm, name)["configs"] == []
+    finally:
+        deployer.cleanup()

@@ -144,6 +144,11 @@ def current_weights(sm: Any, endpoint: str) -> dict[str, float]:
     description = describe_endpoint(sm, endpoint)
     if description is None:
         raise EndpointError(f"endpoint {endpoint!r} does not exist")
+    return serving_weights(description)
+
+
+def serving_weights(description: Mapping[str, Any]) -> dict[str, float]:
+    """Each variant's current weight in a DescribeEndpoint answer."""
     return {
         variant["VariantName"]: float(variant.get("CurrentWeight", 0.0))
         for variant in description.get("ProductionVariants", [])
@@ -171,6 +176,44 @@ def set_weights(sm: Any, endpoint: str, weights: Mapping[str, float]) -> bool:
     )
     log.info("weights of %s: %s -> %s", endpoint, current, dict(weights))
     return True
+
+
+def verify_serving(
+    sm: Any,
+    endpoint: str,
+    config_name: str | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Check that the endpoint really serves what the rollout asked for, after an update.
+
+    Why: SageMaker rolls a failed update back by itself and reports the endpoint InService on
+    the *previous* config (only ``FailureReason`` tells), and the provider's waiter calls that
+    success; a rollout that trusted it would judge a challenger that never served. Raises
+    :class:`EndpointError` naming what it found; returns the description otherwise.
+    """
+    live = describe_endpoint(sm, endpoint)
+    if live is None:
+        raise EndpointError(f"endpoint {endpoint!r} does not exist")
+    reason = live.get("FailureReason") or "no FailureReason given"
+    if live["EndpointStatus"] != "InService":
+        raise EndpointError(f"endpoint {endpoint!r} is {live['EndpointStatus']}: {reason}")
+    if config_name is not None and live["EndpointConfigName"] != config_name:
+        raise EndpointError(
+            f"endpoint {endpoint!r} serves {live['EndpointConfigName']!r}, not {config_name!r}: "
+            f"SageMaker rolled the update back ({reason})"
+        )
+    if weights is not None:
+        serving = serving_weights(live)
+        if _shares(serving) != _shares(weights):
+            raise EndpointError(
+                f"endpoint {endpoint!r} serves weights {serving}, not {dict(weights)}"
+            )
+    return live
+
+
+def _shares(weights: Mapping[str, float]) -> dict[str, float]:
+    total = sum(float(w) for w in weights.values()) or 1.0
+    return {name: round(float(w) / total, 9) for name, w in weights.items()}
 
 
 def wait_in_service(sm: Any, endpoint: str, delay: int = 2, max_attempts: int = 900) -> None:

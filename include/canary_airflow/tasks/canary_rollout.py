@@ -243,6 +243,7 @@ def _shift(rollout: RolloutPlan, weights: dict[str, float]) -> None:
     sm = clients_for(rollout).sagemaker
     if endpoint.set_weights(sm, rollout.endpoint_name, weights):
         endpoint.wait_in_service(sm, rollout.endpoint_name, delay=1)
+    endpoint.verify_serving(sm, rollout.endpoint_name, weights=weights)
 
 
 def outcome_of_run() -> RunOutcome:

@@ -7,6 +7,7 @@ from botocore.exceptions import ClientError
 from scipy.stats import binomtest
 
 from canary.models.training import xgboost_tarball
+from canary.rollout.endpoint import EndpointError, verify_serving
 
 ALPHA = 1e-4
 
@@ -55,3 +56,29 @@ def test_bad_fault_setting_names_the_variable(deployer, boosters, env, named):
         deployer.invoke(endpoint, "1,2,3,4")
     assert caught.value.response["Error"]["Code"] == "InternalFailure"
     assert named in caught.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"), [("1", "InService"), ("rollback_failed", "UpdateRollbackFailed")]
+)
+def test_a_failing_update_rolls_back_as_sagemaker_does_and_verify_serving_sees_it(
+    deployer, boosters, fault: str, status: str
+):
+    """UpdateEndpoint to a config whose model cannot start: the endpoint keeps (or is stuck
+    rolling back to) the old config, with a FailureReason, and ``verify_serving`` says so."""
+    url = deployer.upload(xgboost_tarball(boosters["champion"]))
+    good = deployer.config({"Champion": (deployer.model(url), 1.0)})
+    endpoint_name = deployer.endpoint(good)
+    broken = deployer.model(url, env={"LOCAL_SAGEMAKER_UPDATE_FAILS": fault})
+    bad = deployer.config({"Champion": (deployer.model(url), 1.0), "Challenger": (broken, 1.0)})
+
+    deployer.sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=bad)
+
+    live = deployer.sm.describe_endpoint(EndpointName=endpoint_name)
+    assert (live["EndpointStatus"], live["EndpointConfigName"]) == (status, good)
+    assert "did not pass its ping health check" in live["FailureReason"]
+    assert [v["VariantName"] for v in live["ProductionVariants"]] == ["Champion"]
+    with pytest.raises(EndpointError, match=r"rolled the update back|UpdateRollbackFailed"):
+        verify_serving(deployer.sm, endpoint_name, config_name=bad)
+    if status == "InService":  # what the provider's waiter sees: success
+        deployer.sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint_name)
