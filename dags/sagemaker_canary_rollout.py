@@ -39,10 +39,11 @@ from canary_airflow.sensors import CanaryGateSensor
 from canary_airflow.tasks import canary_rollout as tasks
 
 ENDPOINT_NAME = f"{{{{ ti.xcom_pull(task_ids='{ids.VALIDATE_PLAN}')['endpoint_name'] }}}}"
-# Deferrable waits are retried: Airflow 3.3 can fail a deferred task whose trigger fires before
-# the scheduler has seen it defer (apache/airflow#72716). Both tasks are idempotent.
 MAX_ACTIVE_ROLLOUTS = 16
-DEFERRED_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=5)}
+# Tasks that resume where they stopped are retried: the deferrable waits (Airflow 3.3 can fail a
+# deferred task whose trigger fires before the scheduler has seen it defer, apache/airflow#72716;
+# both are idempotent) and the gate, whose looks live in S3 (a killed worker costs one poke).
+RESUMABLE = {"retries": 2, "retry_delay": timedelta(seconds=5)}
 
 
 @dag(
@@ -80,7 +81,7 @@ def sagemaker_canary_rollout() -> None:
         config=requests["endpoint"],
         deferrable=True,
         check_interval=1,
-        **DEFERRED_RETRIES,
+        **RESUMABLE,
     )
     chain(
         plan, lock, artifacts, requests, [champion_model, challenger_model], endpoint_config, deploy
@@ -97,14 +98,14 @@ def sagemaker_canary_rollout() -> None:
                 weights=entered,
                 deferrable=True,
                 check_interval=1,
-                **DEFERRED_RETRIES,
+                **RESUMABLE,
             )
             shards = tasks.plan_burst(plan, weights.output, index)
             burst = tasks.replay_burst.partial(plan=plan, stage=weights.output, index=index).expand(
                 shard=shards
             )
             gate = CanaryGateSensor(
-                task_id=ids.GATE, plan=plan, stage=weights.output, stage_index=index
+                task_id=ids.GATE, plan=plan, stage=weights.output, stage_index=index, **RESUMABLE
             )
             approve = StageApprovalOperator(task_id=ids.APPROVE, plan=plan, stage_index=index)
             chain(entered, weights, shards, burst, gate, approve)

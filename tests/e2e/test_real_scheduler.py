@@ -7,7 +7,10 @@ through the REST API."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 import tempfile
 import time
 import urllib.error
@@ -21,7 +24,7 @@ from airflow.utils.state import DagRunState, TaskInstanceState
 
 from canary.experiment.gates.decision import Verdict
 from canary.models import registry as reg
-from canary.plan import ApprovalMode
+from canary.plan import ApprovalMode, CleanupPolicy
 from canary.reporting.notification import Event
 from canary.rollout.outcome import RunOutcome
 from canary_airflow.dev.local_airflow import SQL_ALCHEMY_CONN, airflow_env
@@ -40,8 +43,10 @@ from canary_airflow.ids import (
     gate_task,
 )
 from local_sagemaker.stack import free_port
+from tests.e2e.leftovers import assert_only_winner_left, serving
 
 RUN_DEADLINE = 1800.0  # seconds; a bound, not a performance claim
+TEARDOWN_ENDED = {TaskInstanceState.SUCCESS, TaskInstanceState.FAILED, TaskInstanceState.SKIPPED}
 PARALLELISM = 8  # LocalExecutor slots: three rollouts at once, each with mapped replay tasks
 #: Registry rollouts ask a person at every stage, and nobody answers: Reject by default.
 REGISTRY_ROLLOUT = {"approval": ApprovalMode.EVERY_STAGE.value, "approval_timeout_minutes": 0.5}
@@ -362,3 +367,55 @@ def test_the_scheduler_keeps_its_records_in_postgresql(
         version = db.execute(sqlalchemy.text("SELECT version()")).scalar()
     engine.dispose()
     assert ROLLOUT_DAG in dags and version.startswith("PostgreSQL")
+
+
+def kill_task_process(api: Api, run_id: str, task_id: str) -> None:
+    """SIGKILL the process running a task instance (its title names the instance's id)."""
+    ti_id = api.task(ROLLOUT_DAG, run_id, task_id)["id"]
+    pids = subprocess.run(
+        ["pgrep", "-f", f"airflow worker -- {ti_id}"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert pids, f"no process runs {task_id}"
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
+
+
+def test_a_killed_gate_resumes_and_a_run_marked_failed_still_cleans_up(
+    airflow_api: Api, local_stack, unique_name, one_stage
+) -> None:
+    """kill -9 of the gate's process mid-stage: its retry carries on from the looks in S3 and
+    the stage promotes. Then a person marks the run failed over the REST API during stage 2:
+    teardown still runs, the champion serves alone and nothing of the challenger is left."""
+    airflow_api.wait_for_dag(ROLLOUT_DAG)
+    endpoint_name = run_id = f"fault-{unique_name}"
+    conf = {
+        **one_stage,
+        "stages": [[50, 50], [25, 75]],
+        "cleanup": CleanupPolicy.KEEP_WINNER.value,
+        "endpoint_name": endpoint_name,
+        "traffic_chunk_size": 200,  # many short looks, so the kill lands mid-stage
+    }
+    body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+    airflow_api.call("POST", f"dags/{ROLLOUT_DAG}/dagRuns", body)
+
+    airflow_api.wait_for_task(ROLLOUT_DAG, run_id, gate_task(1), TaskInstanceState.RUNNING)
+    time.sleep(3)  # into the poke: it has replayed and looked at least once
+    kill_task_process(airflow_api, run_id, gate_task(1))
+    airflow_api.wait_for_task(ROLLOUT_DAG, run_id, gate_task(2), TaskInstanceState.RUNNING)
+    gate = airflow_api.task(ROLLOUT_DAG, run_id, gate_task(1))
+    assert gate["try_number"] >= 2 and gate["state"] == TaskInstanceState.SUCCESS
+    assert (
+        Verdict(airflow_api.xcom(ROLLOUT_DAG, run_id, gate_task(1))["verdict"]) is Verdict.PROMOTE
+    )
+
+    airflow_api.call("PATCH", f"dags/{ROLLOUT_DAG}/dagRuns/{run_id}", {"state": "failed"})
+    deadline = time.monotonic() + RUN_DEADLINE
+    while airflow_api.task_states(ROLLOUT_DAG, run_id)[CLEANUP] not in TEARDOWN_ENDED:
+        assert time.monotonic() < deadline, "cleanup never ran"
+        time.sleep(3)
+    assert airflow_api.task_states(ROLLOUT_DAG, run_id)[CLEANUP] == TaskInstanceState.SUCCESS
+    cleaned = airflow_api.xcom(ROLLOUT_DAG, run_id, CLEANUP)
+    assert RunOutcome(cleaned["outcome"]) is RunOutcome.FAILED
+    sm = local_stack.client("sagemaker")
+    assert serving(sm, endpoint_name) == {"Champion": 1.0}
+    assert_only_winner_left(sm, endpoint_name, "champion")
