@@ -7,7 +7,9 @@ any test module imports Airflow, so every run of the session shares one migrated
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -17,8 +19,17 @@ from typing import Any
 import pytest
 
 from canary.plan import CleanupPolicy
-from canary_airflow.dev.local_airflow import PROJECT, RunResult, airflow_env, ensure_database
-from local_sagemaker.stack import EmbeddedStack
+from canary_airflow.dev.local_airflow import (
+    PROJECT,
+    SQL_ALCHEMY_CONN,
+    RunResult,
+    airflow_env,
+    ensure_database,
+)
+from canary_airflow.dev.postgres import LocalPostgres
+from canary_airflow.dev.standalone import StandaloneAirflow
+from local_sagemaker.stack import EmbeddedStack, free_port
+from tests.e2e.scheduler import PARALLELISM, REGISTRY_ROLLOUT, Api
 
 BUCKET = "canary-e2e-tests"
 
@@ -138,3 +149,54 @@ def browser() -> Iterator[Browser]:
         context.set_default_timeout(60_000)
         yield Browser(context)
         context.close()
+
+
+# -- the real scheduler (canary_airflow.dev.standalone) on PostgreSQL ----------------------------
+
+
+@pytest.fixture(scope="session")
+def scheduler_group(local_stack) -> str:
+    """The group the standalone's registry watcher polls (fixed per session, unique per run)."""
+    import uuid
+
+    return f"sched-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """Airflow's metadata database: Debian's PostgreSQL in a throwaway cluster on loopback."""
+    cluster = Path(tempfile.mkdtemp(prefix="canary-pg-"))
+    cluster.chmod(0o755)  # the server runs as the postgres user, which must reach its data
+    with LocalPostgres(cluster / "data", free_port()) as server:
+        yield server
+    shutil.rmtree(cluster, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_api(
+    local_stack,
+    tmp_path_factory: pytest.TempPathFactory,
+    scheduler_group: str,
+    one_stage,
+    postgres: LocalPostgres,
+) -> Iterator[Api]:
+    home = tmp_path_factory.mktemp("standalone_home")
+    reports = tmp_path_factory.mktemp("standalone_reports")
+    env = airflow_env(local_stack.endpoint_url, local_stack.env())
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "CANARY_REPORTS_DIR": str(reports),
+            "CANARY_MODEL_PACKAGE_GROUP": scheduler_group,
+            "CANARY_REGISTRY_POLL_SECONDS": "2",
+            "CANARY_REGISTRY_ROLLOUT_CONF": json.dumps(REGISTRY_ROLLOUT | dict(one_stage)),
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
+            SQL_ALCHEMY_CONN: postgres.url,
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
+            "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "900",
+        }
+    )
+    airflow = StandaloneAirflow(env, free_port(), log_path=home / "standalone.log")
+    with airflow:
+        yield Api(airflow.url, airflow.token(), airflow.admin_password())

@@ -1,0 +1,118 @@
+"""A client of the real scheduler's REST API, for the tests that run Airflow's own components
+(``canary_airflow.dev.standalone``): trigger, wait for a task or a run, read states, XComs and
+logs, and kill a task's process as a crashed worker would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from airflow.utils.state import DagRunState, TaskInstanceState
+
+from canary.plan import ApprovalMode
+from canary_airflow.ids import ROLLOUT_DAG
+
+RUN_DEADLINE = 1800.0  # seconds; a bound, not a performance claim
+TEARDOWN_ENDED = {TaskInstanceState.SUCCESS, TaskInstanceState.FAILED, TaskInstanceState.SKIPPED}
+PARALLELISM = 8  # LocalExecutor slots: three rollouts at once, each with mapped replay tasks
+#: Registry rollouts ask a person at every stage, and nobody answers: Reject by default.
+REGISTRY_ROLLOUT = {"approval": ApprovalMode.EVERY_STAGE.value, "approval_timeout_minutes": 0.5}
+
+
+class Api:
+    """A small REST v2 client with the simple auth manager's JWT (and the admin's password, for
+    the browser's login page)."""
+
+    def __init__(self, base: str, token: str, password: str) -> None:
+        self.base, self.token, self.password = base, token, password
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self.fetch(method, f"/api/v2/{path}", body)
+
+    def fetch(
+        self, method: str, path: str, body: dict[str, Any] | None = None, token: bool = True
+    ) -> Any:
+        """Any route of the API server (a plugin's too), as JSON; ``token=False``: anonymous."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(
+            f"{self.base}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            headers=headers,
+            method=method,
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read() or b"null")
+
+    def wait_for_task(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
+        """Until the task instance is in ``state`` (or the run ended: then the test fails)."""
+        end = time.monotonic() + RUN_DEADLINE
+        while time.monotonic() < end:
+            states = self.task_states(dag_id, run_id)
+            if states.get(task_id) == state:
+                return
+            run = self.call("GET", f"dags/{dag_id}/dagRuns/{run_id}")
+            assert run["state"] not in {DagRunState.SUCCESS, DagRunState.FAILED}, states
+            time.sleep(2)
+        raise AssertionError(f"{task_id} of {run_id} never reached {state}")
+
+    def wait_for_dag(self, dag_id: str, deadline: float = 600.0) -> None:
+        """Until the dag-processor has parsed the DAG; then unpause it."""
+        end = time.monotonic() + deadline
+        while True:
+            try:
+                self.call("GET", f"dags/{dag_id}")
+                break
+            except urllib.error.HTTPError as error:
+                if error.code != 404 or time.monotonic() > end:
+                    raise
+                time.sleep(2)
+        assert self.call("PATCH", f"dags/{dag_id}", {"is_paused": False})["is_paused"] is False
+
+    def wait_for_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """Until the run is finished (or the bound is hit: then the test fails, naming it)."""
+        end = time.monotonic() + RUN_DEADLINE
+        while time.monotonic() < end:
+            try:
+                run = self.call("GET", f"dags/{dag_id}/dagRuns/{run_id}")
+                if run["state"] in {DagRunState.SUCCESS, DagRunState.FAILED}:
+                    return run
+            except urllib.error.HTTPError as error:
+                if error.code != 404:  # not created yet (registry path)
+                    raise
+            time.sleep(3)
+        raise AssertionError(f"{dag_id} run {run_id} did not finish within {RUN_DEADLINE} s")
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        listed = self.call("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")
+        return {ti["task_id"]: ti["state"] for ti in listed["task_instances"]}
+
+    def task(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+        return self.call("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        content = self.call("GET", path)["content"]
+        return json.dumps(content) if not isinstance(content, str) else content
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+        return self.call("GET", path)["value"]
+
+
+def kill_task_process(api: Api, run_id: str, task_id: str) -> None:
+    """SIGKILL the process running a task instance (its title names the instance's id)."""
+    ti_id = api.task(ROLLOUT_DAG, run_id, task_id)["id"]
+    pids = subprocess.run(
+        ["pgrep", "-f", f"airflow worker -- {ti_id}"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert pids, f"no process runs {task_id}"
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)

@@ -1,0 +1,99 @@
+"""Faults and concurrency with Airflow's own scheduler on PostgreSQL: rollouts of different
+endpoints at once and one per endpoint, a gate whose process is killed, a run marked failed by a
+person mid-stage. A file of its own, so that it runs beside test_real_scheduler.py."""
+
+from __future__ import annotations
+
+import time
+
+from airflow.utils.state import DagRunState, TaskInstanceState
+
+from canary.experiment.gates.decision import Verdict
+from canary.plan import CleanupPolicy
+from canary.rollout.outcome import RunOutcome
+from canary_airflow.ids import (
+    CLEANUP,
+    LOCK_ENDPOINT,
+    ROLLOUT_DAG,
+    STAGE_ARTIFACTS,
+    gate_task,
+)
+from tests.e2e.leftovers import assert_only_winner_left, serving
+from tests.e2e.scheduler import RUN_DEADLINE, TEARDOWN_ENDED, Api, kill_task_process
+
+
+def test_rollouts_run_at_once_but_one_endpoint_has_one(
+    airflow_api: Api, local_stack, unique_name, one_stage
+) -> None:
+    """Three rollouts triggered in the same second: two on one endpoint, one on another. The
+    other endpoint's and exactly one of the pair run side by side; the second of the pair fails
+    at lock_endpoint, naming the holder, before it touches anything."""
+    airflow_api.wait_for_dag(ROLLOUT_DAG)
+    shared, other = f"lock-{unique_name}", f"free-{unique_name}"
+    runs = {f"{shared}-a": shared, f"{shared}-b": shared, f"{other}-c": other}
+    for run_id, endpoint_name in runs.items():
+        conf = {**one_stage, "endpoint_name": endpoint_name}
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+        airflow_api.call("POST", f"dags/{ROLLOUT_DAG}/dagRuns", body)
+
+    ended = {run_id: airflow_api.wait_for_run(ROLLOUT_DAG, run_id)["state"] for run_id in runs}
+
+    pair = [run_id for run_id in runs if runs[run_id] == shared]
+    [winner] = [run_id for run_id in pair if ended[run_id] == DagRunState.SUCCESS]
+    [loser] = [run_id for run_id in pair if run_id != winner]
+    assert ended[loser] == DagRunState.FAILED and ended[f"{other}-c"] == DagRunState.SUCCESS
+    refused = airflow_api.task_states(ROLLOUT_DAG, loser)
+    assert refused[LOCK_ENDPOINT] == TaskInstanceState.FAILED
+    assert refused[STAGE_ARTIFACTS] == TaskInstanceState.UPSTREAM_FAILED
+    assert refused[CLEANUP] != TaskInstanceState.SUCCESS  # nothing of its own to clean up
+    log = airflow_api.task_log(ROLLOUT_DAG, loser, LOCK_ENDPOINT)
+    assert f"held by run {winner!r}" in log
+
+    gates = [
+        airflow_api.task(ROLLOUT_DAG, run_id, gate_task(1)) for run_id in (winner, f"{other}-c")
+    ]
+    first, second = sorted(gates, key=lambda ti: ti["start_date"])
+    assert second["start_date"] < first["end_date"], "the two endpoints' gates overlapped"
+    sm = local_stack.client("sagemaker")
+    assert sm.list_endpoints(NameContains=shared)["Endpoints"] == []  # delete_all of the winner
+
+
+def test_a_killed_gate_resumes_and_a_run_marked_failed_still_cleans_up(
+    airflow_api: Api, local_stack, unique_name, one_stage
+) -> None:
+    """kill -9 of the gate's process mid-stage: its retry carries on from the looks in S3 and
+    the stage promotes. Then a person marks the run failed over the REST API during stage 2:
+    teardown still runs, the champion serves alone and nothing of the challenger is left."""
+    airflow_api.wait_for_dag(ROLLOUT_DAG)
+    endpoint_name = run_id = f"fault-{unique_name}"
+    conf = {
+        **one_stage,
+        "stages": [[50, 50], [25, 75]],
+        "cleanup": CleanupPolicy.KEEP_WINNER.value,
+        "endpoint_name": endpoint_name,
+        "traffic_chunk_size": 200,  # many short looks, so the kill lands mid-stage
+    }
+    body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+    airflow_api.call("POST", f"dags/{ROLLOUT_DAG}/dagRuns", body)
+
+    airflow_api.wait_for_task(ROLLOUT_DAG, run_id, gate_task(1), TaskInstanceState.RUNNING)
+    time.sleep(3)  # into the poke: it has replayed and looked at least once
+    kill_task_process(airflow_api, run_id, gate_task(1))
+    airflow_api.wait_for_task(ROLLOUT_DAG, run_id, gate_task(2), TaskInstanceState.RUNNING)
+    gate = airflow_api.task(ROLLOUT_DAG, run_id, gate_task(1))
+    assert gate["try_number"] >= 2 and gate["state"] == TaskInstanceState.SUCCESS
+    assert (
+        Verdict(airflow_api.xcom(ROLLOUT_DAG, run_id, gate_task(1))["verdict"]) is Verdict.PROMOTE
+    )
+
+    airflow_api.call("PATCH", f"dags/{ROLLOUT_DAG}/dagRuns/{run_id}", {"state": "failed"})
+    deadline = time.monotonic() + RUN_DEADLINE
+    while airflow_api.task_states(ROLLOUT_DAG, run_id)[CLEANUP] not in TEARDOWN_ENDED:
+        assert time.monotonic() < deadline, "cleanup never ran"
+        time.sleep(3)
+    assert airflow_api.task_states(ROLLOUT_DAG, run_id)[CLEANUP] == TaskInstanceState.SUCCESS
+    cleaned = airflow_api.xcom(ROLLOUT_DAG, run_id, CLEANUP)
+    assert RunOutcome(cleaned["outcome"]) is RunOutcome.FAILED
+    sm = local_stack.client("sagemaker")
+    assert serving(sm, endpoint_name) == {"Champion": 1.0}
+    assert_only_winner_left(sm, endpoint_name, "champion")
