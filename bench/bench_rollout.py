@@ -1,0 +1,117 @@
+"""Orchestration speed: the demo's rollout with Airflow's runner and with the real scheduler.
+
+In one run, on one embedded local stack, the same plan (the demo's three stages, ``delete_all``,
+a loose p99 ceiling so a busy box changes no verdict) is rolled out twice: with ``dag.test``
+in this process (what ``make demo`` does) and triggered over the REST API of Airflow's own
+components (``canary_airflow.dev.standalone``: scheduler, LocalExecutor, triggerer). Each wall
+time runs from the start of the run to its end (Airflow's start-up is reported apart). Time
+inside tasks is what the rollout waits on (the stack, replayed traffic, the gate); the rest is
+Airflow's overhead (scheduling, task start-up, imports in each task process).
+
+The AWS-like profile of the local stack is not built yet: ``aws_profile_over_instant`` is null.
+
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+PLAN = {"cleanup": "delete_all", "gate_max_p99_latency_ms": 5000.0}
+CHILD = "BENCH_ROLLOUT_CHILD"  # Airflow reads its home once per process: measure in a fresh one
+FINISHED = {"success", "failed"}
+
+
+def _api(base: str, token: str, method: str, path: str, body: Any = None) -> Any:
+    request = urllib.request.Request(
+        f"{base}/api/v2/{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method=method,
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read() or b"null")
+
+
+def with_runner(stack: Any, home: Path) -> dict[str, float]:
+    from canary_airflow.dev.local_airflow import airflow_env, ensure_database
+
+    env = {**airflow_env(stack.endpoint_url, stack.env()), "AIRFLOW_HOME": str(home)}
+    os.environ.update(env)
+    ensure_database(env)
+    from canary_airflow.dev.local_airflow import run_dag
+    from canary_airflow.ids import ROLLOUT_DAG
+
+    result = run_dag(ROLLOUT_DAG, {**PLAN, "endpoint_name": "bench-runner"})
+    return {"wall": result.wall_seconds, "tasks": result.task_seconds, "state": result.state}
+
+
+def with_scheduler(stack: Any, home: Path) -> dict[str, Any]:
+    from canary_airflow.dev.local_airflow import airflow_env
+    from canary_airflow.dev.standalone import StandaloneAirflow
+    from canary_airflow.ids import ROLLOUT_DAG
+    from local_sagemaker.stack import free_port
+
+    env = {**airflow_env(stack.endpoint_url, stack.env()), "AIRFLOW_HOME": str(home)}
+    started = time.perf_counter()
+    with StandaloneAirflow(env, free_port(), log_path=home / "standalone.log") as airflow:
+        token = airflow.token()
+        call = lambda method, path, body=None: _api(airflow.url, token, method, path, body)  # noqa: E731
+        while True:  # until the dag-processor has parsed it
+            try:
+                call("PATCH", f"dags/{ROLLOUT_DAG}", {"is_paused": False})
+                break
+            except urllib.error.HTTPError:
+                time.sleep(2)
+        ready = time.perf_counter() - started
+        run = {"dag_run_id": "bench-scheduler", "logical_date": None}
+        begun = time.perf_counter()
+        conf = {**PLAN, "endpoint_name": "bench-scheduler"}
+        call("POST", f"dags/{ROLLOUT_DAG}/dagRuns", {**run, "conf": conf})
+        path = f"dags/{ROLLOUT_DAG}/dagRuns/bench-scheduler"
+        while (state := call("GET", path)["state"]) not in FINISHED:
+            time.sleep(1)
+        wall = time.perf_counter() - begun
+        listed = call("GET", f"{path}/taskInstances?limit=100")["task_instances"]
+        tasks = sum(ti["duration"] or 0.0 for ti in listed)
+    return {"wall": wall, "tasks": tasks, "state": state, "start_up": ready}
+
+
+def main() -> None:
+    from local_sagemaker.stack import EmbeddedStack
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
+    os.environ["CANARY_REPORTS_DIR"] = str(scratch / "reports")
+    with EmbeddedStack(log_path=scratch / "stack.log") as stack:
+        runner = with_runner(stack, scratch / "runner")
+        scheduler = with_scheduler(stack, scratch / "scheduler")
+    line = {
+        "bench": "rollout",
+        "plan": "demo: 3 stages 50/50, 25/75, 0/100; delete_all",
+        "runner_wall_s": round(runner["wall"], 1),
+        "scheduler_wall_s": round(scheduler["wall"], 1),
+        "scheduler_over_runner": round(scheduler["wall"] / runner["wall"], 2),
+        "runner_inside_tasks_share": round(runner["tasks"] / runner["wall"], 2),
+        "scheduler_inside_tasks_share": round(scheduler["tasks"] / scheduler["wall"], 2),
+        "scheduler_start_up_s": round(scheduler["start_up"], 1),
+        "states": [runner["state"], scheduler["state"]],
+        "aws_profile_over_instant": None,
+        "cpus": os.cpu_count(),
+    }
+    print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    if os.environ.get(CHILD):
+        main()
+    else:
+        subprocess.run([sys.executable, __file__], env={**os.environ, CHILD: "1"}, check=True)
