@@ -87,14 +87,22 @@ def with_scheduler(stack: Any, home: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    from canary_airflow.dev.local_airflow import airflow_output_to
     from local_sagemaker.stack import EmbeddedStack
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
     os.environ["CANARY_REPORTS_DIR"] = str(scratch / "reports")
-    with EmbeddedStack(log_path=scratch / "stack.log") as stack:
+    with (
+        airflow_output_to(scratch / "airflow.log") as terminal,  # one JSON line on the screen
+        EmbeddedStack(log_path=scratch / "stack.log") as stack,
+    ):
         runner = with_runner(stack, scratch / "runner")
         scheduler = with_scheduler(stack, scratch / "scheduler")
-    line = {
+        print(json.dumps(figures(runner, scheduler)), flush=True, file=terminal)
+
+
+def figures(runner: dict[str, Any], scheduler: dict[str, Any]) -> dict[str, Any]:
+    return {
         "bench": "rollout",
         "plan": "demo: 3 stages 50/50, 25/75, 0/100; delete_all",
         "runner_wall_s": round(runner["wall"], 1),
@@ -107,7 +115,6 @@ def main() -> None:
         "aws_profile_over_instant": None,
         "cpus": os.cpu_count(),
     }
-    print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":
