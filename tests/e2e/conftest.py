@@ -195,8 +195,6 @@ def airflow_api(
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
             "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "900",
-            # parsed once at start; re-parsing every 30 s (the default) only costs CPU here
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
         }
     )
     airflow = StandaloneAirflow(env, free_port(), log_path=home / "standalone.log")
