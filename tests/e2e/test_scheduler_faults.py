@@ -86,7 +86,8 @@ def test_a_killed_gate_resumes_and_a_run_marked_failed_still_cleans_up(
         Verdict(airflow_api.xcom(ROLLOUT_DAG, run_id, gate_task(1))["verdict"]) is Verdict.PROMOTE
     )
 
-    airflow_api.call("PATCH", f"dags/{ROLLOUT_DAG}/dagRuns/{run_id}", {"state": "failed"})
+    mark_failed = {"state": DagRunState.FAILED.value}
+    airflow_api.call("PATCH", f"dags/{ROLLOUT_DAG}/dagRuns/{run_id}", mark_failed)
     deadline = time.monotonic() + RUN_DEADLINE
     while airflow_api.task_states(ROLLOUT_DAG, run_id)[CLEANUP] not in TEARDOWN_ENDED:
         assert time.monotonic() < deadline, "cleanup never ran"

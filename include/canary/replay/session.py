@@ -31,6 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from tqdm import tqdm
 
+from canary.aws_errors import is_missing
 from canary.experiment.allocation import Allocator, make_policy, normalise_weights
 from canary.experiment.rewards import RewardFn, check_reward, correct_at
 from canary.plan import TrafficMode
@@ -157,7 +158,7 @@ class ReplaySession:
             raw = s3.get_object(Bucket=location.bucket, Key=key)["Body"].read()
             state = json.loads(raw)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+            if not is_missing(exc):
                 raise
             state = None
         return cls(runtime, dataset, config, s3=s3, location=location, state=state, **kwargs)

@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from canary.aws_errors import is_missing
 from canary.plan import ModelSpec, RolloutPlan
 
 
@@ -37,7 +38,7 @@ def ensure_bucket(s3: Any, bucket: str, region: str) -> bool:
         s3.head_bucket(Bucket=bucket)
         return False
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") not in {"404", "NoSuchBucket", "NotFound"}:
+        if not is_missing(error):
             raise
     options = (
         {}
@@ -119,7 +120,7 @@ def _exists(s3: Any, bucket: str, key: str) -> bool:
         s3.head_object(Bucket=bucket, Key=key)
         return True
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+        if is_missing(error):
             return False
         raise
 

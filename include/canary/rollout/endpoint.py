@@ -18,6 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from canary.aws_errors import error_code, error_message
 from canary.plan import ModelSpec, RolloutPlan
 from canary.rollout.layout import capture_uri
 
@@ -253,8 +254,7 @@ def _describe(operation: Any, **kwargs: str) -> dict[str, Any] | None:
 
 
 def _is_not_found(error: ClientError) -> bool:
-    message = error.response.get("Error", {}).get("Message", "")
-    code = error.response.get("Error", {}).get("Code", "")
+    message, code = error_message(error), error_code(error)
     return code in {"ValidationException", "ResourceNotFound"} and (
         "Could not find" in message or "does not exist" in message or "not found" in message.lower()
     )

@@ -21,7 +21,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from canary.aws_errors import error_code
 from canary.plan import RolloutPlan
+
+# a lease already taken over or a table already deleted: releasing it is done
+_NOTHING_TO_RELEASE = frozenset({"ConditionalCheckFailedException", "ResourceNotFoundException"})
 
 KEY = "endpoint_key"  # "<region>/<endpoint name>": endpoint names are unique per region
 SETUP_MINUTES = 60.0  # staging, models and deploy, before the first stage's deadline starts
@@ -68,7 +72,7 @@ class EndpointLock:
                 BillingMode="PAY_PER_REQUEST",
             )
         except ClientError as error:
-            if _code(error) != "ResourceInUseException":
+            if error_code(error) != "ResourceInUseException":
                 raise
         self.db.get_waiter("table_exists").wait(
             TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
@@ -104,7 +108,7 @@ class EndpointLock:
                 ExpressionAttributeValues={":me": {"S": holder}},
             )
         except ClientError as error:
-            if _code(error) in {"ConditionalCheckFailedException", "ResourceNotFoundException"}:
+            if error_code(error) in _NOTHING_TO_RELEASE:
                 return False
             raise
         return True
@@ -130,11 +134,7 @@ class EndpointLock:
                 **names,
             )
         except ClientError as error:
-            if _code(error) == "ConditionalCheckFailedException":
+            if error_code(error) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))

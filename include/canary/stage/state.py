@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from canary.aws_errors import is_missing
 from canary.experiment.gates.decision import Decision
 from canary.plan import RolloutPlan
 from canary.rollout.layout import stage_state_key
@@ -36,7 +37,7 @@ class StageState:
         try:
             body = self.s3.get_object(Bucket=self.plan.bucket, Key=key)["Body"]
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            if is_missing(error):
                 return default
             raise
         return json.loads(body.read())

@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from canary.aws_errors import is_missing
 from canary.plan import RolloutPlan
 from canary.rollout import layout
 from canary.stage.state import DECISION_STAMP, LOOKS
@@ -245,7 +246,7 @@ def read_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
     try:
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+        if is_missing(error):
             return None
         raise
 
