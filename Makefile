@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 LOCAL_AWS_PORT ?= 4566
 AIRFLOW_PORT ?= 8080
 DB ?= sqlite
+# the local stack's timing: instant, or aws (SageMaker's and CloudWatch's, times LOCAL_SAGEMAKER_TIME_SCALE)
+PROFILE ?= instant
 
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
@@ -44,7 +46,7 @@ bench: install
 	$(PY) -m bench
 
 local-stack: install
-	$(PY) -m local_sagemaker --host 127.0.0.1 --port $(LOCAL_AWS_PORT)
+	$(PY) -m local_sagemaker --host 127.0.0.1 --port $(LOCAL_AWS_PORT) --profile $(PROFILE)
 
 airflow: install
 	$(PY) -m canary_airflow.dev.standalone --port $(AIRFLOW_PORT) --aws-port $(LOCAL_AWS_PORT) --db $(DB)

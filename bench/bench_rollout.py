@@ -45,7 +45,7 @@ def _api(base: str, token: str, method: str, path: str, body: Any = None) -> Any
 def with_runner(stack: Any, home: Path) -> dict[str, float]:
     from canary_airflow.dev.local_airflow import airflow_env, ensure_database
 
-    env = {**airflow_env(stack.endpoint_url, stack.env()), "AIRFLOW_HOME": str(home)}
+    env = {**airflow_env(stack), "AIRFLOW_HOME": str(home)}
     os.environ.update(env)
     ensure_database(env)
     from canary_airflow.dev.local_airflow import run_dag
@@ -61,7 +61,7 @@ def with_scheduler(stack: Any, home: Path) -> dict[str, Any]:
     from canary_airflow.ids import ROLLOUT_DAG
     from local_sagemaker.stack import free_port
 
-    env = {**airflow_env(stack.endpoint_url, stack.env()), "AIRFLOW_HOME": str(home)}
+    env = {**airflow_env(stack), "AIRFLOW_HOME": str(home)}
     started = time.perf_counter()
     with StandaloneAirflow(env, free_port(), log_path=home / "standalone.log") as airflow:
         token = airflow.token()

@@ -2,6 +2,9 @@
 
 The connection decides where AWS is: real AWS, or the local stack through ``endpoint_url`` in the
 connection's extra (or the standard ``AWS_ENDPOINT_URL`` variable, which botocore reads itself).
+It also says how that AWS's CloudWatch aggregates: ``cloudwatch_period_seconds`` in the extra
+(default 60, SageMaker's one-minute metrics; the local stack's instant profile uses 1 s). A stage's
+evidence starts on a whole period, so no count of the period before mixes into it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,15 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 
+from canary.stage import telemetry
+from canary_airflow import ids
+
 DEFAULT_CONN_ID = "aws_default"
+
+
+def cloudwatch_period(hook: AwsBaseHook) -> float:
+    """The CloudWatch period of the hook's connection, in seconds."""
+    return float(hook.conn_config.extra_config.get(ids.CLOUDWATCH_PERIOD_EXTRA, telemetry.PERIOD))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ cleanup silently see an empty manifest. With one name there is nothing to keep i
 
 from __future__ import annotations
 
+# the AWS connection's extra that gives its CloudWatch period (see canary_airflow.aws)
+CLOUDWATCH_PERIOD_EXTRA = "cloudwatch_period_seconds"
 OWNER = "ml-platform"  # every DAG's owner, as the UI shows and filters it
 
 ROLLOUT_DAG = "sagemaker_canary_rollout"

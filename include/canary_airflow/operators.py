@@ -3,15 +3,16 @@
 The provider's create operators fail on "already exists", which turns every retry into a failure;
 these subclasses ask the domain's ``ensure_*`` functions instead and record whether this run
 created the resource, so teardown removes only what the run made. The provider has no operator
-for UpdateEndpointWeightsAndCapacities: :class:`SageMakerUpdateEndpointWeightsOperator` is ours,
-and it waits for InService with the provider's own SageMakerTrigger when deferrable. The
+for UpdateEndpointWeightsAndCapacities: :class:`SageMakerUpdateEndpointWeightsOperator` is ours.
+Both wait for the change to end with :class:`EndpointSettledTrigger` when deferrable (the
+provider's trigger never ends on UpdateRollbackFailed), then check what the endpoint serves. The
 provider's register operator gets its run-time decided approval and evidence templated.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
@@ -22,13 +23,15 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerModelOperator,
     SageMakerRegisterModelVersionOperator,
 )
-from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.amazon.aws.utils.sagemaker import ApprovalStatus
 from airflow.providers.common.compat.sdk import conf
 
 from canary.rollout import endpoint
+from canary.stage.window import first_whole_period
+from canary_airflow.aws import cloudwatch_period
 from canary_airflow.tasks.canary_rollout import run_key
+from canary_airflow.triggers import EndpointSettledTrigger
 
 
 class EnsureSageMakerModelOperator(SageMakerModelOperator):
@@ -65,6 +68,8 @@ class EnsureSageMakerEndpointOperator(SageMakerEndpointOperator):
         )
         context["ti"].xcom_push(key="created", value=created)
         if existing is not None:
+            if existing["EndpointStatus"] in endpoint.IN_PROGRESS:  # e.g. a retry's own update
+                existing = endpoint.wait_settled(self.hook.conn, name, self.check_interval)
             same_config = existing["EndpointConfigName"] == self.config["EndpointConfigName"]
             if same_config and existing["EndpointStatus"] == "InService":
                 self.log.info("endpoint %s already serves %s", name, existing["EndpointConfigName"])
@@ -72,12 +77,13 @@ class EnsureSageMakerEndpointOperator(SageMakerEndpointOperator):
             self.operation = "update"
             self.config = {key: value for key, value in self.config.items() if key != "Tags"}
             context["ti"].xcom_push(key="previous_config", value=existing["EndpointConfigName"])
-        super().execute(context)
-        return self._verified()
+        deferrable, self.deferrable, self.wait_for_completion = self.deferrable, False, False
+        super().execute(context)  # the create or update call alone; the wait is ours
+        self.deferrable = deferrable
+        return settle(self, name, self._verified)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        super().execute_complete(context, event)
-        return self._verified()
+        return settled(self.config["EndpointName"], event, self._verified)
 
     def _verified(self) -> dict[str, Any]:
         """InService is not enough: a rolled-back update is InService on the old config."""
@@ -89,9 +95,9 @@ class EnsureSageMakerEndpointOperator(SageMakerEndpointOperator):
 class SageMakerUpdateEndpointWeightsOperator(AwsBaseOperator[SageMakerHook]):
     """Shift traffic between production variants with UpdateEndpointWeightsAndCapacities.
 
-    Idempotent (no call when the weights are already there) and waits until the endpoint is
-    InService again, deferring to the provider's SageMakerTrigger when ``deferrable``. Returns
-    the weights and the moment they took effect, which is when the stage's evidence starts.
+    Idempotent (no call when the weights are already there) and waits until the change has
+    ended, deferring to :class:`EndpointSettledTrigger` when ``deferrable``. Returns the weights
+    and the moment the stage's evidence starts.
     """
 
     aws_hook_class = SageMakerHook
@@ -105,7 +111,6 @@ class SageMakerUpdateEndpointWeightsOperator(AwsBaseOperator[SageMakerHook]):
         endpoint_name: str,
         weights: Mapping[str, float],
         check_interval: int = 2,
-        max_attempts: int = 900,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -113,44 +118,50 @@ class SageMakerUpdateEndpointWeightsOperator(AwsBaseOperator[SageMakerHook]):
         self.endpoint_name = endpoint_name
         self.weights = weights
         self.check_interval = check_interval
-        self.max_attempts = max_attempts
         self.deferrable = deferrable
 
     def execute(self, context: Any) -> dict[str, Any]:
-        changed = endpoint.set_weights(self.hook.conn, self.endpoint_name, self.weights)
-        if changed and self.deferrable:
-            self.defer(
-                trigger=SageMakerTrigger(
-                    job_name=self.endpoint_name,
-                    job_type="endpoint",
-                    waiter_delay=self.check_interval,
-                    waiter_max_attempts=self.max_attempts,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
-                ),
-                method_name="execute_complete",
-            )
-        if changed:
-            endpoint.wait_in_service(
-                self.hook.conn, self.endpoint_name, self.check_interval, self.max_attempts
-            )
+        if endpoint.set_weights(self.hook.conn, self.endpoint_name, self.weights):
+            return settle(self, self.endpoint_name, self._result)
         return self._result()
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        if not event or event.get("status") != "success":
-            raise RuntimeError(
-                f"endpoint {self.endpoint_name} did not return to InService: {event}"
-            )
-        return self._result()
+        return settled(self.endpoint_name, event, self._result)
 
     def _result(self) -> dict[str, Any]:
-        """The weights the endpoint serves, checked against those asked for: a stage never
-        starts on weights between two stages."""
+        """The weights the endpoint serves, checked against those asked for (a stage never
+        starts on weights between two stages), and when the stage's evidence starts: the first
+        whole CloudWatch period on them."""
         live = endpoint.verify_serving(self.hook.conn, self.endpoint_name, weights=self.weights)
         weights = endpoint.serving_weights(live)
-        return {"endpoint": self.endpoint_name, "weights": weights, "started_at": time.time()}
+        started_at = first_whole_period(time.time(), cloudwatch_period(self.hook))
+        return {"endpoint": self.endpoint_name, "weights": weights, "started_at": started_at}
+
+
+def settle(operator: Any, name: str, then: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Wait for the endpoint's change to end (in the triggerer when the operator is
+    deferrable), then return ``then()``, the operator's check of what the endpoint serves."""
+    if operator.deferrable:
+        operator.defer(
+            trigger=EndpointSettledTrigger(
+                endpoint=name,
+                poll_interval=operator.check_interval,
+                aws_conn_id=operator.aws_conn_id,
+                region_name=operator.region_name,
+            ),
+            method_name="execute_complete",
+        )
+    endpoint.wait_settled(operator.hook.conn, name, operator.check_interval)
+    return then()
+
+
+def settled(
+    name: str, event: dict[str, Any] | None, then: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """``execute_complete`` of a deferred :func:`settle`."""
+    if not event or event.get("status") != "success":
+        raise RuntimeError(f"endpoint {name}: the change did not end in time: {event}")
+    return then()
 
 
 class RegisterChallengerOperator(SageMakerRegisterModelVersionOperator):

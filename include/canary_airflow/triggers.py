@@ -1,4 +1,13 @@
-"""A registry poller for event-driven rollouts where SageMaker emits no events (the local stack).
+"""Our triggers: an endpoint whose change has ended, and a registry poller.
+
+``EndpointSettledTrigger`` waits, in the triggerer, until a SageMaker endpoint is no longer
+Creating / Updating / RollingBack / Deleting. The provider's ``SageMakerTrigger`` for endpoints
+uses the ``endpoint_in_service`` waiter, whose only failure state is ``Failed``: an endpoint in
+``UpdateRollbackFailed`` would hold it for its whole budget. This one fires on any final state
+and leaves the judgement to the operator (``verify_serving``).
+
+``ModelPackageApprovalTrigger``: a registry poller for event-driven rollouts where SageMaker emits
+no events (the local stack).
 
 On AWS, approvals arrive as EventBridge events in SQS, read by common-messaging's
 ``MessageQueueTrigger``. The local stack has no event emitter, so this trigger asks the registry
@@ -19,9 +28,59 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from canary.models import registry as reg
+from canary.rollout.endpoint import IN_PROGRESS
+
+
+class EndpointSettledTrigger(BaseTrigger):
+    """Fire ``{"status": "success", "endpoint_status": ...}`` once no change is under way.
+
+    :param endpoint: the endpoint's name.
+    :param poll_interval: seconds between two DescribeEndpoint calls.
+    :param timeout: seconds before firing ``{"status": "timeout"}``.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        poll_interval: float = 1.0,
+        timeout: float = 3600.0,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.endpoint, self.poll_interval, self.timeout = endpoint, poll_interval, timeout
+        self.aws_conn_id, self.region_name = aws_conn_id, region_name
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "endpoint": self.endpoint,
+                "poll_interval": self.poll_interval,
+                "timeout": self.timeout,
+                "aws_conn_id": self.aws_conn_id,
+                "region_name": self.region_name,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        async with await hook.get_async_conn() as client:
+            while True:
+                live = await client.describe_endpoint(EndpointName=self.endpoint)
+                status = live["EndpointStatus"]
+                if status not in IN_PROGRESS:
+                    yield TriggerEvent({"status": "success", "endpoint_status": status})
+                    return
+                if loop.time() >= deadline:
+                    yield TriggerEvent({"status": "timeout", "endpoint_status": status})
+                    return
+                await asyncio.sleep(self.poll_interval)
 
 
 class ModelPackageApprovalTrigger(BaseEventTrigger):

@@ -14,6 +14,13 @@ Each patch exists because moto 5.2.5 differs from SageMaker in a way our rollout
 5. An update can fail on AWS (a container that does not start): SageMaker rolls the endpoint
    back to its previous config and reports it InService with a ``FailureReason``, or ends in
    ``UpdateRollbackFailed``. A model's ``LOCAL_SAGEMAKER_UPDATE_FAILS`` asks for either.
+6. moto's control plane is instant. Under the ``aws`` profile (:mod:`local_sagemaker.profile`)
+   every change passes through SageMaker's states on a schedule: an endpoint is Creating,
+   Updating (the old config and the old CurrentWeight serve until the switch; DesiredWeight
+   shows at once), RollingBack or Deleting, and refuses another update meanwhile. Scheduled
+   steps are applied lazily, by whoever looks at the endpoint next (a describe, a list, an
+   invocation), so no clock thread is needed and the instant profile is the same code with
+   zero durations.
 
 Patches are applied once per process, before the server starts.
 """
@@ -21,6 +28,10 @@ Patches are applied once per process, before the server starts.
 from __future__ import annotations
 
 import copy
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from moto.sagemaker import models as sm_models
@@ -28,8 +39,14 @@ from moto.sagemaker import responses as sm_responses
 from moto.sagemaker.exceptions import AWSValidationException, ValidationError
 
 from local_sagemaker.faults import ROLLS_BACK, update_failure
+from local_sagemaker.profile import Profile
 
 _applied = False
+_profile = Profile()
+_settling = threading.RLock()
+IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+# states an endpoint can be updated from (UpdateRollbackFailed: retry the update, or delete)
+UPDATABLE = frozenset({"InService", "UpdateRollbackFailed"})
 
 
 def _process_production_variants(
@@ -59,6 +76,74 @@ def _endpoint_init(self: Any, *args: Any, **kwargs: Any) -> None:
     _original_endpoint_init(self, *args, **kwargs)
     variants = kwargs.get("production_variants", args[4] if len(args) > 4 else [])
     self.config_variants = copy.deepcopy(variants)
+    self.pending = deque()  # (due, step) of a change under way, see _schedule
+
+
+def _schedule(endpoint: Any, status: str, steps: list[tuple[float, Callable[[], None]]]) -> None:
+    """Put the endpoint in ``status`` now and run each step ``seconds`` after the one before."""
+    with _settling:
+        endpoint.endpoint_status = status
+        endpoint.last_modified_time = sm_models.utcnow()
+        due, pending = time.time(), deque()
+        for seconds, step in steps:
+            due += seconds
+            pending.append((due, step))
+        endpoint.pending = pending
+        settle(endpoint)
+
+
+def settle(endpoint: Any) -> None:
+    """Apply the endpoint's scheduled steps that are due (a no-op when none is pending)."""
+    if not endpoint.pending:
+        return
+    with _settling:
+        pending = endpoint.pending
+        while pending and pending[0][0] <= time.time():
+            pending.popleft()[1]()
+            endpoint.last_modified_time = sm_models.utcnow()
+
+
+def _require_updatable(endpoint: Any) -> None:
+    settle(endpoint)
+    if endpoint.endpoint_status not in UPDATABLE:
+        raise AWSValidationException(f'Cannot update in-progress endpoint "{endpoint.arn}".')
+
+
+_original_create_endpoint = sm_models.SageMakerModelBackend.create_endpoint
+_original_delete_endpoint = sm_models.SageMakerModelBackend.delete_endpoint
+_original_list_endpoints = sm_models.SageMakerModelBackend.list_endpoints
+
+
+def create_endpoint(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """CreateEndpoint: Creating for the profile's create time, then InService."""
+    endpoint = _original_create_endpoint(self, *args, **kwargs)
+    _schedule(endpoint, "Creating", [(_profile.create_seconds, _status(endpoint, "InService"))])
+    return endpoint
+
+
+def delete_endpoint(self: Any, endpoint_name: str) -> None:
+    """DeleteEndpoint: Deleting for the profile's delete time, then gone."""
+    endpoint = _find_endpoint(self, endpoint_name)
+    if endpoint.endpoint_status == "Deleting":
+        return
+
+    def gone() -> None:
+        if self.endpoints.get(endpoint_name) is endpoint:
+            _original_delete_endpoint(self, endpoint_name)
+
+    _schedule(endpoint, "Deleting", [(_profile.delete_seconds, gone)])
+
+
+def describe_endpoint(self: Any, endpoint_name: str) -> dict[str, Any]:
+    """DescribeEndpoint of the settled endpoint (not found once its deletion came due)."""
+    return _find_endpoint(self, endpoint_name).response_object
+
+
+def list_endpoints(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
+    """ListEndpoints on settled endpoints (one whose deletion came due is gone)."""
+    for endpoint in list(self.endpoints.values()):
+        settle(endpoint)
+    return _original_list_endpoints(self, *args, **kwargs)
 
 
 def _data_capture_summary(raw: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -81,6 +166,7 @@ _original_response_object = sm_models.FakeEndpoint.response_object.fget
 
 def _endpoint_response_object(self: Any) -> dict[str, Any]:
     """DescribeEndpoint with SageMaker's DataCaptureConfig summary."""
+    settle(self)
     response = _original_response_object(self)
     response.pop("ConfigVariants", None)
     if getattr(self, "failure_reason", None):
@@ -100,6 +186,9 @@ def _find_endpoint(backend: Any, endpoint_name: str) -> Any:
             endpoint_name, backend.account_id, backend.region_name
         )
         raise ValidationError(message=f"Could not find endpoint '{arn}'.")
+    settle(endpoint)
+    if backend.endpoints.get(endpoint_name) is not endpoint:  # its deletion just came due
+        return _find_endpoint(backend, endpoint_name)
     return endpoint
 
 
@@ -125,22 +214,36 @@ def _check_desired(endpoint: Any, desired: list[dict[str, Any]]) -> None:
         seen.add(name)
 
 
+_DESIRED_CURRENT = (
+    ("DesiredWeight", "CurrentWeight"),
+    ("DesiredInstanceCount", "CurrentInstanceCount"),
+)
+
+
 def update_endpoint_weights_and_capacities(
     self: Any, endpoint_name: str, desired_weights_and_capacities: list[dict[str, Any]]
 ) -> str:
-    """Apply only the fields given; weights become current at once (the update is instant)."""
+    """Apply only the fields given: desired values show at once, current ones after the
+    profile's weights time (at once when instant), while the endpoint is Updating."""
     endpoint = _find_endpoint(self, endpoint_name)
     _check_desired(endpoint, desired_weights_and_capacities)
+    _require_updatable(endpoint)
     by_name = {v["VariantName"]: v for v in endpoint.production_variants}
+    changes = []
     for item in desired_weights_and_capacities:
         variant = by_name[item["VariantName"]]
-        if item.get("DesiredWeight") is not None:
-            variant["CurrentWeight"] = variant["DesiredWeight"] = float(item["DesiredWeight"])
-        if item.get("DesiredInstanceCount") is not None:
-            count = item["DesiredInstanceCount"]
-            variant["CurrentInstanceCount"] = variant["DesiredInstanceCount"] = count
-    endpoint.last_modified_time = sm_models.utcnow()
-    endpoint.endpoint_status = "InService"
+        for desired, current in _DESIRED_CURRENT:
+            if item.get(desired) is not None:
+                value = float(item[desired]) if desired == "DesiredWeight" else item[desired]
+                variant[desired] = value
+                changes.append((variant, current, value))
+
+    def switch() -> None:
+        for variant, current, value in changes:
+            variant[current] = value
+        endpoint.endpoint_status = "InService"
+
+    _schedule(endpoint, "Updating", [(_profile.weights_seconds, switch)])
     return endpoint.arn
 
 
@@ -150,7 +253,8 @@ def update_endpoint(
     endpoint_config_name: str,
     retain_all_variant_properties: bool = False,
 ) -> str:
-    """Switch the endpoint to another config, keeping current weights when asked to."""
+    """Switch the endpoint to another config after the profile's update time (the old config
+    serves meanwhile), keeping current weights when asked to; a failing update rolls back."""
     endpoint = _find_endpoint(self, endpoint_name)
     config = self.endpoint_configs.get(endpoint_config_name)
     if config is None:
@@ -158,28 +262,53 @@ def update_endpoint(
             endpoint_config_name, self.account_id, self.region_name
         )
         raise ValidationError(message=f"Could not find endpoint configuration '{arn}'.")
+    _require_updatable(endpoint)
+    endpoint.failure_reason = None
     failure = _update_failure(self, config)
-    if failure is not None:
+    if failure is None:
+        switch = _switch(endpoint, config, retain_all_variant_properties)
+        steps = [(_profile.update_seconds, switch)]
+    else:
+        steps = [
+            (_profile.update_seconds, _status(endpoint, "RollingBack")),
+            (_profile.rollback_seconds, _rolled_back(endpoint, endpoint_config_name, failure)),
+        ]
+    _schedule(endpoint, "Updating", steps)
+    return endpoint.arn
+
+
+def _switch(endpoint: Any, config: Any, retain: bool) -> Callable[[], None]:
+    def step() -> None:
+        old = {v["VariantName"]: v for v in endpoint.production_variants}
+        variants = endpoint._process_production_variants(config.production_variants)
+        if retain:
+            for variant in variants:
+                variant.update(old.get(variant["VariantName"], {}))
+        endpoint.production_variants = variants
+        endpoint.config_variants = copy.deepcopy(config.production_variants)
+        endpoint.endpoint_config_name = config.endpoint_config_name
+        endpoint.data_capture_config = config.data_capture_config
+        endpoint.endpoint_status = "InService"
+
+    return step
+
+
+def _status(endpoint: Any, status: str) -> Callable[[], None]:
+    def step() -> None:
+        endpoint.endpoint_status = status
+
+    return step
+
+
+def _rolled_back(endpoint: Any, config_name: str, failure: str) -> Callable[[], None]:
+    def step() -> None:
         endpoint.failure_reason = (
-            f"Failed to update endpoint to {endpoint_config_name}: the container of a new "
+            f"Failed to update endpoint to {config_name}: the container of a new "
             "production variant did not pass its ping health check."
         )
         endpoint.endpoint_status = "InService" if failure == ROLLS_BACK else "UpdateRollbackFailed"
-        endpoint.last_modified_time = sm_models.utcnow()
-        return endpoint.arn
-    endpoint.failure_reason = None
-    old = {v["VariantName"]: v for v in endpoint.production_variants}
-    variants = endpoint._process_production_variants(config.production_variants)
-    if retain_all_variant_properties:
-        for variant in variants:
-            variant.update(old.get(variant["VariantName"], {}))
-    endpoint.production_variants = variants
-    endpoint.config_variants = copy.deepcopy(config.production_variants)
-    endpoint.endpoint_config_name = endpoint_config_name
-    endpoint.data_capture_config = config.data_capture_config
-    endpoint.last_modified_time = sm_models.utcnow()
-    endpoint.endpoint_status = "InService"
-    return endpoint.arn
+
+    return step
 
 
 def _update_failure(backend: Any, config: Any) -> str | None:
@@ -203,9 +332,10 @@ def _update_endpoint_response(self: Any) -> Any:
     return sm_responses.ActionResult({"EndpointArn": arn})
 
 
-def apply_patches() -> None:
-    """Install the fixes above into moto (idempotent)."""
-    global _applied
+def apply_patches(profile: Profile | None = None) -> None:
+    """Install the fixes above into moto (idempotent), with ``profile``'s timing."""
+    global _applied, _profile
+    _profile = profile or _profile
     if _applied:
         return
     endpoint_cls = sm_models.FakeEndpoint
@@ -215,5 +345,9 @@ def apply_patches() -> None:
     backend_cls = sm_models.SageMakerModelBackend
     backend_cls.update_endpoint_weights_and_capacities = update_endpoint_weights_and_capacities
     backend_cls.update_endpoint = update_endpoint
+    backend_cls.create_endpoint = create_endpoint
+    backend_cls.delete_endpoint = delete_endpoint
+    backend_cls.list_endpoints = list_endpoints
+    backend_cls.describe_endpoint = describe_endpoint
     sm_responses.SageMakerResponse.update_endpoint = _update_endpoint_response
     _applied = True

@@ -2,8 +2,12 @@
 
 One PutMetricData per request would make moto's metric list (and every GetMetricStatistics
 scan) grow with traffic and put a lock on the hot path. Instead each request adds to a
-per-(endpoint, variant, second) bucket; the flusher writes every closed bucket as
-``StatisticValues`` (SampleCount/Sum/Minimum/Maximum), so Sum and SampleCount stay exact.
+per-(endpoint, variant, period) bucket; the flusher writes the buckets as ``StatisticValues``
+(SampleCount/Sum/Minimum/Maximum) stamped with their period's start, so Sum and SampleCount stay
+exact. The period is a second when instant; under the ``aws`` profile it is CloudWatch's minute
+(scaled), a request is written only once the profile's ingestion lag has passed (so the newest
+period shows partial counts, as on AWS), and GetMetricStatistics rounds StartTime down to a
+period, as CloudWatch does.
 
 Namespace ``AWS/SageMaker``, dimensions ``EndpointName`` + ``VariantName``:
 
@@ -28,7 +32,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from moto.cloudwatch.models import cloudwatch_backends
+from moto.cloudwatch.models import CloudWatchBackend, cloudwatch_backends
+
+from local_sagemaker.profile import Profile
 
 NAMESPACE = "AWS/SageMaker"
 RESERVOIR = 200_000
@@ -83,9 +89,10 @@ class Metrics:
     before they are called is missed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, profile: Profile | None = None) -> None:
+        self.profile = profile or Profile()
         self._events: deque[tuple] = deque()
-        self._buckets: dict[tuple, _Bucket] = {}
+        self._ingesting: deque[tuple] = deque()  # drained, not yet visible in CloudWatch
         self._lock = threading.Lock()
         self._latency: dict[tuple[str, str], tuple[deque, deque]] = {}
 
@@ -97,14 +104,31 @@ class Metrics:
         overhead_us: float,
     ) -> None:
         """Count one request; ``where`` is (account, region, endpoint, variant)."""
-        self._events.append((where, int(time.time()), status, model_us, overhead_us))
+        self._events.append((where, time.time(), status, model_us, overhead_us))
 
     def _drain(self) -> None:
-        """Fold every queued event into buckets and reservoirs (caller holds ``_lock``)."""
-        events, buckets, latency = self._events, self._buckets, self._latency
+        """Fold every queued event into the reservoirs and the ingestion queue (caller holds
+        ``_lock``)."""
+        events, ingesting, latency = self._events, self._ingesting, self._latency
         while events:
-            where, second, status, model_us, overhead_us = events.popleft()
-            key = (*where, second)
+            event = events.popleft()
+            ingesting.append(event)
+            where, _, _, model_us, overhead_us = event
+            pair = latency.get(where[2:])
+            if pair is None:
+                pair = latency[where[2:]] = (deque(maxlen=RESERVOIR), deque(maxlen=RESERVOIR))
+            if model_us is not None:
+                pair[0].append(model_us)
+            pair[1].append(overhead_us)
+
+    def _visible_buckets(self) -> dict[tuple, _Bucket]:
+        """The events older than the ingestion lag, per period (caller holds ``_lock``)."""
+        horizon = time.time() - self.profile.metrics_lag
+        buckets: dict[tuple, _Bucket] = {}
+        ingesting = self._ingesting
+        while ingesting and ingesting[0][1] <= horizon:
+            where, when, status, model_us, overhead_us = ingesting.popleft()
+            key = (*where, self.profile.floor_to_period(when))
             bucket = buckets.get(key)
             if bucket is None:
                 bucket = buckets[key] = _Bucket()
@@ -116,25 +140,20 @@ class Metrics:
             if model_us is not None:
                 _add(bucket.model, model_us)
             _add(bucket.overhead, overhead_us)
-            pair = latency.get(where[2:])
-            if pair is None:
-                pair = latency[where[2:]] = (deque(maxlen=RESERVOIR), deque(maxlen=RESERVOIR))
-            if model_us is not None:
-                pair[0].append(model_us)
-            pair[1].append(overhead_us)
+        return buckets
 
     def flush(self) -> int:
-        """Write every bucket to moto's CloudWatch backend; returns the requests flushed."""
+        """Write what CloudWatch would show by now into moto; returns the requests written."""
         with self._lock:
             self._drain()
-            buckets, self._buckets = self._buckets, {}
+            buckets = self._visible_buckets()
         served = 0
-        for (account, region, endpoint, variant, second), bucket in buckets.items():
+        for (account, region, endpoint, variant, period), bucket in buckets.items():
             dims = [
                 {"Name": "EndpointName", "Value": endpoint},
                 {"Name": "VariantName", "Value": variant},
             ]
-            data = self._data(dims, _EPOCH + timedelta(seconds=second), bucket)
+            data = self._data(dims, _EPOCH + timedelta(seconds=period), bucket)
             cloudwatch_backends[account][region].put_metric_data(NAMESPACE, data)
             served += bucket.n
         return served
@@ -165,6 +184,26 @@ class Metrics:
             }
             for (endpoint, variant), (model, overhead) in snapshot.items()
         }
+
+
+_original_statistics = CloudWatchBackend.get_metric_statistics
+
+
+def round_start_time(profile: Profile) -> None:
+    """GetMetricStatistics rounds StartTime down to a period, as CloudWatch rounds it down to
+    the minute (only under the ``aws`` profile: instant periods are a second)."""
+    if not profile.asynchronous:
+        return
+
+    def get_metric_statistics(
+        self: Any, namespace: str, metric_name: str, start_time: datetime, *args: Any, **kwargs: Any
+    ) -> Any:
+        epoch = (start_time.replace(tzinfo=None) - _EPOCH).total_seconds()
+        rounded = _EPOCH + timedelta(seconds=profile.floor_to_period(epoch))
+        start = rounded.replace(tzinfo=start_time.tzinfo)
+        return _original_statistics(self, namespace, metric_name, start, *args, **kwargs)
+
+    CloudWatchBackend.get_metric_statistics = get_metric_statistics
 
 
 def _summary(values: list[float]) -> dict[str, Any]:

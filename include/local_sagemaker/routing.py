@@ -19,6 +19,7 @@ from moto.sagemaker.models import sagemaker_backends
 
 from local_sagemaker.artifact_store import ArtifactError
 from local_sagemaker.capture import CaptureConfig, capture_config
+from local_sagemaker.control_plane import settle
 from local_sagemaker.errors import internal_failure, validation_error
 from local_sagemaker.faults import Faults, faults_from_environment
 from local_sagemaker.loader import LoadedModel, ModelCache
@@ -134,6 +135,11 @@ def sagemaker_backend(account_id: str, region: str) -> Any:
     return backend if backend is not None else sagemaker_backends[account_id][region]
 
 
+# An Updating or RollingBack endpoint still serves (its old config); these serve nothing, and
+# the runtime answers as for an endpoint it does not know (SageMaker documents no other error).
+NOT_SERVING = frozenset({"Creating", "Deleting", "Failed", "OutOfService"})
+
+
 class Router:
     """Finds (and caches) the routing table of an endpoint in moto's backend."""
 
@@ -144,7 +150,10 @@ class Router:
         """The current table; a 400 ValidationError naming the endpoint if it does not exist."""
         backend = sagemaker_backend(account_id, region)
         endpoint = backend.endpoints.get(endpoint_name)
-        if endpoint is None:
+        if endpoint is not None and endpoint.pending:  # an update of the aws profile under way
+            settle(endpoint)
+            endpoint = backend.endpoints.get(endpoint_name)
+        if endpoint is None or endpoint.endpoint_status in NOT_SERVING:
             raise validation_error(f"Endpoint {endpoint_name} of account {account_id} not found.")
         key = (id(endpoint), endpoint.endpoint_config_name, _weights(endpoint))
         slot = (account_id, region, endpoint_name)

@@ -20,6 +20,7 @@ from local_sagemaker.errors import (
 from local_sagemaker.loader import ModelCache, ModelInputError
 from local_sagemaker.metrics import Metrics
 from local_sagemaker.payload import PayloadError, decode, encode, response_type
+from local_sagemaker.profile import Profile
 from local_sagemaker.routing import Router, Variant
 
 
@@ -71,11 +72,11 @@ def error_answer(error: InvokeError) -> Answer:
 class Runtime:
     """Serves InvokeEndpoint from moto's in-process state."""
 
-    def __init__(self, account_id: str = ACCOUNT_ID) -> None:
+    def __init__(self, account_id: str = ACCOUNT_ID, profile: Profile | None = None) -> None:
         self.account_id = account_id
         self.router = Router()
         self.models = ModelCache()
-        self.metrics = Metrics()
+        self.metrics = Metrics(profile)
         self.capture = CaptureWriter(account_id)
 
     def invoke(self, call: Invocation) -> Answer:

@@ -7,9 +7,12 @@ under ``/_local_sagemaker/`` exist for tests and benchmarks:
 
 * ``GET  /_local_sagemaker/health``: readiness probe.
 * ``POST /_local_sagemaker/flush``: write pending metrics and capture records now.
-* ``GET  /_local_sagemaker/stats[?reset=1]``: raw latency percentiles per variant.
+* ``GET  /_local_sagemaker/stats[?reset=1]``: raw latency percentiles per variant, capture
+  errors and the number of throttled control-plane calls.
+* ``GET  /_local_sagemaker/profile``: the timing profile in force (see :mod:`.profile`).
 
-A background thread flushes metrics and capture every ``flush_interval`` seconds.
+A background thread flushes metrics every ``flush_interval`` seconds (CloudWatch shows what the
+profile's ingestion lag allows) and Data Capture every flush, or in the profile's batches.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from time import perf_counter
+from dataclasses import asdict
+from time import monotonic, perf_counter
 from typing import Any
 from urllib.parse import unquote
 
@@ -30,9 +34,13 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from local_sagemaker.control_plane import apply_patches
-from local_sagemaker.runtime import Answer, Invocation, Runtime
+from local_sagemaker.metrics import round_start_time
+from local_sagemaker.profile import Profile
+from local_sagemaker.runtime import Answer, Invocation, Runtime, error_answer
+from local_sagemaker.throttle import Throttle, throttling_error
 
 ADMIN = "/_local_sagemaker/"
+SAGEMAKER_TARGET = "SageMaker."  # X-Amz-Target of a control-plane call: SageMaker.<Operation>
 DEFAULT_REGION = "us-east-1"
 log = logging.getLogger("local_sagemaker")
 
@@ -59,9 +67,13 @@ def _read_body(environ: dict[str, Any]) -> bytes:
 class LocalSageMakerApp:
     """WSGI middleware: InvokeEndpoint and admin routes to us, the rest to moto."""
 
-    def __init__(self, runtime: Runtime, moto_app: Callable | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, moto_app: Callable | None = None, profile: Profile | None = None
+    ) -> None:
         self.runtime = runtime
         self.moto_app = moto_app or DomainDispatcherApplication(create_backend_app)
+        self.profile = profile or Profile()
+        self.throttle = Throttle(self.profile.throttle_rate)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         started = perf_counter()
@@ -71,6 +83,9 @@ class LocalSageMakerApp:
             return self._invoke(environ, start_response, path, started)
         if path.startswith(ADMIN):
             return self._admin(environ, start_response, path[len(ADMIN) :])
+        operation = environ.get("HTTP_X_AMZ_TARGET", "")
+        if operation.startswith(SAGEMAKER_TARGET) and not self.throttle.admit(operation):
+            return _respond(start_response, error_answer(throttling_error(operation)))
         return self.moto_app(environ, start_response)
 
     def _invoke(self, environ: dict, start_response: Callable, path: str, started: float):
@@ -96,7 +111,10 @@ class LocalSageMakerApp:
             payload = {
                 "latency_us": self.runtime.metrics.latency_percentiles(reset=reset),
                 "capture_errors": list(self.runtime.capture.errors),
+                "throttled": self.throttle.refused,
             }
+        elif route == "profile":
+            payload = asdict(self.profile)
         else:
             body = json.dumps({"message": f"unknown local route {ADMIN}{route}"}).encode()
             return _respond(start_response, Answer(404, _json_headers(), body))
@@ -120,30 +138,37 @@ def _respond(start_response: Callable, answer: Answer) -> list[bytes]:
 _flush_lock = threading.Lock()
 
 
-def flush(runtime: Runtime) -> dict[str, int]:
-    """Write pending metrics and capture records into moto now (serialised with the flusher)."""
+def flush(runtime: Runtime, capture: bool = True) -> dict[str, int]:
+    """Write what CloudWatch would show by now, and (with ``capture``) every queued capture
+    record, into moto (serialised with the flusher)."""
     with _flush_lock:
         return {
             "metrics_requests": runtime.metrics.flush(),
-            "capture_records": runtime.capture.flush(),
+            "capture_records": runtime.capture.flush() if capture else 0,
         }
 
 
 class Flusher(threading.Thread):
-    """Background thread that keeps CloudWatch and capture at most ``interval`` s behind."""
+    """Background thread: CloudWatch every ``interval`` s, capture files every ``interval`` s or
+    in the profile's batches."""
 
-    def __init__(self, runtime: Runtime, interval: float) -> None:
+    def __init__(self, runtime: Runtime, interval: float, capture_interval: float = 0.0) -> None:
         super().__init__(name="local-sagemaker-flusher", daemon=True)
         self.runtime = runtime
         self.interval = interval
+        self.capture_interval = capture_interval
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        captured = monotonic()
         while not self.stopped.wait(self.interval):
+            batch_due = monotonic() - captured >= self.capture_interval
             try:
-                flush(self.runtime)
+                flush(self.runtime, capture=batch_due)
             except Exception:  # keep flushing; a bad batch must not stop telemetry
                 log.exception("flush failed")
+            if batch_due:
+                captured = monotonic()
 
 
 class QuietHandler(MotoRequestHandler):
@@ -154,11 +179,13 @@ class QuietHandler(MotoRequestHandler):
 
 
 def build_server(
-    host: str, port: int, flush_interval: float = 0.5
+    host: str, port: int, flush_interval: float = 0.5, profile: Profile | None = None
 ) -> tuple[BaseWSGIServer, Flusher]:
     """A threaded werkzeug server with moto + our runtime, and its (not yet started) flusher."""
-    apply_patches()
-    runtime = Runtime()
-    app = LocalSageMakerApp(runtime)
+    profile = profile or Profile()
+    apply_patches(profile)
+    round_start_time(profile)
+    runtime = Runtime(profile=profile)
+    app = LocalSageMakerApp(runtime, profile=profile)
     server = make_server(host, port, app, threaded=True, request_handler=QuietHandler)
-    return server, Flusher(runtime, flush_interval)
+    return server, Flusher(runtime, flush_interval, profile.capture_interval)

@@ -18,11 +18,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
+
+from local_sagemaker.profile import profile_from_env
 
 REGION = "us-east-1"
 _DUMMY_KEY = "testing"  # moto accepts any key; this is not a credential
@@ -48,8 +51,12 @@ class EmbeddedStack:
         start_timeout: float = 60.0,
         flush_interval: float = 0.5,
         log_path: str | Path | None = None,
+        profile_env: Mapping[str, str] | None = None,
     ) -> None:
         self.host = "127.0.0.1"
+        # LOCAL_SAGEMAKER_PROFILE and its knobs; None: whatever this process's environment says
+        self.profile_env = dict(profile_env or {})
+        self.profile = profile_from_env({**os.environ, **self.profile_env})
         self.port = port or free_port()
         self.start_timeout = start_timeout
         self.flush_interval = flush_interval
@@ -94,7 +101,7 @@ class EmbeddedStack:
         self._log = out if self.log_path else None
         cmd = [sys.executable, "-m", "local_sagemaker", "--host", self.host]
         cmd += ["--port", str(self.port), "--flush-interval", str(self.flush_interval)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.profile_env, "PYTHONUNBUFFERED": "1"}
         env.pop("AWS_ENDPOINT_URL", None)
         self._proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env)
         self._wait_ready()

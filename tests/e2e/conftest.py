@@ -61,7 +61,7 @@ def one_stage() -> Mapping[str, Any]:
 @pytest.fixture(scope="session")
 def airflow_local(local_stack: EmbeddedStack) -> dict[str, str]:
     """Airflow's environment for this session: migrated database, AWS connection to the stack."""
-    env = airflow_env(local_stack.endpoint_url, local_stack.env())
+    env = airflow_env(local_stack)
     os.environ.update(env)
     ensure_database(env)
     return env
@@ -182,7 +182,7 @@ def airflow_api(
 ) -> Iterator[Api]:
     home = tmp_path_factory.mktemp("standalone_home")
     reports = tmp_path_factory.mktemp("standalone_reports")
-    env = airflow_env(local_stack.endpoint_url, local_stack.env())
+    env = airflow_env(local_stack)
     env.update(
         {
             "AIRFLOW_HOME": str(home),

@@ -85,6 +85,7 @@ def _remove_or_restore_endpoint(
     if manifest.endpoint_created:
         if endpoint.delete_quietly(sm, "endpoint", plan.endpoint_name):
             report.deleted.append(f"endpoint {plan.endpoint_name}")
+        endpoint.wait_deleted(sm, plan.endpoint_name)
         return
     if manifest.previous_config is None:  # deploy never changed it: not ours to touch
         return
@@ -94,11 +95,14 @@ def _remove_or_restore_endpoint(
 
 
 def _switch_config(sm: Any, endpoint_name: str, config_name: str) -> None:
-    live = endpoint.describe_endpoint(sm, endpoint_name)
-    if live is not None and live["EndpointConfigName"] != config_name:
+    """Serve ``config_name``, once any change under way has ended (SageMaker refuses an update
+    meanwhile), and check that the switch really happened."""
+    live = endpoint.wait_settled(sm, endpoint_name)
+    if live["EndpointConfigName"] != config_name:
         sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
-        log.info("endpoint %s now serves %s", endpoint_name, config_name)
-    endpoint.wait_in_service(sm, endpoint_name, delay=1)
+        log.info("endpoint %s switching to %s", endpoint_name, config_name)
+        endpoint.wait_settled(sm, endpoint_name)
+    endpoint.verify_serving(sm, endpoint_name, config_name=config_name)
 
 
 def _delete_unused(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
@@ -25,6 +26,8 @@ from canary.rollout.layout import capture_uri
 log = logging.getLogger(__name__)
 
 CAPTURE_SAMPLING_PERCENT = 100
+# SageMaker refuses an update in these states and serves (at most) the old config meanwhile
+IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 ENDPOINT_TAG = "canary:endpoint"
 RUN_TAG = "canary:run"  # on an endpoint: the run that created it
 
@@ -159,9 +162,11 @@ def serving_weights(description: Mapping[str, Any]) -> dict[str, float]:
 def set_weights(sm: Any, endpoint: str, weights: Mapping[str, float]) -> bool:
     """Shift traffic with UpdateEndpointWeightsAndCapacities; a no-op when already there.
 
-    Returns True when an update was requested (the caller then waits for InService).
+    Returns True when an update was requested (the caller then waits for InService). Waits
+    first for an update under way to end: SageMaker refuses another one meanwhile, and a retry
+    after a killed worker finds its own update still running.
     """
-    current = current_weights(sm, endpoint)
+    current = serving_weights(wait_settled(sm, endpoint))
     missing = sorted(set(weights) - set(current))
     if missing:
         raise EndpointError(f"endpoint {endpoint!r} has no variant(s) {missing}: has {current}")
@@ -217,10 +222,35 @@ def _shares(weights: Mapping[str, float]) -> dict[str, float]:
     return {name: round(float(w) / total, 9) for name, w in weights.items()}
 
 
-def wait_in_service(sm: Any, endpoint: str, delay: int = 2, max_attempts: int = 900) -> None:
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=endpoint, WaiterConfig={"Delay": delay, "MaxAttempts": max_attempts}
-    )
+def wait_settled(sm: Any, endpoint: str, delay: float = 1.0, timeout: float = 3600.0) -> dict:
+    """The endpoint's description once no change is under way (InService, or where a change
+    ended: UpdateRollbackFailed, Failed).
+
+    Why not the ``endpoint_in_service`` waiter: it treats only Failed as final, so it waits out
+    its whole budget on an endpoint in UpdateRollbackFailed. :func:`verify_serving` then names
+    what the endpoint ended in.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        live = describe_endpoint(sm, endpoint)
+        if live is None:
+            raise EndpointError(f"endpoint {endpoint!r} does not exist")
+        if live["EndpointStatus"] not in IN_PROGRESS:
+            return live
+        if time.monotonic() > deadline:
+            raise EndpointError(
+                f"endpoint {endpoint!r} still {live['EndpointStatus']} after {timeout:.0f} s"
+            )
+        time.sleep(delay)
+
+
+def wait_deleted(sm: Any, endpoint: str, delay: float = 1.0, timeout: float = 1800.0) -> None:
+    """Until DescribeEndpoint no longer finds the endpoint (it is Deleting for a while)."""
+    deadline = time.monotonic() + timeout
+    while describe_endpoint(sm, endpoint) is not None:
+        if time.monotonic() > deadline:
+            raise EndpointError(f"endpoint {endpoint!r} still exists after {timeout:.0f} s")
+        time.sleep(delay)
 
 
 def delete_quietly(sm: Any, kind: str, name: str) -> bool:

@@ -39,6 +39,10 @@ METRICS_CATCH_UP_SECONDS = 180.0
 METRICS_POLL_SECONDS = 0.5
 
 
+class MetricsLagError(RuntimeError):
+    """CloudWatch has not counted the stage's traffic in time (the gate's task retries)."""
+
+
 @dataclass(frozen=True)
 class EvidenceSource:
     """Builds one stage's :class:`StageEvidence` for the gate, at the moment it looks."""
@@ -96,7 +100,8 @@ class EvidenceSource:
         endpoint weights cannot attribute its 4XX/5XX; the endpoint's own metrics can. They are
         the only source of counts (mixing them with the client's would skew the split), and
         the gate waits until they account for the ``answered`` requests, so rates and the sample
-        ratio are never judged on a lagging view of the traffic.
+        ratio are never judged on a lagging view of the traffic or a partial period. The stage's
+        window starts on a whole period, so no earlier request is in these counts either.
         """
         variants = (evidence.champion, evidence.challenger)
         deadline = time.monotonic() + METRICS_CATCH_UP_SECONDS
@@ -107,7 +112,10 @@ class EvidenceSource:
                 break
             time.sleep(METRICS_POLL_SECONDS)
         if counted < answered:
-            log.warning("CloudWatch counts %d of %d answered requests so far", counted, answered)
+            raise MetricsLagError(
+                f"CloudWatch counts {counted} of the {answered} requests answered in this stage "
+                f"after {METRICS_CATCH_UP_SECONDS:.0f} s; no look is taken on a partial count"
+            )
         champion, challenger = (
             replace(
                 variant,

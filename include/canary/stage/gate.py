@@ -50,6 +50,8 @@ class StageGate:
         deadline = time.monotonic() + budget_seconds
         looks = self.state.load(LOOKS, default=[])
         replaying = self.plan.traffic.enabled
+        if replaying:
+            self.window.wait_for_start()
         session = self.traffic.gate_session() if replaying else None
         frame = self.traffic.results() if replaying else None
         cap = self.traffic.request_cap - self.traffic.burst_total

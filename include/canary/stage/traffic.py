@@ -72,6 +72,7 @@ class StageTraffic:
         """Send one mapped task's share of the burst; returns its counters."""
         if shard["requests"] == 0:
             return {"requests": 0}
+        self.window.wait_for_start()
         session = self.session(shard["index"], shard["count"])
         sent = session.cursor
         while sent < shard["requests"]:

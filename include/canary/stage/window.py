@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
 from canary.plan import RolloutPlan
@@ -23,3 +25,13 @@ class StageWindow:
         """The weights as (champion, challenger)."""
         champion, challenger = plan.variants
         return float(self.weights[champion]), float(self.weights[challenger])
+
+    def wait_for_start(self) -> None:
+        """Sleep until the window opens: synthetic traffic sent before it would not be judged
+        (its CloudWatch period also holds the previous stage's requests)."""
+        time.sleep(max(0.0, self.started_at - time.time()))
+
+
+def first_whole_period(at: float, period: float) -> float:
+    """The start of the first CloudWatch period that begins at or after ``at`` (epoch seconds)."""
+    return math.ceil(at / period) * period

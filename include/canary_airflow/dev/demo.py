@@ -69,7 +69,7 @@ def run(conf: dict[str, Any], reports: Path, log: Path) -> RunResult:
         airflow_output_to(log) as terminal,
         EmbeddedStack(log_path=reports / "local-stack.log") as stack,
     ):
-        env = airflow_env(stack.endpoint_url, stack.env())
+        env = airflow_env(stack)
         os.environ.update(env)
         ensure_database(env)
         from canary_airflow.dev.local_airflow import run_dag  # Airflow reads its env on import

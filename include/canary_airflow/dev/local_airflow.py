@@ -25,6 +25,8 @@ from typing import Any, TextIO
 import pluggy
 
 from canary.stage.progress import LOGGER as GATE_PROGRESS
+from canary_airflow import ids
+from local_sagemaker.stack import EmbeddedStack
 
 PROJECT = Path(__file__).resolve().parents[3]
 SQL_ALCHEMY_CONN = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
@@ -52,12 +54,16 @@ def airflow_settings() -> dict[str, str]:
     }
 
 
-def airflow_env(endpoint_url: str, stack_env: dict[str, str]) -> dict[str, str]:
-    """:func:`airflow_settings` plus an ``aws_default`` connection to the local stack."""
-    connection = {
-        "conn_type": "aws",
-        "extra": {"endpoint_url": endpoint_url, "region_name": stack_env["AWS_DEFAULT_REGION"]},
+def airflow_env(stack: EmbeddedStack) -> dict[str, str]:
+    """:func:`airflow_settings` plus an ``aws_default`` connection to the local stack, with the
+    CloudWatch period of the stack's profile."""
+    stack_env = stack.env()
+    extra = {
+        "endpoint_url": stack.endpoint_url,
+        "region_name": stack_env["AWS_DEFAULT_REGION"],
+        ids.CLOUDWATCH_PERIOD_EXTRA: stack.profile.metrics_period,
     }
+    connection = {"conn_type": "aws", "extra": extra}
     return {**stack_env, **airflow_settings(), "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection)}
 
 

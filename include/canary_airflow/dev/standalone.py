@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         EmbeddedStack(port=args.aws_port, log_path=reports / "local-stack.log") as stack,
         metadata_database(args.db) as database,
     ):
-        env = airflow_env(stack.endpoint_url, stack.env()) | database
+        env = airflow_env(stack) | database
         print(f"local AWS stack: {stack.endpoint_url}", flush=True)
         airflow = StandaloneAirflow(env, args.port, log_path=reports / "airflow.log")
         try:

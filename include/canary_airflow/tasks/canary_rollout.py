@@ -242,7 +242,7 @@ def rollback(plan: dict[str, Any]) -> dict[str, Any]:
 def _shift(rollout: RolloutPlan, weights: dict[str, float]) -> None:
     sm = clients_for(rollout).sagemaker
     if endpoint.set_weights(sm, rollout.endpoint_name, weights):
-        endpoint.wait_in_service(sm, rollout.endpoint_name, delay=1)
+        endpoint.wait_settled(sm, rollout.endpoint_name)
     endpoint.verify_serving(sm, rollout.endpoint_name, weights=weights)
 
 

@@ -1,0 +1,245 @@
+"""The local stack's ``aws`` profile: SageMaker's states and CloudWatch's periods, on a fast clock.
+
+One stack for the module, at a time scale of 0.02 (a 240 s update takes 4.8 s), so every
+behaviour is seen happening in time rather than instantly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from canary.models.training import xgboost_tarball
+from canary.rollout.endpoint import EndpointError, verify_serving, wait_deleted, wait_settled
+from local_sagemaker.profile import AWS_VALUES
+from local_sagemaker.stack import EmbeddedStack
+
+SCALE = 0.02
+PROFILE = {"LOCAL_SAGEMAKER_PROFILE": "aws", "LOCAL_SAGEMAKER_TIME_SCALE": str(SCALE)}
+ROW = "1,2,3,4"
+
+
+@pytest.fixture(scope="module")
+def aws_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    log = tmp_path_factory.mktemp("aws_stack") / "local_stack.log"
+    with EmbeddedStack(log_path=log, profile_env=PROFILE) as stack:
+        yield stack
+
+
+@pytest.fixture
+def sm(aws_stack: EmbeddedStack) -> Any:
+    # retries as the rollout's clients have them: the profile throttles
+    return aws_stack.client("sagemaker", config=Config(retries={"mode": "standard"}))
+
+
+@pytest.fixture
+def champion_config(aws_stack, sm, boosters) -> dict[str, str]:
+    """Two models and a Champion-only and a two-variant config (no endpoint yet)."""
+    s3 = aws_stack.client("s3")
+    bucket = f"aws-profile-{time.time_ns()}"
+    s3.create_bucket(Bucket=bucket)
+    names: dict[str, str] = {}
+    for role in ("champion", "challenger"):
+        s3.put_object(Bucket=bucket, Key=f"{role}.tar.gz", Body=xgboost_tarball(boosters[role]))
+        names[role] = f"m-{role}-{time.time_ns()}"
+        sm.create_model(
+            ModelName=names[role],
+            ExecutionRoleArn="arn:aws:iam::123456789012:role/local-test",
+            PrimaryContainer={"Image": "xgboost", "ModelDataUrl": f"s3://{bucket}/{role}.tar.gz"},
+        )
+    configs = {
+        "one": {"Champion": (names["champion"], 1.0)},
+        "two": {"Champion": (names["champion"], 1.0), "Challenger": (names["challenger"], 0.0)},
+    }
+    out = {}
+    for key, variants in configs.items():
+        out[key] = f"c-{key}-{time.time_ns()}"
+        sm.create_endpoint_config(
+            EndpointConfigName=out[key],
+            ProductionVariants=[
+                {
+                    "VariantName": variant,
+                    "ModelName": model,
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                    "InitialVariantWeight": weight,
+                }
+                for variant, (model, weight) in variants.items()
+            ],
+        )
+    return out
+
+
+def _invoked(aws_stack: EmbeddedStack, endpoint: str, n: int) -> set[str]:
+    runtime = aws_stack.client("sagemaker-runtime")
+    return {
+        runtime.invoke_endpoint(EndpointName=endpoint, Body=ROW, ContentType="text/csv")[
+            "InvokedProductionVariant"
+        ]
+        for _ in range(n)
+    }
+
+
+def _status(sm: Any, endpoint: str) -> str:
+    return sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"]
+
+
+def test_create_update_weights_and_delete_pass_through_sagemakers_states(
+    aws_stack, sm, champion_config
+):
+    endpoint = f"e-{time.time_ns()}"
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=champion_config["two"])
+    assert _status(sm, endpoint) == "Creating"
+    with pytest.raises(ClientError, match="not found"):
+        _invoked(aws_stack, endpoint, 1)
+    assert wait_settled(sm, endpoint, delay=0.1)["EndpointStatus"] == "InService"
+    assert _invoked(aws_stack, endpoint, 5) == {"Champion"}
+
+    desired = [
+        {"VariantName": "Champion", "DesiredWeight": 0.0},
+        {"VariantName": "Challenger", "DesiredWeight": 1.0},
+    ]
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=endpoint, DesiredWeightsAndCapacities=desired
+    )
+    live = sm.describe_endpoint(EndpointName=endpoint)
+    weights = {
+        v["VariantName"]: (v["DesiredWeight"], v["CurrentWeight"])
+        for v in live["ProductionVariants"]
+    }
+    assert live["EndpointStatus"] == "Updating"
+    assert weights == {"Champion": (0.0, 1.0), "Challenger": (1.0, 0.0)}
+    assert _invoked(aws_stack, endpoint, 5) == {"Champion"}  # current weights serve meanwhile
+    with pytest.raises(ClientError) as refused:
+        sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=champion_config["one"])
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "Cannot update in-progress endpoint" in refused.value.response["Error"]["Message"]
+
+    wait_settled(sm, endpoint, delay=0.1)
+    verify_serving(sm, endpoint, weights={"Champion": 0.0, "Challenger": 1.0})
+    assert _invoked(aws_stack, endpoint, 5) == {"Challenger"}
+
+    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=champion_config["one"])
+    assert _status(sm, endpoint) == "Updating"
+    assert _invoked(aws_stack, endpoint, 3) == {"Challenger"}  # the old config until the switch
+    wait_settled(sm, endpoint, delay=0.1)
+    verify_serving(sm, endpoint, config_name=champion_config["one"])
+
+    sm.delete_endpoint(EndpointName=endpoint)
+    assert _status(sm, endpoint) == "Deleting"
+    wait_deleted(sm, endpoint, delay=0.1)
+    with pytest.raises(ClientError, match="Could not find endpoint"):
+        sm.describe_endpoint(EndpointName=endpoint)
+
+
+@pytest.mark.parametrize(
+    ("fault", "final"), [("1", "InService"), ("rollback_failed", "UpdateRollbackFailed")]
+)
+def test_a_failing_update_rolls_back_in_time_and_is_never_taken_for_success(
+    aws_stack, sm, champion_config, boosters, fault, final
+):
+    endpoint = f"e-{time.time_ns()}"
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=champion_config["one"])
+    wait_settled(sm, endpoint, delay=0.1)
+    broken = f"m-broken-{time.time_ns()}"
+    source = sm.describe_model(
+        ModelName=sm.describe_endpoint_config(EndpointConfigName=champion_config["one"])[
+            "ProductionVariants"
+        ][0]["ModelName"]
+    )["PrimaryContainer"]
+    sm.create_model(
+        ModelName=broken,
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/local-test",
+        PrimaryContainer={**source, "Environment": {"LOCAL_SAGEMAKER_UPDATE_FAILS": fault}},
+    )
+    bad = f"c-bad-{time.time_ns()}"
+    sm.create_endpoint_config(
+        EndpointConfigName=bad,
+        ProductionVariants=[
+            {
+                "VariantName": "Champion",
+                "ModelName": broken,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=bad)
+    seen = {_status(sm, endpoint)}
+    while (status := _status(sm, endpoint)) not in {"InService", "UpdateRollbackFailed"}:
+        seen.add(status)
+        time.sleep(0.05)
+    assert seen == {"Updating", "RollingBack"}
+    assert status == final
+    live = wait_settled(sm, endpoint, delay=0.1)
+    assert live["EndpointConfigName"] == champion_config["one"]
+    assert "ping health check" in live["FailureReason"]
+    with pytest.raises(EndpointError, match=r"rolled the update back|UpdateRollbackFailed"):
+        verify_serving(sm, endpoint, config_name=bad)
+    sm.delete_endpoint(EndpointName=endpoint)
+
+
+def _invocations(cw: Any, endpoint: str, start: dt.datetime, period: int = 60) -> list[dict]:
+    return cw.get_metric_statistics(
+        Namespace="AWS/SageMaker",
+        MetricName="Invocations",
+        Dimensions=[
+            {"Name": "EndpointName", "Value": endpoint},
+            {"Name": "VariantName", "Value": "Champion"},
+        ],
+        StartTime=start,
+        EndTime=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1),
+        Period=period,
+        Statistics=["Sum"],
+    )["Datapoints"]
+
+
+def test_cloudwatch_shows_counts_per_period_after_the_ingestion_lag(aws_stack, sm, champion_config):
+    period, lag = AWS_VALUES.metrics_period * SCALE, AWS_VALUES.metrics_lag * SCALE
+    endpoint = f"e-{time.time_ns()}"
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=champion_config["one"])
+    wait_settled(sm, endpoint, delay=0.1)
+    cw = aws_stack.client("cloudwatch")
+    start = dt.datetime.now(dt.UTC)
+    _invoked(aws_stack, endpoint, 20)
+    aws_stack.flush()
+    assert _invocations(cw, endpoint, start) == []  # not ingested yet
+
+    time.sleep(lag + 1.0)
+    aws_stack.flush()
+    assert sum(p["Sum"] for p in _invocations(cw, endpoint, start)) == 20
+    stamps = {p["Timestamp"].timestamp() for p in _invocations(cw, endpoint, start, period=1)}
+    assert stamps and all(abs(s / period - round(s / period)) < 1e-6 for s in stamps)
+    # StartTime inside a period is rounded down to it, as CloudWatch rounds to the minute
+    late = start + dt.timedelta(seconds=period * 0.5)
+    counted_from_late = sum(p["Sum"] for p in _invocations(cw, endpoint, late))
+    assert counted_from_late == 20 or late.timestamp() // period > start.timestamp() // period
+    sm.delete_endpoint(EndpointName=endpoint)
+
+
+def test_control_plane_throttles_and_botocores_retries_absorb_it(aws_stack, sm):
+    bare = aws_stack.client("sagemaker")  # one attempt per call
+    throttled = 0
+    for _ in range(60):
+        try:
+            bare.list_endpoints()
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "ThrottlingException"
+            throttled += 1
+    assert throttled > 0
+    for _ in range(60):  # the rollout's clients: standard retries
+        sm.list_endpoints()
+    assert aws_stack.admin("GET", "stats")["throttled"] >= throttled
+
+
+def test_profile_route_reports_the_scaled_durations(aws_stack):
+    profile = aws_stack.admin("GET", "profile")
+    assert profile["name"] == "aws"
+    assert profile["update_seconds"] == pytest.approx(AWS_VALUES.update_seconds * SCALE)
+    assert aws_stack.profile.metrics_period == pytest.approx(profile["metrics_period"])
