@@ -29,7 +29,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 demo: install
-	$(PY) -m canary_airflow.dev.demo
+	LOCAL_SAGEMAKER_PROFILE=$(PROFILE) $(PY) -m canary_airflow.dev.demo
 
 test: install
 	$(PY) -m ruff format --check .
@@ -49,7 +49,7 @@ local-stack: install
 	$(PY) -m local_sagemaker --host 127.0.0.1 --port $(LOCAL_AWS_PORT) --profile $(PROFILE)
 
 airflow: install
-	$(PY) -m canary_airflow.dev.standalone --port $(AIRFLOW_PORT) --aws-port $(LOCAL_AWS_PORT) --db $(DB)
+	LOCAL_SAGEMAKER_PROFILE=$(PROFILE) $(PY) -m canary_airflow.dev.standalone --port $(AIRFLOW_PORT) --aws-port $(LOCAL_AWS_PORT) --db $(DB)
 
 lint:
 	$(PY) -m ruff check .

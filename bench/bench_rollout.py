@@ -1,14 +1,16 @@
-"""Orchestration speed: the demo's rollout with Airflow's runner and with the real scheduler.
+"""Orchestration speed: the demo's rollout with Airflow's runner, with the real scheduler, and
+against the local stack's AWS profile.
 
-In one run, on one embedded local stack, the same plan (the demo's three stages, ``delete_all``,
-a loose p99 ceiling so a busy box changes no verdict) is rolled out twice: with ``dag.test``
-in this process (what ``make demo`` does) and triggered over the REST API of Airflow's own
-components (``canary_airflow.dev.standalone``: scheduler, LocalExecutor, triggerer). Each wall
-time runs from the start of the run to its end (Airflow's start-up is reported apart). Time
-inside tasks is what the rollout waits on (the stack, replayed traffic, the gate); the rest is
-Airflow's overhead (scheduling, task start-up, imports in each task process).
-
-The AWS-like profile of the local stack is not built yet: ``aws_profile_over_instant`` is null.
+In one run the same plan (the demo's three stages, ``delete_all``, a loose p99 ceiling so a busy
+box changes no verdict) is rolled out three times: with ``dag.test`` in this process (what
+``make demo`` does) on the instant stack; the same on a second stack under the ``aws`` profile
+(default time scale 0.1: a 4-minute update takes 24 s, CloudWatch shows a 6 s period 9 s late);
+and triggered over the REST API of Airflow's own components (``canary_airflow.dev.standalone``:
+scheduler, LocalExecutor, triggerer) on the instant stack. Each wall time runs from the start
+of the run to its end (Airflow's start-up is reported apart). Time inside tasks is what the
+rollout waits on (the stack, replayed traffic, the gate, and under the profile AWS's own
+changes and CloudWatch's lag); the rest is Airflow's overhead (scheduling, task start-up,
+imports in each task process).
 
 Prints one JSON line.
 """
@@ -29,6 +31,7 @@ from typing import Any
 PLAN = {"cleanup": "delete_all", "gate_max_p99_latency_ms": 5000.0}
 CHILD = "BENCH_ROLLOUT_CHILD"  # Airflow reads its home once per process: measure in a fresh one
 FINISHED = {"success", "failed"}
+AWS_PROFILE = {"LOCAL_SAGEMAKER_PROFILE": "aws", "LOCAL_SAGEMAKER_TIME_SCALE": "0.1"}
 
 
 def _api(base: str, token: str, method: str, path: str, body: Any = None) -> Any:
@@ -42,16 +45,16 @@ def _api(base: str, token: str, method: str, path: str, body: Any = None) -> Any
         return json.loads(response.read() or b"null")
 
 
-def with_runner(stack: Any, home: Path) -> dict[str, float]:
+def with_runner(stack: Any, home: Path, endpoint: str) -> dict[str, float]:
     from canary_airflow.dev.local_airflow import airflow_env, ensure_database
 
     env = {**airflow_env(stack), "AIRFLOW_HOME": str(home)}
-    os.environ.update(env)
+    os.environ.update(env)  # the AWS connection is read at run time: the second run's is its own
     ensure_database(env)
     from canary_airflow.dev.local_airflow import run_dag
     from canary_airflow.ids import ROLLOUT_DAG
 
-    result = run_dag(ROLLOUT_DAG, {**PLAN, "endpoint_name": "bench-runner"})
+    result = run_dag(ROLLOUT_DAG, {**PLAN, "endpoint_name": endpoint})
     return {"wall": result.wall_seconds, "tasks": result.task_seconds, "state": result.state}
 
 
@@ -95,24 +98,31 @@ def main() -> None:
     with (
         airflow_output_to(scratch / "airflow.log") as terminal,  # one JSON line on the screen
         EmbeddedStack(log_path=scratch / "stack.log") as stack,
+        EmbeddedStack(log_path=scratch / "aws-stack.log", profile_env=AWS_PROFILE) as aws_stack,
     ):
-        runner = with_runner(stack, scratch / "runner")
+        runner = with_runner(stack, scratch / "runner", "bench-runner")
+        aws = with_runner(aws_stack, scratch / "runner", "bench-aws")
         scheduler = with_scheduler(stack, scratch / "scheduler")
-        print(json.dumps(figures(runner, scheduler)), flush=True, file=terminal)
+        print(json.dumps(figures(runner, scheduler, aws)), flush=True, file=terminal)
 
 
-def figures(runner: dict[str, Any], scheduler: dict[str, Any]) -> dict[str, Any]:
+def figures(runner: dict[str, Any], scheduler: dict[str, Any], aws: dict[str, Any]) -> dict:
     return {
         "bench": "rollout",
         "plan": "demo: 3 stages 50/50, 25/75, 0/100; delete_all",
         "runner_wall_s": round(runner["wall"], 1),
         "scheduler_wall_s": round(scheduler["wall"], 1),
+        "aws_profile_wall_s": round(aws["wall"], 1),
         "scheduler_over_runner": round(scheduler["wall"] / runner["wall"], 2),
+        "aws_profile_over_instant": round(aws["wall"] / runner["wall"], 2),
         "runner_inside_tasks_share": round(runner["tasks"] / runner["wall"], 2),
         "scheduler_inside_tasks_share": round(scheduler["tasks"] / scheduler["wall"], 2),
+        "aws_profile_inside_tasks_share": round(aws["tasks"] / aws["wall"], 2),
+        # what the profile's AWS adds inside tasks: its state changes and CloudWatch's lag
+        "aws_profile_waiting_on_aws_s": round(aws["tasks"] - runner["tasks"], 1),
+        "aws_time_scale": float(AWS_PROFILE["LOCAL_SAGEMAKER_TIME_SCALE"]),
         "scheduler_start_up_s": round(scheduler["start_up"], 1),
-        "states": [runner["state"], scheduler["state"]],
-        "aws_profile_over_instant": None,
+        "states": [runner["state"], scheduler["state"], aws["state"]],
         "cpus": os.cpu_count(),
     }
 

@@ -187,14 +187,21 @@ class StackDeployer:
 
 @pytest.fixture(scope="session")
 def make_deployer(local_stack: EmbeddedStack) -> Callable[..., StackDeployer]:
-    """Factory of ``StackDeployer``s, each with a new bucket ``{bucket_prefix}-<random>``.
+    """Factory of ``StackDeployer``s, each with a new bucket ``{bucket_prefix}-<random>``, on the
+    session's stack or another (``stack=``).
 
     The caller owns what it makes: call ``.cleanup()`` when its fixture's scope ends."""
 
-    def make(bucket_prefix: str, role: str, runtime_config: Config | None = None) -> StackDeployer:
+    def make(
+        bucket_prefix: str,
+        role: str,
+        runtime_config: Config | None = None,
+        stack: EmbeddedStack | None = None,
+    ) -> StackDeployer:
+        on = stack or local_stack
         bucket = f"{bucket_prefix}-{uuid.uuid4().hex[:12]}"
-        local_stack.client("s3").create_bucket(Bucket=bucket)
-        return StackDeployer(local_stack, bucket, role, runtime_config)
+        on.client("s3").create_bucket(Bucket=bucket)
+        return StackDeployer(on, bucket, role, runtime_config)
 
     return make
 

@@ -34,6 +34,14 @@ from canary.models import registry as reg
 from canary.rollout.endpoint import IN_PROGRESS
 
 
+def serialized(trigger: BaseTrigger, subject: str) -> tuple[str, dict[str, Any]]:
+    """A trigger's classpath and keyword arguments: its ``subject`` plus the polling and
+    connection arguments both triggers here take."""
+    names = (subject, "poll_interval", "timeout", "aws_conn_id", "region_name")
+    path = f"{type(trigger).__module__}.{type(trigger).__qualname__}"
+    return path, {name: getattr(trigger, name) for name in names}
+
+
 class EndpointSettledTrigger(BaseTrigger):
     """Fire ``{"status": "success", "endpoint_status": ...}`` once no change is under way.
 
@@ -55,16 +63,7 @@ class EndpointSettledTrigger(BaseTrigger):
         self.aws_conn_id, self.region_name = aws_conn_id, region_name
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "endpoint": self.endpoint,
-                "poll_interval": self.poll_interval,
-                "timeout": self.timeout,
-                "aws_conn_id": self.aws_conn_id,
-                "region_name": self.region_name,
-            },
-        )
+        return serialized(self, "endpoint")
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
@@ -110,16 +109,7 @@ class ModelPackageApprovalTrigger(BaseEventTrigger):
         self.region_name = region_name
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "group": self.group,
-                "poll_interval": self.poll_interval,
-                "timeout": self.timeout,
-                "aws_conn_id": self.aws_conn_id,
-                "region_name": self.region_name,
-            },
-        )
+        return serialized(self, "group")
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = SageMakerHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)

@@ -9,7 +9,9 @@ Modules, one concept each: ``server`` (WSGI front + flusher), ``runtime`` (Invok
 path), ``routing`` (variants and current weights from moto), ``loader``/``artifacts`` (model.tar.gz
 from moto's S3), ``payload`` (CSV/JSON codec), ``metrics`` (CloudWatch), ``capture`` (Data
 Capture), ``faults`` (fault injection), ``errors`` (SageMaker error shapes), ``control_plane``
-(moto fixes), ``stack`` (subprocess launcher).
+(moto fixes, and SageMaker's states in time), ``profile`` (``instant`` or ``aws`` timing:
+``LOCAL_SAGEMAKER_PROFILE=aws`` or ``--profile aws``), ``throttle`` (control-plane rate limits),
+``stack`` (subprocess launcher).
 
 Fault injection, set in a SageMaker Model's ``PrimaryContainer.Environment``:
 

@@ -51,7 +51,9 @@ class Api:
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read() or b"null")
 
-    def wait_for_task(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
+    def wait_for_task(
+        self, dag_id: str, run_id: str, task_id: str, state: str, poll: float = 2.0
+    ) -> None:
         """Until the task instance is in ``state`` (or the run ended: then the test fails)."""
         end = time.monotonic() + RUN_DEADLINE
         while time.monotonic() < end:
@@ -60,7 +62,7 @@ class Api:
                 return
             run = self.call("GET", f"dags/{dag_id}/dagRuns/{run_id}")
             assert run["state"] not in {DagRunState.SUCCESS, DagRunState.FAILED}, states
-            time.sleep(2)
+            time.sleep(poll)
         raise AssertionError(f"{task_id} of {run_id} never reached {state}")
 
     def wait_for_dag(self, dag_id: str, deadline: float = 600.0) -> None:

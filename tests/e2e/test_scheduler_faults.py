@@ -15,8 +15,10 @@ from canary_airflow.ids import (
     CLEANUP,
     LOCK_ENDPOINT,
     ROLLOUT_DAG,
+    SET_WEIGHTS,
     STAGE_ARTIFACTS,
     gate_task,
+    stage_task,
 )
 from tests.e2e.leftovers import assert_only_winner_left, serving
 from tests.e2e.scheduler import RUN_DEADLINE, TEARDOWN_ENDED, Api, kill_task_process
@@ -58,12 +60,14 @@ def test_rollouts_run_at_once_but_one_endpoint_has_one(
     assert sm.list_endpoints(NameContains=shared)["Endpoints"] == []  # delete_all of the winner
 
 
-def test_a_killed_gate_resumes_and_a_run_marked_failed_still_cleans_up(
+def test_killed_gate_and_weight_shift_resume_and_a_run_marked_failed_still_cleans_up(
     airflow_api: Api, local_stack, unique_name, one_stage
 ) -> None:
     """kill -9 of the gate's process mid-stage: its retry carries on from the looks in S3 and
-    the stage promotes. Then a person marks the run failed over the REST API during stage 2:
-    teardown still runs, the champion serves alone and nothing of the challenger is left."""
+    the stage promotes. kill -9 of stage 2's weight shift: its retry finds the endpoint on one
+    stage's weights or the other's, never between, and stage 2 is judged on its own. Then a
+    person marks the run failed over the REST API during stage 2: teardown still runs, the
+    champion serves alone and nothing of the challenger is left."""
     airflow_api.wait_for_dag(ROLLOUT_DAG)
     endpoint_name = run_id = f"fault-{unique_name}"
     conf = {
@@ -79,7 +83,15 @@ def test_a_killed_gate_resumes_and_a_run_marked_failed_still_cleans_up(
     airflow_api.wait_for_task(ROLLOUT_DAG, run_id, gate_task(1), TaskInstanceState.RUNNING)
     time.sleep(3)  # into the poke: it has replayed and looked at least once
     kill_task_process(airflow_api, run_id, gate_task(1))
+    shift = stage_task(2, SET_WEIGHTS)
+    airflow_api.wait_for_task(ROLLOUT_DAG, run_id, shift, TaskInstanceState.RUNNING, poll=0.1)
+    kill_task_process(airflow_api, run_id, shift)
     airflow_api.wait_for_task(ROLLOUT_DAG, run_id, gate_task(2), TaskInstanceState.RUNNING)
+    shifted = airflow_api.task(ROLLOUT_DAG, run_id, shift)
+    assert shifted["try_number"] >= 2 and shifted["state"] == TaskInstanceState.SUCCESS
+    sm = local_stack.client("sagemaker")
+    assert serving(sm, endpoint_name) == {"Champion": 25.0, "Challenger": 75.0}
+    assert airflow_api.xcom(ROLLOUT_DAG, run_id, shift)["weights"] == serving(sm, endpoint_name)
     gate = airflow_api.task(ROLLOUT_DAG, run_id, gate_task(1))
     assert gate["try_number"] >= 2 and gate["state"] == TaskInstanceState.SUCCESS
     assert (
@@ -95,6 +107,5 @@ def test_a_killed_gate_resumes_and_a_run_marked_failed_still_cleans_up(
     assert airflow_api.task_states(ROLLOUT_DAG, run_id)[CLEANUP] == TaskInstanceState.SUCCESS
     cleaned = airflow_api.xcom(ROLLOUT_DAG, run_id, CLEANUP)
     assert RunOutcome(cleaned["outcome"]) is RunOutcome.FAILED
-    sm = local_stack.client("sagemaker")
     assert serving(sm, endpoint_name) == {"Champion": 1.0}
     assert_only_winner_left(sm, endpoint_name, "champion")

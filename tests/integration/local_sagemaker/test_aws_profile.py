@@ -23,6 +23,7 @@ from local_sagemaker.stack import EmbeddedStack
 SCALE = 0.02
 PROFILE = {"LOCAL_SAGEMAKER_PROFILE": "aws", "LOCAL_SAGEMAKER_TIME_SCALE": str(SCALE)}
 ROW = "1,2,3,4"
+ROLE = "arn:aws:iam::123456789012:role/local-test"
 
 
 @pytest.fixture(scope="module")
@@ -39,41 +40,20 @@ def sm(aws_stack: EmbeddedStack) -> Any:
 
 
 @pytest.fixture
-def champion_config(aws_stack, sm, boosters) -> dict[str, str]:
-    """Two models and a Champion-only and a two-variant config (no endpoint yet)."""
-    s3 = aws_stack.client("s3")
-    bucket = f"aws-profile-{time.time_ns()}"
-    s3.create_bucket(Bucket=bucket)
-    names: dict[str, str] = {}
-    for role in ("champion", "challenger"):
-        s3.put_object(Bucket=bucket, Key=f"{role}.tar.gz", Body=xgboost_tarball(boosters[role]))
-        names[role] = f"m-{role}-{time.time_ns()}"
-        sm.create_model(
-            ModelName=names[role],
-            ExecutionRoleArn="arn:aws:iam::123456789012:role/local-test",
-            PrimaryContainer={"Image": "xgboost", "ModelDataUrl": f"s3://{bucket}/{role}.tar.gz"},
-        )
-    configs = {
-        "one": {"Champion": (names["champion"], 1.0)},
-        "two": {"Champion": (names["champion"], 1.0), "Challenger": (names["challenger"], 0.0)},
+def champion_config(aws_stack, make_deployer, boosters) -> Iterator[dict[str, str]]:
+    """A Champion-only and a two-variant config (Challenger at weight 0), no endpoint yet."""
+    deployer = make_deployer("aws-profile", ROLE, stack=aws_stack)
+    models = {
+        role: deployer.model(deployer.upload(xgboost_tarball(boosters[role])))
+        for role in ("champion", "challenger")
     }
-    out = {}
-    for key, variants in configs.items():
-        out[key] = f"c-{key}-{time.time_ns()}"
-        sm.create_endpoint_config(
-            EndpointConfigName=out[key],
-            ProductionVariants=[
-                {
-                    "VariantName": variant,
-                    "ModelName": model,
-                    "InitialInstanceCount": 1,
-                    "InstanceType": "ml.m5.large",
-                    "InitialVariantWeight": weight,
-                }
-                for variant, (model, weight) in variants.items()
-            ],
-        )
-    return out
+    yield {
+        "one": deployer.config({"Champion": (models["champion"], 1.0)}),
+        "two": deployer.config(
+            {"Champion": (models["champion"], 1.0), "Challenger": (models["challenger"], 0.0)}
+        ),
+    }
+    deployer.cleanup()
 
 
 def _invoked(aws_stack: EmbeddedStack, endpoint: str, n: int) -> set[str]:
@@ -142,34 +122,15 @@ def test_create_update_weights_and_delete_pass_through_sagemakers_states(
     ("fault", "final"), [("1", "InService"), ("rollback_failed", "UpdateRollbackFailed")]
 )
 def test_a_failing_update_rolls_back_in_time_and_is_never_taken_for_success(
-    aws_stack, sm, champion_config, boosters, fault, final
+    aws_stack, sm, make_deployer, champion_config, boosters, fault, final
 ):
     endpoint = f"e-{time.time_ns()}"
     sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=champion_config["one"])
     wait_settled(sm, endpoint, delay=0.1)
-    broken = f"m-broken-{time.time_ns()}"
-    source = sm.describe_model(
-        ModelName=sm.describe_endpoint_config(EndpointConfigName=champion_config["one"])[
-            "ProductionVariants"
-        ][0]["ModelName"]
-    )["PrimaryContainer"]
-    sm.create_model(
-        ModelName=broken,
-        ExecutionRoleArn="arn:aws:iam::123456789012:role/local-test",
-        PrimaryContainer={**source, "Environment": {"LOCAL_SAGEMAKER_UPDATE_FAILS": fault}},
-    )
-    bad = f"c-bad-{time.time_ns()}"
-    sm.create_endpoint_config(
-        EndpointConfigName=bad,
-        ProductionVariants=[
-            {
-                "VariantName": "Champion",
-                "ModelName": broken,
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
+    deployer = make_deployer("aws-broken", ROLE, stack=aws_stack)
+    url = deployer.upload(xgboost_tarball(boosters["champion"]))
+    broken = deployer.model(url, env={"LOCAL_SAGEMAKER_UPDATE_FAILS": fault})
+    bad = deployer.config({"Champion": (broken, 1.0)})
     sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=bad)
     seen = {_status(sm, endpoint)}
     while (status := _status(sm, endpoint)) not in {"InService", "UpdateRollbackFailed"}:
@@ -183,6 +144,7 @@ def test_a_failing_update_rolls_back_in_time_and_is_never_taken_for_success(
     with pytest.raises(EndpointError, match=r"rolled the update back|UpdateRollbackFailed"):
         verify_serving(sm, endpoint, config_name=bad)
     sm.delete_endpoint(EndpointName=endpoint)
+    deployer.cleanup()
 
 
 def _invocations(cw: Any, endpoint: str, start: dt.datetime, period: int = 60) -> list[dict]:
