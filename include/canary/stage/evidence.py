@@ -140,13 +140,15 @@ def carried_champion(
     if window.pair(plan)[0] > 0:
         return None
     earlier = [state.load(CHAMPION, None, stage=index) for index in range(window.index)]
+    opened = datetime.fromtimestamp(window.started_at, UTC)  # may lie ahead: a period boundary
     stages = [
         StageEvidence(
             stage=index,
             weights=(1.0, 1.0),
             champion=VariantEvidence(plan.variants[0], outcomes=Outcomes(**outcomes)),
             challenger=VariantEvidence(plan.variants[1]),
-            started_at=datetime.fromtimestamp(window.started_at, UTC),
+            started_at=opened,
+            observed_at=opened,
         )
         for index, outcomes in enumerate(earlier)
         if outcomes and outcomes["n"] > 1

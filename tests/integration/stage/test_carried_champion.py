@@ -1,0 +1,33 @@
+"""The champion's quality carried into a stage where it gets no traffic, read back from S3."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict
+
+import pytest
+
+from canary.experiment.gates.evidence import Outcomes
+from canary.plan import parse_plan
+from canary.stage.evidence import carried_champion
+from canary.stage.state import CHAMPION, StageState
+from canary.stage.window import StageWindow
+
+
+def test_a_window_that_opens_on_a_later_period_still_carries_the_champion(local_stack) -> None:
+    """set_weights returns the next whole CloudWatch period as the window's start, which may lie
+    a minute ahead when the stage's tasks first build their gate."""
+    bucket = f"carried-{uuid.uuid4().hex[:8]}"
+    s3 = local_stack.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    plan = parse_plan({"bucket": bucket, "stages": [[50, 50], [25, 75], [0, 100]]})
+    for index, (n, correct) in enumerate([(400, 360), (200, 182)]):
+        StageState(s3, plan, "run", index).save(CHAMPION, asdict(Outcomes(n, correct, correct)))
+    weights = plan.stage_weights(2)
+    window = StageWindow(index=2, weights=weights, started_at=time.time() + 60.0)
+
+    carried = carried_champion(StageState(s3, plan, "run", 2), plan, window)
+
+    assert carried is not None
+    assert (carried.n, carried.mean) == (600, pytest.approx(542 / 600))
