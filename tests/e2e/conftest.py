@@ -132,9 +132,11 @@ class Browser:
         return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One Chromium per session (its profile, and so its login cookie, is shared)."""
+    """One Chromium per test file (its profile, and so its login cookie, is shared). Not per
+    session: playwright's sync API keeps an asyncio loop running in this thread while it lives,
+    and a later file on the same worker that calls ``asyncio.run`` would fail."""
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
