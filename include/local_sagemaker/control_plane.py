@@ -165,8 +165,8 @@ _original_response_object = sm_models.FakeEndpoint.response_object.fget
 
 
 def _endpoint_response_object(self: Any) -> dict[str, Any]:
-    """DescribeEndpoint with SageMaker's DataCaptureConfig summary."""
-    settle(self)
+    """DescribeEndpoint with SageMaker's DataCaptureConfig summary (of a settled endpoint: the
+    patched ``describe_endpoint`` finds it through ``_find_endpoint``)."""
     response = _original_response_object(self)
     response.pop("ConfigVariants", None)
     if getattr(self, "failure_reason", None):
@@ -214,9 +214,10 @@ def _check_desired(endpoint: Any, desired: list[dict[str, Any]]) -> None:
         seen.add(name)
 
 
+# each field of UpdateEndpointWeightsAndCapacities: what it sets at once, what at the end, its type
 _DESIRED_CURRENT = (
-    ("DesiredWeight", "CurrentWeight"),
-    ("DesiredInstanceCount", "CurrentInstanceCount"),
+    ("DesiredWeight", "CurrentWeight", float),
+    ("DesiredInstanceCount", "CurrentInstanceCount", int),
 )
 
 
@@ -232,9 +233,9 @@ def update_endpoint_weights_and_capacities(
     changes = []
     for item in desired_weights_and_capacities:
         variant = by_name[item["VariantName"]]
-        for desired, current in _DESIRED_CURRENT:
+        for desired, current, kind in _DESIRED_CURRENT:
             if item.get(desired) is not None:
-                value = float(item[desired]) if desired == "DesiredWeight" else item[desired]
+                value = kind(item[desired])
                 variant[desired] = value
                 changes.append((variant, current, value))
 

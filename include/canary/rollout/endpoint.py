@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -144,13 +144,6 @@ def created_by(sm: Any, endpoint_arn: str, run_key: str) -> bool:
     return {"Key": RUN_TAG, "Value": run_key} in tags
 
 
-def current_weights(sm: Any, endpoint: str) -> dict[str, float]:
-    description = describe_endpoint(sm, endpoint)
-    if description is None:
-        raise EndpointError(f"endpoint {endpoint!r} does not exist")
-    return serving_weights(description)
-
-
 def serving_weights(description: Mapping[str, Any]) -> dict[str, float]:
     """Each variant's current weight in a DescribeEndpoint answer."""
     return {
@@ -230,27 +223,31 @@ def wait_settled(sm: Any, endpoint: str, delay: float = 1.0, timeout: float = 36
     its whole budget on an endpoint in UpdateRollbackFailed. :func:`verify_serving` then names
     what the endpoint ended in.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        live = describe_endpoint(sm, endpoint)
+
+    def settled(live: dict[str, Any] | None) -> bool:
         if live is None:
             raise EndpointError(f"endpoint {endpoint!r} does not exist")
-        if live["EndpointStatus"] not in IN_PROGRESS:
-            return live
-        if time.monotonic() > deadline:
-            raise EndpointError(
-                f"endpoint {endpoint!r} still {live['EndpointStatus']} after {timeout:.0f} s"
-            )
-        time.sleep(delay)
+        return live["EndpointStatus"] not in IN_PROGRESS
+
+    return _poll(sm, endpoint, settled, delay, timeout)
 
 
 def wait_deleted(sm: Any, endpoint: str, delay: float = 1.0, timeout: float = 1800.0) -> None:
     """Until DescribeEndpoint no longer finds the endpoint (it is Deleting for a while)."""
+    _poll(sm, endpoint, lambda live: live is None, delay, timeout)
+
+
+def _poll(
+    sm: Any, endpoint: str, done: Callable[[dict | None], bool], delay: float, timeout: float
+) -> Any:
+    """DescribeEndpoint every ``delay`` s until ``done`` says so; its last answer."""
     deadline = time.monotonic() + timeout
-    while describe_endpoint(sm, endpoint) is not None:
+    while not done(live := describe_endpoint(sm, endpoint)):
         if time.monotonic() > deadline:
-            raise EndpointError(f"endpoint {endpoint!r} still exists after {timeout:.0f} s")
+            status = live["EndpointStatus"] if live else "gone"
+            raise EndpointError(f"endpoint {endpoint!r} still {status} after {timeout:.0f} s")
         time.sleep(delay)
+    return live
 
 
 def delete_quietly(sm: Any, kind: str, name: str) -> bool:
