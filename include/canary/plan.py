@@ -42,6 +42,18 @@ DEFAULT_STAGES = ((50, 50), (25, 75), (0, 100))
 DIGEST_LENGTH = 10
 MAX_STAGES = 5  # the rollout DAG has one task group per possible stage
 StageWeight = Annotated[int, Field(ge=0)]
+#: The shadow stage's index: it comes before canary stage 0 and serves the champion alone.
+SHADOW_STAGE = -1
+
+
+def stage_name(index: int) -> str:
+    """A stage as folders and replay records name it: ``shadow``, ``stage-1``, ``stage-2`` …"""
+    return "shadow" if index == SHADOW_STAGE else f"stage-{index + 1}"
+
+
+def stage_title(index: int) -> str:
+    """A stage as people read it: ``shadow stage``, ``stage 1``, ``stage 2`` …"""
+    return "shadow stage" if index == SHADOW_STAGE else f"stage {index + 1}"
 
 
 class PlanError(ValueError):
@@ -324,6 +336,23 @@ class RolloutPlan(_Frozen):
         section="Rollout",
     )
     data_capture: bool = setting(True, title="Data Capture", section="Rollout")
+    shadow: bool = setting(
+        True,
+        title="Shadow stage first",
+        description="Before any user is served by the challenger, it runs as a SageMaker shadow "
+        "variant: it answers a copy of the champion's requests, the answers are only captured, "
+        "and a paired test on the same requests decides whether the canary stages start. "
+        "Needs Data Capture.",
+        section="Rollout",
+    )
+    shadow_sampling_percent: float = setting(
+        100.0,
+        title="Shadow sampling (%)",
+        description="Share of the champion's requests mirrored to the shadow challenger.",
+        section="Rollout",
+        gt=0,
+        le=100,
+    )
     approval: ApprovalMode = setting(
         ApprovalMode.NONE,
         title="Human approval",
@@ -379,6 +408,20 @@ class RolloutPlan(_Frozen):
             raise ValueError("champion and challenger need different variant names")
         return self
 
+    @model_validator(mode="after")
+    def _shadow_can_be_judged(self) -> RolloutPlan:
+        if self.shadow and not self.data_capture:
+            raise ValueError(
+                "shadow: the shadow's answers exist only in Data Capture; "
+                "turn data_capture on or shadow off"
+            )
+        if self.shadow and self.gate.metric is not Metric.ACCURACY:
+            raise ValueError(
+                f"shadow: the paired test judges accuracy on the same requests, not "
+                f"{self.gate.metric.value!r}; set gate_metric to accuracy or shadow off"
+            )
+        return self
+
     @property
     def variants(self) -> tuple[str, str]:
         return self.champion.variant_name, self.challenger.variant_name
@@ -395,8 +438,15 @@ class RolloutPlan(_Frozen):
             return index == max(len(self.stages) - 2, 0)
         return False
 
+    @property
+    def stage_indices(self) -> tuple[int, ...]:
+        """Every stage the rollout runs, in order: the shadow stage first when planned."""
+        canary = tuple(range(len(self.stages)))
+        return (SHADOW_STAGE, *canary) if self.shadow else canary
+
     def stage_weights(self, index: int) -> dict[str, float]:
-        champion, challenger = self.stages[index]
+        """What each variant serves in stage ``index`` (the shadow serves no one)."""
+        champion, challenger = (1, 0) if index == SHADOW_STAGE else self.stages[index]
         return dict(zip(self.variants, (float(champion), float(challenger)), strict=True))
 
     def resource_name(self, kind: str, *parts: str) -> str:

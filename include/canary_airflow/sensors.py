@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from canary.experiment.gates.decision import Verdict
 from canary.models import registry as reg
+from canary.plan import stage_title
 from canary.reporting import notification as news
 from canary_airflow.aws import DEFAULT_CONN_ID
 from canary_airflow.notify import publish
@@ -62,9 +63,8 @@ class CanaryGateSensor(BaseSensorOperator):
     def poke(self, context: Any) -> PokeReturnValue:
         gate = stage_gate(self.plan, self.stage, self.stage_index, self.aws_conn_id)
         decision = gate.hold(self.poke_budget_seconds)
-        self.log.info(
-            "stage %d gate: %s — %s", self.stage_index + 1, decision.verdict, decision.reason
-        )
+        name = stage_title(self.stage_index)
+        self.log.info("%s gate: %s — %s", name, decision.verdict, decision.reason)
         done = decision.verdict is not Verdict.CONTINUE
         if done:
             rollout = load_plan(self.plan)

@@ -32,7 +32,11 @@ FORMS = {
 }
 STEP = 1e-6
 # A field whose valid values depend on another field is probed where that other field allows them.
-CONTEXT: dict[str, dict[str, Any]] = {"traffic_strategy": {"traffic_mode": "target_variant"}}
+CONTEXT: dict[str, dict[str, Any]] = {
+    "traffic_strategy": {"traffic_mode": "target_variant"},
+    "gate_metric": {"shadow": False},  # the shadow stage's paired test judges accuracy
+    "data_capture": {"shadow": False},  # the shadow's answers are only in Data Capture
+}
 
 
 def test_every_plan_field_is_on_its_form_and_nothing_else() -> None:

@@ -6,11 +6,13 @@ import pytest
 
 from canary.plan import (
     MAX_STAGES,
+    SHADOW_STAGE,
     AllocationStrategy,
     ApprovalMode,
     CleanupPolicy,
     PlanError,
     parse_plan,
+    stage_name,
 )
 
 ROLE = "arn:aws:iam::123456789012:role/canary"
@@ -56,6 +58,11 @@ def test_defaults_are_the_documented_rollout() -> None:
         ({"approval_timeout_minutes": -5}, "approval_timeout_minutes", "greater than 0"),
         ({"notify_topic_arn": "arn:aws:sqs:us-east-1:1:q"}, "notify_topic_arn", "pattern"),
         ({"notify_topic_arn": "my-topic"}, "notify_topic_arn", "pattern"),
+        ({"shadow_sampling_percent": 0}, "shadow_sampling_percent", "greater than 0"),
+        ({"shadow_sampling_percent": 100.5}, "shadow_sampling_percent", "less than or equal"),
+        ({"shadow_sampling_percent": -3}, "shadow_sampling_percent", "greater than 0"),
+        ({"data_capture": False}, "shadow", "only in Data Capture"),
+        ({"gate_metric": "brier"}, "shadow", "judges accuracy"),
     ],
 )
 def test_bad_field_is_named(overrides: dict[str, object], field: str, why: str) -> None:
@@ -64,6 +71,16 @@ def test_bad_field_is_named(overrides: dict[str, object], field: str, why: str) 
     message = str(error.value)
     assert f"{field}:" in message or f"{field}." in message, message
     assert why in message
+
+
+def test_the_shadow_stage_comes_first_and_serves_the_champion_alone() -> None:
+    plan = parse_plan(plan_fields())
+    assert plan.shadow and plan.shadow_sampling_percent == 100
+    assert plan.stage_indices == (SHADOW_STAGE, 0, 1, 2)
+    assert plan.stage_weights(SHADOW_STAGE) == {"Champion": 1.0, "Challenger": 0.0}
+    assert (stage_name(SHADOW_STAGE), stage_name(0)) == ("shadow", "stage-1")
+    without = parse_plan(plan_fields(shadow=False, data_capture=False, gate_metric="brier"))
+    assert without.stage_indices == (0, 1, 2)
 
 
 def test_unknown_field_is_an_error_not_a_default() -> None:

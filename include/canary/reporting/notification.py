@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+from canary.plan import stage_title
 from canary.rollout.outcome import RunOutcome
 
 SUBJECT_LIMIT = 100  # SNS refuses longer subjects, and any that is not ASCII
@@ -32,8 +33,10 @@ def decision_summary(record: Mapping[str, Any]) -> dict[str, Any]:
         effect = {
             key: primary.get(key) for key in ("method", "diff", "ci_low", "ci_high", "margin", "z")
         }
+    index = int(record.get("stage", 0))
     return {
-        "stage": int(record.get("stage", 0)) + 1,
+        "stage": index + 1,  # 0 is the shadow stage
+        "stage_name": stage_title(index),
         "verdict": record.get("verdict"),
         "reason": record.get("reason"),
         "weights": dict(record.get("weights") or {}),
@@ -62,7 +65,7 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     requests = ", ".join(f"{name} {count}" for name, count in summary["requests"].items())
     return "\n".join(
         [
-            f"- **Verdict**: {summary['verdict']} (stage {summary['stage']}, "
+            f"- **Verdict**: {summary['verdict']} ({summary['stage_name']}, "
             f"look {summary['look']})",
             f"- **Why**: {summary['reason']}",
             f"- **Challenger − champion**: {estimate}",
@@ -74,13 +77,13 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
 
 def approval_subject(endpoint: str, summary: Mapping[str, Any], next_step: str) -> str:
     """The approval task's headline (also the SNS subject of the request)."""
-    return _subject(f"Approve {endpoint}: stage {summary['stage']} passed; next {next_step}?")
+    return _subject(f"Approve {endpoint}: {summary['stage_name']} passed; next {next_step}?")
 
 
 def approval_body(summary: Mapping[str, Any], next_step: str, timeout_minutes: float) -> str:
     """The approval task's Markdown body: the gate's case, what Approve does, the default."""
     return (
-        f"The gate of stage {summary['stage']} says **{summary['verdict']}**.\n\n"
+        f"The gate of {summary['stage_name']} says **{summary['verdict']}**.\n\n"
         f"{summary_markdown(summary)}\n\n"
         f"**Approve** goes on to {next_step}. **Reject** rolls back to the champion and cleans "
         f"up. Unanswered within {_num(timeout_minutes)} minutes: Reject."
@@ -88,7 +91,7 @@ def approval_body(summary: Mapping[str, Any], next_step: str, timeout_minutes: f
 
 
 def stage_subject(endpoint: str, summary: Mapping[str, Any]) -> str:
-    return _subject(f"{endpoint}: stage {summary['stage']} {summary['verdict']}")
+    return _subject(f"{endpoint}: {summary['stage_name']} {summary['verdict']}")
 
 
 def outcome_subject(endpoint: str, outcome: RunOutcome) -> str:

@@ -5,6 +5,7 @@
     s3://{bucket}/{prefix}/capture/...                      Data Capture (SageMaker writes it)
     s3://{bucket}/{prefix}/ground-truth/yyyy/mm/dd/hh/...   labels, in Model Monitor's layout
     s3://{bucket}/{prefix}/{endpoint}/{run}/replay/...      replayed requests and replay state
+    s3://{bucket}/{prefix}/{endpoint}/{run}/gates/shadow/   the shadow stage's looks and decisions
     s3://{bucket}/{prefix}/{endpoint}/{run}/gates/stage-N/  looks.json, decisions/*.json
     s3://{bucket}/{prefix}/{endpoint}/{run}/report/         the HTML report and its charts
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from canary.plan import RolloutPlan
+from canary.plan import RolloutPlan, stage_name
 
 if TYPE_CHECKING:
     from canary.replay.records import S3Location
@@ -51,7 +52,7 @@ def gates_prefix(plan: RolloutPlan, run_key: str) -> str:
 
 def stage_state_key(plan: RolloutPlan, run_key: str, stage: int, name: str) -> str:
     """One file of stage ``stage``'s gate state (stages count from 0 here, 1 in the key)."""
-    return f"{gates_prefix(plan, run_key)}stage-{stage + 1}/{name}"
+    return f"{gates_prefix(plan, run_key)}{stage_name(stage)}/{name}"
 
 
 def report_key(plan: RolloutPlan, run_key: str, name: str) -> str:

@@ -6,7 +6,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from canary.plan import RolloutPlan
+from canary.plan import SHADOW_STAGE, RolloutPlan, stage_name
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,12 @@ class StageWindow:
 
     @property
     def name(self) -> str:
-        return f"stage-{self.index + 1}"
+        return stage_name(self.index)
+
+    @property
+    def shadow(self) -> bool:
+        """The shadow stage: the champion serves, the challenger only answers a copy."""
+        return self.index == SHADOW_STAGE
 
     def pair(self, plan: RolloutPlan) -> tuple[float, float]:
         """The weights as (champion, challenger)."""
