@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 RewardFn = Callable[[float, Any], float]
 
 
@@ -36,6 +38,12 @@ def correct_at(threshold: float = 0.5) -> RewardFn:
 
     reward.__name__ = f"correct_at_{threshold:g}"
     return reward
+
+
+def correct(scores: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """Per request, whether ``score >= threshold`` agrees with the 0/1 label: the accuracy
+    metric's outcome, for arrays (the gate, telemetry and the shadow stage all judge by it)."""
+    return (np.asarray(scores, dtype=float) >= threshold) == (np.asarray(labels, dtype=float) == 1)
 
 
 def brier_reward(score: float, label: Any) -> float:

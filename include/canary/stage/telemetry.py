@@ -31,6 +31,7 @@ from canary.experiment.gates.evidence import (
     StageEvidence,
     VariantEvidence,
 )
+from canary.experiment.rewards import correct
 from canary.plan import Metric
 
 NAMESPACE = "AWS/SageMaker"
@@ -99,9 +100,12 @@ def _variant(
 ) -> VariantEvidence:
     metrics = variant_metrics(cloudwatch, source.endpoint_name, variant, start, end)
     scores, truth = joined_predictions(s3, source, variant, start, labels)
-    correct = (scores >= config.threshold) == (truth == 1)
     accuracy = config.metric is Metric.ACCURACY
-    values = correct.astype(float) if accuracy else -np.square(scores - truth)
+    values = (
+        correct(scores, truth, config.threshold).astype(float)
+        if accuracy
+        else -np.square(scores - truth)
+    )
     if config.metric is Metric.REWARD:
         raise ValueError("metric: 'reward' cannot be read from AWS telemetry; use the replay frame")
     return VariantEvidence(
@@ -196,13 +200,9 @@ def joined_predictions(
     """(scores, labels) of the variant's captured predictions since ``start`` that have a label."""
     scores: list[float] = []
     truth: list[float] = []
-    prefix = f"{source.capture_uri.rstrip('/')}/{source.endpoint_name}/{variant}"
-    for record in _jsonl_records(s3, prefix, since=start):
-        meta = record.get("eventMetadata", {})
-        inference_id = meta.get("inferenceId")
-        if inference_id not in labels or _when(meta) < start:
+    for inference_id, predicted in captured_predictions(s3, source, variant, start).items():
+        if inference_id not in labels:
             continue
-        predicted = _csv_numbers(record["captureData"]["endpointOutput"]["data"])
         if len(predicted) != len(labels[inference_id]):
             raise ValueError(
                 f"groundTruthData: {len(labels[inference_id])} labels for {len(predicted)} "
@@ -211,6 +211,22 @@ def joined_predictions(
         scores += predicted
         truth += labels[inference_id]
     return np.array(scores, dtype=float), np.array(truth, dtype=float)
+
+
+def captured_predictions(
+    s3: Any, source: StageSource, variant: str, start: datetime
+) -> dict[str, list[float]]:
+    """The variant's captured predictions since ``start`` by inference id: what a shadow
+    variant answered (it is never returned to a caller) is only here."""
+    found: dict[str, list[float]] = {}
+    prefix = f"{source.capture_uri.rstrip('/')}/{source.endpoint_name}/{variant}"
+    for record in _jsonl_records(s3, prefix, since=start):
+        meta = record.get("eventMetadata", {})
+        inference_id = meta.get("inferenceId")
+        if inference_id is None or _when(meta) < start:
+            continue
+        found[inference_id] = _csv_numbers(record["captureData"]["endpointOutput"]["data"])
+    return found
 
 
 def _when(meta: dict[str, Any]) -> datetime:

@@ -20,6 +20,7 @@ from canary.experiment.gates.evidence import (
     StageEvidence,
     VariantEvidence,
 )
+from canary.experiment.rewards import correct
 from canary.plan import Metric
 
 REQUIRED = ("stage", "variant", "status")
@@ -133,7 +134,7 @@ def _outcome_values(ok: pd.DataFrame, config: GateConfig) -> tuple[np.ndarray, n
     used = (ok["label"].notna() & ok["score"].notna()).to_numpy()
     score, label = ok["score"].to_numpy(float)[used], ok["label"].to_numpy(float)[used]
     if config.metric is Metric.ACCURACY:
-        return ((score >= config.threshold) == (label == 1)).astype(float), used
+        return correct(score, label, config.threshold).astype(float), used
     return -np.square(score - label), used
 
 
