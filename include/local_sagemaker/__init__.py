@@ -11,6 +11,7 @@ from moto's S3), ``payload`` (CSV/JSON codec), ``metrics`` (CloudWatch), ``captu
 Capture), ``faults`` (fault injection), ``errors`` (SageMaker error shapes), ``control_plane``
 (moto fixes, and SageMaker's states in time), ``profile`` (``instant`` or ``aws`` timing:
 ``LOCAL_SAGEMAKER_PROFILE=aws`` or ``--profile aws``), ``throttle`` (control-plane rate limits),
+``shadow`` (shadow variants: config rules, sampling share, the pool replaying requests on them),
 ``stack`` (subprocess launcher).
 
 Fault injection, set in a SageMaker Model's ``PrimaryContainer.Environment``:

@@ -4,8 +4,9 @@ Each patch exists because moto 5.2.5 differs from SageMaker in a way our rollout
 
 1. ``FakeEndpoint`` dropped ``InitialVariantWeight`` when it was 0 (falsy test) and had no
    default: SageMaker defaults a variant's weight to 1.0 and keeps 0. It also forgot which
-   model each variant serves; we keep the config's variants (``config_variants``) on the
-   endpoint, as SageMaker does, so deleting the config later does not break serving.
+   model each variant serves; we keep the config's variants (``config_variants``, and the
+   shadow's in ``config_shadows``) on the endpoint, as SageMaker does, so deleting the config
+   later does not break serving.
 2. ``UpdateEndpointWeightsAndCapacities`` overwrote the instance counts with ``None`` when only
    weights were given, and accepted negative weights.
 3. ``UpdateEndpoint`` (switch an endpoint to a new endpoint config) did not exist.
@@ -21,6 +22,10 @@ Each patch exists because moto 5.2.5 differs from SageMaker in a way our rollout
    steps are applied lazily, by whoever looks at the endpoint next (a describe, a list, an
    invocation), so no clock thread is needed and the instant profile is the same code with
    zero durations.
+7. ``CreateEndpointConfig`` ignored ``ShadowProductionVariants``. It is checked as SageMaker
+   checks it (:mod:`local_sagemaker.shadow`), kept on the config (DescribeEndpointConfig shows
+   it) and on the endpoint, whose DescribeEndpoint shows the shadow's weights and counts like a
+   production variant's; UpdateEndpoint and UpdateEndpointWeightsAndCapacities treat it alike.
 
 Patches are applied once per process, before the server starts.
 """
@@ -40,6 +45,7 @@ from moto.sagemaker.exceptions import AWSValidationException, ValidationError
 
 from local_sagemaker.faults import ROLLS_BACK, update_failure
 from local_sagemaker.profile import Profile
+from local_sagemaker.shadow import ShadowConfigError, check_variants
 
 _applied = False
 _profile = Profile()
@@ -72,11 +78,42 @@ _original_endpoint_init = sm_models.FakeEndpoint.__init__
 
 
 def _endpoint_init(self: Any, *args: Any, **kwargs: Any) -> None:
-    """Remember the config's variants (model names) next to moto's variant status."""
+    """Remember the config's variants (model names) next to moto's variant status; the shadow's
+    are added by ``create_endpoint`` (moto's endpoint is visible before that, without one)."""
     _original_endpoint_init(self, *args, **kwargs)
     variants = kwargs.get("production_variants", args[4] if len(args) > 4 else [])
     self.config_variants = copy.deepcopy(variants)
+    self.shadow_production_variants, self.config_shadows = None, []
     self.pending = deque()  # (due, step) of a change under way, see _schedule
+
+
+def shadow_specs(config: Any) -> list[dict[str, Any]]:
+    """The config's ShadowProductionVariants (none for a config made without them)."""
+    return getattr(config, "shadow_production_variants", None) or []
+
+
+def variant_summaries(endpoint: Any) -> list[dict[str, Any]]:
+    """DescribeEndpoint's summaries of every variant: production ones, then the shadow."""
+    return [*endpoint.production_variants, *(endpoint.shadow_production_variants or [])]
+
+
+def _summaries(
+    endpoint: Any, specs: list[dict[str, Any]], retained: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    summaries = endpoint._process_production_variants(specs)
+    for summary in summaries:
+        summary.update(retained.get(summary["VariantName"], {}))
+    return summaries
+
+
+def _take_variants(endpoint: Any, config: Any, retained: dict[str, dict[str, Any]]) -> None:
+    """Serve the config's production and shadow variants; ``retained`` (by name) keeps the
+    weights and counts of variants that stay (UpdateEndpoint's RetainAllVariantProperties)."""
+    shadows = shadow_specs(config)
+    endpoint.production_variants = _summaries(endpoint, config.production_variants, retained)
+    endpoint.shadow_production_variants = _summaries(endpoint, shadows, retained) or None
+    endpoint.config_variants = copy.deepcopy(config.production_variants)
+    endpoint.config_shadows = copy.deepcopy(shadows)
 
 
 def _schedule(endpoint: Any, status: str, steps: list[tuple[float, Callable[[], None]]]) -> None:
@@ -117,6 +154,7 @@ _original_list_endpoints = sm_models.SageMakerModelBackend.list_endpoints
 def create_endpoint(self: Any, *args: Any, **kwargs: Any) -> Any:
     """CreateEndpoint: Creating for the profile's create time, then InService."""
     endpoint = _original_create_endpoint(self, *args, **kwargs)
+    _take_variants(endpoint, self.endpoint_configs[endpoint.endpoint_config_name], {})
     _schedule(endpoint, "Creating", [(_profile.create_seconds, _status(endpoint, "InService"))])
     return endpoint
 
@@ -169,6 +207,7 @@ def _endpoint_response_object(self: Any) -> dict[str, Any]:
     patched ``describe_endpoint`` finds it through ``_find_endpoint``)."""
     response = _original_response_object(self)
     response.pop("ConfigVariants", None)
+    response.pop("ConfigShadows", None)
     if getattr(self, "failure_reason", None):
         response["FailureReason"] = self.failure_reason
     summary = _data_capture_summary(self.data_capture_config)
@@ -193,7 +232,7 @@ def _find_endpoint(backend: Any, endpoint_name: str) -> Any:
 
 
 def _check_desired(endpoint: Any, desired: list[dict[str, Any]]) -> None:
-    known = {v["VariantName"] for v in endpoint.production_variants}
+    known = {v["VariantName"] for v in variant_summaries(endpoint)}
     seen: set[str] = set()
     for item in desired:
         name = item.get("VariantName")
@@ -229,7 +268,7 @@ def update_endpoint_weights_and_capacities(
     endpoint = _find_endpoint(self, endpoint_name)
     _check_desired(endpoint, desired_weights_and_capacities)
     _require_updatable(endpoint)
-    by_name = {v["VariantName"]: v for v in endpoint.production_variants}
+    by_name = {v["VariantName"]: v for v in variant_summaries(endpoint)}
     changes = []
     for item in desired_weights_and_capacities:
         variant = by_name[item["VariantName"]]
@@ -280,13 +319,8 @@ def update_endpoint(
 
 def _switch(endpoint: Any, config: Any, retain: bool) -> Callable[[], None]:
     def step() -> None:
-        old = {v["VariantName"]: v for v in endpoint.production_variants}
-        variants = endpoint._process_production_variants(config.production_variants)
-        if retain:
-            for variant in variants:
-                variant.update(old.get(variant["VariantName"], {}))
-        endpoint.production_variants = variants
-        endpoint.config_variants = copy.deepcopy(config.production_variants)
+        old = {v["VariantName"]: v for v in variant_summaries(endpoint)} if retain else {}
+        _take_variants(endpoint, config, old)
         endpoint.endpoint_config_name = config.endpoint_config_name
         endpoint.data_capture_config = config.data_capture_config
         endpoint.endpoint_status = "InService"
@@ -313,8 +347,9 @@ def _rolled_back(endpoint: Any, config_name: str, failure: str) -> Callable[[], 
 
 
 def _update_failure(backend: Any, config: Any) -> str | None:
-    """The fault the new config's models ask for (the first one that asks)."""
-    for variant in config.production_variants:
+    """The fault the new config's models ask for (the first one that asks; a shadow's container
+    has to start too)."""
+    for variant in [*config.production_variants, *shadow_specs(config)]:
         model = backend._models.get(variant.get("ModelName"))
         env = (model.primary_container or {}).get("Environment") if model else None
         failure = update_failure(env)
@@ -331,6 +366,24 @@ def _update_endpoint_response(self: Any) -> Any:
         retain_all_variant_properties=bool(self._get_param("RetainAllVariantProperties")),
     )
     return sm_responses.ActionResult({"EndpointArn": arn})
+
+
+_original_create_endpoint_config_response = sm_responses.SageMakerResponse.create_endpoint_config
+
+
+def _create_endpoint_config_response(self: Any) -> Any:
+    """CreateEndpointConfig with ShadowProductionVariants: checked before moto stores the config
+    (each shadow's model must exist, as a production variant's must), then kept on it."""
+    shadows = self._get_param("ShadowProductionVariants") or []
+    try:
+        check_variants(self._get_param("ProductionVariants") or [], shadows)
+    except ShadowConfigError as error:
+        raise AWSValidationException(str(error)) from None
+    self.sagemaker_backend.validate_production_variants(shadows)
+    result = _original_create_endpoint_config_response(self)
+    config = self.sagemaker_backend.endpoint_configs[self._get_param("EndpointConfigName")]
+    config.shadow_production_variants = copy.deepcopy(shadows) or None
+    return result
 
 
 def apply_patches(profile: Profile | None = None) -> None:
@@ -351,4 +404,5 @@ def apply_patches(profile: Profile | None = None) -> None:
     backend_cls.list_endpoints = list_endpoints
     backend_cls.describe_endpoint = describe_endpoint
     sm_responses.SageMakerResponse.update_endpoint = _update_endpoint_response
+    sm_responses.SageMakerResponse.create_endpoint_config = _create_endpoint_config_response
     _applied = True

@@ -10,6 +10,9 @@ So that the rollback path can be exercised for real, a model can ask the runtime
   config, with a FailureReason; the provider's waiter calls that success), ``rollback_failed``
   ends in UpdateRollbackFailed.
 
+The model of a shadow variant misbehaves the same way, on the requests replayed on it only:
+its failures and delays show in the shadow's metrics, never to the caller.
+
 Real SageMaker ignores these names, so the same model definition is harmless on AWS.
 """
 

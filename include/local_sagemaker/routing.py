@@ -1,10 +1,11 @@
 """Per-endpoint routing tables built live from moto's in-process SageMaker backend.
 
-A table holds the endpoint's variants, their *current* weights, their models (loaded lazily)
-and the capture settings. It is cached under a key made of the endpoint object, its config
-name and its current weights, so UpdateEndpointWeightsAndCapacities and UpdateEndpoint are
-picked up on the very next request while the hot path does no parsing and no lookups beyond
-one dict access per request.
+A table holds the endpoint's variants, their *current* weights, their models (loaded lazily),
+its shadow variant and the share of requests replicated to it, and the capture settings. It is
+cached under a key made of the endpoint object, its config name and its current weights (the
+shadow's included), so UpdateEndpointWeightsAndCapacities and UpdateEndpoint are picked up on
+the very next request while the hot path does no parsing and no lookups beyond one dict access
+per request.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from moto.sagemaker.models import sagemaker_backends
 
 from local_sagemaker.artifact_store import ArtifactError
 from local_sagemaker.capture import CaptureConfig, capture_config
-from local_sagemaker.control_plane import settle
+from local_sagemaker.control_plane import settle, variant_summaries
 from local_sagemaker.errors import internal_failure, validation_error
 from local_sagemaker.faults import Faults, faults_from_environment
 from local_sagemaker.loader import LoadedModel, ModelCache
+from local_sagemaker.shadow import sampling_share
 
 
 @dataclass
 class Variant:
-    """One production variant as the runtime serves it."""
+    """One production (or shadow) variant as the runtime serves it."""
 
     name: str
     weight: float
@@ -56,12 +58,15 @@ class Variant:
 
 @dataclass
 class EndpointTable:
-    """Variants of one endpoint with cumulative weights for O(log n) weighted choice."""
+    """Production variants of one endpoint with cumulative weights for O(log n) weighted
+    choice, and the shadow variant that a share of their requests is replicated to."""
 
     endpoint: str
     config_name: str
     variants: dict[str, Variant]
     capture: CaptureConfig | None
+    shadow: Variant | None = None
+    shadow_share: float = field(default=0.0, init=False)
     _names: list[str] = field(default_factory=list)
     _cumulative: list[float] = field(default_factory=list)
 
@@ -72,9 +77,21 @@ class EndpointTable:
                 total += variant.weight
                 self._names.append(variant.name)
                 self._cumulative.append(total)
+        if self.shadow is not None and len(self.variants) == 1:  # as the control plane checks
+            production = next(iter(self.variants.values()))
+            self.shadow_share = sampling_share(production.weight, self.shadow.weight)
+
+    def mirrored(self) -> Variant | None:
+        """The shadow variant when this request is replicated to it (drawn at its share)."""
+        share = self.shadow_share
+        if share >= 1.0 or (share > 0 and random.random() < share):
+            return self.shadow
+        return None
 
     def choose(self, target: str | None) -> Variant:
-        """Pick a variant: TargetVariant wins, otherwise weighted random by current weight."""
+        """Pick a production variant: TargetVariant wins (a shadow is no target: it is unknown
+        here, as on AWS, where TargetVariant names a production variant), otherwise weighted
+        random by current weight."""
         if target is not None:
             variant = self.variants.get(target)
             if variant is None:
@@ -100,8 +117,8 @@ def _container(backend: Any, model_name: str) -> dict[str, Any]:
     return container
 
 
-def _variant(backend: Any, spec: dict[str, Any], weight: float) -> Variant:
-    variant = Variant(name=spec["VariantName"], weight=weight)
+def _variant(backend: Any, spec: dict[str, Any], weights: dict[str, float]) -> Variant:
+    variant = Variant(name=spec["VariantName"], weight=weights.get(spec["VariantName"], 0.0))
     try:
         container = _container(backend, spec.get("ModelName", ""))
         variant.image = container.get("Image")
@@ -117,7 +134,7 @@ def _variant(backend: Any, spec: dict[str, Any], weight: float) -> Variant:
 def _weights(endpoint: Any) -> tuple[tuple[str, float], ...]:
     return tuple(
         (v["VariantName"], float(v.get("CurrentWeight", 1.0) or 0.0))
-        for v in endpoint.production_variants
+        for v in variant_summaries(endpoint)
     )
 
 
@@ -169,13 +186,12 @@ class Router:
         if specs is None:  # endpoint created before our control-plane patches were applied
             config = backend.endpoint_configs.get(endpoint.endpoint_config_name)
             specs = config.production_variants if config else []
-        variants = {}
-        for spec in specs:
-            name = spec["VariantName"]
-            variants[name] = _variant(backend, spec, weights.get(name, 0.0))
+        variants = {spec["VariantName"]: _variant(backend, spec, weights) for spec in specs}
+        shadows = [_variant(backend, spec, weights) for spec in endpoint.config_shadows]
         return EndpointTable(
             endpoint=endpoint.endpoint_name,
             config_name=endpoint.endpoint_config_name,
             variants=variants,
             capture=capture_config(endpoint.data_capture_config, endpoint.endpoint_name),
+            shadow=shadows[0] if shadows else None,
         )

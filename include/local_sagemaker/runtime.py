@@ -2,6 +2,10 @@
 
 Everything slow (model loading, S3 reads, config parsing) happens once per routing table or
 artifact; a request costs a dict lookup, one RNG draw, the model call and a few appends.
+
+A request replicated to the endpoint's shadow variant is served a second time by the shadow,
+on the :class:`~local_sagemaker.shadow.ShadowPool` once the caller's answer is ready: the same
+prediction, capture and metrics under the shadow's name, and the answer thrown away.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from local_sagemaker.loader import ModelCache, ModelInputError
 from local_sagemaker.metrics import Metrics
 from local_sagemaker.payload import PayloadError, decode, encode, response_type
 from local_sagemaker.profile import Profile
-from local_sagemaker.routing import Router, Variant
+from local_sagemaker.routing import EndpointTable, Router, Variant
+from local_sagemaker.shadow import ShadowPool
 
 
 @dataclass
@@ -78,6 +83,7 @@ class Runtime:
         self.models = ModelCache()
         self.metrics = Metrics(profile)
         self.capture = CaptureWriter(account_id)
+        self.shadows = ShadowPool()
 
     def invoke(self, call: Invocation) -> Answer:
         """Answer one request; never raises, every failure becomes SageMaker's error shape."""
@@ -86,6 +92,16 @@ class Runtime:
             variant = table.choose(call.target_variant)
         except InvokeError as error:
             return error_answer(error)
+        answer = self._serve(call, table, variant, call.started)
+        shadow = table.mirrored()
+        if shadow is not None:
+            self.shadows.submit(lambda: self._serve(call, table, shadow, perf_counter()))
+        return answer
+
+    def _serve(
+        self, call: Invocation, table: EndpointTable, variant: Variant, started: float
+    ) -> Answer:
+        """Predict with one variant, capture a success and count the request for the variant."""
         model_us: float | None = None
         try:
             model_us, out_type, out = self._predict(call, variant)
@@ -110,7 +126,7 @@ class Runtime:
         except InvokeError as error:
             model_us = getattr(error, "model_us", None)
             answer = error_answer(error)
-        total_us = (perf_counter() - call.started) * 1e6
+        total_us = (perf_counter() - started) * 1e6
         where = (self.account_id, call.region, call.endpoint, variant.name)
         self.metrics.record(where, answer.status, model_us, total_us - (model_us or 0.0))
         return answer

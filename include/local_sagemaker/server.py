@@ -6,7 +6,8 @@ SigV4 credential scope (s3, sagemaker, cloudwatch, sqs, events ...). A few local
 under ``/_local_sagemaker/`` exist for tests and benchmarks:
 
 * ``GET  /_local_sagemaker/health``: readiness probe.
-* ``POST /_local_sagemaker/flush``: write pending metrics and capture records now.
+* ``POST /_local_sagemaker/flush``: write pending metrics and capture records now, once the
+  shadow-variant calls under way have ended.
 * ``GET  /_local_sagemaker/stats[?reset=1]``: raw latency percentiles per variant, capture
   errors and the number of throttled control-plane calls.
 * ``GET  /_local_sagemaker/profile``: the timing profile in force (see :mod:`.profile`).
@@ -136,15 +137,21 @@ def _respond(start_response: Callable, answer: Answer) -> list[bytes]:
 
 
 _flush_lock = threading.Lock()
+# How long an explicit flush waits for shadow calls: less than the admin client's 10 s timeout.
+SHADOW_DRAIN_SECONDS = 8.0
 
 
-def flush(runtime: Runtime, capture: bool = True) -> dict[str, int]:
+def flush(runtime: Runtime, capture: bool = True, drain: bool = True) -> dict[str, int]:
     """Write what CloudWatch would show by now, and (with ``capture``) every queued capture
-    record, into moto (serialised with the flusher)."""
+    record, into moto (serialised with the flusher). With ``drain`` (an explicit flush: the
+    admin route, shutdown) the shadow calls under way end first, so what they record is
+    written too; the background flusher does not wait for them."""
+    pending = runtime.shadows.drain(SHADOW_DRAIN_SECONDS) if drain else 0
     with _flush_lock:
         return {
             "metrics_requests": runtime.metrics.flush(),
             "capture_records": runtime.capture.flush() if capture else 0,
+            "shadow_calls_pending": pending,
         }
 
 
@@ -164,7 +171,7 @@ class Flusher(threading.Thread):
         while not self.stopped.wait(self.interval):
             batch_due = monotonic() - captured >= self.capture_interval
             try:
-                flush(self.runtime, capture=batch_due)
+                flush(self.runtime, capture=batch_due, drain=False)
             except Exception:  # keep flushing; a bad batch must not stop telemetry
                 log.exception("flush failed")
             if batch_due:
