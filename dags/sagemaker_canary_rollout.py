@@ -3,16 +3,21 @@
 
 1. **Setup**: validate the plan (before any AWS call), take the endpoint's lease (one rollout
    per endpoint; another run holding it fails this one before it touches anything), stage both
-   artifacts in S3, create both
-   models, one endpoint config with two production variants and Data Capture, deploy the endpoint.
-2. **Stages** (default 50/50, 25/75, 0/100): shift the weights, then hold the stage until its
+   artifacts in S3, create both models, an endpoint config with Data Capture (the shadow
+   stage's, or two production variants without one), deploy the endpoint.
+2. **Shadow stage** (`shadow`, on by default): the endpoint starts with the champion as its only
+   production variant and the challenger as a shadow variant, which answers a copy of
+   `shadow_sampling_percent` of the requests into Data Capture only. A paired sequential test on
+   the same requests decides: *promote* moves the endpoint to the canary config, *rollback* ends
+   the run before any user was served by the challenger.
+3. **Stages** (default 50/50, 25/75, 0/100): shift the weights, then hold the stage until its
    statistical gate says *promote* (next stage), *rollback* or *halt*. Synthetic traffic is
    replayed while the gate waits (optionally a first burst from mapped tasks); in production,
    real traffic does this. With `approval`, a person then approves the step on the Required
    Actions page (Reject, or no answer in time, rolls back).
-3. **Conclude**: promote the challenger, or put the champion back at 100 %. Every verdict,
+4. **Conclude**: promote the challenger, or put the champion back at 100 %. Every verdict,
    approval request and the outcome go to `notify_topic_arn` (SNS) when one is set.
-4. **Teardown** (always runs): the report, then cleanup: the endpoint ends serving the winner
+5. **Teardown** (always runs): the report, then cleanup: the endpoint ends serving the winner
    alone (`keep_winner`) or everything this run created is removed (`delete_all`).
 
 Trigger it from the form, from another DAG (`nightly_challenger`, `model_registry_rollout`) or
@@ -25,7 +30,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import TaskGroup, chain, dag
 
-from canary.plan import MAX_STAGES
+from canary.plan import MAX_STAGES, SHADOW_STAGE
 from canary_airflow import ids
 from canary_airflow.approval import StageApprovalOperator
 from canary_airflow.operators import (
@@ -87,8 +92,27 @@ def sagemaker_canary_rollout() -> None:
         plan, lock, artifacts, requests, [champion_model, challenger_model], endpoint_config, deploy
     )
 
+    # -- shadow stage: the challenger answers a copy of the champion's traffic, never a user --
+    with TaskGroup(group_id=ids.SHADOW_GROUP) as shadow:
+        window = tasks.enter_shadow(plan)
+        shadow_gate = CanaryGateSensor(
+            task_id=ids.GATE, plan=plan, stage=window, stage_index=SHADOW_STAGE, **RESUMABLE
+        )
+        canary_config = EnsureSageMakerEndpointConfigOperator(
+            task_id=ids.CREATE_ENDPOINT_CONFIG, config=requests["canary_endpoint_config"]
+        )
+        go_live = EnsureSageMakerEndpointOperator(
+            task_id=ids.GO_LIVE,
+            config=requests["canary_endpoint"],
+            deferrable=True,
+            check_interval=1,
+            **RESUMABLE,
+        )
+        chain(window, shadow_gate, tasks.shadow_passed(), canary_config, go_live)
+    deploy >> shadow
+
     # -- stages: each shifts the weights, then holds until its gate decides ------------------
-    previous = deploy
+    previous = shadow
     for index in range(MAX_STAGES):
         with TaskGroup(group_id=ids.STAGE_GROUP.format(number=index + 1)) as stage:
             entered = tasks.enter_stage(plan, index)
@@ -118,6 +142,8 @@ def sagemaker_canary_rollout() -> None:
     chain(previous, outcome, finished)
 
     # -- teardown: always runs, whatever happened above -----------------------------------------
+    # (the shadow group's config and go_live are not setups: the first stage runs without them
+    # when the plan has no shadow stage; cleanup finds their config by its name and tag)
     setups = [lock, artifacts, champion_model, challenger_model, endpoint_config, deploy]
     report = tasks.report(plan).as_teardown(setups=setups)
     cleanup = tasks.cleanup(plan).as_teardown(setups=setups)

@@ -6,6 +6,8 @@ cleanup silently see an empty manifest. With one name there is nothing to keep i
 
 from __future__ import annotations
 
+from canary.plan import SHADOW_STAGE
+
 # the AWS connection's extra that gives its CloudWatch period (see canary_airflow.aws)
 CLOUDWATCH_PERIOD_EXTRA = "cloudwatch_period_seconds"
 OWNER = "ml-platform"  # every DAG's owner, as the UI shows and filters it
@@ -29,6 +31,9 @@ PLAN_BURST = "plan_burst"
 REPLAY_BURST = "replay_burst"
 GATE = "gate"
 APPROVE = "approve"  # a person approves the gate's promotion (plan field ``approval``)
+SHADOW_GROUP = "shadow"  # the shadow stage, before the canary stages' groups
+SHADOW_PASSED = "passed"  # the shadow gate promoted: the canary stages may start
+GO_LIVE = "go_live"  # the endpoint moves from the shadow config to the canary stages' config
 CONCLUDE = "conclude"
 PROMOTE = "promote"
 ROLLBACK = "rollback"
@@ -48,9 +53,15 @@ CLAIM_ROLLOUT = "claim_rollout"
 START_ROLLOUT = "start_rollout"
 
 
+#: The shadow stage's number: canary stages count from 1, the shadow stage comes before them.
+SHADOW_NUMBER = SHADOW_STAGE + 1
+
+
 def stage_task(number: int, task: str) -> str:
-    """The full id of a task inside stage ``number``'s group (stages count from 1)."""
-    return f"{STAGE_GROUP.format(number=number)}.{task}"
+    """The full id of a task inside stage ``number``'s group (stages count from 1; 0 is the
+    shadow stage)."""
+    group = SHADOW_GROUP if number == SHADOW_NUMBER else STAGE_GROUP.format(number=number)
+    return f"{group}.{task}"
 
 
 def gate_task(number: int) -> str:
@@ -61,3 +72,12 @@ def gate_task(number: int) -> str:
 def approve_task(number: int) -> str:
     """The approval of stage ``number``'s promotion, whose XCom is the person's answer."""
     return stage_task(number, APPROVE)
+
+
+def shadow_task(task: str) -> str:
+    """The full id of a task inside the shadow stage's group."""
+    return stage_task(SHADOW_NUMBER, task)
+
+
+#: The shadow stage's gate, whose XCom is that stage's decision record.
+SHADOW_GATE = gate_task(SHADOW_NUMBER)

@@ -139,7 +139,8 @@ def _models_of(sm: Any, config_name: str | None) -> set[str]:
     if config_name is None:
         return set()
     config = sm.describe_endpoint_config(EndpointConfigName=config_name)
-    return {variant["ModelName"] for variant in config["ProductionVariants"]}
+    variants = [*config["ProductionVariants"], *config.get(endpoint.SHADOWS, [])]
+    return {variant["ModelName"] for variant in variants}
 
 
 _LISTINGS = {

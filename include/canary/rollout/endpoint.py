@@ -29,6 +29,7 @@ CAPTURE_SAMPLING_PERCENT = 100
 # SageMaker refuses an update in these states and serves (at most) the old config meanwhile
 IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 ENDPOINT_TAG = "canary:endpoint"
+SHADOWS = "ShadowProductionVariants"  # a config's (and DescribeEndpoint's) shadow variants
 RUN_TAG = "canary:run"  # on an endpoint: the run that created it
 
 
@@ -85,19 +86,47 @@ def endpoint_config_request(
     """A CreateEndpointConfig request for the given variants (one or both), with Data Capture."""
     specs = [spec for spec in (plan.champion, plan.challenger) if spec.role in model_names]
     variants = [
-        {
-            "VariantName": spec.variant_name,
-            "ModelName": model_names[spec.role],
-            "InstanceType": spec.instance_type,
-            "InitialInstanceCount": spec.instance_count,
-            "InitialVariantWeight": float(weights[spec.variant_name]),
-        }
-        for spec in specs
+        _variant(spec, model_names[spec.role], weights[spec.variant_name]) for spec in specs
     ]
-    identity = [repr(sorted(v.items())) for v in variants] + [str(plan.data_capture)]
+    return _config_request(plan, {"ProductionVariants": variants})
+
+
+def shadow_config_request(plan: RolloutPlan, model_names: Mapping[str, str]) -> dict[str, Any]:
+    """The shadow stage's config: the champion serves every request; the challenger, a shadow
+    variant, answers ``shadow_sampling_percent`` of them into Data Capture only. SageMaker
+    mirrors a shadow variant's weight relative to the production variant's (1.0 here)."""
+    champion, challenger = plan.champion, plan.challenger
+    return _config_request(
+        plan,
+        {
+            "ProductionVariants": [_variant(champion, model_names[champion.role], 1.0)],
+            SHADOWS: [
+                _variant(
+                    challenger, model_names[challenger.role], plan.shadow_sampling_percent / 100
+                )
+            ],
+        },
+    )
+
+
+def _variant(spec: ModelSpec, model_name: str, weight: float) -> dict[str, Any]:
+    return {
+        "VariantName": spec.variant_name,
+        "ModelName": model_name,
+        "InstanceType": spec.instance_type,
+        "InitialInstanceCount": spec.instance_count,
+        "InitialVariantWeight": float(weight),
+    }
+
+
+def _config_request(plan: RolloutPlan, variants: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The request around ``variants``; its name is a digest of them, so a retry reuses it."""
+    production = [repr(sorted(v.items())) for v in variants["ProductionVariants"]]
+    shadows = [f"shadow:{sorted(v.items())!r}" for v in variants.get(SHADOWS, [])]
+    identity = [*production, *shadows]
     request: dict[str, Any] = {
-        "EndpointConfigName": plan.resource_name("config", *identity),
-        "ProductionVariants": variants,
+        "EndpointConfigName": plan.resource_name("config", *identity, str(plan.data_capture)),
+        **variants,
         "Tags": [{"Key": ENDPOINT_TAG, "Value": plan.endpoint_name}],
     }
     if plan.data_capture:

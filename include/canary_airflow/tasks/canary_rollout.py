@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from airflow.sdk import get_current_context, task
 
 from canary.experiment.gates.decision import Verdict
 from canary.models import registry as reg
-from canary.plan import FLAT_FIELDS, RolloutPlan, parse_plan
+from canary.plan import FLAT_FIELDS, SHADOW_STAGE, RolloutPlan, parse_plan
 from canary.reporting import notification as news
 from canary.rollout import artifacts as artifact_ops
 from canary.rollout import cleanup as cleanup_ops
@@ -131,26 +132,67 @@ def build_requests(plan: dict[str, Any], staged: dict[str, dict[str, Any]]) -> d
         image = artifact["image"] or endpoint.image_uri(spec, rollout.region)
         models[spec.role] = endpoint.model_request(rollout, spec, image, artifact["model_data_url"])
     names = {role: request["ModelName"] for role, request in models.items()}
-    config = endpoint.endpoint_config_request(rollout, names, rollout.stage_weights(0))
+    canary = endpoint.endpoint_config_request(rollout, names, rollout.stage_weights(0))
+    first = endpoint.shadow_config_request(rollout, names) if rollout.shadow else canary
     return {
         "champion_model": models["champion"],
         "challenger_model": models["challenger"],
-        "endpoint_config": config,
-        "endpoint": {
-            "EndpointName": rollout.endpoint_name,
-            "EndpointConfigName": config["EndpointConfigName"],
-            "Tags": [*config["Tags"], {"Key": endpoint.RUN_TAG, "Value": run_key()}],
-        },
+        "endpoint_config": first,
+        "endpoint": _endpoint_request(rollout, first),
+        # what the endpoint moves to when the shadow stage passes (the same without a shadow)
+        "canary_endpoint_config": canary,
+        "canary_endpoint": _endpoint_request(rollout, canary),
     }
 
 
-@task.short_circuit(task_id=ids.ENTER_STAGE, ignore_downstream_trigger_rules=False)
+def _endpoint_request(rollout: RolloutPlan, config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "EndpointName": rollout.endpoint_name,
+        "EndpointConfigName": config["EndpointConfigName"],
+        "Tags": [*config["Tags"], {"Key": endpoint.RUN_TAG, "Value": run_key()}],
+    }
+
+
+@task.short_circuit(task_id=ids.ENTER_STAGE)
+def enter_shadow(plan: dict[str, Any]) -> dict[str, Any] | None:
+    """The shadow stage's window (the deployed endpoint already mirrors to the challenger), or
+    nothing (skip the shadow stage's tasks) when the plan has no shadow stage."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    from canary.stage.window import first_whole_period
+    from canary_airflow.aws import cloudwatch_period
+
+    rollout = load_plan(plan)
+    if not rollout.shadow:
+        return None
+    hook = AwsBaseHook(aws_conn_id=DEFAULT_CONN_ID, client_type="cloudwatch")
+    return {
+        "endpoint": rollout.endpoint_name,
+        "weights": rollout.stage_weights(SHADOW_STAGE),
+        "started_at": first_whole_period(time.time(), cloudwatch_period(hook)),
+    }
+
+
+@task.short_circuit(task_id=ids.SHADOW_PASSED)
+def shadow_passed() -> bool:
+    """Only a shadow gate that promotes lets the endpoint serve the challenger to anyone."""
+    record = get_current_context()["ti"].xcom_pull(task_ids=ids.SHADOW_GATE)
+    return bool(record) and Verdict(record["verdict"]) is Verdict.PROMOTE
+
+
+@task.short_circuit(
+    task_id=ids.ENTER_STAGE, ignore_downstream_trigger_rules=False, trigger_rule="none_failed"
+)
 def enter_stage(plan: dict[str, Any], index: int) -> dict[str, float] | None:
-    """This stage's weights, or nothing (skip) when the plan is shorter, the last gate stopped
-    or a person rejected the step."""
+    """This stage's weights, or nothing (skip) when the plan is shorter, the last gate (the
+    shadow's, before the first stage) stopped or a person rejected the step."""
     rollout = load_plan(plan)
     if index >= len(rollout.stages):
         return None
+    if index == 0 and rollout.shadow:
+        shadow = get_current_context()["ti"].xcom_pull(task_ids=ids.SHADOW_GATE)
+        if not shadow or Verdict(shadow["verdict"]) is not Verdict.PROMOTE:
+            return None
     if index > 0:
         ti = get_current_context()["ti"]
         previous = ti.xcom_pull(task_ids=ids.gate_task(index))
@@ -199,12 +241,16 @@ def conclude(plan: dict[str, Any]) -> str:
 
 
 def gate_verdicts(rollout: RolloutPlan) -> list[Verdict | None]:
-    """Each planned stage's final verdict, or None for a stage whose gate never decided."""
+    """Each planned stage's final verdict (the shadow's first), or None for a stage whose gate
+    never decided."""
     ti = get_current_context()["ti"]
-    decisions = [
-        ti.xcom_pull(task_ids=ids.gate_task(number)) for number in range(1, len(rollout.stages) + 1)
-    ]
+    decisions = [ti.xcom_pull(task_ids=task_id) for task_id in gate_tasks(rollout)]
     return [Verdict(decision["verdict"]) if decision else None for decision in decisions]
+
+
+def gate_tasks(rollout: RolloutPlan) -> list[str]:
+    """The gate task of every planned stage, in the order they run."""
+    return [ids.gate_task(index + 1) for index in rollout.stage_indices]
 
 
 def approval_answers(rollout: RolloutPlan) -> list[dict[str, Any] | None]:
@@ -240,7 +286,12 @@ def rollback(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def _shift(rollout: RolloutPlan, weights: dict[str, float]) -> None:
+    """Serve ``weights``, among the variants that serve at all: a rollback in the shadow stage
+    finds the champion serving alone already (the challenger is only a shadow)."""
     sm = clients_for(rollout).sagemaker
+    live = endpoint.describe_endpoint(sm, rollout.endpoint_name) or {}
+    serving = set(endpoint.serving_weights(live)) if live else set(weights)
+    weights = {name: weight for name, weight in weights.items() if name in serving}
     if endpoint.set_weights(sm, rollout.endpoint_name, weights):
         endpoint.wait_settled(sm, rollout.endpoint_name)
     endpoint.verify_serving(sm, rollout.endpoint_name, weights=weights)
@@ -303,7 +354,7 @@ def notify_outcome(rollout: RolloutPlan, outcome: RunOutcome) -> None:
     from canary.reporting.report import PAGE_FILE
 
     context = get_current_context()
-    last = last_decision(context["ti"], len(rollout.stages))
+    last = last_decision(context["ti"], rollout)
     publish(
         rollout,
         news.Event.OUTCOME,
@@ -325,11 +376,14 @@ def run_manifest() -> cleanup_ops.RunManifest:
         role: ti.xcom_pull(task_ids=ids.BUILD_REQUESTS, key=f"{role}_model") or {}
         for role in ids.CREATE_MODEL
     }
-    config = ti.xcom_pull(task_ids=ids.CREATE_ENDPOINT_CONFIG) or {}
+    configs = [
+        ti.xcom_pull(task_ids=task_id) or {}
+        for task_id in (ids.CREATE_ENDPOINT_CONFIG, ids.shadow_task(ids.CREATE_ENDPOINT_CONFIG))
+    ]
     return cleanup_ops.RunManifest(
         models={role: req["ModelName"] for role, req in requests.items() if req},
         created_models=tuple(r["ModelName"] for r in model_results if r.get("created")),
-        created_configs=(config["EndpointConfigName"],) if config.get("created") else (),
+        created_configs=tuple(c["EndpointConfigName"] for c in configs if c.get("created")),
         endpoint_created=bool(ti.xcom_pull(task_ids=ids.DEPLOY_ENDPOINT, key="created")),
         previous_config=ti.xcom_pull(task_ids=ids.DEPLOY_ENDPOINT, key="previous_config"),
         uploaded_artifacts={
@@ -348,9 +402,7 @@ def update_registry(plan: dict[str, Any]) -> dict[str, Any]:
     if not rollout.challenger.is_model_package:
         return {"updated": False, "reason": "challenger is not a model package"}
     ti = get_current_context()["ti"]
-    reason = rejection(approval_answers(rollout)) or last_decision(ti, len(rollout.stages)).get(
-        "reason"
-    )
+    reason = rejection(approval_answers(rollout)) or last_decision(ti, rollout).get("reason")
     record = reg.record_outcome(
         clients_for(rollout).sagemaker,
         rollout.challenger.source,
@@ -361,10 +413,10 @@ def update_registry(plan: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def last_decision(ti: Any, stages: int) -> dict[str, Any]:
+def last_decision(ti: Any, rollout: RolloutPlan) -> dict[str, Any]:
     """The decision record of the last stage whose gate decided."""
-    for number in range(stages, 0, -1):
-        decision = ti.xcom_pull(task_ids=ids.gate_task(number))
+    for task_id in reversed(gate_tasks(rollout)):
+        decision = ti.xcom_pull(task_ids=task_id)
         if decision:
             return dict(decision)
     return {}
