@@ -226,3 +226,47 @@ def confusion_chart(
             ax.set_ylabel("actual")
         ax.set_title(str(variant), color=colors.get(variant, "black"), fontweight="bold")
     return _save(fig, path)
+
+
+def paired_chart(
+    looks: Sequence[Mapping[str, float]], colors: Mapping[str, str], path: Path
+) -> Path:
+    """The shadow stage's gate, look by look: the paired statistic z against its efficacy and
+    futility boundaries (left), and the discordant pairs each model alone got right (right).
+
+    Each look is a mapping with ``n_pairs``, ``z``, ``efficacy``, ``futility``,
+    ``champion_only`` and ``challenger_only``; ``colors`` has ``champion`` and ``challenger``."""
+    fig = Figure(figsize=(9.0, 3.2))
+    if not looks:
+        _empty(fig, "Shadow stage: paired test", "no look taken")
+        return _save(fig, path)
+    left, right = fig.subplots(1, 2)
+    n = [look["n_pairs"] for look in looks]
+    left.plot(n, [look["z"] for look in looks], "o-", color="#1d1d1d", label="z (paired)")
+    for key, color in (
+        ("efficacy", VERDICT_COLORS[Verdict.PROMOTE]),
+        ("futility", VERDICT_COLORS[Verdict.ROLLBACK]),
+    ):
+        bound = [look[key] if np.isfinite(look[key]) else np.nan for look in looks]
+        left.plot(n, bound, "--", color=color, label=key)
+    left.set_xlabel("pairs")
+    left.set_title("Statistic vs boundaries", loc="left", fontweight="bold")
+    left.legend(frameon=False, fontsize=8)
+    left.grid(alpha=0.3)
+    x = np.arange(len(looks))
+    for offset, (key, role) in zip(
+        (-0.2, 0.2), (("champion_only", "champion"), ("challenger_only", "challenger")), strict=True
+    ):
+        right.bar(
+            x + offset,
+            [look[key] for look in looks],
+            0.4,
+            color=colors[role],
+            label=f"only the {role} right",
+        )
+    right.set_xticks(x, [str(i + 1) for i in x])
+    right.set_xlabel("look")
+    right.set_title("Discordant pairs", loc="left", fontweight="bold")
+    right.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from canary.experiment.gates.decision import Verdict
+from canary.plan import SHADOW_STAGE, stage_title
 from canary.reporting import charts
 from canary.rollout.outcome import RunOutcome
 
@@ -58,6 +59,7 @@ CHART_FILES: Final[dict[str, str]] = {
     "metrics": "metrics.png",
     "confusion": "confusion.png",
 }
+SHADOW_CHART: Final = "shadow.png"  # drawn only when the rollout had a shadow stage
 
 
 @dataclass
@@ -86,6 +88,17 @@ class RolloutSummary:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    shadow: bool = False  # a shadow stage ran before the canary ``stages``
+
+    @property
+    def stage_indices(self) -> list[int]:
+        """Every planned stage in order: the shadow stage first when there is one."""
+        canary = list(range(len(self.stages)))
+        return [SHADOW_STAGE, *canary] if self.shadow else canary
+
+    def weights_of(self, index: int) -> tuple[float, float]:
+        """What (champion, challenger) served in stage ``index``: the shadow serves no one."""
+        return (1.0, 0.0) if index == SHADOW_STAGE else self.stages[index]
 
     def __post_init__(self) -> None:
         if self.outcome not in set(RunOutcome):
@@ -155,29 +168,40 @@ def _stage_index(record: Mapping[str, Any]) -> int | None:
 
 
 def stage_verdicts(summary: RolloutSummary) -> list[tuple[str | None, str | None]]:
-    """Per planned stage: the last decision's ``(verdict, reason)``, or ``(None, None)``."""
-    out: list[tuple[str | None, str | None]] = [(None, None)] * len(summary.stages)
+    """Per planned stage (shadow first): the last decision's ``(verdict, reason)``, or
+    ``(None, None)``."""
+    found: dict[int, tuple[str | None, str | None]] = {}
     for record in summary.decisions:
         index = _stage_index(record)
-        if index is not None and 0 <= index < len(out):
-            out[index] = (str(record.get("verdict")), str(record.get("reason", "")))
-    return out
+        if index in summary.stage_indices:
+            found[index] = (str(record.get("verdict")), str(record.get("reason", "")))
+    return [found.get(index, (None, None)) for index in summary.stage_indices]
 
 
 def stage_rows(summary: RolloutSummary) -> list[dict[str, Any]]:
-    """Per planned stage, what the report shows of it: number, weights, verdict, reason; the
-    page, the text summary and ``report.json`` all read these rows."""
+    """Per planned stage, what the report shows of it: number (0: the shadow stage), name,
+    weights served, verdict, reason; the page, the text summary and ``report.json`` read these."""
     return [
-        {"number": i + 1, "weights": list(stage), "verdict": verdict, "reason": reason}
-        for i, (stage, (verdict, reason)) in enumerate(
-            zip(summary.stages, stage_verdicts(summary), strict=True)
+        {
+            "number": index + 1,
+            "name": stage_title(index),
+            "weights": list(summary.weights_of(index)),
+            "verdict": verdict,
+            "reason": reason,
+        }
+        for index, (verdict, reason) in zip(
+            summary.stage_indices, stage_verdicts(summary), strict=True
         )
     ]
 
 
+def _row_label(row: Mapping[str, Any]) -> str:
+    return "shadow" if row["number"] == SHADOW_STAGE + 1 else stage_label(row["weights"])
+
+
 def _weight_steps(summary: RolloutSummary) -> tuple[list[tuple[str, float, float]], list]:
     """Steps for the weights chart; a rollback replaces the stages it cut short."""
-    steps = [(stage_label(s), s[0], s[1]) for s in summary.stages]
+    steps = [(_row_label(row), *row["weights"]) for row in stage_rows(summary)]
     verdicts = [v for v, _ in stage_verdicts(summary)]
     if summary.outcome is RunOutcome.ROLLED_BACK:
         reached = [i for i, v in enumerate(verdicts) if v is not None]
@@ -254,7 +278,7 @@ def summary_text(summary: RolloutSummary) -> str:
     ]
     for row in stage_rows(summary):
         verdict_text = (row["verdict"] or "not reached").upper()
-        label = stage_label(row["weights"])
+        label = _row_label(row)
         lines.append(f"  {row['number']}. {label:>7}  {verdict_text:<11} {row['reason'] or ''}")
     lines += ["", "Per variant:", _text_table(summary.variant_results)]
     return "\n".join(lines).rstrip() + "\n"
@@ -326,6 +350,8 @@ def _badge(text: str, color: str) -> str:
 
 def _stage_name(summary: RolloutSummary, record: Mapping[str, Any]) -> str:
     index = _stage_index(record)
+    if index == SHADOW_STAGE:
+        return "Shadow stage (champion serves, challenger mirrored)"
     if index is not None and 0 <= index < len(summary.stages):
         return f"Stage {index + 1} ({stage_label(summary.stages[index])})"
     return f"Stage {format_value(record.get('stage'))}"
@@ -388,11 +414,54 @@ def _stages_html(summary: RolloutSummary) -> str:
         label = row["verdict"] or "not reached"
         badge = _badge(label.upper(), charts.VERDICT_COLORS.get(label, "#9e9e9e"))
         rows.append(
-            f"<tr><th>{row['number']}</th><td>{html.escape(stage_label(row['weights']))}</td>"
+            f"<tr><th>{row['number']}</th><td>{html.escape(_row_label(row))}</td>"
             f"<td>{badge}</td><td>{_esc(row['reason'] or '')}</td></tr>"
         )
     head = "<tr><th>#</th><th>weights (champion/challenger)</th><th>verdict</th><th>reason</th>"
     return f"<table><thead>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def shadow_record(summary: RolloutSummary) -> Mapping[str, Any] | None:
+    """The shadow stage's last decision record (its looks are all the looks taken), if any."""
+    records = [r for r in summary.decisions if _stage_index(r) == SHADOW_STAGE]
+    return records[-1] if records else None
+
+
+def shadow_looks(record: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The paired test's looks: pairs, discordant counts, statistic and boundaries."""
+    keys = ("look", "n_pairs", "champion_only", "challenger_only", "z", "efficacy", "futility")
+    looks = (record or {}).get("looks") or []
+    return [{key: look.get(key) for key in keys} for look in looks if "n_pairs" in look]
+
+
+def _agreement_html(table: Mapping[str, Any]) -> str:
+    """The 2×2 table of the same requests: champion right / wrong by challenger right / wrong."""
+    cells = [
+        ("champion right", table.get("both_correct"), table.get("champion_only")),
+        ("champion wrong", table.get("challenger_only"), table.get("neither")),
+    ]
+    rows = "".join(
+        f"<tr><th>{name}</th>{_cell(right)}{_cell(wrong)}</tr>" for name, right, wrong in cells
+    )
+    head = "<tr><th></th><th>challenger right</th><th>challenger wrong</th></tr>"
+    return f"<table><thead>{head}</thead><tbody>{rows}</tbody></table>"
+
+
+def _shadow_html(summary: RolloutSummary, chart_paths: Mapping[str, Path]) -> str:
+    record = shadow_record(summary)
+    if record is None:
+        return ""
+    paired = record.get("paired") or {}
+    looks = shadow_looks(record)
+    grid = _grid_html({str(look["look"]): look for look in looks}, "look") if looks else ""
+    return (
+        "<h2>Shadow stage: the same requests, both models</h2>"
+        "<p>The champion served every request; the challenger answered a mirrored copy that "
+        "no caller received. Each labelled request is one pair.</p>"
+        f"{_agreement_html(paired.get('table') or {})}"
+        f"{_img(chart_paths, 'shadow', 'paired statistic and discordant pairs per look')}"
+        f"{grid}"
+    )
 
 
 def _variants_html(summary: RolloutSummary) -> str:
@@ -429,7 +498,18 @@ def _charts(summary: RolloutSummary, out_dir: Path) -> dict[str, Path]:
         "confusion": charts.confusion_chart(
             _confusions(results), colors, out_dir / CHART_FILES["confusion"]
         ),
+        **_shadow_chart(summary, colors, out_dir),
     }
+
+
+def _shadow_chart(summary: RolloutSummary, colors: Mapping[str, str], out_dir: Path) -> dict:
+    record = shadow_record(summary)
+    if record is None:
+        return {}
+    roles = {"champion": colors[summary.champion_variant]}
+    roles["challenger"] = colors[summary.challenger_variant]
+    path = out_dir / SHADOW_CHART
+    return {"shadow": charts.paired_chart(shadow_looks(record), roles, path)}
 
 
 def _img(paths: Mapping[str, Path], key: str, alt: str) -> str:
@@ -456,6 +536,7 @@ def render_html(summary: RolloutSummary, chart_paths: Mapping[str, Path]) -> str
 </tbody></table>
 <h2>Stages</h2>{_stages_html(s)}
 {_img(chart_paths, "weights", "traffic weights per stage")}
+{_shadow_html(s, chart_paths)}
 <h2>Traffic</h2>{_img(chart_paths, "invocations", "invocations per variant over time")}
 <h2>Per-variant results</h2>{_variants_html(s)}
 {_img(chart_paths, "metrics", "prediction quality per variant")}
@@ -479,9 +560,18 @@ def report_data(summary: RolloutSummary) -> dict[str, Any]:
         "started_at": summary.started_at.isoformat() if summary.started_at else None,
         "ended_at": summary.ended_at.isoformat() if summary.ended_at else None,
         "stages": stage_rows(summary),
+        "shadow": _shadow_data(summary),
         "variants": {str(name): row for name, row in variants.to_dict(orient="index").items()},
         "decisions": summary.decisions,
     }
+
+
+def _shadow_data(summary: RolloutSummary) -> dict[str, Any] | None:
+    record = shadow_record(summary)
+    if record is None:
+        return None
+    paired = record.get("paired") or {}
+    return {"agreement": paired.get("table"), "looks": shadow_looks(record)}
 
 
 def write_report(summary: RolloutSummary, out_dir: Path | str) -> Path:

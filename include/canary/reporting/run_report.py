@@ -61,6 +61,7 @@ def run_summary(
         if len(results)
         else pd.DataFrame(columns=["timestamp", "variant", "invocations"]),
         decisions=decisions,
+        shadow=plan.shadow,
         started_at=_time(results["timestamp"].min()) if len(results) else None,
         ended_at=datetime.now(UTC),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from canary.experiment.gates.decision import Decision, Verdict
+from canary.plan import SHADOW_STAGE, stage_title
 
 LOGGER = logging.getLogger("canary.progress")
 
@@ -27,12 +28,18 @@ def look_line(decision: Decision) -> str | None:
     if look is None and decision.verdict is Verdict.CONTINUE:
         return None
     weights = "/".join(f"{weight:g}" for weight in record["weights"].values())
-    head = f"  stage {record['stage'] + 1} [{weights}]  "  # records count from 0, people from 1
+    shadow = record["stage"] == SHADOW_STAGE
+    head = f"  {stage_title(record['stage'])}{'' if shadow else f' [{weights}]'}  "
     if look is None:
         return f"{head}no new look  -> {decision.verdict}"
+    counts = (
+        f"pairs {look['n_pairs']} (only champion right {look['champion_only']}, "
+        f"only challenger {look['challenger_only']})"
+        if shadow
+        else f"requests {look['n_champion']}/{look['n_challenger']}"
+    )
     return (
-        f"{head}look {look['look']}/{record['design']['planned_looks']}  "
-        f"requests {look['n_champion']}/{look['n_challenger']}  "
+        f"{head}look {look['look']}/{record['design']['planned_looks']}  {counts}  "
         f"z={_number(look['z'])} vs promote >= {_number(look['efficacy'])} "
         f"/ rollback <= {_number(look['futility'])}  -> {decision.verdict}"
     )

@@ -17,6 +17,7 @@ from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from canary.plan import stage_title
 from canary.reporting.charts import VERDICT_COLORS, variant_colors
 
 CHARTS: Final = ("weights", "gate", "variants")
@@ -64,7 +65,8 @@ def gate_chart(detail: Mapping[str, Any]) -> str:
         return _empty(fig, _axes(fig, "Gate statistic"), "gate", "no stage planned")
     for row, stage in enumerate(stages, start=1):
         ax = fig.add_subplot(len(stages), 1, row)
-        ax.set_title(f"Stage {stage['stage']}: z vs boundaries", loc="left", fontweight="bold")
+        title = stage_title(stage["stage"] - 1).capitalize()
+        ax.set_title(f"{title}: z vs boundaries", loc="left", fontweight="bold")
         _gate_panel(ax, stage["looks"])
     fig.tight_layout()
     return to_svg(fig, "gate")

@@ -54,6 +54,7 @@ TASK_IDS: tuple[str, ...] = (
         for number in STAGE_NUMBERS
         for task in (ids.SET_WEIGHTS, ids.GATE, ids.APPROVE)
     ),
+    ids.shadow_task(ids.ENTER_STAGE),  # the shadow stage's window
 )
 DECISIONS = "decisions/"
 #: A page must not hang on S3: short timeouts, one retry.

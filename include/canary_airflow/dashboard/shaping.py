@@ -21,7 +21,8 @@ from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.dashboard import URL_PREFIX
 
-STAGE_NUMBERS = range(1, MAX_STAGES + 1)  # the DAG has a group per possible stage
+# the DAG has a group per possible stage, and the shadow stage's (number 0) before them
+STAGE_NUMBERS = range(ids.SHADOW_NUMBER, MAX_STAGES + 1)
 CONCLUSIONS = (ids.PROMOTE, ids.ROLLBACK)
 FINISHED = frozenset({DagRunState.SUCCESS, DagRunState.FAILED})
 
@@ -127,9 +128,22 @@ def decision_of(run: RunRecords, number: int) -> Mapping[str, Any] | None:
 
 
 def current_stage(run: RunRecords) -> int | None:
-    """The last stage whose weights took effect (its ``set_weights`` returned)."""
-    started = [n for n in STAGE_NUMBERS if run.xcoms.get(ids.stage_task(n, ids.SET_WEIGHTS))]
+    """The last stage whose weights took effect (its ``set_weights`` returned; the shadow
+    stage's window opened, number 0)."""
+    started = [n for n in STAGE_NUMBERS if _window(run, n)]
     return max(started, default=None)
+
+
+def _window(run: RunRecords, number: int) -> Mapping[str, Any] | None:
+    """When stage ``number``'s weights took effect and what they are, once they did."""
+    task = ids.ENTER_STAGE if number == ids.SHADOW_NUMBER else ids.SET_WEIGHTS
+    window = run.xcoms.get(ids.stage_task(number, task))
+    return window if isinstance(window, Mapping) else None
+
+
+def plan_numbers(plan: RolloutPlan) -> list[int]:
+    """The stage numbers a plan runs, in order (0: its shadow stage)."""
+    return [index + 1 for index in plan.stage_indices]
 
 
 def conclusion(run: RunRecords) -> Mapping[str, Any] | None:
@@ -179,8 +193,8 @@ def pending_approval(run: RunRecords, links: Links) -> dict[str, Any] | None:
 
 def last_verdict(run: RunRecords, plan: RolloutPlan | None) -> dict[str, Any] | None:
     """The newest gate decision of the run: the highest stage that has a record."""
-    numbers = range(len(plan.stages), 0, -1) if plan else reversed(STAGE_NUMBERS)
-    for number in numbers:
+    numbers = plan_numbers(plan) if plan else STAGE_NUMBERS
+    for number in reversed(numbers):
         record = decision_of(run, number)
         if record:
             return {"stage": number, "verdict": record["verdict"], "reason": record.get("reason")}
@@ -247,7 +261,7 @@ def stage_rows(run: RunRecords, plan: RolloutPlan | None) -> list[dict[str, Any]
     if plan is None:
         return []
     rows = []
-    for index in range(len(plan.stages)):
+    for index in plan.stage_indices:
         number = index + 1
         gate = run.tasks.get(ids.gate_task(number))
         rows.append(
@@ -267,7 +281,7 @@ def weights_timeline(run: RunRecords, plan: RolloutPlan | None) -> list[dict[str
     decision records, and the conclusion's 100 %; sorted by time."""
     points = []
     for number in STAGE_NUMBERS:
-        applied = run.xcoms.get(ids.stage_task(number, ids.SET_WEIGHTS))
+        applied = _window(run, number)
         if applied:
             at = datetime.fromtimestamp(applied["started_at"], UTC)
             points.append(_weight_point(at, applied["weights"], number, ids.SET_WEIGHTS))
@@ -337,7 +351,7 @@ def _variant_numbers(metrics: Mapping[str, Any]) -> dict[str, Any]:
 def gate_looks(run: RunRecords, plan: RolloutPlan | None) -> list[dict[str, Any]]:
     """Per stage: the gate statistic ``z`` against its efficacy and futility boundaries at every
     look taken so far (the newest record's ``looks``, or ``looks.json`` while looking)."""
-    numbers = range(1, len(plan.stages) + 1) if plan else STAGE_NUMBERS
+    numbers = plan_numbers(plan) if plan else STAGE_NUMBERS
     stages = []
     for number in numbers:
         record = decision_of(run, number) or {}
@@ -354,6 +368,9 @@ LOOK_FIELDS = (
     "fraction",
     "n_champion",
     "n_challenger",
+    "n_pairs",  # the shadow stage's paired test: pairs and the discordant ones
+    "champion_only",
+    "challenger_only",
     "z",
     "efficacy",
     "futility",

@@ -31,7 +31,7 @@ from canary_airflow.dashboard.shaping import ApprovalRequest, RunRecords, StageF
 
 START = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 RUN_ID = "manual__2026-03-01T10:00:00+00:00"
-PLAN = RolloutPlan(stages=((50, 50), (25, 75)))
+PLAN = RolloutPlan(stages=((50, 50), (25, 75)), shadow=False)  # the shadow: its own test
 CHAMPION, CHALLENGER = PLAN.variants
 
 
