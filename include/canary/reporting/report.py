@@ -170,17 +170,39 @@ def _stage_index(record: Mapping[str, Any]) -> int | None:
 def stage_verdicts(summary: RolloutSummary) -> list[tuple[str | None, str | None]]:
     """Per planned stage (shadow first): the last decision's ``(verdict, reason)``, or
     ``(None, None)``."""
-    found: dict[int, tuple[str | None, str | None]] = {}
+    last = _last_records(summary)
+    return [
+        (str(last[i]["verdict"]), str(last[i].get("reason", ""))) if i in last else (None, None)
+        for i in summary.stage_indices
+    ]
+
+
+def _last_records(summary: RolloutSummary) -> dict[int, Mapping[str, Any]]:
+    found: dict[int, Mapping[str, Any]] = {}
     for record in summary.decisions:
         index = _stage_index(record)
         if index in summary.stage_indices:
-            found[index] = (str(record.get("verdict")), str(record.get("reason", "")))
-    return [found.get(index, (None, None)) for index in summary.stage_indices]
+            found[index] = record
+    return found
+
+
+def _decided_on(record: Mapping[str, Any] | None) -> int | None:
+    """How many requests the stage's gate had judged at its last look: pairs in the shadow
+    stage (both models answered each), requests of both variants in a canary stage."""
+    look = (record or {}).get("look") or ((record or {}).get("looks") or [None])[-1]
+    if not look:
+        return None
+    if "n_pairs" in look:
+        return int(look["n_pairs"])
+    if "n_champion" not in look:
+        return None
+    return int(look["n_champion"]) + int(look["n_challenger"])
 
 
 def stage_rows(summary: RolloutSummary) -> list[dict[str, Any]]:
     """Per planned stage, what the report shows of it: number (0: the shadow stage), name,
     weights served, verdict, reason; the page, the text summary and ``report.json`` read these."""
+    last = _last_records(summary)
     return [
         {
             "number": index + 1,
@@ -188,6 +210,7 @@ def stage_rows(summary: RolloutSummary) -> list[dict[str, Any]]:
             "weights": list(summary.weights_of(index)),
             "verdict": verdict,
             "reason": reason,
+            "decided_on_requests": _decided_on(last.get(index)),
         }
         for index, (verdict, reason) in zip(
             summary.stage_indices, stage_verdicts(summary), strict=True
@@ -279,7 +302,9 @@ def summary_text(summary: RolloutSummary) -> str:
     for row in stage_rows(summary):
         verdict_text = (row["verdict"] or "not reached").upper()
         label = _row_label(row)
-        lines.append(f"  {row['number']}. {label:>7}  {verdict_text:<11} {row['reason'] or ''}")
+        judged = row["decided_on_requests"]
+        on = f" [on {judged} requests]" if judged is not None else ""
+        lines.append(f"  {row['number']}. {label:>7}  {verdict_text:<11} {row['reason'] or ''}{on}")
     lines += ["", "Per variant:", _text_table(summary.variant_results)]
     return "\n".join(lines).rstrip() + "\n"
 
