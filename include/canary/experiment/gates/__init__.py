@@ -1,6 +1,7 @@
 """The statistical gate of a rollout stage: promote, continue, roll back or halt.
 
-Public API: :func:`evaluate` (the engine), :class:`GateConfig`, the evidence types, the sizing
+Public API: :func:`evaluate` (the engine), :class:`GateConfig`, the evidence types (with
+:class:`PairedOutcomes` for a shadow stage's paired test, :mod:`.paired`), the sizing
 helpers (:func:`planned_max_requests`, :func:`cap_per_variant`, :func:`fixed_horizon_n`) and the
 replay-frame builder :func:`evidence_from_frame`. Never imports Airflow.
 
@@ -21,6 +22,7 @@ _HOMES = {
     "CarriedEstimate": "evidence",
     "LatencySummary": "evidence",
     "Outcomes": "evidence",
+    "PairedOutcomes": "evidence",
     "StageEvidence": "evidence",
     "VariantEvidence": "evidence",
     "champion_estimate": "evidence",

@@ -8,6 +8,15 @@ When a poke lands past a planned fraction (chunks of traffic overshoot), the loo
 actual fraction and error spending recomputes the boundaries for the looks actually taken. The
 looks taken so far are the only state; they are plain JSON so a rescheduled or deferred sensor can
 keep them in XCom or S3 and pass them back.
+
+A shadow stage (``evidence.paired`` set: both models scored the same requests) runs the paired
+test of :mod:`.paired` with the same looks, boundaries, guardrails and deadline. Its information
+n / v_hat is estimated, so a look is due when the estimate crosses the next planned fraction and
+later looks can only move forward. No discordant pair yet carries no evidence either way: no look
+is taken, except the last, which then promotes. Why that is safe: the last look needs n >= I_max
+delta (1 - delta) pairs (the variance floor), and under H0 p_disc >= delta, so seeing none has
+probability <= (1 - delta)^n ~ exp(-I_max delta^2), a few in 10,000 with the default design
+(the record carries the bound). No sample-ratio check either: both models see every request.
 """
 
 from __future__ import annotations
@@ -22,6 +31,13 @@ from canary.experiment.gates.decision import Decision, Verdict, _finite
 from canary.experiment.gates.evidence import StageEvidence, VariantEvidence
 from canary.experiment.gates.guardrails import FAIL, Check, guardrail_checks, per_look_level
 from canary.experiment.gates.noninferiority import PrimaryResult, primary_statistic
+from canary.experiment.gates.paired import (
+    EXACT_BELOW,
+    PairedResult,
+    paired_information,
+    paired_statistic,
+    variance_floor,
+)
 from canary.experiment.gates.sequential import Boundaries, expected_fraction
 from canary.experiment.gates.sizing import (
     fixed_horizon_n,
@@ -43,7 +59,7 @@ def evaluate(
     looks = _checked_looks(looks, evidence.stage)
     carried_var = evidence.carried.variance if _uses_carried(evidence) else 0.0
     info = _information(evidence, config, carried_var)
-    stage_max = stage_max_information(config, carried_var)
+    stage_max = stage_max_information(config, carried_var if evidence.paired is None else 0.0)
     fraction = min(info / stage_max, 1.0)
     base = _base_record(evidence, config, looks, info, stage_max, carried_var)
     blocked = _not_ready(evidence, config, fraction, looks)
@@ -61,13 +77,14 @@ def _take_look(
     base: dict[str, Any],
 ) -> tuple[Decision, list[Look]]:
     """Run every check at a new look and combine them: halt > rollback > promote > continue."""
-    srm = sample_ratio_mismatch(
+    srm = None if ev.paired else sample_ratio_mismatch(
         (ev.champion.requests, ev.challenger.requests),
         ev.expected_shares or ev.shares,
         config.srm_alpha,
-    )
+    )  # fmt: skip
     checks = guardrail_checks(ev, config)
-    primary = primary_statistic(ev, config.margin, config.alpha)
+    paired = paired_statistic(ev.paired, config.margin, config.alpha) if ev.paired else None
+    primary = paired.primary if paired else primary_statistic(ev, config.margin, config.alpha)
     final = fraction >= 1.0 - 1e-9
     fractions = (*[lk["fraction"] for lk in looks], fraction)
     share = stage_max / max_information(config)
@@ -77,7 +94,7 @@ def _take_look(
     record = {
         **base,
         "look": look,
-        "srm": srm.to_dict(),
+        "srm": srm.to_dict() if srm else _SRM_NOT_APPLICABLE,
         "guardrails": [c.to_dict() for c in checks],
         "guardrail_per_look_p": per_look_level(config),
         "primary": primary.to_dict() if primary else None,
@@ -88,13 +105,46 @@ def _take_look(
             "drift_under_alternative": list(bounds.drift),
         },
     }
+    if ev.paired is not None:
+        record["paired"] = _paired_record(ev, paired, config)
     new_looks = [*looks, look]
     record["looks"] = new_looks
     return _deadline_or(ev, config, verdict, reason, record), new_looks
 
 
+_SRM_NOT_APPLICABLE = {
+    "status": "not_applicable",
+    "reason": "paired (shadow) stage: both models score every request, there is no split to check",
+}
+
+
+def _paired_record(
+    ev: StageEvidence, paired: PairedResult | None, config: GateConfig
+) -> dict[str, Any]:
+    """What the report draws for a shadow stage: the 2x2 table and how the look was tested."""
+    table = ev.paired
+    assert table is not None
+    n_last = max_information(config) * variance_floor(config.margin)
+    return {
+        "table": table.table(ev.champion.name, ev.challenger.name),
+        "n_pairs": table.n,
+        "discordant": table.discordant,
+        "p_disc_hat": table.p_disc if table.n else None,
+        "variance_hat": paired.variance_hat if paired else None,
+        "variance_floor": variance_floor(config.margin),
+        "method": paired.method if paired else None,
+        "exact_below_discordant": EXACT_BELOW,
+        "p_value": paired.p_value if paired else None,
+        "max_information": max_information(config),
+        "n_pairs_for_last_look_now": max_information(config) * paired.variance_hat
+        if paired
+        else None,
+        "null_p_no_discordant_at_last_look": (1 - config.margin) ** n_last,
+    }
+
+
 def _combine(
-    srm: SrmResult,
+    srm: SrmResult | None,
     checks: list[Check],
     primary: PrimaryResult | None,
     bounds: Boundaries,
@@ -106,7 +156,7 @@ def _combine(
     ceilings = [c for c in failed if c.name.endswith("_ceiling")]
     if ceilings:
         return Verdict.ROLLBACK, _guardrail_reason(ceilings[0])
-    if srm.mismatch:
+    if srm is not None and srm.mismatch:
         return Verdict.HALT, (
             f"sample ratio mismatch: observed {srm.observed} vs expected "
             f"({srm.expected[0]:.0f}, {srm.expected[1]:.0f}), chi-square p={srm.p_value:.2g} "
@@ -150,13 +200,20 @@ def _not_ready(
             f"waiting for traffic: {ev.champion.requests}/{ev.challenger.requests} requests "
             f"(champion/challenger), need {need} each"
         )
-    if _uses_carried(ev) is False and ev.shares[0] == 0:
+    if ev.paired is None and _uses_carried(ev) is False and ev.shares[0] == 0:
         return "no concurrent champion and no carried champion estimate: cannot compare"
     last = looks[-1]["fraction"] if looks else 0.0
     if last >= 1.0 - 1e-9:
         return "the last look was already taken"
     due = math.floor(fraction * config.looks + 1e-9) > math.floor(last * config.looks + 1e-9)
-    if due or fraction >= 1.0 - 1e-9:
+    if fraction >= 1.0 - 1e-9:
+        return None
+    if due and ev.paired is not None and ev.paired.discordant == 0:
+        return (
+            f"no discordant pair in {ev.paired.n} pairs yet: the models agree on every request "
+            f"so far (information fraction {fraction:.3f}; this promotes only at the last look)"
+        )
+    if due:
         return None
     nxt = (math.floor(last * config.looks + 1e-9) + 1) / config.looks
     return f"next look at information fraction {nxt:.3f}; now {fraction:.3f}"
@@ -181,6 +238,9 @@ def _deadline_or(
 
 
 def _information(ev: StageEvidence, config: GateConfig, carried_var: float) -> float:
+    if ev.paired is not None:
+        t = ev.paired
+        return float(paired_information(t.challenger_only, t.champion_only, t.n, config.margin))
     return information(ev.champion.outcomes.n, ev.challenger.outcomes.n, config, carried_var)
 
 
@@ -206,20 +266,26 @@ def _look_record(
     bounds: Boundaries,
     verdict: Verdict,
 ) -> Look:
-    return _finite(
-        {
-            "stage": ev.stage,
-            "look": index,
-            "fraction": round(fraction, 6),
-            "n_champion": ev.champion.outcomes.n,
-            "n_challenger": ev.challenger.outcomes.n,
-            "z": primary.z if primary else None,
-            "efficacy": bounds.efficacy[-1],
-            "futility": bounds.futility[-1],
-            "verdict": verdict.value,
-            "at": ev.observed_at.isoformat(),
+    look = {
+        "stage": ev.stage,
+        "look": index,
+        "fraction": round(fraction, 6),
+        "n_champion": ev.champion.outcomes.n,
+        "n_challenger": ev.challenger.outcomes.n,
+        "z": primary.z if primary else None,
+        "efficacy": bounds.efficacy[-1],
+        "futility": bounds.futility[-1],
+        "verdict": verdict.value,
+        "at": ev.observed_at.isoformat(),
+    }
+    if ev.paired is not None:
+        look |= {
+            "n_pairs": ev.paired.n,
+            "champion_only": ev.paired.champion_only,
+            "challenger_only": ev.paired.challenger_only,
+            "method": primary.method if primary else None,
         }
-    )
+    return _finite(look)
 
 
 def _base_record(

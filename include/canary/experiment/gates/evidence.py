@@ -125,10 +125,76 @@ class CarriedEstimate:
 
 
 @dataclass(frozen=True)
+class PairedOutcomes:
+    """The 2x2 agreement table of a shadow stage: both models scored the SAME labelled requests.
+
+    Why a table and not two :class:`Outcomes`: the requests are shared, so the difference of the
+    accuracies depends only on the discordant pairs, and its variance p_disc - diff^2 is far
+    smaller than the unpaired 2 p (1 - p) when the models mostly agree. ``champion_only`` counts
+    requests the champion got right and the challenger wrong; ``challenger_only`` the reverse."""
+
+    both_correct: int = 0
+    champion_only: int = 0
+    challenger_only: int = 0
+    neither: int = 0
+
+    def __post_init__(self) -> None:
+        for attr in ("both_correct", "champion_only", "challenger_only", "neither"):
+            if getattr(self, attr) < 0:
+                raise ValueError(f"paired.{attr}: must be >= 0, got {getattr(self, attr)}")
+
+    @classmethod
+    def of(cls, champion_correct: np.ndarray, challenger_correct: np.ndarray) -> PairedOutcomes:
+        """Tabulate two boolean arrays over the same requests (element i is request i)."""
+        a = np.asarray(champion_correct, dtype=bool)
+        b = np.asarray(challenger_correct, dtype=bool)
+        if a.shape != b.shape or a.ndim != 1:
+            raise ValueError(
+                f"paired: need two 1-d arrays over the same requests, got {a.shape}, {b.shape}"
+            )
+        return cls(
+            int(np.sum(a & b)), int(np.sum(a & ~b)), int(np.sum(~a & b)), int(np.sum(~a & ~b))
+        )
+
+    @property
+    def n(self) -> int:
+        return self.both_correct + self.champion_only + self.challenger_only + self.neither
+
+    @property
+    def discordant(self) -> int:
+        return self.champion_only + self.challenger_only
+
+    @property
+    def diff(self) -> float:
+        """Challenger accuracy minus champion accuracy on the shared requests."""
+        return (self.challenger_only - self.champion_only) / self.n if self.n else float("nan")
+
+    @property
+    def p_disc(self) -> float:
+        """Share of requests on which the two models disagree."""
+        return self.discordant / self.n if self.n else float("nan")
+
+    def table(self, champion: str, challenger: str) -> dict[str, dict[str, int]]:
+        """The 2x2 table keyed by model and outcome, for decision records."""
+        return {
+            f"{champion}_correct": {
+                f"{challenger}_correct": self.both_correct,
+                f"{challenger}_wrong": self.champion_only,
+            },
+            f"{champion}_wrong": {
+                f"{challenger}_correct": self.challenger_only,
+                f"{challenger}_wrong": self.neither,
+            },
+        }
+
+
+@dataclass(frozen=True)
 class StageEvidence:
     """Everything one gate evaluation sees. ``expected_shares`` overrides the weights as the SRM
     expectation (from logged propensities when allocation is adaptive); ``adaptive`` switches the
-    primary estimate to IPW."""
+    primary estimate to IPW. ``paired`` makes it a shadow stage: both models scored the same
+    requests and the gate tests the paired difference (the variants still carry requests, 5XX
+    and latency for the guardrails, the shadow's from its own metrics)."""
 
     stage: int
     weights: Weights
@@ -139,6 +205,7 @@ class StageEvidence:
     carried: CarriedEstimate | None = None
     expected_shares: Weights | None = None
     adaptive: bool = False
+    paired: PairedOutcomes | None = None
 
     def __post_init__(self) -> None:
         w = self.weights
