@@ -2,12 +2,15 @@
 
 One PutMetricData per request would make moto's metric list (and every GetMetricStatistics
 scan) grow with traffic and put a lock on the hot path. Instead each request adds to a
-per-(endpoint, variant, period) bucket; the flusher writes the buckets as ``StatisticValues``
-(SampleCount/Sum/Minimum/Maximum) stamped with their period's start, so Sum and SampleCount stay
-exact. The period is a second when instant; under the ``aws`` profile it is CloudWatch's minute
-(scaled), a request is written only once the profile's ingestion lag has passed (so the newest
-period shows partial counts, as on AWS), and GetMetricStatistics rounds StartTime down to a
-period, as CloudWatch does.
+per-(endpoint, variant, period) bucket; the flusher writes the counts as ``StatisticValues``
+(SampleCount/Sum/Minimum/Maximum) and each latency metric as one
+:class:`~local_sagemaker.percentiles.ValuesDatum` (the same statistic set, plus the period's
+exact per-request values), all stamped with their period's start, so Sum and SampleCount stay
+exact and percentiles can be computed from the raw values, as CloudWatch does. The period is a
+second when instant; under the ``aws`` profile it is CloudWatch's minute (scaled), a request is
+written only once the profile's ingestion lag has passed (so the newest period shows partial
+counts, and percentiles of what has arrived, as on AWS), and GetMetricStatistics rounds
+StartTime down to a period, as CloudWatch does.
 
 Namespace ``AWS/SageMaker``, dimensions ``EndpointName`` + ``VariantName``:
 
@@ -18,9 +21,10 @@ Namespace ``AWS/SageMaker``, dimensions ``EndpointName`` + ``VariantName``:
   (plus injected latency).
 * ``OverheadLatency`` (Microseconds): the rest of the time our server spent on the request.
 
-Caveat: moto ignores ``ExtendedStatistics`` (p99 etc.), and aggregated datums could not answer
-them honestly anyway. Percentiles are available from ``Metrics.latency_percentiles`` (exposed
-by the server at ``GET /_local_sagemaker/stats``), computed from the raw per-request values.
+GetMetricStatistics answers ``ExtendedStatistics`` (pNN.NN, at most 10) for the latency metrics
+per period from those raw values (:mod:`local_sagemaker.percentiles`, installed by ``Metrics``:
+moto ignores them). ``Metrics.latency_percentiles`` (``GET /_local_sagemaker/stats``) gives the
+same percentiles over the latest ``RESERVOIR`` requests, whatever CloudWatch shows yet.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from typing import Any
 import numpy as np
 from moto.cloudwatch.models import CloudWatchBackend, cloudwatch_backends
 
+from local_sagemaker.percentiles import install as install_percentiles
+from local_sagemaker.percentiles import put_values
 from local_sagemaker.profile import Profile
 
 NAMESPACE = "AWS/SageMaker"
@@ -42,7 +48,7 @@ _EPOCH = datetime(1970, 1, 1)
 
 
 class _Bucket:
-    """Running statistics of one variant for one second."""
+    """Counts and raw latencies (µs) of one variant for one period, as written in one flush."""
 
     __slots__ = ("e4", "e5", "model", "n", "overhead")
 
@@ -50,17 +56,8 @@ class _Bucket:
         self.n = 0
         self.e4 = 0
         self.e5 = 0
-        self.model: list[float] = [0, 0.0, float("inf"), float("-inf")]
-        self.overhead: list[float] = [0, 0.0, float("inf"), float("-inf")]
-
-
-def _add(stats: list[float], value: float) -> None:
-    stats[0] += 1
-    stats[1] += value
-    if value < stats[2]:
-        stats[2] = value
-    if value > stats[3]:
-        stats[3] = value
+        self.model: list[float] = []
+        self.overhead: list[float] = []
 
 
 def _datum(name: str, dims: list[dict], when: datetime, stats: tuple, unit: str) -> dict:
@@ -79,6 +76,24 @@ def _errors(n: int, errors: int) -> tuple:
     return (n, errors, 1 if errors == n else 0, 1 if errors else 0)
 
 
+def _write(backend: CloudWatchBackend, where: tuple[str, str], when: datetime, b: _Bucket) -> None:
+    """One period's bucket of (endpoint, variant) into moto: counts as statistic sets, latencies
+    with their raw values."""
+    dims = [
+        {"Name": "EndpointName", "Value": where[0]},
+        {"Name": "VariantName", "Value": where[1]},
+    ]
+    counts = [
+        _datum("Invocations", dims, when, (b.n, b.n, 1, 1), "Count"),
+        _datum("Invocation4XXErrors", dims, when, _errors(b.n, b.e4), "Count"),
+        _datum("Invocation5XXErrors", dims, when, _errors(b.n, b.e5), "Count"),
+    ]
+    backend.put_metric_data(NAMESPACE, counts)
+    for name, values in (("OverheadLatency", b.overhead), ("ModelLatency", b.model)):
+        if values:  # a request that failed before the model has no ModelLatency
+            put_values(backend, NAMESPACE, name, dims, when, values, "Microseconds")
+
+
 class Metrics:
     """Thread-safe aggregation of invocation metrics plus raw latency reservoirs.
 
@@ -90,6 +105,7 @@ class Metrics:
     """
 
     def __init__(self, profile: Profile | None = None) -> None:
+        install_percentiles()  # the latency datums written here answer ExtendedStatistics
         self.profile = profile or Profile()
         self._events: deque[tuple] = deque()
         self._ingesting: deque[tuple] = deque()  # drained, not yet visible in CloudWatch
@@ -138,8 +154,8 @@ class Metrics:
             elif status >= 400:
                 bucket.e4 += 1
             if model_us is not None:
-                _add(bucket.model, model_us)
-            _add(bucket.overhead, overhead_us)
+                bucket.model.append(model_us)
+            bucket.overhead.append(overhead_us)
         return buckets
 
     def flush(self) -> int:
@@ -147,28 +163,10 @@ class Metrics:
         with self._lock:
             self._drain()
             buckets = self._visible_buckets()
-        served = 0
         for (account, region, endpoint, variant, period), bucket in buckets.items():
-            dims = [
-                {"Name": "EndpointName", "Value": endpoint},
-                {"Name": "VariantName", "Value": variant},
-            ]
-            data = self._data(dims, _EPOCH + timedelta(seconds=period), bucket)
-            cloudwatch_backends[account][region].put_metric_data(NAMESPACE, data)
-            served += bucket.n
-        return served
-
-    @staticmethod
-    def _data(dims: list[dict], when: datetime, b: _Bucket) -> list[dict[str, Any]]:
-        data = [
-            _datum("Invocations", dims, when, (b.n, b.n, 1, 1), "Count"),
-            _datum("Invocation4XXErrors", dims, when, _errors(b.n, b.e4), "Count"),
-            _datum("Invocation5XXErrors", dims, when, _errors(b.n, b.e5), "Count"),
-            _datum("OverheadLatency", dims, when, tuple(b.overhead), "Microseconds"),
-        ]
-        if b.model[0]:
-            data.append(_datum("ModelLatency", dims, when, tuple(b.model), "Microseconds"))
-        return data
+            when = _EPOCH + timedelta(seconds=period)
+            _write(cloudwatch_backends[account][region], (endpoint, variant), when, bucket)
+        return sum(bucket.n for bucket in buckets.values())
 
     def latency_percentiles(self, reset: bool = False) -> dict[str, dict[str, Any]]:
         """p50/p90/p99/max of Model/OverheadLatency (µs) per endpoint/variant, raw values."""

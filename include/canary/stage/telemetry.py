@@ -8,7 +8,7 @@ Monitor's ground-truth files hold the label for that id, which the quality test 
 goes through the boto3 clients passed in, so the same code reads real AWS and the local stack.
 
 Limits: CloudWatch gives no per-request latency, so the latency guardrail uses the p99 extended
-statistic where the service provides one (real AWS; moto does not) and the per-request
+statistic where the service provides one (real AWS and the local stack) and the per-request
 Mann-Whitney test is skipped. The stage-level p99 is the largest per-minute p99 (conservative).
 Propensities are not in Data Capture, so evidence from AWS is never treated as adaptive.
 """
