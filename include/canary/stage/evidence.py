@@ -20,6 +20,7 @@ from canary.experiment.gates.config import GateConfig
 from canary.experiment.gates.evidence import (
     CarriedEstimate,
     Outcomes,
+    PairedOutcomes,
     StageEvidence,
     VariantEvidence,
     champion_estimate,
@@ -27,7 +28,7 @@ from canary.experiment.gates.evidence import (
 from canary.experiment.gates.frame import evidence_from_frame
 from canary.plan import RolloutPlan
 from canary.rollout.layout import capture_uri, ground_truth_uri
-from canary.stage import telemetry
+from canary.stage import shadow, telemetry
 from canary.stage.state import CHAMPION, StageState
 from canary.stage.window import StageWindow
 
@@ -58,7 +59,8 @@ class EvidenceSource:
         now = datetime.now(UTC)
         started = datetime.fromtimestamp(self.window.started_at, UTC)
         if frame is None:
-            return self._from_telemetry(started, max(now, started), carried)
+            evidence = self._from_telemetry(started, max(now, started), carried)
+            return self._with_shadow(evidence, *self._captured_answers(started))
         evidence = evidence_from_frame(
             frame.assign(stage=self.window.index),
             stage=self.window.index,
@@ -68,29 +70,61 @@ class EvidenceSource:
             carried=carried,
             started_at=started,
             observed_at=max(now, started),
+            paired=self._no_pairs_yet(),
         )
         answered = int((frame["status"] > 0).sum())  # status 0: no response reached us
-        return self._served_counts(evidence, answered)
+        evidence = self._served_counts(evidence, answered)
+        return self._with_shadow(evidence, *shadow.served_answers(frame))
 
-    def _from_telemetry(
-        self, started: datetime, now: datetime, carried: CarriedEstimate | None
+    def _no_pairs_yet(self) -> PairedOutcomes | None:
+        """A shadow stage's evidence is paired; its pairs are joined in :meth:`_with_shadow`."""
+        return PairedOutcomes() if self.window.shadow else None
+
+    def _with_shadow(
+        self, evidence: StageEvidence, champion: shadow.Answers, labels: shadow.Answers
     ) -> StageEvidence:
-        source = telemetry.StageSource(
+        """In the shadow stage, pair the champion's answers with the shadow's captured ones."""
+        if not self.window.shadow:
+            return evidence
+        challenger = self.plan.variants[1]
+        mirrored = telemetry.captured_predictions(
+            self.s3, self._source(), challenger, evidence.started_at
+        )
+        pairs = shadow.pair_answers(champion, mirrored, labels)
+        metrics = self._metrics(challenger, evidence.started_at)
+        return shadow.shadow_evidence(evidence, pairs, self.config.threshold, metrics)
+
+    def _captured_answers(self, started: datetime) -> tuple[shadow.Answers, shadow.Answers]:
+        """Real traffic: what the champion served (Data Capture) and the labels (ground truth)."""
+        if not self.window.shadow:
+            return {}, {}
+        served = telemetry.captured_predictions(
+            self.s3, self._source(), self.plan.variants[0], started
+        )
+        return served, telemetry.ground_truth(self.s3, ground_truth_uri(self.plan))
+
+    def _source(self) -> telemetry.StageSource:
+        return telemetry.StageSource(
             endpoint_name=self.plan.endpoint_name,
             variants=self.plan.variants,
             capture_uri=capture_uri(self.plan),
             ground_truth_uri=ground_truth_uri(self.plan),
         )
+
+    def _from_telemetry(
+        self, started: datetime, now: datetime, carried: CarriedEstimate | None
+    ) -> StageEvidence:
         return telemetry.collect_stage_evidence(
             self.cloudwatch,
             self.s3,
-            source,
+            self._source(),
             stage=self.window.index,
             weights=self.window.pair(self.plan),
             started_at=started,
             config=self.config,
             now=now,
             carried=carried,
+            paired=self._no_pairs_yet(),
         )
 
     def _served_counts(self, evidence: StageEvidence, answered: int) -> StageEvidence:
@@ -107,7 +141,9 @@ class EvidenceSource:
         deadline = time.monotonic() + METRICS_CATCH_UP_SECONDS
         while True:
             metrics = [self._metrics(variant.name, evidence.started_at) for variant in variants]
-            counted = sum(m["invocations"] for m in metrics)
+            # a shadow's invocations are copies: only the serving variants answered callers
+            weights = self.window.pair(self.plan)
+            counted = sum(m["invocations"] for m, w in zip(metrics, weights, strict=True) if w > 0)
             if counted >= answered or time.monotonic() > deadline:
                 break
             time.sleep(METRICS_POLL_SECONDS)
@@ -139,7 +175,9 @@ def carried_champion(
     """The champion's quality over earlier stages, for a stage where it gets no traffic."""
     if window.pair(plan)[0] > 0:
         return None
-    earlier = [state.load(CHAMPION, None, stage=index) for index in range(window.index)]
+    # the shadow stage measured the champion on the same traffic too (it served every request)
+    before = [index for index in plan.stage_indices if index < window.index]
+    earlier = [state.load(CHAMPION, None, stage=index) for index in before]
     opened = datetime.fromtimestamp(window.started_at, UTC)  # may lie ahead: a period boundary
     stages = [
         StageEvidence(

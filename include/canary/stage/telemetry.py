@@ -28,6 +28,7 @@ from canary.experiment.gates.evidence import (
     CarriedEstimate,
     LatencySummary,
     Outcomes,
+    PairedOutcomes,
     StageEvidence,
     VariantEvidence,
 )
@@ -67,6 +68,7 @@ def collect_stage_evidence(
     config: GateConfig,
     now: datetime | None = None,
     carried: CarriedEstimate | None = None,
+    paired: PairedOutcomes | None = None,
 ) -> StageEvidence:
     """Everything the gate needs for ``stage`` since ``started_at`` (timezone-aware)."""
     if started_at.tzinfo is None:
@@ -85,6 +87,7 @@ def collect_stage_evidence(
         started_at=started_at,
         observed_at=max(now, started_at),
         carried=carried,
+        paired=paired,
     )
 
 

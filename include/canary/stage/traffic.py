@@ -5,15 +5,16 @@ replay sessions that send it (in production, real traffic does this and none of 
 from __future__ import annotations
 
 import hashlib
+import math
 from functools import cached_property
 from typing import Any
 
 import pandas as pd
 
 from canary.experiment.gates.config import GateConfig
-from canary.experiment.gates.sizing import planned_max_requests
+from canary.experiment.gates.sizing import max_information, planned_max_requests
 from canary.experiment.rewards import brier_reward
-from canary.plan import AllocationStrategy, Metric, RolloutPlan
+from canary.plan import AllocationStrategy, Metric, RolloutPlan, TrafficMode
 from canary.replay import (
     ReplayConfig,
     ReplayDataset,
@@ -46,10 +47,14 @@ class StageTraffic:
     def request_cap(self) -> int:
         """Synthetic requests this stage may send: the user's cap, never beyond what the gate
         can need (its planned maximum), so a demo never replays pointlessly."""
-        weights = self.window.pair(self.plan)
-        planned = planned_max_requests(self.config, weights, self.carried_variance)
         traffic = self.plan.traffic
-        return min(traffic.requests_per_stage, planned.total + traffic.chunk_size)
+        if self.window.shadow:  # a request is a pair when the endpoint mirrors it
+            share = self.plan.shadow_sampling_percent / 100
+            planned = math.ceil(planned_max_pairs(self.config) / share)
+        else:
+            weights = self.window.pair(self.plan)
+            planned = planned_max_requests(self.config, weights, self.carried_variance).total
+        return min(traffic.requests_per_stage, planned + traffic.chunk_size)
 
     def burst_shards(self) -> list[dict[str, int]]:
         """The stage's first burst of traffic, one entry per mapped replay task.
@@ -87,15 +92,20 @@ class StageTraffic:
 
     def session(self, shard_index: int, shard_count: int) -> ReplaySession:
         traffic = self.plan.traffic
-        epsilon_greedy = traffic.strategy is AllocationStrategy.EPSILON_GREEDY
+        # the shadow stage has one serving variant: the endpoint routes every request to it, and
+        # the routing mode and strategy of the plan apply to the canary stages after it
+        mode = TrafficMode.ENDPOINT_WEIGHTS if self.window.shadow else traffic.mode
+        strategy = AllocationStrategy.WEIGHTED if self.window.shadow else traffic.strategy
         config = ReplayConfig(
             endpoint_name=self.plan.endpoint_name,
             stage=self.window.name,
             weights=self.window.weights,
             run_id=hashlib.sha256(self.run_key.encode()).hexdigest()[:12],
-            mode=traffic.mode,
-            strategy=traffic.strategy,
-            strategy_params={"epsilon": traffic.epsilon} if epsilon_greedy else {},
+            mode=mode,
+            strategy=strategy,
+            strategy_params={"epsilon": traffic.epsilon}
+            if strategy is AllocationStrategy.EPSILON_GREEDY
+            else {},
             warmup=traffic.warmup,
             concurrency=traffic.concurrency,
             shard_index=shard_index,
@@ -128,6 +138,15 @@ class StageTraffic:
     @property
     def location(self) -> S3Location:
         return replay_location(self.plan, self.run_key)
+
+
+def planned_max_pairs(config: GateConfig) -> int:
+    """The most pairs the shadow stage's gate can need: the design's maximum information times
+    the largest variance of a paired difference it should meet. With both models about
+    ``planning_rate`` accurate (the challenger up to the margin worse), they disagree in
+    correctness on at most 2(1 − p) + δ of the requests, and Var(D) <= P(disagree)."""
+    disagree = min(1.0, 2 * (1 - config.planning_rate) + config.margin)
+    return math.ceil(max_information(config) * disagree)
 
 
 def load_dataset(s3: Any, plan: RolloutPlan) -> ReplayDataset:

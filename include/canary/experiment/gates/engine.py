@@ -298,7 +298,8 @@ def _base_record(
 ) -> dict[str, Any]:
     design = config.design
     weights = ev.weights
-    plan = planned_max_requests(config, weights, carried_var) if weights[0] or carried_var else None
+    sized = ev.paired is None and (weights[0] or carried_var)  # a paired stage: paired_max_pairs
+    plan = planned_max_requests(config, weights, carried_var) if sized else None
     return {
         "stage": ev.stage,
         "weights": {ev.champion.name: weights[0], ev.challenger.name: weights[1]},

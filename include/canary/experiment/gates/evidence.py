@@ -209,7 +209,10 @@ class StageEvidence:
 
     def __post_init__(self) -> None:
         w = self.weights
-        if len(w) != 2 or min(w) < 0 or w[1] <= 0:
+        if self.paired is not None:  # a shadow stage: the champion serves, the challenger mirrors
+            if len(w) != 2 or w[0] <= 0 or w[1] != 0:
+                raise ValueError(f"weights: a paired stage serves (champion > 0, 0), got {w!r}")
+        elif len(w) != 2 or min(w) < 0 or w[1] <= 0:
             raise ValueError(f"weights: need (champion >= 0, challenger > 0), got {w!r}")
         if self.observed_at < self.started_at:
             raise ValueError("observed_at: earlier than started_at")

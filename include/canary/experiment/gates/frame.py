@@ -17,6 +17,7 @@ from canary.experiment.gates.config import GateConfig
 from canary.experiment.gates.evidence import (
     CarriedEstimate,
     Outcomes,
+    PairedOutcomes,
     StageEvidence,
     VariantEvidence,
 )
@@ -36,11 +37,13 @@ def evidence_from_frame(
     carried: CarriedEstimate | None = None,
     started_at: datetime | None = None,
     observed_at: datetime | None = None,
+    paired: PairedOutcomes | None = None,
 ) -> StageEvidence:
     """Evidence of ``stage`` for (champion, challenger) = ``variants``.
 
     Allocation is treated as adaptive (IPW, propensity-based SRM) when ``target_variant`` is set
-    and the logged propensities differ from the configured shares."""
+    and the logged propensities differ from the configured shares. ``paired`` is a shadow
+    stage's agreement table (the rows hold the champion's answers only)."""
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise ValueError(f"{missing[0]}: column not found in replay frame")
@@ -65,6 +68,7 @@ def evidence_from_frame(
         carried=carried,
         expected_shares=_propensity_shares(rows, served, variants) if adaptive else None,
         adaptive=adaptive,
+        paired=paired,
     )
 
 

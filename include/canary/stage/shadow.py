@@ -1,0 +1,86 @@
+"""The shadow stage's evidence: both models' answers to the same requests, paired by inference id.
+
+Why pairs: in the shadow stage the champion serves every request and the challenger, a SageMaker
+shadow variant, answers a copy that only Data Capture keeps. Both answers to one request share its
+inference id, so each labelled request gives one pair (champion right?, challenger right?) and the
+gate tests the paired difference: each model's own noise no longer counts twice.
+
+The challenger's requests, errors and latency come from its own CloudWatch metrics (a shadow's
+failures never reach a caller); its outcomes are those of the pairs. A request whose copy is not
+captured yet (capture flushes lag) simply joins a later look: which requests pair up does not
+depend on how either model answered them, so the test stays valid on the pairs found so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from canary.experiment.gates.evidence import Outcomes, PairedOutcomes, StageEvidence
+from canary.experiment.rewards import correct
+
+Answers = Mapping[str, list[float]]  # inference id -> one score per row of the request
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """The labelled rows both models answered: scores side by side with their labels."""
+
+    champion: np.ndarray
+    challenger: np.ndarray
+    labels: np.ndarray
+
+    def outcomes(self, threshold: float) -> PairedOutcomes:
+        """The 2×2 agreement table of correct / incorrect."""
+        return PairedOutcomes.of(
+            correct(self.champion, self.labels, threshold),
+            correct(self.challenger, self.labels, threshold),
+        )
+
+
+def pair_answers(champion: Answers, challenger: Answers, labels: Answers) -> Pairs:
+    """Rows of the requests both models answered and that have a label, in one order."""
+    rows: list[tuple[float, float, float]] = []
+    for inference_id in sorted(champion.keys() & challenger.keys() & labels.keys()):
+        served, shadow = champion[inference_id], challenger[inference_id]
+        truth = labels[inference_id]
+        if not len(served) == len(shadow) == len(truth):
+            raise ValueError(
+                f"inference id {inference_id!r}: {len(served)} champion, {len(shadow)} challenger "
+                f"answers and {len(truth)} labels"
+            )
+        rows += zip(served, shadow, truth, strict=True)
+    table = np.array(rows, dtype=float).reshape(-1, 3)
+    return Pairs(table[:, 0], table[:, 1], table[:, 2])
+
+
+def served_answers(frame: pd.DataFrame) -> tuple[Answers, Answers]:
+    """The champion's answers and the labels, by inference id, from the replay's results."""
+    ok = frame[(frame["status"] == 200) & frame["score"].notna() & frame["label"].notna()]
+    ids = ok["inference_id"].astype(str)
+    scores = dict(zip(ids, ([s] for s in ok["score"].astype(float)), strict=True))
+    labels = dict(zip(ids, ([float(v)] for v in ok["label"].astype(float)), strict=True))
+    return scores, labels
+
+
+def shadow_evidence(
+    evidence: StageEvidence, pairs: Pairs, threshold: float, metrics: Mapping[str, Any]
+) -> StageEvidence:
+    """``evidence`` of the champion's side, completed with the shadow challenger's: its counts
+    and latency from its CloudWatch ``metrics``, its outcomes and the 2×2 table from ``pairs``."""
+    right = correct(pairs.challenger, pairs.labels, threshold).astype(float)
+    challenger = replace(
+        evidence.challenger,
+        requests=metrics["invocations"],
+        errors_4xx=metrics["errors_4xx"],
+        errors_5xx=metrics["errors_5xx"],
+        latency=metrics["latency"],
+        outcomes=Outcomes.of(right, binary=True),
+        scores=pairs.challenger,
+        labels=pairs.labels.astype(int),
+    )
+    return replace(evidence, challenger=challenger, paired=pairs.outcomes(threshold))
