@@ -35,9 +35,11 @@ BUCKET = "canary-e2e-tests"
 
 #: Small, fast rollouts that still let the gate decide on real traffic. One stage is enough
 #: where a test is about wiring rather than the stage sequence; the p99 ceiling is loose because
-#: a busy 2-core box is slow, not the challenger (the latency guardrail has its own tests).
+#: a busy 2-core box is slow, not the challenger (the latency guardrail has its own tests). No
+#: shadow stage: the tests about it ask for it (it is the form's and the demo's default).
 FAST_ROLLOUT = {
     "bucket": BUCKET,
+    "shadow": False,
     "gate_poke_interval_seconds": 1,
     "traffic_chunk_size": 500,
     "gate_max_p99_latency_ms": 5000.0,

@@ -50,8 +50,10 @@ def rollout(aws_stack, run_dag, fast_rollout):
     return run
 
 
-def gate_records(result: RunResult, stages: int) -> list[dict[str, Any]]:
-    return [result.xcom(ids.gate_task(number)) for number in range(1, stages + 1)]
+def gate_records(result: RunResult, stages: int, shadow: bool = False) -> list[dict[str, Any]]:
+    """Each stage's decision record, the shadow stage's first when the run had one."""
+    gates = [ids.gate_task(number) for number in range(1, stages + 1)]
+    return [result.xcom(task_id) for task_id in ([ids.SHADOW_GATE] if shadow else []) + gates]
 
 
 def assert_on_whole_periods(records: list[dict[str, Any]], period: float) -> None:
@@ -61,11 +63,13 @@ def assert_on_whole_periods(records: list[dict[str, Any]], period: float) -> Non
         assert abs(started / period - round(started / period)) < 1e-6, (started, period)
 
 
-def test_the_demo_plan_promotes_through_three_stages(aws_stack, rollout) -> None:
-    result = rollout("aws-better", stages=[[50, 50], [25, 75], [0, 100]])
+def test_the_demo_plan_promotes_through_shadow_and_three_stages(aws_stack, rollout) -> None:
+    """The shadow stage, then the endpoint's update to two production variants (minutes on
+    AWS) and three canary stages."""
+    result = rollout("aws-better", shadow=True, stages=[[50, 50], [25, 75], [0, 100]])
     assert result.state == DagRunState.SUCCESS, result.tasks
-    records = gate_records(result, 3)
-    assert [Verdict(r["verdict"]) for r in records] == [Verdict.PROMOTE] * 3
+    records = gate_records(result, 3, shadow=True)
+    assert [Verdict(r["verdict"]) for r in records] == [Verdict.PROMOTE] * 4
     assert_on_whole_periods(records, aws_stack.profile.metrics_period)
     sm = aws_stack.client("sagemaker")
     assert serving(sm, "aws-better") == {"Challenger": 1.0}
@@ -75,7 +79,12 @@ def test_the_demo_plan_promotes_through_three_stages(aws_stack, rollout) -> None
 @pytest.mark.parametrize(
     ("case", "conf", "failed_check"),
     [
-        ("worse", {"challenger_source": "demo:worse"}, None),
+        ("worse", {"challenger_source": "demo:worse", "shadow": True}, None),
+        (
+            "5xx-shadow",
+            {"challenger_environment": {"LOCAL_SAGEMAKER_ERROR_RATE": "0.2"}, "shadow": True},
+            "5xx_ceiling",
+        ),
         ("5xx", {"challenger_environment": {"LOCAL_SAGEMAKER_ERROR_RATE": "0.2"}}, "5xx_ceiling"),
         (
             "slow",
@@ -94,8 +103,10 @@ def test_a_bad_challenger_is_rolled_back(aws_stack, rollout, case, conf, failed_
         endpoint, **{"stages": [[50, 50]], "gate_max_p99_latency_ms": LOOSE_P99_MS, **conf}
     )
     assert result.state == DagRunState.SUCCESS, result.tasks
-    (record,) = gate_records(result, 1)
+    shadow = conf.get("shadow", False)
+    record, *later = gate_records(result, 1, shadow)
     assert Verdict(record["verdict"]) is Verdict.ROLLBACK, record["reason"]
+    assert later == ([None] if shadow else [])  # rolled back in the shadow: no user saw it
     if failed_check:
         failed = {check["name"] for check in record["guardrails"] if check["status"] == FAIL}
         assert failed_check in failed, record["guardrails"]
@@ -106,10 +117,12 @@ def test_a_bad_challenger_is_rolled_back(aws_stack, rollout, case, conf, failed_
 
 
 def test_bandit_routing_with_a_users_scikit_learn_challenger(aws_stack, rollout) -> None:
-    """Thompson sampling picks each request's variant (TargetVariant) while the endpoint's own
-    weights follow it; the scikit-learn challenger is better on AUC and decided by the gate."""
+    """After the shadow stage, Thompson sampling picks each request's variant (TargetVariant)
+    while the endpoint's own weights follow it; the scikit-learn challenger is better on AUC and
+    decided by the gate."""
     result = rollout(
         "aws-bandit",
+        shadow=True,  # the shadow stage routes by the endpoint; Thompson takes over after it
         stages=[[50, 50]],
         traffic_mode=TrafficMode.TARGET_VARIANT.value,
         traffic_strategy="thompson",
@@ -118,7 +131,8 @@ def test_bandit_routing_with_a_users_scikit_learn_challenger(aws_stack, rollout)
         challenger_framework_version="1.2-1",
     )
     assert result.state == DagRunState.SUCCESS, result.tasks
-    (record,) = gate_records(result, 1)
+    shadow, record = gate_records(result, 1, shadow=True)
+    assert Verdict(shadow["verdict"]) is Verdict.PROMOTE, shadow["reason"]
     verdict = Verdict(record["verdict"])
     assert verdict in {Verdict.PROMOTE, Verdict.ROLLBACK}, record["reason"]
     winner = "challenger" if verdict is Verdict.PROMOTE else "champion"

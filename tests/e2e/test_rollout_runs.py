@@ -16,12 +16,13 @@ from airflow.utils.state import DagRunState, TaskInstanceState
 from canary.experiment.gates.decision import Verdict
 from canary.experiment.gates.guardrails import FAIL
 from canary.models import registry as reg
-from canary.plan import CleanupPolicy, parse_plan
+from canary.plan import SHADOW_STAGE, CleanupPolicy, parse_plan, stage_name
 from canary.reporting.notification import Event
 from canary.rollout.lock import EndpointLock
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.dev.local_airflow import RunResult
+from tests.e2e.conftest import BUCKET
 from tests.e2e.leftovers import (
     assert_nothing_left,
     assert_only_winner_left,
@@ -43,9 +44,21 @@ def rollout(run_dag) -> Rollout:
     return run
 
 
-def verdicts(result: RunResult, stages: int = 3) -> list[Verdict | None]:
-    records = [result.xcom(ids.gate_task(number)) for number in range(1, stages + 1)]
+def verdicts(result: RunResult, stages: int = 3, shadow: bool = False) -> list[Verdict | None]:
+    """Each stage's verdict, the shadow stage's first when the run had one."""
+    gates = [ids.gate_task(number) for number in range(1, stages + 1)]
+    records = [result.xcom(task_id) for task_id in ([ids.SHADOW_GATE] if shadow else []) + gates]
     return [Verdict(record["verdict"]) if record else None for record in records]
+
+
+def replayed(local_stack, result: RunResult, endpoint: str, stage: int) -> Any:
+    """What callers got back in one stage: the replay's results (one row per request)."""
+    from canary.replay import load_results
+    from canary.rollout.layout import replay_location, run_key
+
+    plan = parse_plan({"endpoint_name": endpoint, "bucket": BUCKET})
+    location = replay_location(plan, run_key(result.run_id))
+    return load_results(local_stack.client("s3"), location, stage_name(stage))
 
 
 def outcome(result: RunResult, task_id: str) -> tuple[RunOutcome, str]:
@@ -72,19 +85,26 @@ def news_of(inbox: Any, result: RunResult) -> list[tuple[Event, int, Verdict | R
 def test_better_challenger_is_promoted_and_a_rerun_duplicates_nothing(
     local_stack, rollout: Rollout, one_stage, sns_inbox
 ) -> None:
-    """The demo's plan end to end (three stages, keep_winner), each verdict and the outcome
-    published to SNS, then a second run on the same endpoint: it finds the endpoint and the
-    challenger's model and creates neither again."""
+    """The demo's plan end to end (the shadow stage, three canary stages, keep_winner), each
+    verdict and the outcome published to SNS, then a second run on the same endpoint: it finds
+    the endpoint and the challenger's model and creates neither again."""
     # the demo's plan; the bucket is the rerun's (a staged artifact's URL names its bucket), and
     # the p99 ceiling is loose: a busy box is slow, not the challenger
     shared = {"bucket": one_stage["bucket"], "gate_max_p99_latency_ms": FAST_P99_MS}
     result = rollout("canary-better", **shared, notify_topic_arn=sns_inbox.topic_arn)
     assert result.state == DagRunState.SUCCESS, result.tasks
-    assert verdicts(result) == [Verdict.PROMOTE] * 3
+    assert verdicts(result, shadow=True) == [Verdict.PROMOTE] * 4
     assert outcome(result, ids.PROMOTE) == (RunOutcome.PROMOTED, "Challenger")
     no_one_asked = [result.xcom(ids.approve_task(n))["needed"] for n in (1, 2, 3)]
     assert no_one_asked == [False] * 3
+    shadow, first = result.xcom(ids.SHADOW_GATE), result.xcom(ids.gate_task(1))
+    # the same requests judged in pairs: the shadow stage decides on fewer than the 50/50 stage
+    assert shadow["paired"]["n_pairs"] < first["look"]["n_champion"] + first["look"]["n_challenger"]
+    assert set(replayed(local_stack, result, "canary-better", SHADOW_STAGE)["variant"]) == {
+        "Champion"
+    }
     assert news_of(sns_inbox, result) == [
+        (Event.STAGE_VERDICT, 0, Verdict.PROMOTE),
         (Event.STAGE_VERDICT, 1, Verdict.PROMOTE),
         (Event.STAGE_VERDICT, 2, Verdict.PROMOTE),
         (Event.STAGE_VERDICT, 3, Verdict.PROMOTE),
@@ -107,24 +127,31 @@ def test_better_challenger_is_promoted_and_a_rerun_duplicates_nothing(
 def test_worse_package_is_rolled_back_and_rejected_with_the_gates_reason(
     local_stack, rollout: Rollout, seed_group, fast_rollout, sns_inbox
 ) -> None:
-    """A worse challenger registered as a model package: the first gate rolls it back, the
-    champion serves alone, and the registry rejects the package with the gate's reason."""
+    """A worse challenger registered as a model package: the shadow stage rolls it back before
+    any caller got one of its answers, the champion serves alone, and the registry rejects the
+    package with the gate's reason."""
     group = seed_group(champion="champion", challenger="worse")
     worse = group.packages["worse"]
     result = rollout(
         "canary-worse",
-        **{**fast_rollout, "cleanup": CleanupPolicy.KEEP_WINNER.value},
+        **{**fast_rollout, "cleanup": CleanupPolicy.KEEP_WINNER.value, "shadow": True},
         champion_source=group.packages["champion"],
         challenger_source=worse,
         notify_topic_arn=sns_inbox.topic_arn,
     )
     assert result.state == DagRunState.SUCCESS, result.tasks
-    assert verdicts(result)[0] is Verdict.ROLLBACK
+    assert verdicts(result, shadow=True)[:2] == [Verdict.ROLLBACK, None]
+    shadow = result.xcom(ids.SHADOW_GATE)
+    last_look = shadow["looks"][-1]
+    assert last_look["champion_only"] > last_look["challenger_only"]  # discordant pairs favour it
+    answered = replayed(local_stack, result, "canary-worse", SHADOW_STAGE)
+    assert len(answered) > 0 and set(answered["variant"]) == {"Champion"}
     assert news_of(sns_inbox, result) == [
-        (Event.STAGE_VERDICT, 1, Verdict.ROLLBACK),
-        (Event.OUTCOME, 1, RunOutcome.ROLLED_BACK),
+        (Event.STAGE_VERDICT, 0, Verdict.ROLLBACK),
+        (Event.OUTCOME, 0, RunOutcome.ROLLED_BACK),
     ]
-    assert result.state_of(ids.stage_task(2, ids.SET_WEIGHTS)) == TaskInstanceState.SKIPPED
+    for task in (ids.shadow_task(ids.GO_LIVE), ids.stage_task(1, ids.SET_WEIGHTS)):
+        assert result.state_of(task) == TaskInstanceState.SKIPPED
     assert outcome(result, ids.ROLLBACK) == (RunOutcome.ROLLED_BACK, "Champion")
     sm = local_stack.client("sagemaker")
     assert serving(sm, "canary-worse") == {"Champion": 1.0}
@@ -133,26 +160,32 @@ def test_worse_package_is_rolled_back_and_rejected_with_the_gates_reason(
     assert result.xcom(ids.UPDATE_REGISTRY)["status"] == reg.REJECTED
     package = sm.describe_model_package(ModelPackageName=worse)
     assert package["ModelApprovalStatus"] == reg.REJECTED
-    assert package["ApprovalDescription"] == result.xcom(ids.gate_task(1))["reason"]
+    assert package["ApprovalDescription"] == shadow["reason"]
     assert package["CustomerMetadataProperties"][reg.OUTCOME_KEY] == RunOutcome.ROLLED_BACK
     assert reg.find_champion(sm, group.name) == group.packages["champion"]  # keeps its crown
 
 
+@pytest.mark.parametrize("shadow", [True, False], ids=["shadow", "canary"])
 def test_failing_challenger_is_rolled_back_by_the_5xx_guardrail(
-    local_stack, rollout: Rollout, fast_rollout
+    local_stack, rollout: Rollout, fast_rollout, shadow: bool
 ) -> None:
+    """As a shadow, its errors reach no caller (its own CloudWatch metrics count them); in a
+    canary stage they do. Either way the 5XX guardrail rolls it back in its first stage."""
+    endpoint = f"canary-5xx-{'shadow' if shadow else 'canary'}"
     result = rollout(
-        "canary-5xx",
-        **{**fast_rollout, "cleanup": CleanupPolicy.KEEP_WINNER.value},
+        endpoint,
+        **{**fast_rollout, "cleanup": CleanupPolicy.KEEP_WINNER.value, "shadow": shadow},
         challenger_environment={"LOCAL_SAGEMAKER_ERROR_RATE": "0.2"},
     )
     assert result.state == DagRunState.SUCCESS, result.tasks
-    first_gate = result.xcom(ids.gate_task(1))
+    first_gate = result.xcom(ids.SHADOW_GATE if shadow else ids.gate_task(1))
     assert Verdict(first_gate["verdict"]) is Verdict.ROLLBACK
     failed = {check["name"] for check in first_gate["guardrails"] if check["status"] == FAIL}
     assert "5xx_ceiling" in failed, first_gate["guardrails"]
-    assert serving(local_stack.client("sagemaker"), "canary-5xx") == {"Champion": 1.0}
-    assert_only_winner_left(local_stack.client("sagemaker"), "canary-5xx", "champion")
+    statuses = set(replayed(local_stack, result, endpoint, SHADOW_STAGE if shadow else 0)["status"])
+    assert statuses == ({200} if shadow else {200, 500})
+    assert serving(local_stack.client("sagemaker"), endpoint) == {"Champion": 1.0}
+    assert_only_winner_left(local_stack.client("sagemaker"), endpoint, "champion")
 
 
 def test_bad_configuration_fails_fast_and_creates_nothing(local_stack, rollout: Rollout) -> None:
