@@ -9,13 +9,21 @@ form of Jennison & Turnbull (2000, ch. 19), is written here and tested against t
 
 Scale: Z_k is the standardised statistic at look k with information I_k. Under drift ``theta``
 the score S_k = Z_k sqrt(I_k) is Brownian motion: increments N(theta dI, dI), dI = I_k - I_{k-1}.
-The futility boundary is non-binding: the efficacy boundary is computed as if it did not exist, so
-ignoring a futility crossing never inflates the false promotion rate.
+
+Binding or not: a non-binding futility bound leaves the efficacy bound as if futility did not
+exist, so ignoring a futility crossing never inflates the false promotion rate; it wastes the
+alpha of the null paths that futility stops. The gate's design is *binding* (Jennison & Turnbull
+ch. 4 and 7, one-sided tests that stop to accept H0): the efficacy bound is computed on the paths
+that are still running after the futility bound, so the whole alpha is spent and the same power
+needs less information. That is honest only because the engine always acts on a futility
+crossing: it rolls the stage back, and a rolled-back stage ends the rollout. Anything that let a
+stage continue past a crossing would raise the false promotion rate above alpha.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -31,17 +39,20 @@ class Spending:
     """An error-spending function f(t) on information fraction t in [0, 1], with f(1) = total.
 
     ``family``: "hsd" (Hwang, Shih & DeCani 1990, parameter ``gamma``: -4 is O'Brien-Fleming-like,
-    1 is Pocock-like), "obf" (Lan-DeMets O'Brien-Fleming type) or "pocock" (Lan-DeMets Pocock type).
+    1 is Pocock-like), "power" (Kim & DeMets 1987, total x t^gamma), "obf" (Lan-DeMets
+    O'Brien-Fleming type) or "pocock" (Lan-DeMets Pocock type).
     """
 
     family: str = "hsd"
     gamma: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.family not in {"hsd", "obf", "pocock"}:
+        if self.family not in {"hsd", "power", "obf", "pocock"}:
             raise ValueError(
-                f"spending.family: must be 'hsd', 'obf' or 'pocock', got {self.family!r}"
+                f"spending.family: must be 'hsd', 'power', 'obf' or 'pocock', got {self.family!r}"
             )
+        if self.family == "power" and self.gamma <= 0:
+            raise ValueError(f"spending.gamma: the power family needs gamma > 0, got {self.gamma}")
 
     def spent(self, t: float, total: float) -> float:
         """Cumulative error spent by fraction ``t`` (clipped to [0, 1])."""
@@ -53,6 +64,8 @@ class Spending:
             return float(2 * stats.norm.sf(z / math.sqrt(t)))
         if self.family == "pocock":
             return total * math.log(1 + (math.e - 1) * t)
+        if self.family == "power":
+            return total * t**self.gamma
         if self.gamma == 0:
             return total * t
         return total * (1 - math.exp(-self.gamma * t)) / (1 - math.exp(-self.gamma))
@@ -147,9 +160,15 @@ class Boundaries:
 
 
 def _solve_upper(rec: _Recursion, t: float, target: float) -> float:
-    """Efficacy bound spending exactly ``target``; +inf when nothing is left to spend."""
+    """Efficacy bound spending exactly ``target``; +inf when nothing is left to spend.
+
+    Under a binding futility bound the null paths still running can carry less mass than
+    ``target``: no bound spends it all, so every path still running promotes (-inf). That spends
+    less than allowed, never more."""
     if target <= 1e-12:
         return math.inf
+    if rec.upper(t, -15.0) <= target:
+        return -math.inf
     return float(optimize.brentq(lambda z: rec.upper(t, z) - target, -15.0, 40.0, xtol=1e-8))
 
 
@@ -169,26 +188,26 @@ def _walk(
     theta_max: float,
     spend: tuple[Spending, Spending],
     final: bool,
+    binding: bool,
 ) -> tuple[Boundaries, float]:
-    """Compute boundaries look by look; also return the beta still unspent below the last
-    efficacy bound (zero exactly when the design has the requested power)."""
+    """Compute boundaries look by look; also return P(promote) under ``theta_max``, the power
+    when ``final`` (then the last look's futility bound is its efficacy bound)."""
     h0, h1 = _Recursion(0.0), _Recursion(theta_max)
     eff, fut, drift = [], [], []
-    a_spent = b_spent = slack = 0.0
+    a_spent = b_spent = promoted = 0.0
     for k, t in enumerate(fractions):
         b = _solve_upper(h0, t, spend[0].spent(t, alpha) - a_spent)
         target = spend[1].spent(t, beta) - b_spent
-        if k == len(fractions) - 1:
-            slack = h1.lower(t, b) - target if math.isfinite(b) else 1.0 - target
         a = b if final and k == len(fractions) - 1 else _solve_lower(h1, t, target, b)
         a_spent += h0.upper(t, b)
         b_spent += h1.lower(t, a)
-        h0.advance(t, -math.inf, b)
+        promoted += h1.upper(t, b)
+        h0.advance(t, a if binding else -math.inf, b)
         h1.advance(t, a, b)
         eff.append(b)
         fut.append(a)
         drift.append(theta_max * math.sqrt(t))
-    return Boundaries(tuple(fractions), tuple(eff), tuple(fut), tuple(drift)), slack
+    return Boundaries(tuple(fractions), tuple(eff), tuple(fut), tuple(drift)), promoted
 
 
 def spending_boundaries(
@@ -199,15 +218,17 @@ def spending_boundaries(
     alpha_spending: Spending,
     beta_spending: Spending,
     final: bool,
+    binding: bool = False,
 ) -> Boundaries:
     """Boundaries for looks at ``fractions`` of the maximum information.
 
     ``theta_max`` is the drift at full information under the alternative (E[Z] at t=1). If
     ``final``, the last look is the last: its futility bound equals its efficacy bound, so the stage
-    ends in promote or rollback.
+    ends in promote or rollback. If ``binding``, the efficacy bound counts only the null paths the
+    futility bound has not stopped (see the module docstring for when that is honest).
     """
     spend = (alpha_spending, beta_spending)
-    return _walk(fractions, alpha, beta, theta_max, spend, final)[0]
+    return _walk(fractions, alpha, beta, theta_max, spend, final, binding)[0]
 
 
 @dataclass(frozen=True)
@@ -220,6 +241,7 @@ class Design:
     looks: int
     alpha_spending: Spending
     beta_spending: Spending
+    binding: bool
     theta_max: float
     inflation: float
     boundaries: Boundaries
@@ -239,6 +261,7 @@ class Design:
             self.alpha_spending,
             self.beta_spending,
             final,
+            self.binding,
         )
 
 
@@ -259,9 +282,10 @@ def plan_design(
     looks: int,
     alpha_spending: Spending = Spending("hsd", 1.0),
     beta_spending: Spending = Spending("hsd", 1.0),
+    binding: bool = False,
 ) -> Design:
-    """Find the maximum information at which the beta-spending futility bound meets the efficacy
-    bound at the last look: that is where the design has exactly the requested power."""
+    """Find the maximum information at which the design, its last look final, has exactly the
+    requested power (the beta-spending futility bound then meets the efficacy bound there)."""
     if not 0 < alpha < 0.5:
         raise ValueError(f"alpha: must lie in (0, 0.5), got {alpha!r}")
     if not 0.5 < power < 1:
@@ -269,17 +293,30 @@ def plan_design(
     if not 1 <= looks <= 200:
         raise ValueError(f"looks: must be between 1 and 200, got {looks!r}")
     fractions = tuple((k + 1) / looks for k in range(looks))
-    beta = 1 - power
+    spend, beta = (alpha_spending, beta_spending), 1 - power
 
-    def gap(theta: float) -> float:
-        return _walk(fractions, alpha, beta, theta, (alpha_spending, beta_spending), False)[1]
+    def shortfall(theta: float) -> float:
+        return power - _walk(fractions, alpha, beta, theta, spend, True, binding)[1]
 
     theta0 = fixed_sample_drift(alpha, power)
-    theta = theta0 if looks == 1 else optimize.brentq(gap, theta0 * 0.9, theta0 * 2.0, xtol=1e-7)
-    bounds = spending_boundaries(fractions, alpha, beta, theta, alpha_spending, beta_spending, True)
-    return Design(
-        alpha, power, looks, alpha_spending, beta_spending, theta, (theta / theta0) ** 2, bounds
-    )
+    theta = theta0 if looks == 1 else _root_above(shortfall, theta0)
+    bounds = _walk(fractions, alpha, beta, theta, spend, True, binding)[0]
+    inflation = (theta / theta0) ** 2
+    return Design(alpha, power, looks, *spend, binding, theta, inflation, bounds)
+
+
+def _root_above(shortfall: Callable[[float], float], theta0: float) -> float:
+    """The drift at which the power shortfall reaches zero. It is >= the fixed-horizon drift
+    ``theta0`` (no test that may stop early beats the fixed test at the same maximum
+    information), so the bracket starts there and grows until the design has enough power."""
+    lo, hi = theta0, theta0 * 1.25
+    while shortfall(hi) > 0:
+        if hi > 4 * theta0:
+            raise ValueError("design: no maximum information up to 16 x fixed gives the power")
+        lo, hi = hi, hi * 1.25
+    if shortfall(lo) <= 0:
+        return lo
+    return float(optimize.brentq(shortfall, lo, hi, xtol=1e-7))
 
 
 @lru_cache(maxsize=256)
@@ -308,3 +345,18 @@ def pocock_constant(alpha: float, looks: int) -> float:
         return float(up.sum()) - alpha
 
     return float(optimize.brentq(excess, stats.norm.isf(alpha) - 1e-9, 6.0, xtol=1e-8))
+
+
+@lru_cache(maxsize=256)
+def sprt_expected_fraction(alpha: float, power: float) -> tuple[float, float]:
+    """E[information] of Wald's SPRT as a multiple of the fixed-horizon information, under the
+    alternative and under the null: the floor of every test with these error rates (Wald &
+    Wolfowitz 1948), so a design can be judged by its distance from it. For Brownian motion
+    Wald's formulas are exact: E_1 = 2[(1-b) log A + b log B] / (z_a + z_b)^2 and
+    E_0 = -2[a log A + (1-a) log B] / (z_a + z_b)^2, with A = (1-b)/a, B = b/(1-a)."""
+    beta = 1 - power
+    log_a, log_b = math.log(power / alpha), math.log(beta / (1 - alpha))
+    scale = 2 / fixed_sample_drift(alpha, power) ** 2
+    at_alternative = scale * (power * log_a + beta * log_b)
+    at_null = -scale * (alpha * log_a + (1 - alpha) * log_b)
+    return at_alternative, at_null
