@@ -459,19 +459,6 @@ def shadow_looks(record: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return [{key: look.get(key) for key in keys} for look in looks if "n_pairs" in look]
 
 
-def _agreement_html(table: Mapping[str, Any]) -> str:
-    """The 2×2 table of the same requests: champion right / wrong by challenger right / wrong."""
-    cells = [
-        ("champion right", table.get("both_correct"), table.get("champion_only")),
-        ("champion wrong", table.get("challenger_only"), table.get("neither")),
-    ]
-    rows = "".join(
-        f"<tr><th>{name}</th>{_cell(right)}{_cell(wrong)}</tr>" for name, right, wrong in cells
-    )
-    head = "<tr><th></th><th>challenger right</th><th>challenger wrong</th></tr>"
-    return f"<table><thead>{head}</thead><tbody>{rows}</tbody></table>"
-
-
 def _shadow_html(summary: RolloutSummary, chart_paths: Mapping[str, Path]) -> str:
     record = shadow_record(summary)
     if record is None:
@@ -483,7 +470,7 @@ def _shadow_html(summary: RolloutSummary, chart_paths: Mapping[str, Path]) -> st
         "<h2>Shadow stage: the same requests, both models</h2>"
         "<p>The champion served every request; the challenger answered a mirrored copy that "
         "no caller received. Each labelled request is one pair.</p>"
-        f"{_agreement_html(paired.get('table') or {})}"
+        f"{value_html(paired.get('table') or {})}"
         f"{_img(chart_paths, 'shadow', 'paired statistic and discordant pairs per look')}"
         f"{grid}"
     )
