@@ -208,3 +208,31 @@ def test_bad_design_inputs_name_the_field() -> None:
         Spending("linear")
     with pytest.raises(ValueError, match=r"spending\.gamma"):
         Spending("power", 0.0)
+
+
+# rpact 3.3.4 (Debian's r-cran-rpact), getDesignGroupSequential(kMax = 20, alpha = 0.05,
+# beta = 0.2, sided = 1, typeOfDesign = "asHSD", gammaA = -0.5, typeBetaSpending = "bsHSD",
+# gammaB = 0.5, bindingFutility = TRUE) and getDesignCharacteristics of it: the gate's own
+# family at 20 looks (rpact's most).
+RPACT_GATE_EFFICACY = (
+    2.885952, 2.816883, 2.745171, 2.679603, 2.619823, 2.564715, 2.513289, 2.464742, 2.418414,
+    2.373734, 2.330176, 2.287212, 2.244261, 2.200625, 2.155384, 2.107201, 2.053908, 1.991395,
+    1.909441, 1.761447,
+)  # fmt: skip
+RPACT_GATE_FUTILITY = (
+    -1.59702374, -1.22307426, -0.92185357, -0.66664422, -0.44285242, -0.24202763, -0.05883057,
+    0.11035672, 0.26812882, 0.41644120, 0.55684110, 0.69062072, 0.81893317, 0.94289955,
+    1.06373670, 1.18295674, 1.30276645, 1.42710401, 1.56553282,
+)  # fmt: skip
+
+
+def test_the_gates_design_family_matches_rpact() -> None:
+    """Bounds, inflation and expected sizes (rpact's averageSampleNumber1 / 0, as multiples of
+    the fixed sample) of a binding HSD(-0.5) / HSD(0.5) design, planned as the gate plans."""
+    spend = (Spending("hsd", -0.5), Spending("hsd", 0.5))
+    d = plan_design(0.05, 0.8, 20, *spend, binding=True)
+    assert d.boundaries.efficacy == pytest.approx(RPACT_GATE_EFFICACY, abs=2e-5)
+    assert d.boundaries.futility[:-1] == pytest.approx(RPACT_GATE_FUTILITY, abs=2e-5)
+    assert d.inflation == pytest.approx(1.336796, abs=2e-5)
+    assert d.inflation * expected_fraction(d, 1.0) == pytest.approx(0.6711659, abs=2e-5)
+    assert d.inflation * expected_fraction(d, 0.0) == pytest.approx(0.4968028, abs=2e-5)

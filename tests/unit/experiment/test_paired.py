@@ -1,0 +1,140 @@
+"""The shadow stage's paired test against references: statsmodels' McNemar (the fixed-sample
+case at no margin), a numerical maximum of the restricted likelihood (Tango's closed form), and
+full enumeration of the trinomial (the exact unconditional p-value and its size)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import optimize, stats
+from statsmodels.stats.contingency_tables import mcnemar
+
+from canary.experiment.gates.evidence import PairedOutcomes
+from canary.experiment.gates.paired import (
+    EXACT,
+    EXACT_BELOW,
+    NO_DISCORDANT,
+    TANGO,
+    exact_p_value,
+    paired_information,
+    paired_statistic,
+    tango_interval,
+    tango_restricted_q,
+    tango_z,
+    variance_floor,
+)
+
+# (both_correct, champion_only, challenger_only, neither): a spread of agreement tables
+TABLES = [(850, 40, 60, 50), (700, 90, 30, 180), (160, 20, 40, 40), (30, 3, 9, 0), (400, 25, 25, 0)]
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_tango_at_no_margin_is_mcnemars_statistic(table: tuple[int, int, int, int]) -> None:
+    both, c, b, neither = table
+    n = sum(table)
+    chi2 = mcnemar([[both, c], [b, neither]], exact=False, correction=False).statistic
+    z = float(tango_z(b, c, n, 0.0))
+    assert z**2 == pytest.approx(chi2, rel=1e-12)
+    assert math.copysign(1, z) == math.copysign(1, b - c) or b == c
+
+
+@pytest.mark.parametrize("table", [t for t in TABLES if t[1] + t[2] >= EXACT_BELOW])
+def test_fixed_sample_p_value_is_mcnemars_one_sided(table: tuple[int, int, int, int]) -> None:
+    """With no margin and enough discordant pairs, one look is McNemar's test, one-sided."""
+    both, c, b, neither = table
+    result = paired_statistic(PairedOutcomes(both, c, b, neither), margin=0.0, alpha=0.05)
+    assert result is not None and result.method == TANGO
+    two_sided = mcnemar([[both, c], [b, neither]], exact=False, correction=False).pvalue
+    one_sided = two_sided / 2 if b > c else 1 - two_sided / 2
+    assert result.p_value == pytest.approx(one_sided, rel=1e-9)
+
+
+@pytest.mark.parametrize(("b", "c", "n", "theta0"), [(60, 40, 1000, -0.02), (9, 3, 42, -0.1)])
+def test_restricted_q_is_the_maximum_of_the_constrained_likelihood(
+    b: int, c: int, n: int, theta0: float
+) -> None:
+    """Under theta = theta0, P(challenger only) = q + theta0 and P(champion only) = q; Tango's
+    closed form must be where scipy finds the trinomial likelihood's maximum."""
+
+    def negative_log_likelihood(q: float) -> float:
+        p_b, p_c = q + theta0, q
+        return -(b * math.log(p_b) + c * math.log(p_c) + (n - b - c) * math.log(1 - p_b - p_c))
+
+    low, high = max(0.0, -theta0) + 1e-12, (1 - theta0) / 2 - 1e-12
+    best = optimize.minimize_scalar(negative_log_likelihood, bounds=(low, high), method="bounded")
+    closed = float(tango_restricted_q(b, c, n, theta0))
+    assert closed == pytest.approx(best.x, abs=1e-6)
+
+
+def test_interval_ends_are_where_the_statistic_meets_the_quantile() -> None:
+    b, c, n = 40, 20, 160
+    low, high = tango_interval(b, c, n, 0.95)
+    q = stats.norm.isf(0.025)
+    assert float(tango_z(b, c, n, low)) == pytest.approx(q, abs=1e-6)
+    assert float(tango_z(b, c, n, high)) == pytest.approx(-q, abs=1e-6)
+    assert low < (b - c) / n < high
+
+
+def _null_tail(z_obs: float, n: int, margin: float, p_disc: float) -> float:
+    """P(Tango z >= z_obs) under theta = -margin, P(discordant) = p_disc: every (b, c) summed."""
+    pb, pc = (p_disc - margin) / 2, (p_disc + margin) / 2
+    b, c = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    ok = b + c <= n
+    pmf = np.where(
+        ok, stats.multinomial.pmf(np.stack([b, c, n - b - c], -1), n, [pb, pc, 1 - pb - pc]), 0
+    )
+    z = np.where(ok, tango_z(b, c, n, -margin), -np.inf)
+    return float(pmf[z >= z_obs - 1e-12].sum())
+
+
+@pytest.mark.parametrize(("b", "c", "n"), [(3, 1, 60), (6, 2, 40), (2, 0, 80)])
+def test_exact_p_value_is_the_enumerated_worst_null_tail(b: int, c: int, n: int) -> None:
+    """Berger-Boos: the largest null tail over p_disc in the Clopper-Pearson range, plus gamma.
+    Summing the trinomial over every table checks the per-m binomial shortcut."""
+    margin, gamma = 0.02, 0.001
+    z_obs = float(tango_z(b, c, n, -margin))
+    upper = float(stats.beta.ppf(1 - gamma, b + c + 1, n - b - c))
+    grid = np.linspace(margin, upper, 48)[1:]
+    worst = max(_null_tail(z_obs, n, margin, p) for p in grid)
+    assert exact_p_value(b, c, n, margin, gamma) == pytest.approx(worst + gamma, rel=1e-6)
+
+
+def test_exact_test_keeps_its_level_at_the_margin() -> None:
+    """The size of 'exact p <= level' at theta = -margin, by enumeration: never above level,
+    whatever p_disc (the nuisance the test does not know)."""
+    n, margin, level = 40, 0.05, 0.05
+    rejections = [
+        (b, c)
+        for b in range(n + 1)
+        for c in range(n + 1 - b)
+        if 0 < b + c < EXACT_BELOW and exact_p_value(b, c, n, margin, 0.001) <= level
+    ]
+    assert rejections  # the test can reject at this n
+    for p_disc in (0.06, 0.1, 0.2, 0.4):
+        pb, pc = (p_disc - margin) / 2, (p_disc + margin) / 2
+        size = sum(
+            stats.multinomial.pmf([b, c, n - b - c], n, [pb, pc, 1 - pb - pc])
+            for b, c in rejections
+        )
+        assert size <= level
+
+
+def test_small_discordant_counts_use_the_exact_test_and_none_is_no_evidence() -> None:
+    few = paired_statistic(PairedOutcomes(90, 2, 5, 3), margin=0.02, alpha=0.05)
+    assert few is not None and few.method == EXACT
+    assert few.z == pytest.approx(stats.norm.isf(few.p_value))
+    none = paired_statistic(PairedOutcomes(95, 0, 0, 5), margin=0.02, alpha=0.05)
+    assert none is not None and none.method == NO_DISCORDANT and none.z == math.inf
+    assert paired_statistic(PairedOutcomes(), margin=0.02, alpha=0.05) is None
+
+
+def test_information_never_exceeds_the_floors() -> None:
+    """The variance estimate is floored at margin (1 - margin), the least null variance: with
+    no discordant pair the information is n / floor, not infinite."""
+    n = np.array([100, 100, 1000])
+    info = paired_information(np.array([0, 5, 60]), np.array([0, 5, 40]), n, 0.02)
+    assert info[0] == pytest.approx(100 / variance_floor(0.02))
+    assert info[1] == pytest.approx(100 / (0.1 - 0.0))
+    assert info[2] == pytest.approx(1000 / (0.1 - 0.02**2))
