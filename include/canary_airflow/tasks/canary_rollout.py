@@ -153,7 +153,9 @@ def _endpoint_request(rollout: RolloutPlan, config: dict[str, Any]) -> dict[str,
     }
 
 
-@task.short_circuit(task_id=ids.ENTER_STAGE)
+# Both short-circuits skip only the shadow group's own tasks: the first canary stage's `enter`
+# (trigger rule none_failed) still runs and decides from the shadow's verdict itself.
+@task.short_circuit(task_id=ids.ENTER_STAGE, ignore_downstream_trigger_rules=False)
 def enter_shadow(plan: dict[str, Any]) -> dict[str, Any] | None:
     """The shadow stage's window (the deployed endpoint already mirrors to the challenger), or
     nothing (skip the shadow stage's tasks) when the plan has no shadow stage."""
@@ -173,7 +175,7 @@ def enter_shadow(plan: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-@task.short_circuit(task_id=ids.SHADOW_PASSED)
+@task.short_circuit(task_id=ids.SHADOW_PASSED, ignore_downstream_trigger_rules=False)
 def shadow_passed() -> bool:
     """Only a shadow gate that promotes lets the endpoint serve the challenger to anyone."""
     record = get_current_context()["ti"].xcom_pull(task_ids=ids.SHADOW_GATE)
