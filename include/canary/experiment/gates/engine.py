@@ -312,7 +312,9 @@ def _base_record(
         "information": info,
         "information_fraction": min(info / stage_max, 1.0) if stage_max else 0.0,
         "design": {
-            "method": "group-sequential error spending (HSD), non-binding beta-spending futility",
+            "method": "group-sequential error spending (HSD), "
+            f"{'binding' if config.binding_futility else 'non-binding'} beta-spending futility",
+            "binding_futility": config.binding_futility,
             "alpha": config.alpha,
             "power": config.power,
             "margin": config.margin,
