@@ -81,7 +81,7 @@ def test_the_demo_plan_promotes_through_shadow_and_three_stages(aws_stack, rollo
     [
         ("worse", {"challenger_source": "demo:worse", "shadow": True}, None),
         (
-            "5xx-shadow",
+            "shadow-5xx",  # not "5xx-…": names of one endpoint are not the prefix of another
             {"challenger_environment": {"LOCAL_SAGEMAKER_ERROR_RATE": "0.2"}, "shadow": True},
             "5xx_ceiling",
         ),
