@@ -188,8 +188,13 @@ def test_failing_challenger_is_rolled_back_by_the_5xx_guardrail(
     assert Verdict(first_gate["verdict"]) is Verdict.ROLLBACK
     failed = {check["name"] for check in first_gate["guardrails"] if check["status"] == FAIL}
     assert "5xx_ceiling" in failed, first_gate["guardrails"]
-    statuses = set(replayed(local_stack, result, endpoint, SHADOW_STAGE if shadow else 0)["status"])
-    assert statuses == ({200} if shadow else {200, 500})
+    answered = replayed(local_stack, result, endpoint, SHADOW_STAGE if shadow else 0)
+    # callers saw the challenger only in the canary stage; in the shadow stage every request
+    # was answered, by the champion (a canary stage's 5XX are mostly hidden by client retries)
+    served = {"Champion"} if shadow else {"Champion", "Challenger"}
+    assert set(answered["variant"].dropna()) == served
+    if shadow:
+        assert answered["variant"].notna().all() and set(answered["status"]) == {200}
     assert serving(local_stack.client("sagemaker"), endpoint) == {"Champion": 1.0}
     assert_only_winner_left(local_stack.client("sagemaker"), endpoint, "champion")
 
