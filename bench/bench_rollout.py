@@ -1,16 +1,16 @@
 """Orchestration speed: the demo's rollout with Airflow's runner, with the real scheduler, and
 against the local stack's AWS profile.
 
-In one run the same plan (the demo's three stages, ``delete_all``, a loose p99 ceiling so a busy
-box changes no verdict) is rolled out three times: with ``dag.test`` in this process (what
-``make demo`` does) on the instant stack; the same on a second stack under the ``aws`` profile
-(default time scale 0.1: a 4-minute update takes 24 s, CloudWatch shows a 6 s period 9 s late);
-and triggered over the REST API of Airflow's own components (``canary_airflow.dev.standalone``:
-scheduler, LocalExecutor, triggerer) on the instant stack. Each wall time runs from the start
-of the run to its end (Airflow's start-up is reported apart). Time inside tasks is what the
-rollout waits on (the stack, replayed traffic, the gate, and under the profile AWS's own
-changes and CloudWatch's lag); the rest is Airflow's overhead (scheduling, task start-up,
-imports in each task process).
+In one run the same plan (the demo's shadow stage and three stages, ``delete_all``, a loose p99
+ceiling so a busy box changes no verdict) is rolled out three times: with ``dag.test`` in this
+process (what ``make demo`` does) on the instant stack; the same on a second stack under the
+``aws`` profile (default time scale 0.1: a 4-minute update takes 24 s, CloudWatch shows a 6 s
+period 9 s late); and triggered over the REST API of Airflow's own components
+(``canary_airflow.dev.standalone``: scheduler, LocalExecutor, triggerer) on the instant stack.
+Each wall time runs from the start of the run to its end (Airflow's start-up is reported apart).
+Time inside tasks is what the rollout waits on (the stack, replayed traffic, the gate, and under
+the profile AWS's own changes and CloudWatch's lag); the rest is Airflow's overhead (scheduling,
+task start-up, imports in each task process).
 
 Prints one JSON line.
 """
@@ -55,7 +55,30 @@ def with_runner(stack: Any, home: Path, endpoint: str) -> dict[str, float]:
     from canary_airflow.ids import ROLLOUT_DAG
 
     result = run_dag(ROLLOUT_DAG, {**PLAN, "endpoint_name": endpoint})
-    return {"wall": result.wall_seconds, "tasks": result.task_seconds, "state": result.state}
+    return {
+        "wall": result.wall_seconds,
+        "tasks": result.task_seconds,
+        "state": result.state,
+        "decided_on": decided_on(result),
+    }
+
+
+def decided_on(result: Any) -> dict[str, int | None]:
+    """On how many requests the shadow stage (pairs) and the 50/50 stage decided in this run,
+    and the most each could have needed (the shadow's at the variance it saw)."""
+    from canary_airflow import ids
+
+    shadow, first = result.xcom(ids.SHADOW_GATE) or {}, result.xcom(ids.gate_task(1)) or {}
+    look = first.get("look") or {}
+    planned = (first.get("design") or {}).get("max_requests") or {}
+    paired = shadow.get("paired") or {}
+    most_pairs = paired.get("n_pairs_for_last_look_now")
+    return {
+        "shadow_pairs": paired.get("n_pairs"),
+        "stage_1_requests": look.get("n_champion", 0) + look.get("n_challenger", 0) or None,
+        "shadow_most_pairs": round(most_pairs) if most_pairs else None,
+        "stage_1_most_requests": planned.get("total"),
+    }
 
 
 def with_scheduler(stack: Any, home: Path) -> dict[str, Any]:
@@ -109,7 +132,7 @@ def main() -> None:
 def figures(runner: dict[str, Any], scheduler: dict[str, Any], aws: dict[str, Any]) -> dict:
     return {
         "bench": "rollout",
-        "plan": "demo: 3 stages 50/50, 25/75, 0/100; delete_all",
+        "plan": "demo: shadow, then 3 stages 50/50, 25/75, 0/100; delete_all",
         "runner_wall_s": round(runner["wall"], 1),
         "scheduler_wall_s": round(scheduler["wall"], 1),
         "aws_profile_wall_s": round(aws["wall"], 1),
@@ -123,6 +146,8 @@ def figures(runner: dict[str, Any], scheduler: dict[str, Any], aws: dict[str, An
         "aws_time_scale": float(AWS_PROFILE["LOCAL_SAGEMAKER_TIME_SCALE"]),
         "scheduler_start_up_s": round(scheduler["start_up"], 1),
         "states": [runner["state"], scheduler["state"], aws["state"]],
+        # the shadow stage against the 50/50 stage of the same run (issue 13)
+        "decided_on": {"runner": runner["decided_on"], "aws_profile": aws["decided_on"]},
         "cpus": os.cpu_count(),
     }
 
