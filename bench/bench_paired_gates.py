@@ -81,7 +81,7 @@ class Paths:
 
     def fractions(self, config: GateConfig) -> np.ndarray:
         return np.minimum(
-            paired_information(self.b, self.c, self.n, config.margin) / max_information(config),
+            paired_information(self.b + self.c, self.n, config.margin) / max_information(config),
             1.0,
         )
 

@@ -51,21 +51,28 @@ def test_fixed_sample_p_value_is_mcnemars_one_sided(table: tuple[int, int, int, 
     assert result.p_value == pytest.approx(one_sided, rel=1e-9)
 
 
-@pytest.mark.parametrize(("b", "c", "n", "theta0"), [(60, 40, 1000, -0.02), (9, 3, 42, -0.1)])
-def test_restricted_q_is_the_maximum_of_the_constrained_likelihood(
-    b: int, c: int, n: int, theta0: float
-) -> None:
-    """Under theta = theta0, P(challenger only) = q + theta0 and P(champion only) = q; Tango's
-    closed form must be where scipy finds the trinomial likelihood's maximum."""
+def _constrained_mle_q(b: int, c: int, n: int, theta0: float) -> float:
+    """P(champion only) maximising the trinomial likelihood under theta = theta0, found by scipy:
+    P(challenger only) = q + theta0 and P(champion only) = q."""
 
     def negative_log_likelihood(q: float) -> float:
         p_b, p_c = q + theta0, q
         return -(b * math.log(p_b) + c * math.log(p_c) + (n - b - c) * math.log(1 - p_b - p_c))
 
     low, high = max(0.0, -theta0) + 1e-12, (1 - theta0) / 2 - 1e-12
-    best = optimize.minimize_scalar(negative_log_likelihood, bounds=(low, high), method="bounded")
+    best = optimize.minimize_scalar(
+        negative_log_likelihood, bounds=(low, high), method="bounded", options={"xatol": 1e-11}
+    )
+    return best.x
+
+
+@pytest.mark.parametrize(("b", "c", "n", "theta0"), [(60, 40, 1000, -0.02), (9, 3, 42, -0.1)])
+def test_restricted_q_is_the_maximum_of_the_constrained_likelihood(
+    b: int, c: int, n: int, theta0: float
+) -> None:
+    """Tango's closed form must be where scipy finds the constrained likelihood's maximum."""
     closed = float(tango_restricted_q(b, c, n, theta0))
-    assert closed == pytest.approx(best.x, abs=1e-6)
+    assert closed == pytest.approx(_constrained_mle_q(b, c, n, theta0), abs=1e-9)
 
 
 def test_interval_ends_are_where_the_statistic_meets_the_quantile() -> None:
@@ -130,11 +137,21 @@ def test_small_discordant_counts_use_the_exact_test_and_none_is_no_evidence() ->
     assert paired_statistic(PairedOutcomes(), margin=0.02, alpha=0.05) is None
 
 
-def test_information_never_exceeds_the_floors() -> None:
-    """The variance estimate is floored at margin (1 - margin), the least null variance: with
-    no discordant pair the information is n / floor, not infinite."""
-    n = np.array([100, 100, 1000])
-    info = paired_information(np.array([0, 5, 60]), np.array([0, 5, 40]), n, 0.02)
-    assert info[0] == pytest.approx(100 / variance_floor(0.02))
-    assert info[1] == pytest.approx(100 / (0.1 - 0.0))
-    assert info[2] == pytest.approx(1000 / (0.1 - 0.02**2))
+@pytest.mark.parametrize(("m", "n"), [(10, 100), (100, 1000), (80, 800)])
+def test_information_is_on_the_statistics_scale_at_no_difference(m: int, n: int) -> None:
+    """Information is n over Var(D) at the restricted maximum (scipy's) of the even split of the
+    discordant count, and there the statistic is (theta_hat + margin) sqrt(information): the
+    drift the design plans for at its alternative."""
+    margin = 0.02
+    q = _constrained_mle_q(m // 2, m // 2, n, -margin)
+    info = float(paired_information(m, n, margin))
+    assert info == pytest.approx(n / (2 * q - margin - margin**2), rel=1e-7)
+    z = float(tango_z(m // 2, m // 2, n, -margin))
+    assert z == pytest.approx(margin * math.sqrt(info), rel=1e-9)
+
+
+def test_no_discordant_pair_is_finite_information() -> None:
+    """With no discordant pair the restricted variance is margin (1 - margin), the least of any
+    null distribution: the information is n / floor, not infinite."""
+    info = paired_information(np.array([0, 0]), np.array([100, 5000]), 0.02)
+    assert info == pytest.approx(np.array([100, 5000]) / variance_floor(0.02))

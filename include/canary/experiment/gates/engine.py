@@ -11,12 +11,13 @@ keep them in XCom or S3 and pass them back.
 
 A shadow stage (``evidence.paired`` set: both models scored the same requests) runs the paired
 test of :mod:`.paired` with the same looks, boundaries, guardrails and deadline. Its information
-n / v_hat is estimated, so a look is due when the estimate crosses the next planned fraction and
-later looks can only move forward. No discordant pair yet carries no evidence either way: no look
-is taken, except the last, which then promotes. Why that is safe: the last look needs n >= I_max
-delta (1 - delta) pairs (the variance floor), and under H0 p_disc >= delta, so seeing none has
-probability <= (1 - delta)^n ~ exp(-I_max delta^2), a few in 10,000 with the default design
-(the record carries the bound). No sample-ratio check either: both models see every request.
+n / v is estimated from the discordant share, so a look is due when the estimate crosses the
+next planned fraction and later looks can only move forward. No discordant pair yet carries no
+evidence either way: no look is taken, except the last, which then promotes. Why that is safe:
+the last look needs n >= I_max delta (1 - delta) pairs (the variance floor), and under H0
+p_disc >= delta, so seeing none has probability <= (1 - delta)^n ~ exp(-I_max delta^2), a few
+in 10,000 with the default design (the record carries the bound). No sample-ratio check either:
+both models see every request.
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ def _deadline_or(
 def _information(ev: StageEvidence, config: GateConfig, carried_var: float) -> float:
     if ev.paired is not None:
         t = ev.paired
-        return float(paired_information(t.challenger_only, t.champion_only, t.n, config.margin))
+        return float(paired_information(t.discordant, t.n, config.margin))
     return information(ev.champion.outcomes.n, ev.challenger.outcomes.n, config, carried_var)
 
 
