@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
+from canary.experiment.gates.noninferiority import score_planning_variance
 from canary.experiment.gates.sequential import Design, Spending, plan_design
 from canary.plan import GateSpec
 
@@ -21,8 +22,8 @@ class GateConfig(GateSpec):
 
     ``margin`` is the non-inferiority margin delta on the primary metric (the challenger may be at
     most this much worse). ``planning_rate`` is the expected champion accuracy/conversion used to
-    plan the sample size (planning variance p(1-p)); ``planning_variance`` overrides it for
-    non-binary rewards.
+    plan the sample size (the score test's planning variance, about p(1-p)); ``planning_variance``
+    overrides it for non-binary rewards.
     """
 
     planning_variance: float | None = Field(None, gt=0)
@@ -53,10 +54,12 @@ class GateConfig(GateSpec):
 
     @property
     def variance(self) -> float:
-        """Planning variance of one request's outcome (Bernoulli p(1-p) unless overridden)."""
+        """Planning variance of one request's outcome: for 0/1 outcomes the one that sizes the
+        score test the gate runs (about p(1-p); see ``score_planning_variance``), unless
+        overridden."""
         if self.planning_variance is not None:
             return self.planning_variance
-        return self.planning_rate * (1 - self.planning_rate)
+        return score_planning_variance(self.planning_rate, self.margin, self.alpha, self.power)
 
     @property
     def design(self) -> Design:
