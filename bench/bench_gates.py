@@ -7,11 +7,12 @@ E[N | no difference] / n_fix (``n_over_nfix``), E[N | worse by delta] / n_fix
 power and the false promotion rate. N is requests per variant at the decision; n_fix is the
 per-variant size of the fixed-horizon one-sided test, (z_alpha + z_beta)^2 * 2p(1-p) / delta^2.
 
-The margin is delta = 0.02 at p = 0.7 and 0.9, and 0.005 at p = 0.97. At 0.97, 0.02 lets the
-error rate grow from 3 % to 5 %, and the Farrington-Manning statistic does not behave as the
-planning variance 2p(1-p) assumes: its null-restricted variance is 9.7 % larger there, so even
-the fixed-horizon score test at n_fix has power 0.78, whatever the sequential design. At 0.005
-the excess is 0.7 % (fixed-horizon power 0.7985).
+The margin is delta = 0.02 at every p, and p = 0.97 is also run at 0.005 (a margin in
+proportion to a 3 % error rate). N is measured against the issue's n_fix (the z test
+with the variance 2p(1-p)); the gate sizes the score test it runs by Farrington & Manning
+(``GateConfig.variance``), which near 1 needs more (p = 0.97: 6.3 %, ``score_n_fix_over_n_fix``):
+the score statistic standardises with the variance restricted to the null, which there exceeds
+2p(1-p). Sized with 2p(1-p) the gate would fall short of its power (0.78 at 0.97).
 
 Why vectorised: information comes from request counts only, so every stream takes its looks at
 the same counts and meets the same boundaries. All streams of a scenario are simulated at once:
@@ -34,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from statsmodels.stats.proportion import test_proportions_2indep
 
+from bench.montecarlo import mean, reference_n_fix, share
 from canary.experiment.gates import (
     GateConfig,
     Outcomes,
@@ -55,16 +57,17 @@ RUNS = int(os.environ.get("BENCH_GATES_RUNS", "100000"))
 CROSS_CHECK_RUNS = int(os.environ.get("BENCH_GATES_CROSS_CHECK_RUNS", "100"))
 BLOCK = 10_000  # streams drawn at once: bounds memory at p = 0.7 (~180 pokes per stream)
 CHUNK = 50  # requests per variant between pokes
-MARGINS = {0.7: 0.02, 0.9: 0.02, 0.97: 0.005}  # champion accuracy -> non-inferiority margin
-RATES = tuple(MARGINS)
+ALPHA, POWER = 0.05, 0.8
+CASES = ((0.7, 0.02), (0.9, 0.02), (0.97, 0.02), (0.97, 0.005))  # (champion accuracy, margin)
 SCENARIOS = {"equal": 0.0, "worse_by_delta": -1.0}  # true difference, in margins
 SEED = 2025
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def gate_config(p: float) -> GateConfig:
-    """The default gate at planning accuracy ``p``: only the settings the targets name are set."""
-    return GateConfig(alpha=0.05, power=0.8, margin=MARGINS[p], planning_rate=p)
+def gate_config(case: int) -> GateConfig:
+    """The default gate of a case (accuracy, margin): only the settings the targets name are set."""
+    p, margin = CASES[case]
+    return GateConfig(alpha=ALPHA, power=POWER, margin=margin, planning_rate=p)
 
 
 @dataclass(frozen=True)
@@ -100,11 +103,11 @@ def schedule(config: GateConfig) -> Schedule:
 
 def stream_block(task: tuple[int, int], block: int, runs: int) -> tuple[np.ndarray, np.ndarray]:
     """Cumulative correct counts (champion, challenger) at every poke for ``runs`` streams of a
-    (rate, scenario); one seed per block, so the cross-check redraws exactly the same streams."""
-    p = RATES[task[0]]
+    (case, scenario); one seed per block, so the cross-check redraws exactly the same streams."""
+    p, margin = CASES[task[0]]
     rng = np.random.default_rng([SEED, *task, block])
-    steps = -(-cap_per_variant(gate_config(p)) // CHUNK) + 1
-    challenger = p + list(SCENARIOS.values())[task[1]] * MARGINS[p]
+    steps = -(-cap_per_variant(gate_config(task[0])) // CHUNK) + 1
+    challenger = p + list(SCENARIOS.values())[task[1]] * margin
     k0 = rng.binomial(CHUNK, p, (runs, steps)).cumsum(axis=1)
     k1 = rng.binomial(CHUNK, challenger, (runs, steps)).cumsum(axis=1)
     return k0, k1
@@ -122,23 +125,23 @@ def score_z(k1: np.ndarray, k0: np.ndarray, n: np.ndarray, margin: float) -> np.
 
 
 def verdicts(
-    p: float, sched: Schedule, k0: np.ndarray, k1: np.ndarray
+    sched: Schedule, margin: float, k0: np.ndarray, k1: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each stream's verdict (promote?) and requests per variant at its decision. The last
     look's bounds meet, so every stream decides; promote is checked first, as the engine does."""
     n = sched.pokes[sched.at]
-    z = score_z(k1[:, sched.at], k0[:, sched.at], np.broadcast_to(n, (len(k0), len(n))), MARGINS[p])
+    z = score_z(k1[:, sched.at], k0[:, sched.at], np.broadcast_to(n, (len(k0), len(n))), margin)
     up, down = z >= np.array(sched.bounds.efficacy), z <= np.array(sched.bounds.futility)
     first = np.argmax(up | down, axis=1)
     return up[np.arange(len(z)), first], n[first]
 
 
 def simulate(task: tuple[int, int]) -> dict[str, np.ndarray]:
-    """All RUNS streams of one (rate, scenario), BLOCK at a time: verdicts and N per stream."""
-    p = RATES[task[0]]
-    sched = schedule(gate_config(p))
+    """All RUNS streams of one (case, scenario), BLOCK at a time: verdicts and N per stream."""
+    config = gate_config(task[0])
+    sched = schedule(config)
     blocks = [
-        verdicts(p, sched, *stream_block(task, b, min(BLOCK, RUNS - b * BLOCK)))
+        verdicts(sched, config.margin, *stream_block(task, b, min(BLOCK, RUNS - b * BLOCK)))
         for b in range(-(-RUNS // BLOCK))
     ]
     return {
@@ -160,11 +163,10 @@ def _evidence(n: int, k0: int, k1: int) -> StageEvidence:
 def cross_check(task: tuple[int, int]) -> dict[str, int]:
     """Drive the real engine, one poke per CHUNK, on the first streams of a (rate, scenario);
     count the streams whose verdict and N agree with the vectorised path on the same draws."""
-    p = RATES[task[0]]
-    config = gate_config(p)
+    config = gate_config(task[0])
     sched = schedule(config)
     k0, k1 = stream_block(task, 0, CROSS_CHECK_RUNS)
-    promoted, n = verdicts(p, sched, k0, k1)
+    promoted, n = verdicts(sched, config.margin, k0, k1)
     same = {"streams": CROSS_CHECK_RUNS, "same_verdict": 0, "same_n": 0}
     for r in range(CROSS_CHECK_RUNS):
         with np.errstate(divide="ignore", invalid="ignore"):  # statsmodels at 0 or 100 %
@@ -188,42 +190,34 @@ def _engine_run(
 def analytic(config: GateConfig, sched: Schedule) -> dict[str, float]:
     """The normal-approximation figures of the looks actually taken (recursive integration):
     what the simulation should reproduce up to the binomial discreteness and MC error."""
-    b, design, n_fix = sched.bounds, config.design, fixed_horizon_n(config)
+    b, design = sched.bounds, config.design
+    n_fix = reference_n_fix(config.planning_rate, config.margin, ALPHA, POWER)
     out = {}
-    for name, share in (("equal", 1.0), ("worse_by_delta", 0.0)):
+    for name, drift_share in (("equal", 1.0), ("worse_by_delta", 0.0)):
         up, low = crossing_probabilities(
-            list(b.fractions), list(b.efficacy), list(b.futility), share * design.theta_max
+            list(b.fractions), list(b.efficacy), list(b.futility), drift_share * design.theta_max
         )
         out[f"p_promote_{name}"] = float(up.sum())
         out[f"n_over_nfix_{name}"] = float((up + low) @ sched.pokes[sched.at]) / n_fix
     return out
 
 
-def _share(flags: np.ndarray) -> tuple[float, float]:
-    p = float(flags.mean())
-    return p, float(np.sqrt(p * (1 - p) / len(flags)))
-
-
-def _mean(values: np.ndarray, scale: float) -> tuple[float, float]:
-    return float(values.mean() / scale), float(values.std(ddof=1) / np.sqrt(len(values)) / scale)
-
-
-def summarise(p: float, equal: dict[str, np.ndarray], worse: dict[str, np.ndarray]) -> dict:
-    """The targets' figures at one rate, each with its Monte Carlo standard error."""
-    config = gate_config(p)
-    sched, n_fix = schedule(config), fixed_horizon_n(config)
-    out, se = {"n_fix": n_fix}, {}
-    out["n_over_nfix"], se["n_over_nfix"] = _mean(equal["n"], n_fix)
-    out["n_over_nfix_at_worse_by_delta"], se["n_over_nfix_at_worse_by_delta"] = _mean(
+def summarise(case: int, equal: dict[str, np.ndarray], worse: dict[str, np.ndarray]) -> dict:
+    """The targets' figures of one case, each with its Monte Carlo standard error."""
+    config = gate_config(case)
+    sched = schedule(config)
+    n_fix = reference_n_fix(config.planning_rate, config.margin, ALPHA, POWER)
+    out, se = {"n_fix": n_fix, "score_n_fix_over_n_fix": fixed_horizon_n(config) / n_fix}, {}
+    out["n_over_nfix"], se["n_over_nfix"] = mean(equal["n"], n_fix)
+    out["n_over_nfix_at_worse_by_delta"], se["n_over_nfix_at_worse_by_delta"] = mean(
         worse["n"], n_fix
     )
     out["max_n_over_nfix"] = float(sched.pokes[-1] / n_fix)  # deterministic: the last look
     out["cap_over_nfix"] = cap_per_variant(config) / n_fix
-    out["power"], se["power"] = _share(equal["promoted"])
-    out["false_promotion_rate"], se["false_promotion_rate"] = _share(worse["promoted"])
+    out["power"], se["power"] = share(equal["promoted"])
+    out["false_promotion_rate"], se["false_promotion_rate"] = share(worse["promoted"])
     out["mc_error"] = se
     out["meets_targets"] = meets_targets(out, se)
-    out["margin"] = config.margin
     out["looks_taken_at_most"] = len(sched.at)
     out["analytic"] = analytic(config, sched)
     return out
@@ -244,8 +238,8 @@ def meets_targets(out: dict, se: dict[str, float]) -> bool:
 def _warm_caches() -> None:
     """Plan every design and the engine's per-look constants before forking, so the workers
     inherit them instead of recomputing."""
-    for p in RATES:
-        config = gate_config(p)
+    for case in range(len(CASES)):
+        config = gate_config(case)
         sched = schedule(config)
         per_look_level(config)
         for k in range(1, len(sched.fractions) + 1):
@@ -255,22 +249,21 @@ def _warm_caches() -> None:
 def main() -> None:
     t0 = time.perf_counter()
     _warm_caches()
-    tasks = [(i, j) for i in range(len(RATES)) for j in range(len(SCENARIOS))]
+    tasks = [(i, j) for i in range(len(CASES)) for j in range(len(SCENARIOS))]
     with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
         runs = dict(zip(tasks, pool.map(simulate, tasks), strict=True))
         checks = dict(zip(tasks, pool.map(cross_check, tasks), strict=True))
-    design = gate_config(RATES[0])
+    design = gate_config(0)
     out: dict = {"bench": "gates"}
-    for i, p in enumerate(RATES):
-        out[f"p={p}"] = summarise(p, runs[(i, 0)], runs[(i, 1)])
+    for i, (p, margin) in enumerate(CASES):
+        out[f"p={p} delta={margin}"] = summarise(i, runs[(i, 0)], runs[(i, 1)])
     out["cross_check"] = {
         key: sum(c[key] for c in checks.values()) for key in ("streams", "same_verdict", "same_n")
     }
-    floor = sprt_expected_fraction(0.05, 0.8)
+    floor = sprt_expected_fraction(ALPHA, POWER)
     out["wald_sprt_floor"] = {"n_over_nfix": floor[0], "n_over_nfix_at_worse_by_delta": floor[1]}
     out["runs_per_scenario"] = RUNS
     out["requests_per_poke_per_variant"] = CHUNK
-    out["margins"] = {f"p={p}": m for p, m in MARGINS.items()}
     out["design"] = {
         "looks": design.looks,
         "alpha_spending": f"HSD gamma={design.alpha_gamma}",

@@ -30,13 +30,13 @@ from functools import lru_cache
 import numpy as np
 from scipy import stats
 
+from bench.montecarlo import mean, reference_n_fix, share
 from canary.experiment.gates import (
     GateConfig,
     PairedOutcomes,
     StageEvidence,
     VariantEvidence,
     evaluate,
-    fixed_horizon_n,
 )
 from canary.experiment.gates.paired import (
     EXACT_BELOW,
@@ -48,7 +48,7 @@ from canary.experiment.gates.paired import (
 from canary.experiment.gates.sequential import fixed_sample_drift
 from canary.experiment.gates.sizing import max_information
 
-RUNS = int(os.environ.get("BENCH_PAIRED_RUNS", "3000"))
+RUNS = int(os.environ.get("BENCH_PAIRED_RUNS", "6000"))  # power's MC error ~0.005
 CROSS_CHECK = int(os.environ.get("BENCH_PAIRED_CROSS_CHECK", "8"))  # streams per scenario
 CHUNK = 50  # labelled pairs between pokes
 P0, DELTA = 0.9, 0.02
@@ -191,15 +191,6 @@ def _scenario(task: tuple[str, float, float, int, int]) -> tuple[str, dict, bool
     return name, out, agree
 
 
-def _share(flags: np.ndarray) -> tuple[float, float]:
-    p = float(np.mean(flags))
-    return p, math.sqrt(p * (1 - p) / len(flags))
-
-
-def _mean(values: np.ndarray) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1) / math.sqrt(len(values)))
-
-
 def main() -> None:
     os.nice(5)
     t0 = time.perf_counter()
@@ -209,14 +200,14 @@ def main() -> None:
     tasks.append(("power", *POWER, RUNS, 2000))
     with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
         results = {name: (out, agree) for name, out, agree in pool.map(_scenario, tasks)}
-    total_nfix = 2 * fixed_horizon_n(CONFIG)
+    total_nfix = 2 * reference_n_fix(P0, DELTA, CONFIG.alpha, CONFIG.power)
     power_out = results["power"][0]
     mc: dict = {}
-    ratio, ratio_se = _mean(power_out["pairs"] / total_nfix)
-    power, mc["power"] = _share(power_out["promoted"])
+    ratio, ratio_se = mean(power_out["pairs"], total_nfix)
+    power, mc["power"] = share(power_out["promoted"])
     fp, mc["false_promotion_by_p_disc"] = {}, {}
     for p in FALSE_PROMOTION:
-        fp[str(p)], mc["false_promotion_by_p_disc"][str(p)] = _share(
+        fp[str(p)], mc["false_promotion_by_p_disc"][str(p)] = share(
             results[f"fp_{p:.2f}"][0]["promoted"]
         )
     mc["e_n_paired_over_unpaired_total_nfix"] = ratio_se
@@ -226,7 +217,7 @@ def main() -> None:
         "false_promotion_by_p_disc": fp,
         "power": power,
         "mc_error": mc,
-        "e_pairs_at_decision_power": _mean(power_out["pairs"])[0],
+        "e_pairs_at_decision_power": mean(power_out["pairs"])[0],
         "unpaired_total_nfix": total_nfix,
         "paired_fixed_sample_pairs": fixed_sample_drift(CONFIG.alpha, CONFIG.power) ** 2
         * POWER[1]

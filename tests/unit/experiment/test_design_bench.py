@@ -32,11 +32,11 @@ def test_vectorised_score_z_is_the_engines_statistic(p: float) -> None:
 
 def test_vectorised_verdicts_are_the_engines_on_the_same_streams() -> None:
     """Same draws, same verdict and the same N: schedule, boundaries and first crossing agree."""
-    task = (bench_gates.RATES.index(0.9), 1)
-    config = bench_gates.gate_config(0.9)
+    case = bench_gates.CASES.index((0.9, 0.02))
+    config = bench_gates.gate_config(case)
     sched = bench_gates.schedule(config)
-    k0, k1 = bench_gates.stream_block(task, 0, 6)
-    promoted, n = bench_gates.verdicts(0.9, sched, k0, k1)
+    k0, k1 = bench_gates.stream_block((case, 1), 0, 6)
+    promoted, n = bench_gates.verdicts(sched, config.margin, k0, k1)
     for r in range(6):
         verdict, n_engine = bench_gates._engine_run(config, sched.pokes, k0[r], k1[r])
         assert (verdict, n_engine) == ("promote" if promoted[r] else "rollback", n[r])

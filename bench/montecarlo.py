@@ -1,0 +1,31 @@
+"""What the gate benches share: Monte Carlo estimates with their standard errors, and the
+fixed-sample size the issue measures every design against."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from canary.experiment.gates.sequential import fixed_sample_drift
+
+
+def share(flags: np.ndarray) -> tuple[float, float]:
+    """A rate and its binomial standard error."""
+    p = float(np.mean(flags))
+    return p, math.sqrt(p * (1 - p) / len(flags))
+
+
+def mean(values: np.ndarray, scale: float = 1.0) -> tuple[float, float]:
+    """The mean of ``values / scale`` and its standard error."""
+    return (
+        float(np.mean(values) / scale),
+        float(np.std(values, ddof=1) / math.sqrt(len(values)) / scale),
+    )
+
+
+def reference_n_fix(rate: float, margin: float, alpha: float, power: float) -> float:
+    """Per-variant n of the fixed-horizon one-sided z test with the variance 2p(1-p) of the
+    difference: (z_a + z_b)^2 2 p (1 - p) / delta^2, the yardstick issue 13's targets name. The
+    gate sizes its score test itself (``GateConfig.variance``), at most a few % above it."""
+    return fixed_sample_drift(alpha, power) ** 2 * 2 * rate * (1 - rate) / margin**2
