@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field
 
 from canary.experiment.gates.noninferiority import score_planning_variance
-from canary.experiment.gates.sequential import Design, Spending, plan_design
+from canary.experiment.gates.sequential import Design, Family, Spending, plan_design
 from canary.plan import GateSpec
 
 
@@ -68,7 +68,7 @@ class GateConfig(GateSpec):
             self.alpha,
             self.power,
             self.looks,
-            Spending("hsd", self.alpha_gamma),
-            Spending("hsd", self.beta_gamma),
+            Spending(Family.HSD, self.alpha_gamma),
+            Spending(Family.HSD, self.beta_gamma),
             self.binding_futility,
         )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 
 import numpy as np
@@ -34,24 +35,34 @@ GRID_POINTS = 301  # Simpson nodes per look; J&T's r=32 grid has ~190, this errs
 TAIL = 9.0  # a continuation region is truncated at drift ± TAIL standard deviations.
 
 
+class Family(StrEnum):
+    """Error-spending families: Hwang, Shih & DeCani 1990 (parameter gamma: -4 is
+    O'Brien-Fleming-like, 1 is Pocock-like), Kim & DeMets 1987's power family (total x
+    t^gamma), and Lan & DeMets' O'Brien-Fleming and Pocock types."""
+
+    HSD = "hsd"
+    POWER = "power"
+    OBF = "obf"
+    POCOCK = "pocock"
+
+
 @dataclass(frozen=True)
 class Spending:
-    """An error-spending function f(t) on information fraction t in [0, 1], with f(1) = total.
+    """An error-spending function f(t) on information fraction t in [0, 1], with f(1) = total;
+    ``family`` takes a :class:`Family` or its value."""
 
-    ``family``: "hsd" (Hwang, Shih & DeCani 1990, parameter ``gamma``: -4 is O'Brien-Fleming-like,
-    1 is Pocock-like), "power" (Kim & DeMets 1987, total x t^gamma), "obf" (Lan-DeMets
-    O'Brien-Fleming type) or "pocock" (Lan-DeMets Pocock type).
-    """
-
-    family: str = "hsd"
+    family: Family = Family.HSD
     gamma: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.family not in {"hsd", "power", "obf", "pocock"}:
+        try:
+            object.__setattr__(self, "family", Family(self.family))
+        except ValueError:
+            names = ", ".join(repr(f.value) for f in Family)
             raise ValueError(
-                f"spending.family: must be 'hsd', 'power', 'obf' or 'pocock', got {self.family!r}"
-            )
-        if self.family == "power" and self.gamma <= 0:
+                f"spending.family: must be one of {names}, got {self.family!r}"
+            ) from None
+        if self.family is Family.POWER and self.gamma <= 0:
             raise ValueError(f"spending.gamma: the power family needs gamma > 0, got {self.gamma}")
 
     def spent(self, t: float, total: float) -> float:
@@ -59,12 +70,12 @@ class Spending:
         t = min(max(t, 0.0), 1.0)
         if t == 0.0:
             return 0.0
-        if self.family == "obf":
+        if self.family is Family.OBF:
             z = stats.norm.isf(total / 2)
             return float(2 * stats.norm.sf(z / math.sqrt(t)))
-        if self.family == "pocock":
+        if self.family is Family.POCOCK:
             return total * math.log(1 + (math.e - 1) * t)
-        if self.family == "power":
+        if self.family is Family.POWER:
             return total * t**self.gamma
         if self.gamma == 0:
             return total * t
@@ -280,8 +291,8 @@ def plan_design(
     alpha: float,
     power: float,
     looks: int,
-    alpha_spending: Spending = Spending("hsd", 1.0),
-    beta_spending: Spending = Spending("hsd", 1.0),
+    alpha_spending: Spending = Spending(Family.HSD, 1.0),
+    beta_spending: Spending = Spending(Family.HSD, 1.0),
     binding: bool = False,
 ) -> Design:
     """Find the maximum information at which the design, its last look final, has exactly the
