@@ -91,11 +91,13 @@ class StageTraffic:
         return self.session(shards, shards + 1)
 
     def session(self, shard_index: int, shard_count: int) -> ReplaySession:
+        """One shard's replay session for this stage's window."""
         traffic = self.plan.traffic
         # the shadow stage has one serving variant: the endpoint routes every request to it, and
         # the routing mode and strategy of the plan apply to the canary stages after it
         mode = TrafficMode.ENDPOINT_WEIGHTS if self.window.shadow else traffic.mode
         strategy = AllocationStrategy.WEIGHTED if self.window.shadow else traffic.strategy
+        greedy = strategy is AllocationStrategy.EPSILON_GREEDY
         config = ReplayConfig(
             endpoint_name=self.plan.endpoint_name,
             stage=self.window.name,
@@ -103,9 +105,7 @@ class StageTraffic:
             run_id=hashlib.sha256(self.run_key.encode()).hexdigest()[:12],
             mode=mode,
             strategy=strategy,
-            strategy_params={"epsilon": traffic.epsilon}
-            if strategy is AllocationStrategy.EPSILON_GREEDY
-            else {},
+            strategy_params={"epsilon": traffic.epsilon} if greedy else {},
             warmup=traffic.warmup,
             concurrency=traffic.concurrency,
             shard_index=shard_index,
