@@ -12,7 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import croniter  # noqa: F401 - its import shells out once (platform.architecture): not a test's doing
+import joblib
 import pytest
+
+# joblib counts physical cores once (lscpu) and caches the count: not a test's doing either
+joblib.cpu_count(only_physical_cores=True)
 
 
 class TierViolation(AssertionError):
