@@ -59,8 +59,12 @@ class EvidenceSource:
         now = datetime.now(UTC)
         started = datetime.fromtimestamp(self.window.started_at, UTC)
         if frame is None:
-            evidence = self._from_telemetry(started, max(now, started), carried)
-            return self._with_shadow(evidence, *self._captured_answers(started))
+            answers = telemetry.StageAnswers.read(self.s3, self._source(), started)
+            evidence = self._from_telemetry(started, max(now, started), carried, answers)
+            if not self.window.shadow:
+                return evidence
+            champion, challenger = (answers.captured[v] for v in self.plan.variants)
+            return self._paired(evidence, champion, challenger, answers.labels)
         evidence = evidence_from_frame(
             frame.assign(stage=self.window.index),
             stage=self.window.index,
@@ -74,34 +78,28 @@ class EvidenceSource:
         )
         answered = int((frame["status"] > 0).sum())  # status 0: no response reached us
         evidence = self._served_counts(evidence, answered)
-        return self._with_shadow(evidence, *shadow.served_answers(frame))
-
-    def _no_pairs_yet(self) -> PairedOutcomes | None:
-        """A shadow stage's evidence is paired; its pairs are joined in :meth:`_with_shadow`."""
-        return PairedOutcomes() if self.window.shadow else None
-
-    def _with_shadow(
-        self, evidence: StageEvidence, champion: shadow.Answers, labels: shadow.Answers
-    ) -> StageEvidence:
-        """In the shadow stage, pair the champion's answers with the shadow's captured ones."""
         if not self.window.shadow:
             return evidence
-        challenger = self.plan.variants[1]
+        served, labels = shadow.served_answers(frame)
         mirrored = telemetry.captured_predictions(
-            self.s3, self._source(), challenger, evidence.started_at
+            self.s3, self._source(), self.plan.variants[1], started
         )
-        pairs = shadow.pair_answers(champion, mirrored, labels)
-        metrics = self._metrics(challenger, evidence.started_at)
-        return shadow.shadow_evidence(evidence, pairs, self.config.threshold, metrics)
+        return self._paired(evidence, served, mirrored, labels)
 
-    def _captured_answers(self, started: datetime) -> tuple[shadow.Answers, shadow.Answers]:
-        """Real traffic: what the champion served (Data Capture) and the labels (ground truth)."""
-        if not self.window.shadow:
-            return {}, {}
-        served = telemetry.captured_predictions(
-            self.s3, self._source(), self.plan.variants[0], started
-        )
-        return served, telemetry.ground_truth(self.s3, ground_truth_uri(self.plan))
+    def _no_pairs_yet(self) -> PairedOutcomes | None:
+        """A shadow stage's evidence is paired; its pairs are joined in :meth:`_paired`."""
+        return PairedOutcomes() if self.window.shadow else None
+
+    def _paired(
+        self,
+        evidence: StageEvidence,
+        champion: shadow.Answers,
+        challenger: shadow.Answers,
+        labels: shadow.Answers,
+    ) -> StageEvidence:
+        """The shadow stage's evidence: the champion's answers paired with the shadow's."""
+        pairs = shadow.pair_answers(champion, challenger, labels)
+        return shadow.shadow_evidence(evidence, pairs, self.config.threshold)
 
     def _source(self) -> telemetry.StageSource:
         return telemetry.StageSource(
@@ -112,7 +110,11 @@ class EvidenceSource:
         )
 
     def _from_telemetry(
-        self, started: datetime, now: datetime, carried: CarriedEstimate | None
+        self,
+        started: datetime,
+        now: datetime,
+        carried: CarriedEstimate | None,
+        answers: telemetry.StageAnswers,
     ) -> StageEvidence:
         return telemetry.collect_stage_evidence(
             self.cloudwatch,
@@ -125,6 +127,7 @@ class EvidenceSource:
             now=now,
             carried=carried,
             paired=self._no_pairs_yet(),
+            answers=answers,
         )
 
     def _served_counts(self, evidence: StageEvidence, answered: int) -> StageEvidence:
@@ -138,11 +141,11 @@ class EvidenceSource:
         window starts on a whole period, so no earlier request is in these counts either.
         """
         variants = (evidence.champion, evidence.challenger)
+        weights = self.window.pair(self.plan)
         deadline = time.monotonic() + METRICS_CATCH_UP_SECONDS
         while True:
             metrics = [self._metrics(variant.name, evidence.started_at) for variant in variants]
             # a shadow's invocations are copies: only the serving variants answered callers
-            weights = self.window.pair(self.plan)
             counted = sum(m["invocations"] for m, w in zip(metrics, weights, strict=True) if w > 0)
             if counted >= answered or time.monotonic() > deadline:
                 break
@@ -158,8 +161,10 @@ class EvidenceSource:
                 requests=m["invocations"],
                 errors_4xx=m["errors_4xx"],
                 errors_5xx=m["errors_5xx"],
+                # a shadow (weight 0) answered no caller: only the endpoint timed it
+                latency=variant.latency if w > 0 else m["latency"],
             )
-            for variant, m in zip(variants, metrics, strict=True)
+            for variant, m, w in zip(variants, metrics, weights, strict=True)
         )
         return replace(evidence, champion=champion, challenger=challenger)
 
@@ -177,7 +182,7 @@ def carried_champion(
         return None
     # the shadow stage measured the champion on the same traffic too (it served every request)
     before = [index for index in plan.stage_indices if index < window.index]
-    earlier = [state.load(CHAMPION, None, stage=index) for index in before]
+    earlier = {index: state.load(CHAMPION, None, stage=index) for index in before}
     opened = datetime.fromtimestamp(window.started_at, UTC)  # may lie ahead: a period boundary
     stages = [
         StageEvidence(
@@ -188,7 +193,7 @@ def carried_champion(
             started_at=opened,
             observed_at=opened,
         )
-        for index, outcomes in enumerate(earlier)
+        for index, outcomes in earlier.items()
         if outcomes and outcomes["n"] > 1
     ]
     return champion_estimate(stages) if stages else None

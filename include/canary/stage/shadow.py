@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,18 +66,12 @@ def served_answers(frame: pd.DataFrame) -> tuple[Answers, Answers]:
     return scores, labels
 
 
-def shadow_evidence(
-    evidence: StageEvidence, pairs: Pairs, threshold: float, metrics: Mapping[str, Any]
-) -> StageEvidence:
-    """``evidence`` of the champion's side, completed with the shadow challenger's: its counts
-    and latency from its CloudWatch ``metrics``, its outcomes and the 2×2 table from ``pairs``."""
+def shadow_evidence(evidence: StageEvidence, pairs: Pairs, threshold: float) -> StageEvidence:
+    """``evidence`` (both variants' counts and latency from their CloudWatch metrics) completed
+    with what the pairs say: the shadow challenger's outcomes and the 2×2 table."""
     right = correct(pairs.challenger, pairs.labels, threshold).astype(float)
     challenger = replace(
         evidence.challenger,
-        requests=metrics["invocations"],
-        errors_4xx=metrics["errors_4xx"],
-        errors_5xx=metrics["errors_5xx"],
-        latency=metrics["latency"],
         outcomes=Outcomes.of(right, binary=True),
         scores=pairs.challenger,
         labels=pairs.labels.astype(int),

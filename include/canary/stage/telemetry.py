@@ -57,6 +57,21 @@ class StageSource:
             raise ValueError(f"variants: need two distinct names, got {self.variants!r}")
 
 
+@dataclass(frozen=True)
+class StageAnswers:
+    """What Data Capture and the ground truth hold for a stage: each variant's answers by
+    inference id (a shadow's are only here), and the labels. Read once per look: the gate's
+    outcomes and the shadow stage's pairs both come from it."""
+
+    captured: dict[str, dict[str, list[float]]]  # variant -> inference id -> scores
+    labels: dict[str, list[float]]
+
+    @classmethod
+    def read(cls, s3: Any, source: StageSource, start: datetime) -> StageAnswers:
+        captured = {v: captured_predictions(s3, source, v, start) for v in source.variants}
+        return cls(captured, ground_truth(s3, source.ground_truth_uri))
+
+
 def collect_stage_evidence(
     cloudwatch: Any,
     s3: Any,
@@ -69,15 +84,16 @@ def collect_stage_evidence(
     now: datetime | None = None,
     carried: CarriedEstimate | None = None,
     paired: PairedOutcomes | None = None,
+    answers: StageAnswers | None = None,
 ) -> StageEvidence:
-    """Everything the gate needs for ``stage`` since ``started_at`` (timezone-aware)."""
+    """Everything the gate needs for ``stage`` since ``started_at`` (timezone-aware); the
+    stage's ``answers`` are read here unless the caller has read them already."""
     if started_at.tzinfo is None:
         raise ValueError("started_at: must be timezone-aware (UTC)")
     now = now or datetime.now(UTC)
-    labels = ground_truth(s3, source.ground_truth_uri)
+    answers = answers or StageAnswers.read(s3, source, started_at)
     per_variant = [
-        _variant(cloudwatch, s3, source, v, started_at, now, labels, config)
-        for v in source.variants
+        _variant(cloudwatch, source, v, started_at, now, answers, config) for v in source.variants
     ]
     return StageEvidence(
         stage=stage,
@@ -93,16 +109,15 @@ def collect_stage_evidence(
 
 def _variant(
     cloudwatch: Any,
-    s3: Any,
     source: StageSource,
     variant: str,
     start: datetime,
     end: datetime,
-    labels: dict[str, list[float]],
+    answers: StageAnswers,
     config: GateConfig,
 ) -> VariantEvidence:
     metrics = variant_metrics(cloudwatch, source.endpoint_name, variant, start, end)
-    scores, truth = joined_predictions(s3, source, variant, start, labels)
+    scores, truth = joined_predictions(answers.captured[variant], answers.labels)
     accuracy = config.metric is Metric.ACCURACY
     values = (
         correct(scores, truth, config.threshold).astype(float)
@@ -198,12 +213,12 @@ def ground_truth(s3: Any, uri: str) -> dict[str, list[float]]:
 
 
 def joined_predictions(
-    s3: Any, source: StageSource, variant: str, start: datetime, labels: dict[str, list[float]]
+    captured: dict[str, list[float]], labels: dict[str, list[float]]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, labels) of the variant's captured predictions since ``start`` that have a label."""
+    """(scores, labels) of a variant's ``captured`` predictions that have a label."""
     scores: list[float] = []
     truth: list[float] = []
-    for inference_id, predicted in captured_predictions(s3, source, variant, start).items():
+    for inference_id, predicted in captured.items():
         if inference_id not in labels:
             continue
         if len(predicted) != len(labels[inference_id]):

@@ -49,20 +49,19 @@ def test_the_served_answers_are_the_labelled_successes_of_the_replay() -> None:
     assert labels == {"a": [1.0], "c": [0.0]}
 
 
-def test_the_challenger_side_comes_from_its_metrics_and_its_pairs() -> None:
+def test_the_challenger_side_keeps_its_metrics_and_takes_its_outcomes_from_the_pairs() -> None:
+    latency = LatencySummary(count=4, mean_ms=30.0, max_ms=80.0, p99_ms=79.0)
     served = StageEvidence(
         stage=-1,
         weights=(1.0, 0.0),
         champion=VariantEvidence("Champion", 3, outcomes=Outcomes(3, 2.0, 2.0)),
-        challenger=VariantEvidence("Challenger"),
+        challenger=VariantEvidence("Challenger", 4, errors_5xx=2, latency=latency),
         started_at=OPENED,
         observed_at=OPENED,
         paired=PairedOutcomes(),
     )
     pairs = pair_answers({"a": [0.9], "b": [0.2]}, {"a": [0.1], "b": [0.1]}, {"a": [1], "b": [0]})
-    latency = LatencySummary(count=4, mean_ms=30.0, max_ms=80.0, p99_ms=79.0)
-    metrics = {"invocations": 4, "errors_4xx": 0, "errors_5xx": 2, "latency": latency}
-    evidence = shadow_evidence(served, pairs, 0.5, metrics)
+    evidence = shadow_evidence(served, pairs, 0.5)
     shadow = evidence.challenger
     assert (shadow.requests, shadow.errors_5xx, shadow.latency) == (4, 2, latency)
     assert (shadow.outcomes.n, shadow.outcomes.total) == (2, 1.0)  # right on "b" only
