@@ -6,6 +6,9 @@ import io
 import json
 import tarfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import joblib
@@ -14,18 +17,25 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from canary.experiment.gates import GateConfig, Verdict, evaluate
+from canary.plan import SHADOW_STAGE, RolloutPlan, parse_plan
+from canary.rollout.layout import capture_uri, ground_truth_prefix, ground_truth_uri
+from canary.stage.evidence import EvidenceSource
 from canary.stage.telemetry import StageSource, collect_stage_evidence
+from canary.stage.window import StageWindow
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 ROLE = "arn:aws:iam::123456789012:role/local-test"
 
 
-def _artifact(seed: int) -> bytes:
+def _model(seed: int) -> LogisticRegression:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(200, 3))
-    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    return LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+
+
+def _artifact(seed: int) -> bytes:
     raw = io.BytesIO()
-    joblib.dump(model, raw)
+    joblib.dump(_model(seed), raw)
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w:gz") as tar:
         info = tarfile.TarInfo("model.joblib")
@@ -34,78 +44,126 @@ def _artifact(seed: int) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture
-def endpoint(local_stack):
-    """A two-variant endpoint with Data Capture to a fresh bucket; deleted afterwards."""
+@contextmanager
+def _deployed(local_stack, shadow: bool) -> Iterator[RolloutPlan]:
+    """A Champion / Challenger endpoint (the challenger a shadow variant when ``shadow``) with
+    Data Capture where a plan for it looks, in a fresh bucket; deleted afterwards."""
     s3, sm = local_stack.client("s3"), local_stack.client("sagemaker")
     tag = uuid.uuid4().hex[:10]
-    bucket = f"gates-{tag}"
-    s3.create_bucket(Bucket=bucket)
+    plan = parse_plan({"bucket": f"gates-{tag}", "endpoint_name": f"ge-{tag}"})
+    s3.create_bucket(Bucket=plan.bucket)
     variants = []
-    for i, name in enumerate(("Champion", "Challenger")):
-        s3.put_object(Bucket=bucket, Key=f"m{i}/model.tar.gz", Body=_artifact(i))
+    for i, name in enumerate(plan.variants):
+        s3.put_object(Bucket=plan.bucket, Key=f"m{i}/model.tar.gz", Body=_artifact(i))
         sm.create_model(ModelName=f"gm{i}-{tag}", ExecutionRoleArn=ROLE, PrimaryContainer={
-            "Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/m{i}/model.tar.gz"})  # fmt: skip
+            "Image": IMAGE, "ModelDataUrl": f"s3://{plan.bucket}/m{i}/model.tar.gz"})  # fmt: skip
         variants.append({"VariantName": name, "ModelName": f"gm{i}-{tag}",
                          "InitialInstanceCount": 1, "InstanceType": "ml.m5.large",
                          "InitialVariantWeight": 1.0})  # fmt: skip
     capture = {"EnableCapture": True, "InitialSamplingPercentage": 100,
-               "DestinationS3Uri": f"s3://{bucket}/capture",
+               "DestinationS3Uri": capture_uri(plan),
                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
                "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]}}  # fmt: skip
-    sm.create_endpoint_config(EndpointConfigName=f"gc-{tag}", ProductionVariants=variants,
-                              DataCaptureConfig=capture)  # fmt: skip
-    sm.create_endpoint(EndpointName=f"ge-{tag}", EndpointConfigName=f"gc-{tag}")
+    split = {"ProductionVariants": variants[:1], "ShadowProductionVariants": variants[1:]}
+    serving = split if shadow else {"ProductionVariants": variants}
+    sm.create_endpoint_config(EndpointConfigName=f"gc-{tag}", DataCaptureConfig=capture, **serving)
+    sm.create_endpoint(EndpointName=plan.endpoint_name, EndpointConfigName=f"gc-{tag}")
     sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=f"ge-{tag}", WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+        EndpointName=plan.endpoint_name, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
     )
-    yield f"ge-{tag}", bucket
-    sm.delete_endpoint(EndpointName=f"ge-{tag}")
+    yield plan
+    sm.delete_endpoint(EndpointName=plan.endpoint_name)
     sm.delete_endpoint_config(EndpointConfigName=f"gc-{tag}")
     for i in range(2):
         sm.delete_model(ModelName=f"gm{i}-{tag}")
 
 
-def test_collects_counts_and_joined_outcomes_from_the_local_stack(local_stack, endpoint) -> None:
-    name, bucket = endpoint
+@dataclass
+class Sent:
+    """What the test sent: per inference id the variant that answered, its score, the label
+    (None: the label never arrives) and the features."""
+
+    rows: dict[str, tuple[str, float, int | None, np.ndarray]]
+
+    def correct(self, scores: dict[str, float]) -> int:
+        """How many of the labelled requests in ``scores`` (by inference id) it gets right."""
+        labels = {i: row[2] for i, row in self.rows.items() if row[2] is not None}
+        return sum(int((score >= 0.5) == (labels[i] == 1)) for i, score in scores.items()
+                   if i in labels)  # fmt: skip
+
+
+def _send(local_stack, plan: RolloutPlan, n: int) -> Sent:
+    """``n`` requests with inference ids, and their labels (every tenth never arrives) in
+    Model Monitor's ground-truth layout."""
     rt, s3 = local_stack.client("sagemaker-runtime"), local_stack.client("s3")
-    started = datetime.now(UTC) - timedelta(seconds=1)
     rng = np.random.default_rng(11)
-    truth, served = [], {"Champion": [0, 0], "Challenger": [0, 0]}  # [requests, labelled correct]
-    for i in range(80):
+    rows, truth = {}, []
+    for i in range(n):
         x = rng.normal(size=3)
         label = int(x[0] + rng.normal(scale=0.5) > 0)
-        resp = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv",
+        resp = rt.invoke_endpoint(EndpointName=plan.endpoint_name, ContentType="text/csv",
                                   Body=",".join(map(str, x)), InferenceId=f"id-{i}")  # fmt: skip
         score = float(resp["Body"].read().decode().strip())
-        counts = served[resp["InvokedProductionVariant"]]
-        counts[0] += 1
-        if i % 10 == 0:
-            continue  # this label never arrives: the request counts, but has no outcome
-        counts[1] += int((score >= 0.5) == (label == 1))
-        meta = {"eventId": f"id-{i}"}
-        truth.append({"groundTruthData": {"data": str(label), "encoding": "CSV"},
-                      "eventMetadata": meta, "eventVersion": "0"})  # fmt: skip
-    s3.put_object(Bucket=bucket, Key="truth/2025/01/01/00/labels.jsonl",
+        arrives = i % 10 != 0
+        rows[f"id-{i}"] = (resp["InvokedProductionVariant"], score, label if arrives else None, x)
+        if arrives:
+            meta = {"eventId": f"id-{i}"}
+            truth.append({"groundTruthData": {"data": str(label), "encoding": "CSV"},
+                          "eventMetadata": meta, "eventVersion": "0"})  # fmt: skip
+    s3.put_object(Bucket=plan.bucket, Key=f"{ground_truth_prefix(plan)}/2025/01/01/00/l.jsonl",
                   Body="\n".join(json.dumps(t) for t in truth).encode())  # fmt: skip
     local_stack.flush()
-    source = StageSource(name, ("Champion", "Challenger"), f"s3://{bucket}/capture",
-                         f"s3://{bucket}/truth")  # fmt: skip
-    config = GateConfig(margin=0.05, min_requests=10)
-    ev = collect_stage_evidence(local_stack.client("cloudwatch"), s3, source, stage=0,
-                                weights=(50, 50), started_at=started, config=config)  # fmt: skip
-    assert ev.champion.requests == served["Champion"][0]
-    assert ev.challenger.requests == served["Challenger"][0]
+    return Sent(rows)
+
+
+def test_collects_counts_and_joined_outcomes_from_the_local_stack(local_stack) -> None:
+    with _deployed(local_stack, shadow=False) as plan:
+        started = datetime.now(UTC) - timedelta(seconds=1)
+        sent = _send(local_stack, plan, 80)
+        source = StageSource(plan.endpoint_name, plan.variants, capture_uri(plan),
+                             ground_truth_uri(plan))  # fmt: skip
+        config = GateConfig(margin=0.05, min_requests=10)
+        ev = collect_stage_evidence(local_stack.client("cloudwatch"), local_stack.client("s3"),
+                                    source, stage=0, weights=(50, 50), started_at=started,
+                                    config=config)  # fmt: skip
+    served = {v: [r for r in sent.rows.values() if r[0] == v] for v in plan.variants}
+    labelled = [r for r in sent.rows.values() if r[2] is not None]
+    assert ev.champion.requests == len(served["Champion"])
+    assert ev.challenger.requests == len(served["Challenger"])
     assert ev.champion.requests + ev.challenger.requests == 80
-    assert ev.champion.outcomes.n + ev.challenger.outcomes.n == len(truth)
+    assert ev.champion.outcomes.n + ev.challenger.outcomes.n == len(labelled)
     assert ev.champion.errors_5xx == ev.challenger.errors_5xx == 0
     assert ev.champion.latency is not None and ev.champion.latency.mean_ms > 0
-    assert ev.champion.outcomes.total == served["Champion"][1]
-    assert ev.challenger.outcomes.total == served["Challenger"][1]
+    for variant, evidence in zip(plan.variants, (ev.champion, ev.challenger), strict=True):
+        scores = {i: r[1] for i, r in sent.rows.items() if r[0] == variant}
+        assert evidence.outcomes.total == sent.correct(scores)
     decision, _ = evaluate(ev, config)
     assert decision.verdict is not Verdict.HALT
     record = json.loads(json.dumps(decision.record))
-    assert record["variants"]["Champion"]["requests"] == served["Champion"][0]
+    assert record["variants"]["Champion"]["requests"] == len(served["Champion"])
+
+
+def test_a_shadow_stage_pairs_the_served_and_the_captured_answers(local_stack) -> None:
+    """Real traffic in the shadow stage: the champion answers every caller, the challenger's
+    answers are only in Data Capture; the evidence pairs them by inference id with the labels,
+    and the challenger's counts and latency come from its own CloudWatch metrics."""
+    with _deployed(local_stack, shadow=True) as plan:
+        started = datetime.now(UTC) - timedelta(seconds=1)
+        sent = _send(local_stack, plan, 60)
+        window = StageWindow(SHADOW_STAGE, plan.stage_weights(SHADOW_STAGE), started.timestamp())
+        source = EvidenceSource(local_stack.client("cloudwatch"), local_stack.client("s3"), plan,
+                                window, GateConfig.of(plan.gate))  # fmt: skip
+        ev = source.collect(None, None)
+    assert {variant for variant, *_ in sent.rows.values()} == {"Champion"}
+    assert (ev.champion.requests, ev.challenger.requests) == (60, 60)  # every request mirrored
+    assert ev.challenger.latency is not None and ev.challenger.latency.count == 60
+    labelled = [i for i, r in sent.rows.items() if r[2] is not None]
+    assert ev.paired is not None and ev.paired.n == len(labelled) == ev.challenger.outcomes.n
+    champion = {i: r[1] for i, r in sent.rows.items()}
+    challenger = dict(zip(sent.rows, _model(1).predict_proba(
+        np.array([r[3] for r in sent.rows.values()]))[:, 1], strict=True))  # fmt: skip
+    assert ev.paired.both_correct + ev.paired.champion_only == sent.correct(champion)
+    assert ev.paired.both_correct + ev.paired.challenger_only == sent.correct(challenger)
 
 
 def test_bad_source_names_the_field() -> None:
