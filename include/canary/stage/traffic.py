@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from canary.experiment.gates.config import GateConfig
-from canary.experiment.gates.sizing import max_information, planned_max_requests
+from canary.experiment.gates.sizing import planned_max_pairs, planned_max_requests
 from canary.experiment.rewards import brier_reward
 from canary.plan import AllocationStrategy, Metric, RolloutPlan, TrafficMode
 from canary.replay import (
@@ -138,15 +138,6 @@ class StageTraffic:
     @property
     def location(self) -> S3Location:
         return replay_location(self.plan, self.run_key)
-
-
-def planned_max_pairs(config: GateConfig) -> int:
-    """The most pairs the shadow stage's gate can need: the design's maximum information times
-    the largest variance of a paired difference it should meet. With both models about
-    ``planning_rate`` accurate (the challenger up to the margin worse), they disagree in
-    correctness on at most 2(1 − p) + δ of the requests, and Var(D) <= P(disagree)."""
-    disagree = min(1.0, 2 * (1 - config.planning_rate) + config.margin)
-    return math.ceil(max_information(config) * disagree)
 
 
 def load_dataset(s3: Any, plan: RolloutPlan) -> ReplayDataset:

@@ -29,6 +29,7 @@ _HOMES = {
     "evidence_from_frame": "frame",
     "cap_per_variant": "sizing",
     "fixed_horizon_n": "sizing",
+    "planned_max_pairs": "sizing",
     "planned_max_requests": "sizing",
 }
 __all__ = sorted(_HOMES)

@@ -299,7 +299,7 @@ def _base_record(
 ) -> dict[str, Any]:
     design = config.design
     weights = ev.weights
-    sized = ev.paired is None and (weights[0] or carried_var)  # a paired stage: paired_max_pairs
+    sized = ev.paired is None and (weights[0] or carried_var)  # pairs: planned_max_pairs
     plan = planned_max_requests(config, weights, carried_var) if sized else None
     return {
         "stage": ev.stage,

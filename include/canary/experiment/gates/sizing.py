@@ -89,6 +89,15 @@ def planned_max_requests(
     return StagePlan(math.ceil(w0 * total), math.ceil(w1 * total), total)
 
 
+def planned_max_pairs(config: GateConfig) -> int:
+    """The most pairs the shadow stage's gate can need: the design's maximum information times
+    the largest variance of a paired difference it should meet. With both models about
+    ``planning_rate`` accurate (the challenger up to the margin worse), they disagree in
+    correctness on at most 2(1 − p) + δ of the requests, and Var(D) <= P(disagree)."""
+    disagree = min(1.0, 2 * (1 - config.planning_rate) + config.margin)
+    return math.ceil(max_information(config) * disagree)
+
+
 def _shares(weights: tuple[float, float]) -> tuple[float, float]:
     if len(weights) != 2 or any(w < 0 for w in weights) or sum(weights) <= 0:
         raise ValueError(
