@@ -10,7 +10,9 @@ from scipy import stats
 from statsmodels.stats import proportion
 
 from canary.experiment.gates import GateConfig, fixed_horizon_n
+from canary.experiment.gates.paired import paired_information
 from canary.experiment.gates.sequential import fixed_sample_drift
+from canary.experiment.gates.sizing import max_information, planned_max_pairs
 
 MARGIN, ALPHA, POWER = 0.02, 0.05, 0.8
 
@@ -46,3 +48,14 @@ def test_sizing_with_p_times_1_minus_p_falls_short_near_one(rate: float, short_b
     lacks power where the restricted variance exceeds it."""
     n = round(fixed_sample_drift(ALPHA, POWER) ** 2 * 2 * rate * (1 - rate) / MARGIN**2)
     assert _promote_probability(n, rate, rate) < POWER - short_by
+
+
+@pytest.mark.parametrize(("rate", "margin"), [(0.9, 0.03), (0.97, 0.02), (0.7, 0.05)])
+def test_planned_pairs_reach_the_shadow_gates_last_look(rate: float, margin: float) -> None:
+    """At the most discordance the plan expects, 2(1 - p) + margin, the planned pairs carry the
+    design's maximum information as the gate measures it, so the shadow stage's traffic cap
+    never stops it before its last look."""
+    config = GateConfig(margin=margin, planning_rate=rate)
+    n = planned_max_pairs(config)
+    discordant = round((2 * (1 - rate) + margin) * n)
+    assert paired_information(discordant, n, margin) >= max_information(config) * (1 - 1e-3)

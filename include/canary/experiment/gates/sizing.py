@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from canary.experiment.gates.config import GateConfig
+from canary.experiment.gates.paired import paired_variance
 from canary.experiment.gates.sequential import fixed_sample_drift
 
 
@@ -91,11 +92,11 @@ def planned_max_requests(
 
 def planned_max_pairs(config: GateConfig) -> int:
     """The most pairs the shadow stage's gate can need: the design's maximum information times
-    the largest variance of a paired difference it should meet. With both models about
-    ``planning_rate`` accurate (the challenger up to the margin worse), they disagree in
-    correctness on at most 2(1 − p) + δ of the requests, and Var(D) <= P(disagree)."""
+    the paired variance (as the gate estimates it) at the most discordance it should meet. With
+    both models about ``planning_rate`` accurate (the challenger up to the margin worse), they
+    disagree in correctness on at most 2(1 − p) + δ of the requests."""
     disagree = min(1.0, 2 * (1 - config.planning_rate) + config.margin)
-    return math.ceil(max_information(config) * disagree)
+    return math.ceil(max_information(config) * float(paired_variance(disagree, 1, config.margin)))
 
 
 def _shares(weights: tuple[float, float]) -> tuple[float, float]:
