@@ -24,6 +24,7 @@ from canary_airflow import ids
 from canary_airflow.dev.local_airflow import RunResult, airflow_env
 from local_sagemaker.stack import EmbeddedStack
 from tests.e2e.leftovers import assert_only_winner_left, serving
+from tests.e2e.records import gate_records
 
 PROFILE = {"LOCAL_SAGEMAKER_PROFILE": "aws", "LOCAL_SAGEMAKER_TIME_SCALE": "0.02"}
 LOOSE_P99_MS = 5000.0
@@ -48,12 +49,6 @@ def rollout(aws_stack, run_dag, fast_rollout):
         return run_dag(ids.ROLLOUT_DAG, {"endpoint_name": endpoint, **plan})
 
     return run
-
-
-def gate_records(result: RunResult, stages: int, shadow: bool = False) -> list[dict[str, Any]]:
-    """Each stage's decision record, the shadow stage's first when the run had one."""
-    gates = [ids.gate_task(number) for number in range(1, stages + 1)]
-    return [result.xcom(task_id) for task_id in ([ids.SHADOW_GATE] if shadow else []) + gates]
 
 
 def assert_on_whole_periods(records: list[dict[str, Any]], period: float) -> None:

@@ -29,6 +29,7 @@ from tests.e2e.leftovers import (
     canary_resources,
     serving,
 )
+from tests.e2e.records import gate_records
 
 Rollout = Callable[..., RunResult]
 FAST_P99_MS = 5000.0
@@ -46,8 +47,7 @@ def rollout(run_dag) -> Rollout:
 
 def verdicts(result: RunResult, stages: int = 3, shadow: bool = False) -> list[Verdict | None]:
     """Each stage's verdict, the shadow stage's first when the run had one."""
-    gates = [ids.gate_task(number) for number in range(1, stages + 1)]
-    records = [result.xcom(task_id) for task_id in ([ids.SHADOW_GATE] if shadow else []) + gates]
+    records = gate_records(result, stages, shadow)
     return [Verdict(record["verdict"]) if record else None for record in records]
 
 

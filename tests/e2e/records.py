@@ -1,0 +1,15 @@
+"""A finished run's decision records, as its gates left them in XCom."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from canary_airflow import ids
+from canary_airflow.dev.local_airflow import RunResult
+
+
+def gate_records(result: RunResult, stages: int, shadow: bool = False) -> list[dict[str, Any]]:
+    """Each canary stage's decision record (None for a stage that never ran), the shadow
+    stage's first when the run had one."""
+    first = ids.SHADOW_NUMBER if shadow else 1
+    return [result.xcom(ids.gate_task(number)) for number in range(first, stages + 1)]
