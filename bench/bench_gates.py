@@ -45,6 +45,7 @@ from canary.experiment.gates import (
     evaluate,
     fixed_horizon_n,
 )
+from canary.experiment.gates.engine import is_final, looks_passed
 from canary.experiment.gates.guardrails import per_look_level
 from canary.experiment.gates.sequential import (
     Boundaries,
@@ -92,8 +93,8 @@ def schedule(config: GateConfig) -> Schedule:
         n += CHUNK
         f = min(information(n, n, config, 0.0) / stage_max, 1.0)
         pokes.append(n)
-        step = np.floor(f * config.looks + 1e-9) > np.floor(last * config.looks + 1e-9)
-        if n >= config.min_requests and (step or f >= 1.0 - 1e-9):
+        step = looks_passed(f, config.looks) > looks_passed(last, config.looks)
+        if n >= config.min_requests and (step or is_final(f)):
             at.append(len(pokes) - 1)
             last = round(f, 6)
             fractions.append(last)

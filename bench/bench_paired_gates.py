@@ -38,6 +38,7 @@ from canary.experiment.gates import (
     VariantEvidence,
     evaluate,
 )
+from canary.experiment.gates.engine import is_final, looks_passed
 from canary.experiment.gates.paired import (
     EXACT_BELOW,
     GAMMA_SHARE,
@@ -97,8 +98,8 @@ def look_schedule(paths: Paths, config: GateConfig) -> np.ndarray:
     k = config.looks
     for j in range(pokes):
         t = frac[:, j]
-        final = t >= 1.0 - 1e-9
-        due = np.floor(t * k + 1e-9) > np.floor(last * k + 1e-9)
+        final = is_final(t)
+        due = looks_passed(t, k) > looks_passed(last, k)
         take[:, j] = ~done & (final | (due & (paths.b[:, j] + paths.c[:, j] > 0)))
         last = np.where(take[:, j], np.round(t, 6), last)
         done |= take[:, j] & final
@@ -135,7 +136,7 @@ def first_crossing(fractions: np.ndarray, z: np.ndarray, config: GateConfig) -> 
     size = int(guess[0]) + 3 if guess.size else len(fractions)
     while True:
         size = min(size, len(fractions))
-        final = bool(fractions[size - 1] >= 1.0 - 1e-9)
+        final = bool(is_final(fractions[size - 1]))
         bounds = config.design.boundaries_at(tuple(fractions[:size]), final)
         up = z[:size] >= np.array(bounds.efficacy)
         down = z[:size] <= np.array(bounds.futility)

@@ -22,10 +22,11 @@ both models see every request.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from canary.experiment.gates.config import GateConfig
 from canary.experiment.gates.decision import Decision, Verdict, _finite
@@ -50,6 +51,21 @@ from canary.experiment.gates.sizing import (
 from canary.experiment.gates.srm import SrmResult, sample_ratio_mismatch
 
 Look = dict[str, Any]
+
+
+#: Look fractions are kept to 6 digits: within this of a planned fraction counts as reaching it.
+FRACTION_TOLERANCE = 1e-9
+
+
+def is_final(fraction: Any) -> Any:
+    """The last look: the information fraction has reached 1 (floats or arrays)."""
+    return fraction >= 1.0 - FRACTION_TOLERANCE
+
+
+def looks_passed(fraction: Any, looks: int) -> Any:
+    """How many of the ``looks`` planned fractions (1/looks, 2/looks, ...) ``fraction`` has
+    reached: a poke takes a look when this grows past the last look's (floats or arrays)."""
+    return np.floor(fraction * looks + FRACTION_TOLERANCE)
 
 
 def evaluate(
@@ -86,7 +102,7 @@ def _take_look(
     checks = guardrail_checks(ev, config)
     paired = paired_statistic(ev.paired, config.margin, config.alpha) if ev.paired else None
     primary = paired.primary if paired else primary_statistic(ev, config.margin, config.alpha)
-    final = fraction >= 1.0 - 1e-9
+    final = is_final(fraction)
     fractions = (*[lk["fraction"] for lk in looks], fraction)
     share = stage_max / max_information(config)
     bounds = config.design.boundaries_at(fractions, final, share)
@@ -204,10 +220,10 @@ def _not_ready(
     if ev.paired is None and _uses_carried(ev) is False and ev.shares[0] == 0:
         return "no concurrent champion and no carried champion estimate: cannot compare"
     last = looks[-1]["fraction"] if looks else 0.0
-    if last >= 1.0 - 1e-9:
+    if is_final(last):
         return "the last look was already taken"
-    due = math.floor(fraction * config.looks + 1e-9) > math.floor(last * config.looks + 1e-9)
-    if fraction >= 1.0 - 1e-9:
+    due = looks_passed(fraction, config.looks) > looks_passed(last, config.looks)
+    if is_final(fraction):
         return None
     if due and ev.paired is not None and ev.paired.discordant == 0:
         return (
@@ -216,7 +232,7 @@ def _not_ready(
         )
     if due:
         return None
-    nxt = (math.floor(last * config.looks + 1e-9) + 1) / config.looks
+    nxt = (looks_passed(last, config.looks) + 1) / config.looks
     return f"next look at information fraction {nxt:.3f}; now {fraction:.3f}"
 
 
