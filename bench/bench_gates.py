@@ -41,6 +41,7 @@ from canary.experiment.gates import (
     Outcomes,
     StageEvidence,
     VariantEvidence,
+    Verdict,
     cap_per_variant,
     evaluate,
     fixed_horizon_n,
@@ -172,19 +173,20 @@ def cross_check(task: tuple[int, int]) -> dict[str, int]:
     for r in range(CROSS_CHECK_RUNS):
         with np.errstate(divide="ignore", invalid="ignore"):  # statsmodels at 0 or 100 %
             verdict, n_engine = _engine_run(config, sched.pokes, k0[r], k1[r])
-        same["same_verdict"] += int(verdict == ("promote" if promoted[r] else "rollback"))
+        expected = Verdict.PROMOTE if promoted[r] else Verdict.ROLLBACK
+        same["same_verdict"] += int(verdict is expected)
         same["same_n"] += int(n_engine == n[r])
     return same
 
 
 def _engine_run(
     config: GateConfig, pokes: np.ndarray, k0: np.ndarray, k1: np.ndarray
-) -> tuple[str, int]:
+) -> tuple[Verdict, int]:
     looks = None
     for n, a, b in zip(pokes, k0, k1, strict=False):
         decision, looks = evaluate(_evidence(int(n), int(a), int(b)), config, looks)
-        if decision.verdict.value != "continue":
-            return decision.verdict.value, int(n)
+        if decision.verdict is not Verdict.CONTINUE:
+            return decision.verdict, int(n)
     raise AssertionError("the engine did not decide by the last poke")
 
 

@@ -36,6 +36,7 @@ from canary.experiment.gates import (
     PairedOutcomes,
     StageEvidence,
     VariantEvidence,
+    Verdict,
     evaluate,
 )
 from canary.experiment.gates.engine import is_final, looks_passed
@@ -164,8 +165,8 @@ def simulate(
     return out
 
 
-def drive_engine(config: GateConfig, paths: Paths, s: int) -> tuple[bool, int]:
-    """One stream through ``evaluate`` poke by poke, as the sensor would: (promoted?, pairs)."""
+def drive_engine(config: GateConfig, paths: Paths, s: int) -> tuple[Verdict, int]:
+    """One stream through ``evaluate`` poke by poke, as the sensor would: (verdict, pairs)."""
     looks: list = []
     for j in range(paths.n.shape[1]):
         b, c, n = int(paths.b[s, j]), int(paths.c[s, j]), int(paths.n[s, j])
@@ -175,8 +176,8 @@ def drive_engine(config: GateConfig, paths: Paths, s: int) -> tuple[bool, int]:
             0, (100, 0), champion, challenger, START, START + timedelta(minutes=1), paired=table
         )
         decision, looks = evaluate(ev, config, looks)
-        if decision.verdict.value != "continue":
-            return decision.verdict.value == "promote", n
+        if decision.verdict is not Verdict.CONTINUE:
+            return decision.verdict, n
     raise RuntimeError("the engine never decided")
 
 
@@ -186,7 +187,8 @@ def _scenario(task: tuple[str, float, float, int, int]) -> tuple[str, dict, bool
     out = simulate(CONFIG, theta, p_disc, runs, seed)
     paths = Paths.draw(CONFIG, theta, p_disc, min(CROSS_CHECK, runs), seed)
     agree = all(
-        drive_engine(CONFIG, paths, s) == (bool(out["promoted"][s]), int(out["pairs"][s]))
+        drive_engine(CONFIG, paths, s)
+        == (Verdict.PROMOTE if out["promoted"][s] else Verdict.ROLLBACK, int(out["pairs"][s]))
         for s in range(min(CROSS_CHECK, runs))
     )
     return name, out, agree

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bench import bench_gates
+from canary.experiment.gates import Verdict
 from canary.experiment.gates.noninferiority import primary_statistic
 
 
@@ -39,4 +40,5 @@ def test_vectorised_verdicts_are_the_engines_on_the_same_streams() -> None:
     promoted, n = bench_gates.verdicts(sched, config.margin, k0, k1)
     for r in range(6):
         verdict, n_engine = bench_gates._engine_run(config, sched.pokes, k0[r], k1[r])
-        assert (verdict, n_engine) == ("promote" if promoted[r] else "rollback", n[r])
+        expected = Verdict.PROMOTE if promoted[r] else Verdict.ROLLBACK
+        assert (verdict, n_engine) == (expected, n[r])
