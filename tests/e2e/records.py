@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from canary_airflow import ids
@@ -13,3 +14,10 @@ def gate_records(result: RunResult, stages: int, shadow: bool = False) -> list[d
     stage's first when the run had one."""
     first = ids.SHADOW_NUMBER if shadow else 1
     return [result.xcom(ids.gate_task(number)) for number in range(first, stages + 1)]
+
+
+def assert_on_whole_periods(records: list[dict[str, Any]], period: float) -> None:
+    """Each stage's evidence starts on a CloudWatch period boundary (no earlier count in it)."""
+    for record in records:
+        started = datetime.fromisoformat(record["stage_started_at"]).timestamp()
+        assert abs(started / period - round(started / period)) < 1e-6, (started, period)
