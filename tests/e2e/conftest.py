@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from canary.plan import CleanupPolicy
+from canary_airflow import ids
 from canary_airflow.dev.local_airflow import (
     PROJECT,
     SQL_ALCHEMY_CONN,
@@ -75,6 +76,18 @@ def run_dag(airflow_local: dict[str, str]) -> Callable[..., RunResult]:
     from canary_airflow.dev.local_airflow import run_dag
 
     return run_dag
+
+
+#: A rollout of the DAG by Airflow's runner: ``rollout(endpoint_name, **plan fields)``.
+Rollout = Callable[..., RunResult]
+
+
+@pytest.fixture
+def rollout(run_dag) -> Rollout:
+    def run(endpoint: str, **conf: Any) -> RunResult:
+        return run_dag(ids.ROLLOUT_DAG, {"endpoint_name": endpoint, **conf})
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.dev.local_airflow import RunResult
 
@@ -21,3 +22,8 @@ def assert_on_whole_periods(records: list[dict[str, Any]], period: float) -> Non
     for record in records:
         started = datetime.fromisoformat(record["stage_started_at"]).timestamp()
         assert abs(started / period - round(started / period)) < 1e-6, (started, period)
+
+
+def outcome(result: RunResult, task_id: str) -> tuple[RunOutcome, str]:
+    record = result.xcom(task_id)
+    return RunOutcome(record["outcome"]), record["winner"]

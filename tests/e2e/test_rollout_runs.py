@@ -1,4 +1,5 @@
-"""Whole rollouts with Airflow's own runner on the real local stack: the endings that matter.
+"""Whole rollouts with Airflow's own runner on the real local stack: the gate's endings (promote,
+roll back, refuse bad input). Runs that break on the way: test_rollout_faults.py.
 
 After every run the stack must hold nothing the run created except the winner it was asked to
 keep, so each test checks the endpoint's variants and every model and config of its name.
@@ -6,7 +7,6 @@ keep, so each test checks the endpoint's variants and every model and config of 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,31 +18,20 @@ from canary.experiment.gates.guardrails import FAIL
 from canary.models import registry as reg
 from canary.plan import SHADOW_STAGE, CleanupPolicy, parse_plan, stage_name
 from canary.reporting.notification import Event
-from canary.rollout.lock import EndpointLock
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.dev.local_airflow import RunResult
-from tests.e2e.conftest import BUCKET
+from tests.e2e.conftest import BUCKET, Rollout
 from tests.e2e.leftovers import (
     assert_nothing_left,
     assert_only_winner_left,
     canary_resources,
     serving,
 )
-from tests.e2e.records import gate_records
+from tests.e2e.records import gate_records, outcome
 
-Rollout = Callable[..., RunResult]
 FAST_P99_MS = 5000.0
-ROLE = "arn:aws:iam::123456789012:role/canary-e2e"
 NO_PACKAGE = {"updated": False, "reason": "challenger is not a model package"}
-
-
-@pytest.fixture
-def rollout(run_dag) -> Rollout:
-    def run(endpoint: str, **conf: Any) -> RunResult:
-        return run_dag(ids.ROLLOUT_DAG, {"endpoint_name": endpoint, **conf})
-
-    return run
 
 
 def verdicts(result: RunResult, stages: int = 3, shadow: bool = False) -> list[Verdict | None]:
@@ -59,11 +48,6 @@ def replayed(local_stack, result: RunResult, endpoint: str, stage: int) -> Any:
     plan = parse_plan({"endpoint_name": endpoint, "bucket": BUCKET})
     location = replay_location(plan, run_key(result.run_id))
     return load_results(local_stack.client("s3"), location, stage_name(stage))
-
-
-def outcome(result: RunResult, task_id: str) -> tuple[RunOutcome, str]:
-    record = result.xcom(task_id)
-    return RunOutcome(record["outcome"]), record["winner"]
 
 
 def news_of(inbox: Any, result: RunResult) -> list[tuple[Event, int, Verdict | RunOutcome]]:
@@ -226,88 +210,3 @@ def test_form_rejects_out_of_range_values_before_a_run_exists(
     with pytest.raises(ParamValidationError, match=field):
         rollout("canary-refused", **bad)
     assert canary_resources(local_stack.client("sagemaker"), "canary-refused")["models"] == []
-
-
-def test_mapped_burst_then_delete_all_leaves_nothing_behind(
-    local_stack, rollout: Rollout, one_stage
-) -> None:
-    """The first burst spread over two mapped tasks; ``delete_all`` then removes everything
-    the run created, staged artifacts included."""
-    result = rollout("canary-mapped", **one_stage, traffic_shards=2)
-    assert result.state == DagRunState.SUCCESS, result.tasks
-    assert outcome(result, ids.PROMOTE) == (RunOutcome.PROMOTED, "Challenger")
-    shards = result.xcom(ids.stage_task(1, ids.PLAN_BURST))
-    assert [shard["index"] for shard in shards] == [0, 1]
-    assert all(shard["count"] == 3 and shard["requests"] > 0 for shard in shards)
-    assert_nothing_left(local_stack.client("sagemaker"), "canary-mapped")
-    deleted = result.xcom(ids.CLEANUP)["deleted"]
-    assert any(item.startswith("artifact s3://") for item in deleted)
-
-
-def test_failure_mid_rollout_still_cleans_up_to_the_champion(
-    local_stack, rollout: Rollout, one_stage
-) -> None:
-    """A stage that breaks (its dataset lacks the label column) fails the run; teardown still
-    leaves the champion serving alone and removes the rest."""
-    result = rollout(
-        "canary-broken",
-        **{**one_stage, "cleanup": CleanupPolicy.KEEP_WINNER.value},
-        traffic_label_column="no_such_column",
-    )
-    assert result.state == DagRunState.FAILED
-    assert result.state_of(ids.gate_task(1)) == TaskInstanceState.FAILED
-    assert result.state_of(ids.CONCLUDE) == TaskInstanceState.UPSTREAM_FAILED
-    assert RunOutcome(result.xcom(ids.CLEANUP)["outcome"]) is RunOutcome.FAILED
-    sm = local_stack.client("sagemaker")
-    assert serving(sm, "canary-broken") == {"Champion": 1.0}
-    assert_only_winner_left(sm, "canary-broken", "champion")
-
-
-def test_a_crashed_holders_lease_is_taken_over_and_released_at_the_end(
-    local_stack, rollout: Rollout, one_stage
-) -> None:
-    """A lease left by a run that no longer runs (Airflow has no such active run) does not lock
-    the endpoint forever: the next rollout takes it over, and gives it up in its teardown."""
-    plan = parse_plan({**one_stage, "endpoint_name": "canary-relock"})
-    lock = EndpointLock(local_stack.client("dynamodb"), plan)
-    lock.ensure_table()
-    lock.claim("crashed-run", holder_alive=lambda holder: True)
-
-    result = rollout("canary-relock", **one_stage)
-
-    assert result.state == DagRunState.SUCCESS, result.tasks
-    assert result.xcom(ids.LOCK_ENDPOINT)["holder"] == result.run_id
-    assert lock.current() is None
-
-
-def test_an_update_that_sagemaker_rolls_back_is_never_taken_for_success(
-    local_stack, rollout: Rollout, make_deployer, one_stage
-) -> None:
-    """An endpoint already serving a model; the rollout's update to two variants fails and
-    SageMaker puts the old config back, InService (the provider's waiter says success). The
-    rollout checks what the endpoint serves, stops at deploy, and its teardown leaves the
-    endpoint as it was and nothing of its own."""
-    from canary.models.demo_models import cached_demo_models
-    from canary.rollout.endpoint import image_uri
-
-    deployer = make_deployer("canary-e2e-existing", ROLE)
-    try:
-        url = deployer.upload(Path(cached_demo_models().champion).read_bytes())
-        image = image_uri(parse_plan({}).champion, "us-east-1")
-        existing = deployer.config({"Live": (deployer.model(url, image=image), 1.0)})
-        name = deployer.endpoint(existing)
-        broken = {"LOCAL_SAGEMAKER_UPDATE_FAILS": "1"}
-
-        result = rollout(name, **one_stage, challenger_environment=broken)
-
-        assert result.state == DagRunState.FAILED
-        assert result.state_of(ids.DEPLOY_ENDPOINT) == TaskInstanceState.FAILED
-        assert result.state_of(ids.stage_task(1, ids.GATE)) == TaskInstanceState.UPSTREAM_FAILED
-        assert RunOutcome(result.xcom(ids.CLEANUP)["outcome"]) is RunOutcome.FAILED
-        sm = local_stack.client("sagemaker")
-        live = sm.describe_endpoint(EndpointName=name)
-        assert (live["EndpointStatus"], live["EndpointConfigName"]) == ("InService", existing)
-        assert canary_resources(sm, name)["models"] == []
-        assert canary_resources(sm, name)["configs"] == []
-    finally:
-        deployer.cleanup()
