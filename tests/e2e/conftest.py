@@ -171,15 +171,15 @@ def browser() -> Iterator[Browser]:
 # -- the real scheduler (canary_airflow.dev.standalone) on PostgreSQL ----------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def scheduler_group(local_stack) -> str:
-    """The group the standalone's registry watcher polls (fixed per session, unique per run)."""
+    """The group the standalone's registry watcher polls (unique to each standalone)."""
     import uuid
 
     return f"sched-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def postgres() -> Iterator[LocalPostgres]:
     """Airflow's metadata database: Debian's PostgreSQL in a throwaway cluster on loopback."""
     cluster = Path(tempfile.mkdtemp(prefix="canary-pg-"))
@@ -189,7 +189,10 @@ def postgres() -> Iterator[LocalPostgres]:
     shutil.rmtree(cluster, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+# Module scope, like the browser: a standalone Airflow (scheduler, dag processor, triggerer, API
+# server) and its PostgreSQL keep both cores busy while they live, so they stop with the file
+# that needs them instead of idling through the rest of the worker's files.
+@pytest.fixture(scope="module")
 def airflow_api(
     local_stack,
     tmp_path_factory: pytest.TempPathFactory,
