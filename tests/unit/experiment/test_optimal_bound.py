@@ -1,0 +1,103 @@
+"""The exact optimum the gate bench compares the gate with (bench/optimal.py).
+
+Why: its bound is the evidence for what no test can beat at p = 0.97, delta = 0.02, and no
+library computes optimal sequential tests for two binomials; so the backward induction is
+checked against every policy of a small lattice, the forward pass against scipy's binomial,
+and the bound against a test that keeps both error rates.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bench.optimal import (
+    CONTINUE,
+    PROMOTE,
+    ROLLBACK,
+    Problem,
+    backward,
+    forward,
+    optimal_test,
+)
+
+TINY = Problem(rate=0.7, margin=0.2, step=1, max_pairs=2)
+NULLS, NULL_WEIGHTS, MISS = (0.75,), np.array([3.0]), 2.0
+CELLS = [(e0, e1) for e0 in range(2) for e1 in range(2)]  # errors after one pair
+ENDS = [(e0, e1) for e0 in range(3) for e1 in range(3)]  # after two
+
+
+def _path(point: tuple[float, float], errors: tuple[int, int], pairs: int) -> float:
+    """The probability of one sequence of ``pairs`` pairs with these errors per variant."""
+    out = 1.0
+    for rate, e in zip(point, errors, strict=True):
+        out *= rate ** (pairs - e) * (1 - rate) ** e
+    return out
+
+
+def _lagrangians(first: tuple[int, ...]) -> np.ndarray:
+    """E_1[N] + weight P_0(promote) + miss P_1(roll back) of the policy that takes ``first``
+    after one pair, for every one of the 512 choices after two pairs, summed over sequences
+    with no use of bench.optimal's code."""
+    alt, null = (TINY.rate, TINY.rate), (NULLS[0], NULLS[0] - TINY.margin)
+    stopped = 0.0
+    reach = {m: dict.fromkeys(ENDS, 0.0) for m in (alt, null)}  # mass at two pairs
+    for cell, action in zip(CELLS, first, strict=True):
+        if action == PROMOTE:
+            stopped += _path(alt, cell, 1) + NULL_WEIGHTS[0] * _path(null, cell, 1)
+        elif action == ROLLBACK:
+            stopped += (1 + MISS) * _path(alt, cell, 1)
+        else:
+            for step, m in itertools.product(CELLS, reach):
+                end = (cell[0] + step[0], cell[1] + step[1])
+                reach[m][end] += _path(m, end, 2)
+    promote = np.array([2 * reach[alt][e] + NULL_WEIGHTS[0] * reach[null][e] for e in ENDS])
+    roll_back = np.array([(2 + MISS) * reach[alt][e] for e in ENDS])
+    choices = np.array(list(itertools.product((1, 0), repeat=len(ENDS))))  # 1: promote
+    return stopped + choices @ promote + (1 - choices) @ roll_back
+
+
+def test_backward_induction_is_the_least_over_every_policy() -> None:
+    """81 choices after one pair x 512 after two: the least Lagrangian is the induction's."""
+    least = min(
+        _lagrangians(first).min()
+        for first in itertools.product((CONTINUE, PROMOTE, ROLLBACK), repeat=len(CELLS))
+    )
+    value, policy = backward(TINY, NULLS, NULL_WEIGHTS, MISS)
+    assert value == pytest.approx(least, rel=1e-12)
+    assert set(policy) == {1, 2}
+
+
+def test_forward_pass_is_the_binomial_probability_of_a_fixed_sample_rule() -> None:
+    """One decision after 20 pairs: promote when the challenger errs at most once more."""
+    problem = Problem(rate=0.9, margin=0.1, step=20, max_pairs=20)
+    e = np.arange(21)
+    rule = np.where(e[None, :] - e[:, None] <= 1, PROMOTE, ROLLBACK)
+    points = [(0.9, 0.8), (0.9, 0.9), (0.95, 0.85)]
+    for point, seen in zip(points, forward(problem, {20: rule}, points), strict=True):
+        pmf0, pmf1 = (stats.binom.pmf(e, 20, 1 - rate) for rate in point)
+        expected = sum(pmf0[a] * pmf1[b] for a in e for b in e if b - a <= 1)
+        assert seen.promote == pytest.approx(expected, rel=1e-12)
+        assert (seen.mean_pairs, seen.lost) == (pytest.approx(20), pytest.approx(0, abs=1e-12))
+
+
+SMALL = Problem(rate=0.9, margin=0.15, step=5, max_pairs=70)  # n_fix ~ 49 pairs
+
+
+def test_backward_value_is_the_lagrangian_of_its_own_policy() -> None:
+    weights, miss = np.array([250.0]), 60.0
+    value, policy = backward(SMALL, (0.93,), weights, miss)
+    alt, null = forward(SMALL, policy, [(0.9, 0.9), (0.93, 0.78)])
+    lagrangian = alt.mean_pairs + weights[0] * null.promote + miss * (1 - alt.promote)
+    assert value == pytest.approx(lagrangian, rel=1e-9)
+
+
+def test_the_bound_is_below_a_test_that_keeps_both_error_rates_and_near_it() -> None:
+    bound, policy, errors = optimal_test(SMALL)
+    (alt,) = forward(SMALL, policy, [(SMALL.rate, SMALL.rate)])
+    assert alt.promote >= 1 - SMALL.beta
+    assert max(e.promote for e in errors.values()) <= SMALL.alpha
+    assert bound <= alt.mean_pairs <= 1.05 * bound
