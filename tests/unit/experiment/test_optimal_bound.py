@@ -25,7 +25,7 @@ from bench.optimal import (
 )
 
 TINY = Problem(rate=0.7, margin=0.2, step=1, max_pairs=2)
-NULLS, NULL_WEIGHTS, MISS = (0.75,), np.array([3.0]), 2.0
+NULLS, NULL_WEIGHTS, MISS = (0.75,), np.array([10.0]), 12.5  # all three actions after one pair
 CELLS = [(e0, e1) for e0 in range(2) for e1 in range(2)]  # errors after one pair
 ENDS = [(e0, e1) for e0 in range(3) for e1 in range(3)]  # after two
 
@@ -69,6 +69,7 @@ def test_backward_induction_is_the_least_over_every_policy() -> None:
     value, policy = backward(TINY, NULLS, NULL_WEIGHTS, MISS)
     assert value == pytest.approx(least, rel=1e-12)
     assert set(policy) == {1, 2}
+    assert set(policy[1][:2, :2].ravel()) == {CONTINUE, PROMOTE, ROLLBACK}
 
 
 def test_forward_pass_is_the_binomial_probability_of_a_fixed_sample_rule() -> None:
@@ -88,6 +89,7 @@ SMALL = Problem(rate=0.9, margin=0.15, step=5, max_pairs=70)  # n_fix ~ 49 pairs
 
 
 def test_backward_value_is_the_lagrangian_of_its_own_policy() -> None:
+    """Induction and forward pass agree on a policy with many decisions."""
     weights, miss = np.array([250.0]), 60.0
     value, policy = backward(SMALL, (0.93,), weights, miss)
     alt, null = forward(SMALL, policy, [(0.9, 0.9), (0.93, 0.78)])
@@ -96,8 +98,22 @@ def test_backward_value_is_the_lagrangian_of_its_own_policy() -> None:
 
 
 def test_the_bound_is_below_a_test_that_keeps_both_error_rates_and_near_it() -> None:
+    """Weak duality: no test with the power and alpha at every grid null beats the bound."""
     bound, policy, errors = optimal_test(SMALL)
     (alt,) = forward(SMALL, policy, [(SMALL.rate, SMALL.rate)])
     assert alt.promote >= 1 - SMALL.beta
     assert max(e.promote for e in errors.values()) <= SMALL.alpha
     assert bound <= alt.mean_pairs <= 1.05 * bound
+
+
+def test_the_error_cap_loses_nothing_where_the_bench_looks_and_says_so_elsewhere() -> None:
+    """A policy that samples to the end: the lattice keeps 5 % and 10 % error rates whole,
+    and reports the mass of a 50 % error rate that walks past its cap."""
+    problem = Problem(rate=0.95, margin=0.05, step=10, max_pairs=200)
+    assert problem.errors_cap < problem.max_pairs
+    cells = problem.errors_cap + 1
+    policy = {200: np.full((cells, cells), ROLLBACK)}
+    kept, past = forward(problem, policy, [(0.95, 0.9), (0.5, 0.5)])
+    assert kept.lost == pytest.approx(0, abs=1e-12)
+    assert kept.mean_pairs == pytest.approx(200)
+    assert past.lost > 0.5
