@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, special
 
 PROMOTE, ROLLBACK, CONTINUE = 1, -1, 0
 Policy: TypeAlias = dict[int, np.ndarray]  # at each decision: an action per (e0, e1)
@@ -134,8 +134,9 @@ def forward(problem: Problem, policy: Policy, points: list[tuple[float, float]])
         if n in policy:
             promote += mass[:, policy[n] == PROMOTE].sum(axis=1)
             stops = policy[n] != CONTINUE
-            stopped += mass[:, stops].sum(axis=1)
-            mean += n * mass[:, stops].sum(axis=1)
+            halted = mass[:, stops].sum(axis=1)
+            stopped += halted
+            mean += n * halted
             mass = np.where(stops, 0.0, mass)
     return [
         Operating(float(a), float(b), float(1 - c))
@@ -174,16 +175,14 @@ def least_favourable_null(problem: Problem) -> float:
     """The null champion accuracy a nearest the alternative in Kullback-Leibler divergence:
     the point a one-null test weighs first."""
 
-    def kl(a: float) -> float:
-        return sum(_kl(problem.rate, r) for r in (a, a - problem.margin))
+    p = problem.rate
+
+    def kl(a: float) -> float:  # both variants' Bernoulli divergences, summed
+        rates = np.array([a, a - problem.margin])
+        return float(special.rel_entr(p, rates).sum() + special.rel_entr(1 - p, 1 - rates).sum())
 
     lo, hi = problem.margin + 1e-6, 1 - 1e-6
     return float(optimize.minimize_scalar(kl, bounds=(lo, hi), method="bounded").x)
-
-
-def _kl(p: float, q: float) -> float:
-    """Kullback-Leibler divergence of Bernoulli(q) from Bernoulli(p), per request."""
-    return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
 
 
 def null_grid(problem: Problem, points: int = 13) -> tuple[float, ...]:
