@@ -25,10 +25,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 
 import numpy as np
-from scipy import stats
 
 from bench.montecarlo import mean, reference_n_fix, share
 from canary.experiment.gates import (
@@ -42,10 +40,8 @@ from canary.experiment.gates import (
 from canary.experiment.gates.engine import is_final, looks_passed
 from canary.experiment.gates.paired import (
     EXACT_BELOW,
-    GAMMA_SHARE,
-    exact_p_value,
     paired_information,
-    tango_z,
+    paired_z,
 )
 from canary.experiment.gates.sequential import fixed_sample_drift
 from canary.experiment.gates.sizing import max_information
@@ -107,23 +103,6 @@ def look_schedule(paths: Paths, config: GateConfig) -> np.ndarray:
     return take
 
 
-@lru_cache(maxsize=200_000)
-def _exact_z(b: int, c: int, n: int) -> float:
-    p = exact_p_value(b, c, n, CONFIG.margin, GAMMA_SHARE * CONFIG.alpha)
-    return float(stats.norm.isf(p))
-
-
-def look_z(b: np.ndarray, c: np.ndarray, n: np.ndarray, margin: float) -> np.ndarray:
-    """The engine's statistic at each look: Tango, the exact test below EXACT_BELOW discordant
-    pairs, +inf with none (only ever at the last look)."""
-    z = tango_z(b, c, n, -margin).astype(float)
-    m = b + c
-    z[m == 0] = np.inf
-    for i in np.flatnonzero((m > 0) & (m < EXACT_BELOW)):
-        z[i] = _exact_z(int(b[i]), int(c[i]), int(n[i]))
-    return z
-
-
 def first_crossing(fractions: np.ndarray, z: np.ndarray, config: GateConfig) -> tuple[int, bool]:
     """(index of the deciding look, promoted?) with the boundaries the engine would use.
 
@@ -158,7 +137,8 @@ def simulate(
     for s in range(runs):
         j = np.flatnonzero(take[s])
         b, c, n = paths.b[s, j], paths.c[s, j], paths.n[s, j]
-        k, promoted = first_crossing(frac[s, j], look_z(b, c, n, config.margin), config)
+        z = paired_z(b, c, n, config.margin, config.alpha)
+        k, promoted = first_crossing(frac[s, j], z, config)
         m = b[: k + 1] + c[: k + 1]
         out["promoted"][s], out["pairs"][s], out["looks"][s] = promoted, n[k], k + 1
         out["exact_looks"][s] = int(np.sum((m > 0) & (m < EXACT_BELOW)))

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import optimize, stats
@@ -159,6 +160,7 @@ def _first_reaching(z_obs: float, n: int, m_max: int, margin: float) -> np.ndarr
     return np.where(reach.any(axis=1), reach.argmax(axis=1), m + 1)
 
 
+@lru_cache(maxsize=65_536)  # the sensor re-pokes at the same counts; the bench repeats them
 def exact_p_value(b: int, c: int, n: int, margin: float, gamma: float) -> float:
     """Berger-Boos exact unconditional p-value of H0: theta <= -margin (see module docstring).
 
@@ -181,25 +183,39 @@ def exact_p_value(b: int, c: int, n: int, margin: float, gamma: float) -> float:
     return min(1.0, worst + gamma)
 
 
+def paired_method(discordant: int) -> str:
+    """Which statistic a look with this many discordant pairs takes (module docstring)."""
+    if discordant == 0:
+        return NO_DISCORDANT
+    return EXACT if discordant < EXACT_BELOW else TANGO
+
+
+def paired_z(
+    b: np.ndarray, c: np.ndarray, n: np.ndarray, margin: float, alpha: float
+) -> np.ndarray:
+    """The statistic the gate compares with its boundaries, for any number of looks at once:
+    Tango's z; below :data:`EXACT_BELOW` discordant pairs the exact p-value on the z scale,
+    Phi^-1(1 - p); +inf with none (the engine only takes such a look at the last one).
+    Vectorised so that the bench simulates the engine's own choice, not a copy of it."""
+    shape = np.broadcast_shapes(*(np.shape(x) for x in (b, c, n)))
+    b, c, n = (np.broadcast_to(x, shape).ravel().astype(int) for x in (b, c, n))
+    z = np.asarray(tango_z(b, c, n, -margin), dtype=float)
+    z[b + c == 0] = math.inf
+    for i in np.flatnonzero((b + c > 0) & (b + c < EXACT_BELOW)):
+        p = exact_p_value(int(b[i]), int(c[i]), int(n[i]), margin, GAMMA_SHARE * alpha)
+        z[i] = stats.norm.isf(p)
+    return z.reshape(shape)
+
+
 def paired_statistic(paired: PairedOutcomes, margin: float, alpha: float) -> PairedResult | None:
-    """The statistic at a look, or None with no pairs. No discordant pair gives z = +inf: the
-    engine only takes such a look at the last one (see :mod:`canary.experiment.gates.engine`)."""
+    """The statistic at a look, or None with no pairs."""
     n, b, c = paired.n, paired.challenger_only, paired.champion_only
     if n == 0:
         return None
-    if b + c == 0:
-        method, z, p = NO_DISCORDANT, math.inf, 0.0
-    elif b + c < EXACT_BELOW:
-        method = EXACT
-        p = exact_p_value(b, c, n, margin, GAMMA_SHARE * alpha)
-        z = float(stats.norm.isf(p))
-    else:
-        method = TANGO
-        z = float(tango_z(b, c, n, -margin))
-        p = float(stats.norm.sf(z))
+    z = float(paired_z(b, c, n, margin, alpha))
     low, high = tango_interval(b, c, n, 1 - 2 * alpha)
     return PairedResult(
-        method, n, c, b, b + c, paired.diff, paired.p_disc,
-        float(paired_variance(b + c, n, margin)), z, p, low, high, margin,
+        paired_method(b + c), n, c, b, b + c, paired.diff, paired.p_disc,
+        float(paired_variance(b + c, n, margin)), z, float(stats.norm.sf(z)), low, high, margin,
         (paired.both_correct + c) / n, (paired.both_correct + b) / n,
     )  # fmt: skip
