@@ -20,6 +20,7 @@ from canary.experiment.gates.paired import (
     exact_p_value,
     paired_information,
     paired_statistic,
+    paired_z,
     tango_interval,
     tango_restricted_q,
     tango_z,
@@ -135,6 +136,19 @@ def test_small_discordant_counts_use_the_exact_test_and_none_is_no_evidence() ->
     none = paired_statistic(PairedOutcomes(95, 0, 0, 5), margin=0.02, alpha=0.05)
     assert none is not None and none.method == NO_DISCORDANT and none.z == math.inf
     assert paired_statistic(PairedOutcomes(), margin=0.02, alpha=0.05) is None
+
+
+def test_looks_at_once_get_each_looks_own_statistic() -> None:
+    """The bench simulates the gate with paired_z over many looks; each look must get what the
+    engine's paired_statistic gives it alone: none, exact and Tango in one array."""
+    tables = [(95, 0, 0, 5), (90, 2, 5, 3), *TABLES]
+    b = np.array([t[2] for t in tables])
+    c = np.array([t[1] for t in tables])
+    n = np.array([sum(t) for t in tables])
+    zs = paired_z(b, c, n, margin=0.02, alpha=0.05)
+    alone = [paired_statistic(PairedOutcomes(*t), margin=0.02, alpha=0.05) for t in tables]
+    assert [r.method for r in alone[:3]] == [NO_DISCORDANT, EXACT, TANGO]
+    assert zs.tolist() == [r.z for r in alone]
 
 
 @pytest.mark.parametrize(("m", "n"), [(10, 100), (100, 1000), (80, 800)])
