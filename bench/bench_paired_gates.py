@@ -39,7 +39,7 @@ from canary.experiment.gates import (
 )
 from canary.experiment.gates.engine import is_final, looks_passed
 from canary.experiment.gates.paired import (
-    EXACT_BELOW,
+    on_exact_test,
     paired_information,
     paired_z,
 )
@@ -141,7 +141,7 @@ def simulate(
         k, promoted = first_crossing(frac[s, j], z, config)
         m = b[: k + 1] + c[: k + 1]
         out["promoted"][s], out["pairs"][s], out["looks"][s] = promoted, n[k], k + 1
-        out["exact_looks"][s] = int(np.sum((m > 0) & (m < EXACT_BELOW)))
+        out["exact_looks"][s] = int(np.sum(on_exact_test(m)))
     return out
 
 

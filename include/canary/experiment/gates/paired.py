@@ -183,11 +183,17 @@ def exact_p_value(b: int, c: int, n: int, margin: float, gamma: float) -> float:
     return min(1.0, worst + gamma)
 
 
+def on_exact_test(discordant: np.ndarray) -> np.ndarray:
+    """Whether looks with these discordant counts take the exact test (module docstring)."""
+    discordant = np.asarray(discordant)
+    return (discordant > 0) & (discordant < EXACT_BELOW)
+
+
 def paired_method(discordant: int) -> str:
-    """Which statistic a look with this many discordant pairs takes (module docstring)."""
+    """Which statistic a look with this many discordant pairs takes."""
     if discordant == 0:
         return NO_DISCORDANT
-    return EXACT if discordant < EXACT_BELOW else TANGO
+    return EXACT if on_exact_test(discordant) else TANGO
 
 
 def paired_z(
@@ -201,7 +207,7 @@ def paired_z(
     b, c, n = (np.broadcast_to(x, shape).ravel().astype(int) for x in (b, c, n))
     z = np.asarray(tango_z(b, c, n, -margin), dtype=float)
     z[b + c == 0] = math.inf
-    for i in np.flatnonzero((b + c > 0) & (b + c < EXACT_BELOW)):
+    for i in np.flatnonzero(on_exact_test(b + c)):
         p = exact_p_value(int(b[i]), int(c[i]), int(n[i]), margin, GAMMA_SHARE * alpha)
         z[i] = stats.norm.isf(p)
     return z.reshape(shape)
