@@ -61,9 +61,12 @@ class StageTraffic:
 
         With ``traffic.shards`` = N, half the stage's cap is split over N tasks, each replaying
         its own slice of users (slice k of N + 1; the gate's top-ups use the last slice), so no
-        two tasks ever send the same user or inference id. With N = 0 there is no burst.
+        two tasks ever send the same user or inference id. With N = 0 there is no burst, and the
+        shadow stage never has one: its task group maps no replay tasks, so its gate sends the
+        whole cap (a burst counted here would be subtracted from the gate's share, unsent).
         """
-        shards = self.plan.traffic.shards if self.plan.traffic.enabled else 0
+        enabled = self.plan.traffic.enabled and not self.window.shadow
+        shards = self.plan.traffic.shards if enabled else 0
         if shards == 0:
             return [{"index": 0, "count": 1, "requests": 0}]
         parts = split_requests(self.request_cap // 2, shards)
@@ -86,9 +89,10 @@ class StageTraffic:
         return session.totals.to_dict()
 
     def gate_session(self) -> ReplaySession:
-        """The session the gate tops up with: the last slice of users, after the burst's."""
-        shards = self.plan.traffic.shards
-        return self.session(shards, shards + 1)
+        """The session the gate tops up with: the last slice of users, after the burst's (every
+        user when the stage has no burst)."""
+        count = self.burst_shards()[0]["count"]
+        return self.session(count - 1, count)
 
     def session(self, shard_index: int, shard_count: int) -> ReplaySession:
         """One shard's replay session for this stage's window."""
