@@ -29,6 +29,7 @@ _NOTHING_TO_RELEASE = frozenset({"ConditionalCheckFailedException", "ResourceNot
 
 KEY = "endpoint_key"  # "<region>/<endpoint name>": endpoint names are unique per region
 SETUP_MINUTES = 60.0  # staging, models and deploy, before the first stage's deadline starts
+UPDATE_MINUTES = 30.0  # the endpoint update before each stage (a config going live, or weights)
 
 
 class EndpointBusy(RuntimeError):
@@ -49,9 +50,10 @@ class Lease:
 
 
 def lease_seconds(plan: RolloutPlan) -> float:
-    """Longer than any run of this plan can hold the endpoint."""
-    per_stage = plan.gate.max_stage_minutes + plan.approval_timeout_minutes
-    return 60.0 * (SETUP_MINUTES + per_stage * len(plan.stages))
+    """Longer than any run of this plan can hold the endpoint: every stage it runs (the shadow
+    stage too) at its deadline, after its approval and its endpoint update."""
+    per_stage = plan.gate.max_stage_minutes + plan.approval_timeout_minutes + UPDATE_MINUTES
+    return 60.0 * (SETUP_MINUTES + per_stage * len(plan.stage_indices))
 
 
 class EndpointLock:
