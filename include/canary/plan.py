@@ -60,6 +60,16 @@ class PlanError(ValueError):
     """A rollout plan that cannot run; the message names every bad field."""
 
 
+class CrossFieldError(ValueError):
+    """A check across fields, blamed on the flat field a person should change: a model-level
+    validator's location is the whole model, whose input must not be echoed (it holds the
+    containers' environments, which may hold secrets)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def setting(
     default: Any = PydanticUndefined,
     *,
@@ -231,9 +241,10 @@ class TrafficSpec(_Frozen):
     def _strategy_fits_mode(self) -> TrafficSpec:
         weighted = self.strategy is AllocationStrategy.WEIGHTED
         if self.mode is TrafficMode.ENDPOINT_WEIGHTS and not weighted:
-            raise ValueError(
-                f"strategy {self.strategy.value!r} needs mode 'target_variant': "
-                "with 'endpoint_weights' the endpoint routes by its weights"
+            raise CrossFieldError(
+                "traffic_strategy",
+                f"{self.strategy.value!r} needs traffic_mode 'target_variant': "
+                "with 'endpoint_weights' the endpoint routes by its weights",
             )
         return self
 
@@ -405,20 +416,24 @@ class RolloutPlan(_Frozen):
     @model_validator(mode="after")
     def _distinct_variants(self) -> RolloutPlan:
         if self.champion.variant_name == self.challenger.variant_name:
-            raise ValueError("champion and challenger need different variant names")
+            raise CrossFieldError(
+                "challenger_variant_name", "champion and challenger need different variant names"
+            )
         return self
 
     @model_validator(mode="after")
     def _shadow_can_be_judged(self) -> RolloutPlan:
         if self.shadow and not self.data_capture:
-            raise ValueError(
-                "shadow: the shadow's answers exist only in Data Capture; "
-                "turn data_capture on or shadow off"
+            raise CrossFieldError(
+                "shadow",
+                "the shadow's answers exist only in Data Capture; "
+                "turn data_capture on or shadow off",
             )
         if self.shadow and self.gate.metric is not Metric.ACCURACY:
-            raise ValueError(
-                f"shadow: the paired test judges accuracy on the same requests, not "
-                f"{self.gate.metric.value!r}; set gate_metric to accuracy or shadow off"
+            raise CrossFieldError(
+                "shadow",
+                f"the paired test judges accuracy on the same requests, not "
+                f"{self.gate.metric.value!r}; set gate_metric to accuracy or shadow off",
             )
         return self
 
@@ -437,6 +452,14 @@ class RolloutPlan(_Frozen):
         if self.approval is ApprovalMode.BEFORE_FINAL_STAGE:
             return index == max(len(self.stages) - 2, 0)
         return False
+
+    def redacted(self) -> dict[str, Any]:
+        """The plan as JSON for logs, with the containers' environment values hidden: an
+        environment may carry secrets, and a log is read by more people than the conf."""
+        data = self.model_dump(mode="json")
+        for role in ("champion", "challenger"):
+            data[role]["environment"] = dict.fromkeys(data[role]["environment"], "***")
+        return data
 
     @property
     def stage_indices(self) -> tuple[int, ...]:
@@ -600,12 +623,17 @@ def parse_nightly(values: Mapping[str, Any]) -> NightlySpec:
 
 
 def _describe(error: ValidationError, what: str) -> str:
+    """One line per bad field: its flat name, what is wrong, and the value given, except where
+    the value could be a secret (a container environment, or a whole model holding one)."""
     lines = []
     for issue in error.errors():
         location = tuple(str(part) for part in issue["loc"])
-        name = _flat_name(location)
+        cause = issue.get("ctx", {}).get("error")
+        name = cause.field if isinstance(cause, CrossFieldError) else _flat_name(location)
         message = issue["msg"].removeprefix("Value error, ")
-        lines.append(f"{name}: {message} (got {issue.get('input')!r})")
+        given = issue.get("input")
+        secret = "environment" in location or isinstance(given, Mapping)
+        lines.append(f"{name}: {message}" + ("" if secret else f" (got {given!r})"))
     return f"invalid {what}:\n  " + "\n  ".join(lines)
 
 

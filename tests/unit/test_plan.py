@@ -52,8 +52,8 @@ def test_defaults_are_the_documented_rollout() -> None:
         ({"gate_alpha": 0.7}, "gate_alpha", "less than 0.5"),
         ({"endpoint_name": "bad_name!"}, "endpoint_name", "pattern"),
         ({"execution_role_arn": "admin"}, "execution_role_arn", "pattern"),
-        ({"traffic_strategy": "thompson"}, "traffic", "target_variant"),
-        ({"challenger_variant_name": "Champion"}, "plan", "different variant names"),
+        ({"traffic_strategy": "thompson"}, "traffic_strategy", "target_variant"),
+        ({"challenger_variant_name": "Champion"}, "challenger_variant_name", "different variant"),
         ({"approval": "maybe"}, "approval", "'none', 'before_final_stage' or 'every_stage'"),
         ({"approval_timeout_minutes": -5}, "approval_timeout_minutes", "greater than 0"),
         ({"notify_topic_arn": "arn:aws:sqs:us-east-1:1:q"}, "notify_topic_arn", "pattern"),
@@ -69,8 +69,31 @@ def test_bad_field_is_named(overrides: dict[str, object], field: str, why: str) 
     with pytest.raises(PlanError) as error:
         parse_plan(plan_fields(**overrides))
     message = str(error.value)
-    assert f"{field}:" in message or f"{field}." in message, message
+    assert f"\n  {field}:" in message or f"\n  {field}." in message, message
     assert why in message
+
+
+SECRET = {"DB_PASSWORD": "hunter2"}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"data_capture": False, "challenger_environment": SECRET},  # a check across fields
+        {"challenger_variant_name": "Champion", "champion_environment": SECRET},
+        {"champion_environment": {"DB_PASSWORD": 12345}},  # a bad value inside it
+    ],
+)
+def test_an_error_never_echoes_a_containers_environment(overrides: dict[str, object]) -> None:
+    with pytest.raises(PlanError) as error:
+        parse_plan(plan_fields(**overrides))
+    assert "hunter2" not in str(error.value) and "12345" not in str(error.value)
+
+
+def test_the_logged_plan_hides_environment_values_and_keeps_their_names() -> None:
+    plan = parse_plan(plan_fields(challenger_environment=SECRET))
+    assert plan.redacted()["challenger"]["environment"] == {"DB_PASSWORD": "***"}
+    assert plan.challenger.environment == SECRET  # the container still gets the value
 
 
 def test_the_shadow_stage_comes_first_and_serves_the_champion_alone() -> None:

@@ -9,6 +9,7 @@ scikit-learn, matplotlib) is imported inside the tasks that need it, never at mo
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -58,7 +59,7 @@ def validate_plan() -> dict[str, Any]:
     conf = dict(context["dag_run"].conf or {})
     params = {key: value for key, value in context["params"].items() if key in FLAT_FIELDS}
     plan = parse_plan({**params, **conf})
-    log.info("rollout plan: %s", plan.model_dump_json(indent=2))
+    log.info("rollout plan: %s", json.dumps(plan.redacted(), indent=2))
     return plan.model_dump(mode="json")
 
 
