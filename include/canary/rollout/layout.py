@@ -6,7 +6,7 @@
     s3://{bucket}/{prefix}/ground-truth/yyyy/mm/dd/hh/...   labels, in Model Monitor's layout
     s3://{bucket}/{prefix}/{endpoint}/{run}/replay/...      replayed requests and replay state
     s3://{bucket}/{prefix}/{endpoint}/{run}/gates/shadow/   the shadow stage's looks and decisions
-    s3://{bucket}/{prefix}/{endpoint}/{run}/gates/stage-N/  looks.json, decisions/*.json
+    s3://{bucket}/{prefix}/{endpoint}/{run}/gates/stage-N/  looks, decisions/*, decided.json
     s3://{bucket}/{prefix}/{endpoint}/{run}/report/         the HTML report and its charts
 """
 

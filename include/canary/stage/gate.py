@@ -46,7 +46,11 @@ class StageGate:
         return carried_champion(self.state, self.plan, self.window)
 
     def hold(self, budget_seconds: float) -> Decision:
-        """Replay and look until the gate decides, traffic runs out, or the budget is spent."""
+        """Replay and look until the gate decides, traffic runs out, or the budget is spent.
+        A stage that has decided stays decided: a retry gets the recorded decision back."""
+        decided = self.state.decided()
+        if decided is not None:
+            return decided
         deadline = time.monotonic() + budget_seconds
         looks = self.state.load(LOOKS, default=[])
         replaying = self.plan.traffic.enabled
@@ -63,10 +67,12 @@ class StageGate:
                 sent_chunk = True
             evidence = self.evidence.collect(frame, self.carried)
             decision, looks = evaluate(evidence, self.config, looks)
+            final = decision.verdict is not Verdict.CONTINUE
+            if final:  # before the record that marks the stage decided: later stages carry it
+                self.state.save(CHAMPION, asdict(evidence.champion.outcomes))
             self.state.record(decision, looks)
             announce(decision)
-            if decision.verdict is not Verdict.CONTINUE:
-                self.state.save(CHAMPION, asdict(evidence.champion.outcomes))
+            if final:
                 return decision
             if not sent_chunk or time.monotonic() > deadline:
                 return decision

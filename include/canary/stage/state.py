@@ -13,12 +13,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from canary.aws_errors import is_missing
-from canary.experiment.gates.decision import Decision
+from canary.experiment.gates.decision import Decision, Verdict
 from canary.plan import RolloutPlan
 from canary.rollout.layout import stage_state_key
 
 LOOKS = "looks.json"
 CHAMPION = "champion.json"
+DECIDED = "decided.json"  # the stage's final decision, once it has one
 DECISION_STAMP = "%Y%m%dT%H%M%S%fZ"  # decisions/<stamp>-<verdict>.json, in the order written
 
 
@@ -43,10 +44,23 @@ class StageState:
         return json.loads(body.read())
 
     def record(self, decision: Decision, looks: list[dict[str, Any]]) -> None:
-        """Every evaluation leaves its decision record, then the looks it is based on."""
+        """Every evaluation leaves its decision record, then the looks it is based on; a final
+        one is also kept as the stage's decision, written last so that it exists only once
+        everything before it does."""
         stamp = datetime.now(UTC).strftime(DECISION_STAMP)
         self._put(f"decisions/{stamp}-{decision.verdict.value}.json", decision.to_json().encode())
         self.save(LOOKS, looks)
+        if decision.verdict is not Verdict.CONTINUE:
+            self._put(DECIDED, decision.to_json().encode())
+
+    def decided(self) -> Decision | None:
+        """The stage's final decision, if a poke already made it. A retried gate task returns it
+        instead of looking again: a sequential test that crossed a boundary has ended, and
+        testing on could flip a verdict that was already recorded (and acted on)."""
+        record = self.load(DECIDED, default=None)
+        if record is None:
+            return None
+        return Decision(Verdict(record["verdict"]), record["reason"], record)
 
     def _put(self, name: str, body: bytes) -> None:
         key = stage_state_key(self.plan, self.run_key, self.stage, name)

@@ -1,0 +1,47 @@
+"""A stage's memory on the local stack's S3: once its gate has decided, the stage stays decided."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from types import SimpleNamespace
+
+import pytest
+
+from canary.experiment.gates.decision import Decision, Verdict
+from canary.plan import parse_plan
+from canary.stage.gate import StageGate
+from canary.stage.state import StageState
+from canary.stage.window import StageWindow
+
+
+@pytest.fixture
+def aws(local_stack) -> SimpleNamespace:
+    return SimpleNamespace(s3=local_stack.client("s3"), cloudwatch=local_stack.client("cloudwatch"))
+
+
+def _decisions(aws: SimpleNamespace, bucket: str) -> list[str]:
+    listed = aws.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return sorted(item["Key"] for item in listed if "/decisions/" in item["Key"])
+
+
+def test_a_retried_gate_gets_the_recorded_decision_back_and_takes_no_new_look(aws) -> None:
+    """A poke that recorded a promotion and then died must not make its retry test on: the
+    sequential test ended when it crossed the boundary."""
+    bucket = f"decided-{uuid.uuid4().hex[:8]}"
+    aws.s3.create_bucket(Bucket=bucket)
+    plan = parse_plan({"bucket": bucket})
+    state = StageState(aws.s3, plan, "run", 0)
+    look = {"look": 1, "verdict": Verdict.CONTINUE.value}
+    state.record(Decision(Verdict.CONTINUE, "next look at 0.08", {"verdict": "continue"}), [look])
+    assert state.decided() is None
+    promoted = {"verdict": "promote", "reason": "non-inferior at look 2", "look": {"look": 2}}
+    state.record(Decision(Verdict.PROMOTE, promoted["reason"], promoted), [look, promoted["look"]])
+    before = _decisions(aws, bucket)
+
+    window = StageWindow(0, plan.stage_weights(0), started_at=time.time())
+    decision = StageGate(aws, plan, window, "run").hold(budget_seconds=60)
+
+    assert decision.verdict is Verdict.PROMOTE
+    assert decision.reason == promoted["reason"] and decision.record["look"] == {"look": 2}
+    assert _decisions(aws, bucket) == before  # no look was taken, so no traffic was sent
