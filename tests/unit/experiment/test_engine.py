@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,6 +13,7 @@ from canary.experiment.gates import (
     CarriedEstimate,
     GateConfig,
     Outcomes,
+    PairedOutcomes,
     StageEvidence,
     VariantEvidence,
     Verdict,
@@ -113,6 +115,19 @@ def test_deadline_applies_the_configured_policy() -> None:
     assert evaluate(ev, CONFIG)[0].verdict is Verdict.ROLLBACK
     halt = GateConfig(margin=0.05, on_deadline="halt")
     assert evaluate(ev, halt)[0].verdict is Verdict.HALT
+
+
+@pytest.mark.parametrize("shadow", [False, True])
+def test_a_challenger_that_fails_every_request_is_rolled_back_without_a_look(shadow: bool) -> None:
+    """It has no answered request, so no information and no look would ever come."""
+    kwargs = {"paired": PairedOutcomes(), "weights": (1, 0)} if shadow else {}
+    ev = counts_evidence(2500, 2250, 0, 0, **kwargs)
+    broken = replace(ev, challenger=VariantEvidence("challenger", 2500, errors_5xx=2500))
+    decision, looks = evaluate(broken, CONFIG)
+    assert decision.verdict is Verdict.ROLLBACK and looks == []
+    assert decision.record["reason"].startswith("the challenger failed every one of its 2500")
+    one_answer = replace(ev, challenger=VariantEvidence("challenger", 2500, errors_5xx=2499))
+    assert evaluate(one_answer, CONFIG)[0].verdict is Verdict.CONTINUE
 
 
 SRM_45_55_OF_10000 = (4500, 3825, 5500, 4675)

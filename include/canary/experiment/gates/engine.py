@@ -79,6 +79,9 @@ def evaluate(
     stage_max = stage_max_information(config, carried_var if evidence.paired is None else 0.0)
     fraction = min(info / stage_max, 1.0)
     base = _base_record(evidence, config, looks, info, stage_max, carried_var)
+    broken = _answered_none(evidence.challenger, config)
+    if broken is not None:
+        return _deadline_or(evidence, config, Verdict.ROLLBACK, broken, base), looks
     blocked = _not_ready(evidence, config, fraction, looks)
     if blocked is not None:
         return _deadline_or(evidence, config, Verdict.CONTINUE, blocked, base), looks
@@ -204,6 +207,20 @@ def _guardrail_reason(check: Check) -> str:
         f"guardrail {check.name} failed: challenger {_fmt(check.challenger)} vs limit "
         f"{_fmt(check.limit)} (champion {_fmt(check.champion)}), "
         f"p={_fmt(check.p_value)} < {_fmt(check.threshold)}"
+    )
+
+
+def _answered_none(challenger: VariantEvidence, config: GateConfig) -> str | None:
+    """Why a challenger that failed every one of at least ``min_requests`` requests is rolled
+    back now. Information counts only answered, labelled requests, so for such a challenger no
+    look (and no guardrail) would ever come: the stage would wait for its deadline. A fact, not
+    a test: it spends no error."""
+    failed = challenger.errors_4xx + challenger.errors_5xx
+    if challenger.requests < config.min_requests or failed < challenger.requests:
+        return None
+    return (
+        f"the challenger failed every one of its {challenger.requests} requests "
+        f"({challenger.errors_5xx} 5XX, {challenger.errors_4xx} 4XX)"
     )
 
 
