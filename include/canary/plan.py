@@ -453,6 +453,11 @@ class RolloutPlan(_Frozen):
             return index == max(len(self.stages) - 2, 0)
         return False
 
+    @property
+    def shadow_share(self) -> float:
+        """The share (0, 1] of the champion's requests the shadow answers too."""
+        return self.shadow_sampling_percent / 100
+
     def redacted(self) -> dict[str, Any]:
         """The plan as JSON for logs, with the containers' environment values hidden: an
         environment may carry secrets, and a log is read by more people than the conf."""
@@ -634,6 +639,11 @@ def _describe(error: ValidationError, what: str) -> str:
         given = issue.get("input")
         secret = "environment" in location or isinstance(given, Mapping)
         lines.append(f"{name}: {message}" + ("" if secret else f" (got {given!r})"))
+    return invalid(what, lines)
+
+
+def invalid(what: str, lines: list[str]) -> str:
+    """The message of a :class:`PlanError`: what is invalid, then one line per bad field."""
     return f"invalid {what}:\n  " + "\n  ".join(lines)
 
 

@@ -100,11 +100,7 @@ def shadow_config_request(plan: RolloutPlan, model_names: Mapping[str, str]) -> 
         plan,
         {
             "ProductionVariants": [_variant(champion, model_names[champion.role], 1.0)],
-            SHADOWS: [
-                _variant(
-                    challenger, model_names[challenger.role], plan.shadow_sampling_percent / 100
-                )
-            ],
+            SHADOWS: [_variant(challenger, model_names[challenger.role], plan.shadow_share)],
         },
     )
 

@@ -59,6 +59,9 @@ def validate_plan() -> dict[str, Any]:
     conf = dict(context["dag_run"].conf or {})
     params = {key: value for key, value in context["params"].items() if key in FLAT_FIELDS}
     plan = parse_plan({**params, **conf})
+    from canary.stage.traffic import check_replay  # imports the numeric stack: in the task
+
+    check_replay(plan)
     log.info("rollout plan: %s", json.dumps(plan.redacted(), indent=2))
     return plan.model_dump(mode="json")
 

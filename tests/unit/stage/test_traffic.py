@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
+
 from canary.experiment.gates import GateConfig
-from canary.plan import SHADOW_STAGE, parse_plan
-from canary.stage.traffic import StageTraffic
+from canary.plan import SHADOW_STAGE, PlanError, parse_plan
+from canary.stage.traffic import StageTraffic, check_replay
 from canary.stage.window import StageWindow
 
 ROLE = "arn:aws:iam::123456789012:role/canary"
 
 
+def plan_with(**fields: object):
+    return parse_plan({"endpoint_name": "churn-canary", "execution_role_arn": ROLE, **fields})
+
+
 def traffic(index: int, weights: dict[str, float]) -> StageTraffic:
-    plan = parse_plan(
-        {
-            "endpoint_name": "churn-canary",
-            "execution_role_arn": ROLE,
-            "champion_source": "demo:champion",
-            "challenger_source": "demo:challenger",
-            "traffic_shards": 4,
-        }
-    )
+    plan = plan_with(traffic_shards=4)
     window = StageWindow(index, weights, started_at=0.0)
     return StageTraffic(None, plan, window, "run", GateConfig.of(plan.gate))
 
@@ -36,3 +34,34 @@ def test_the_shadow_stage_has_no_burst_so_its_gate_sends_the_whole_cap() -> None
     stage = traffic(SHADOW_STAGE, {"Champion": 100.0, "Challenger": 0.0})
     assert stage.burst_shards() == [{"index": 0, "count": 1, "requests": 0}]
     assert stage.burst_total == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "names"),
+    [
+        ({"shadow_sampling_percent": 10}, ("shadow stage", "shadow_sampling_percent")),
+        ({"traffic_requests_per_stage": 3000, "shadow": False}, ("stage 1",)),
+        ({"gate_margin": 0.02}, ("stage 1", "7510")),
+    ],
+)
+def test_a_cap_that_would_stop_a_stage_before_its_last_look_is_refused(
+    fields: dict[str, object], names: tuple[str, ...]
+) -> None:
+    """Such a stage could only end at its deadline; the error names the field to raise."""
+    with pytest.raises(PlanError) as error:
+        check_replay(plan_with(**fields))
+    message = str(error.value)
+    assert "\n  traffic_requests_per_stage: " in message
+    assert all(name in message for name in names), message
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},  # the form's defaults
+        {"gate_margin": 0.02, "traffic_requests_per_stage": 12000},  # the examples' plan
+        {"traffic_requests_per_stage": 100, "traffic_enabled": False},  # real traffic: no replay
+    ],
+)
+def test_caps_that_reach_every_last_look_pass(fields: dict[str, object]) -> None:
+    check_replay(plan_with(**fields))
