@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
@@ -44,6 +44,20 @@ MAX_STAGES = 5  # the rollout DAG has one task group per possible stage
 StageWeight = Annotated[int, Field(ge=0)]
 #: The shadow stage's index: it comes before canary stage 0 and serves the champion alone.
 SHADOW_STAGE = -1
+#: The shadow stage's number: canary stages count from 1, the shadow stage comes before them.
+SHADOW_NUMBER = SHADOW_STAGE + 1
+
+
+def stage_sequence(canary_stages: int, shadow: bool) -> tuple[int, ...]:
+    """Every stage a rollout runs, by index, in order: the shadow stage first when planned."""
+    canary = tuple(range(canary_stages))
+    return (SHADOW_STAGE, *canary) if shadow else canary
+
+
+def stage_split(stages: Sequence[Sequence[float]], index: int) -> tuple[float, float]:
+    """What (champion, challenger) serve in stage ``index``: the shadow serves no one."""
+    champion, challenger = (1, 0) if index == SHADOW_STAGE else stages[index]
+    return float(champion), float(challenger)
 
 
 def stage_name(index: int) -> str:
@@ -469,13 +483,11 @@ class RolloutPlan(_Frozen):
     @property
     def stage_indices(self) -> tuple[int, ...]:
         """Every stage the rollout runs, in order: the shadow stage first when planned."""
-        canary = tuple(range(len(self.stages)))
-        return (SHADOW_STAGE, *canary) if self.shadow else canary
+        return stage_sequence(len(self.stages), self.shadow)
 
     def stage_weights(self, index: int) -> dict[str, float]:
         """What each variant serves in stage ``index`` (the shadow serves no one)."""
-        champion, challenger = (1, 0) if index == SHADOW_STAGE else self.stages[index]
-        return dict(zip(self.variants, (float(champion), float(challenger)), strict=True))
+        return dict(zip(self.variants, stage_split(self.stages, index), strict=True))
 
     def resource_name(self, kind: str, *parts: str) -> str:
         """A SageMaker resource name that is the same on every retry of the same inputs."""

@@ -6,7 +6,7 @@ cleanup silently see an empty manifest. With one name there is nothing to keep i
 
 from __future__ import annotations
 
-from canary.plan import SHADOW_STAGE
+from canary.plan import SHADOW_NUMBER
 
 # the AWS connection's extra that gives its CloudWatch period (see canary_airflow.aws)
 CLOUDWATCH_PERIOD_EXTRA = "cloudwatch_period_seconds"
@@ -51,10 +51,6 @@ REGISTER_MODEL_VERSION = "register_model_version"
 WAIT_FOR_APPROVAL = "wait_for_approval"
 CLAIM_ROLLOUT = "claim_rollout"
 START_ROLLOUT = "start_rollout"
-
-
-#: The shadow stage's number: canary stages count from 1, the shadow stage comes before them.
-SHADOW_NUMBER = SHADOW_STAGE + 1
 
 
 def stage_task(number: int, task: str) -> str:

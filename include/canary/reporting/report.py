@@ -23,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from canary.experiment.gates.decision import Verdict
-from canary.plan import SHADOW_STAGE, stage_title
+from canary.plan import (
+    SHADOW_NUMBER,
+    SHADOW_STAGE,
+    stage_sequence,
+    stage_split,
+    stage_title,
+)
 from canary.reporting import charts
 from canary.rollout.outcome import RunOutcome
 
@@ -91,14 +97,13 @@ class RolloutSummary:
     shadow: bool = False  # a shadow stage ran before the canary ``stages``
 
     @property
-    def stage_indices(self) -> list[int]:
+    def stage_indices(self) -> tuple[int, ...]:
         """Every planned stage in order: the shadow stage first when there is one."""
-        canary = list(range(len(self.stages)))
-        return [SHADOW_STAGE, *canary] if self.shadow else canary
+        return stage_sequence(len(self.stages), self.shadow)
 
     def weights_of(self, index: int) -> tuple[float, float]:
         """What (champion, challenger) served in stage ``index``: the shadow serves no one."""
-        return (1.0, 0.0) if index == SHADOW_STAGE else self.stages[index]
+        return stage_split(self.stages, index)
 
     def __post_init__(self) -> None:
         if self.outcome not in set(RunOutcome):
@@ -219,7 +224,7 @@ def stage_rows(summary: RolloutSummary) -> list[dict[str, Any]]:
 
 
 def _row_label(row: Mapping[str, Any]) -> str:
-    return "shadow" if row["number"] == SHADOW_STAGE + 1 else stage_label(row["weights"])
+    return "shadow" if row["number"] == SHADOW_NUMBER else stage_label(row["weights"])
 
 
 def _weight_steps(summary: RolloutSummary) -> tuple[list[tuple[str, float, float]], list]:
