@@ -7,8 +7,10 @@ gate tests the paired difference: each model's own noise no longer counts twice.
 
 The challenger's requests, errors and latency come from its own CloudWatch metrics (a shadow's
 failures never reach a caller); its outcomes are those of the pairs. A request whose copy is not
-captured yet (capture flushes lag) simply joins a later look: which requests pair up does not
-depend on how either model answered them, so the test stays valid on the pairs found so far.
+captured yet (capture flushes lag) simply joins a later look: lag does not depend on how either
+model answered. A request the shadow failed (4XX/5XX) never pairs, and that does depend on the
+challenger: its failures fall out of the comparison, and only the error-rate guardrails (and the
+rollback of a challenger that fails every request) judge them.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ evidence either way: no look is taken, except the last, which then promotes. Why
 the last look needs n >= I_max delta (1 - delta) pairs (the variance floor), and under H0
 p_disc >= delta, so seeing none has probability <= (1 - delta)^n ~ exp(-I_max delta^2), a few
 in 10,000 with the default design (the record carries the bound). No sample-ratio check either:
-both models see every request.
+the challenger answers a copy of every sampled request the champion serves, so there is no split
+between them to check.
 """
 
 from __future__ import annotations
