@@ -70,12 +70,18 @@ def served_answers(frame: pd.DataFrame) -> tuple[Answers, Answers]:
 
 def shadow_evidence(evidence: StageEvidence, pairs: Pairs, threshold: float) -> StageEvidence:
     """``evidence`` (both variants' counts and latency from their CloudWatch metrics) completed
-    with what the pairs say: the shadow challenger's outcomes and the 2×2 table."""
+    with what the pairs say: the shadow challenger's outcomes, the 2×2 table, and both models'
+    scores of the same labelled requests (the AUC guardrail's paired DeLong test). The
+    champion's outcomes stay those of every request it served."""
     right = correct(pairs.challenger, pairs.labels, threshold).astype(float)
+    labels = pairs.labels.astype(int)
     challenger = replace(
         evidence.challenger,
         outcomes=Outcomes.of(right, binary=True),
         scores=pairs.challenger,
-        labels=pairs.labels.astype(int),
+        labels=labels,
     )
-    return replace(evidence, challenger=challenger, paired=pairs.outcomes(threshold))
+    champion = replace(evidence.champion, scores=pairs.champion, labels=labels)
+    return replace(
+        evidence, champion=champion, challenger=challenger, paired=pairs.outcomes(threshold)
+    )

@@ -14,11 +14,12 @@ from canary.experiment.gates import (
     CarriedEstimate,
     GateConfig,
     Outcomes,
+    PairedOutcomes,
     StageEvidence,
     VariantEvidence,
 )
-from canary.experiment.gates.auc import compare_auc, delong_auc
-from canary.experiment.gates.guardrails import FAIL, OK, guardrail_checks
+from canary.experiment.gates.auc import compare_auc, compare_auc_paired, delong_auc
+from canary.experiment.gates.guardrails import FAIL, OK, Check, guardrail_checks
 from canary.experiment.gates.noninferiority import primary_statistic
 from canary.experiment.gates.srm import pearson_chisquare, sample_ratio_mismatch
 
@@ -92,6 +93,39 @@ def test_delong_variance_agrees_with_a_bootstrap() -> None:
         boots.append(roc_auc_score(y[idx], s[idx]))
     # sd of a variance estimate from 600 draws is ~ sqrt(2/599) ~ 6%: allow 20%
     assert np.var(boots, ddof=1) == pytest.approx(est.variance, rel=0.2)
+
+
+# Two correlated scores of the same 60 requests (champion a, challenger b), with ties, and what
+# R's pROC 1.18.0 (Debian r-cran-proc) says of them: roc(y, a / b, direction = "<"),
+# roc.test(method = "delong", paired = TRUE): AUCs, Z = (AUC_a - AUC_b) / sd, var and cov.
+PAIRED_Y = [1, 1, 1, 1, 0, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0, 1, 1, 0, 1, 0, 0,
+            1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 0, 1, 1, 1, 1,
+            0, 0]  # fmt: skip
+PAIRED_A = [-0.07, 0.39, 0.57, 0.36, -0.09, 0.1, 0.21, 0.26, 0.22, -0.07, -0.01, 0.47, -0.06, 0.17,
+            0.12, 0.19, 0.36, 0.42, 0.07, 0.13, 0.43, 0.35, -0.01, 0.46, 0.27, 0.26, 0.47, 0.22,
+            0.09, 0.71, 0.21, -0.08, 0.15, 0.45, 0.14, -0.16, 0.48, 0.59, 0.44, -0.67, -0.24,
+            -0.27, -0.3, 0.2, 0.45, 0.22, -0.18, 0.47, 0.02, 0.33, -0.17, 0.3, 0.41, -0.48, -0.1,
+            0.57, 0.51, 0.17, -0.26, -0.05]  # fmt: skip
+PAIRED_B = [-0.04, 0.46, 0.9, 0.51, 0.1, 0.25, 0.42, 0.42, -0.02, -0.11, 0.17, 0.62, 0.39, 0.44,
+            0.07, 0.11, 0.35, 0.4, 0.36, 0.14, 0.58, 0.17, 0.12, 0.62, 0.44, 0.2, 0.75, 0.04,
+            -0.04, 0.6, 0.57, -0.11, 0.16, 0.5, 0.69, -0.14, 0.71, 0.74, 0.55, -0.64, -0.24,
+            -0.27, -0.57, 0.75, 0.5, 0.39, -0.17, 0.46, 0.16, 0.44, -0.06, 0.23, 0.58, -0.08,
+            0.08, 0.78, 0.61, 0.5, -0.05, -0.03]  # fmt: skip
+PROC_AUC_A, PROC_AUC_B, PROC_Z = 0.843171296296, 0.920138888889, -2.184097542867
+PROC_VAR_A, PROC_VAR_B, PROC_COV = 0.00263647745705, 0.00116204023209, 0.00127833012231
+
+
+def test_paired_delong_matches_r_proc() -> None:
+    cmp = compare_auc_paired(np.array(PAIRED_A), np.array(PAIRED_B), np.array(PAIRED_Y))
+    assert (cmp.champion_auc, cmp.challenger_auc) == pytest.approx((PROC_AUC_A, PROC_AUC_B))
+    assert cmp.z == pytest.approx(-PROC_Z, rel=1e-9)  # pROC's Z is a - b; ours b - a
+    assert cmp.se**2 == pytest.approx(PROC_VAR_A + PROC_VAR_B - 2 * PROC_COV, rel=1e-9)
+    unpaired = compare_auc(
+        delong_auc(np.array(PAIRED_A), np.array(PAIRED_Y)),
+        delong_auc(np.array(PAIRED_B), np.array(PAIRED_Y)),
+    )
+    assert unpaired.se**2 == pytest.approx(PROC_VAR_A + PROC_VAR_B, rel=1e-9)
+    assert cmp.se < unpaired.se  # the covariance of correlated models: a sharper test
 
 
 def test_compare_auc_flags_a_clearly_worse_challenger() -> None:
@@ -184,3 +218,26 @@ def test_p99_ceiling_uses_scipy_quantile_test() -> None:
     assert check.status == FAIL and check.p_value == pytest.approx(ref.pvalue)
     fast = _lat_variant("b", lat[lat < 300])
     assert _checks(_lat_variant("a", lat), fast)["p99_latency_ceiling"].status == OK
+
+
+def test_the_shadow_stages_auc_guardrail_is_paired_and_catches_what_unpaired_misses() -> None:
+    """Both models scored the same requests: DeLong's covariance term makes the test sharp
+    enough to catch a challenger 0.1 worse in AUC (margin 0.05), which the unpaired test, at the
+    guardrail's per-look level, would let pass."""
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 2, 1000)
+    champion = 1.2 * y + rng.normal(0, 1, 1000)
+    challenger = champion + rng.normal(0, 1.4, 1000)  # the same signal, noisier
+    assert -0.12 < compare_auc_paired(champion, challenger, y).diff < -0.09
+
+    def auc_check(paired: bool) -> Check:
+        champ = VariantEvidence("a", 1000, scores=champion, labels=y)
+        chall = VariantEvidence("b", 1000, scores=challenger, labels=y)
+        table = PairedOutcomes(both_correct=800, champion_only=60, challenger_only=40)
+        shadow = {"paired": table, "weights": (100, 0)}
+        stage = _stage(champ, chall, **(shadow if paired else {}))
+        return {c.name: c for c in guardrail_checks(stage, CONFIG)}["auc_vs_champion"]
+
+    paired, unpaired = auc_check(True), auc_check(False)
+    assert paired.status == FAIL and paired.detail.startswith("paired DeLong")
+    assert unpaired.status == OK and unpaired.p_value > paired.p_value

@@ -49,7 +49,7 @@ def test_the_served_answers_are_the_labelled_successes_of_the_replay() -> None:
     assert labels == {"a": [1.0], "c": [0.0]}
 
 
-def test_the_challenger_side_keeps_its_metrics_and_takes_its_outcomes_from_the_pairs() -> None:
+def test_the_challenger_keeps_its_metrics_and_both_take_their_scores_from_the_pairs() -> None:
     latency = LatencySummary(count=4, mean_ms=30.0, max_ms=80.0, p99_ms=79.0)
     served = StageEvidence(
         stage=-1,
@@ -66,4 +66,8 @@ def test_the_challenger_side_keeps_its_metrics_and_takes_its_outcomes_from_the_p
     assert (shadow.requests, shadow.errors_5xx, shadow.latency) == (4, 2, latency)
     assert (shadow.outcomes.n, shadow.outcomes.total) == (2, 1.0)  # right on "b" only
     assert evidence.paired == PairedOutcomes(both_correct=1, champion_only=1)
-    assert evidence.champion == served.champion
+    champion = evidence.champion  # its outcomes stay those of every request it served
+    assert (champion.requests, champion.outcomes) == (3, served.champion.outcomes)
+    # both models' scores of the same labelled requests: the AUC guardrail's paired test
+    assert champion.scores.tolist() == [0.9, 0.2] and shadow.scores.tolist() == [0.1, 0.1]
+    assert champion.labels.tolist() == shadow.labels.tolist() == [1, 0]

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.proportion import test_proportions_2indep
 
-from canary.experiment.gates.auc import compare_auc, delong_auc
+from canary.experiment.gates.auc import compare_auc, compare_auc_paired, delong_auc
 from canary.experiment.gates.config import GateConfig
 from canary.experiment.gates.evidence import StageEvidence, VariantEvidence
 from canary.experiment.gates.sequential import pocock_constant
@@ -64,7 +64,7 @@ def guardrail_checks(evidence: StageEvidence, config: GateConfig) -> list[Check]
             _relative_rate("4xx_vs_champion", champ.errors_4xx, champ.requests, ch.errors_4xx,
                            ch.requests, m, level),
             _latency_shift(champ, ch, config.latency_margin, level),
-            _auc(champ, ch, config.auc_margin, level),
+            _auc(champ, ch, evidence.paired is not None, config.auc_margin, level),
         ]  # fmt: skip
     return checks
 
@@ -126,18 +126,25 @@ def _latency_shift(
     return Check("latency_vs_champion", status, p, level, *medians, margin, "medians; Mann-Whitney")
 
 
-def _auc(champ: VariantEvidence, ch: VariantEvidence, margin: float | None, level: float) -> Check:
-    """DeLong test of H0: AUC_1 - AUC_0 >= -margin against 'worse'."""
+def _auc(
+    champ: VariantEvidence, ch: VariantEvidence, paired: bool, margin: float | None, level: float
+) -> Check:
+    """DeLong test of H0: AUC_1 - AUC_0 >= -margin against 'worse'; ``paired`` when both
+    models scored the same requests (the shadow stage), with DeLong's covariance term."""
     if margin is None:
         return Check("auc_vs_champion", SKIPPED, detail="auc_margin not set")
     if champ.scores is None or ch.scores is None:
         return Check("auc_vs_champion", SKIPPED, limit=margin, detail="no per-request scores")
     try:
-        e0 = delong_auc(champ.scores, champ.labels)
-        e1 = delong_auc(ch.scores, ch.labels)
+        if paired:
+            cmp = compare_auc_paired(champ.scores, ch.scores, ch.labels, margin)
+        else:
+            cmp = compare_auc(
+                delong_auc(champ.scores, champ.labels), delong_auc(ch.scores, ch.labels), margin
+            )
     except (ValueError, TypeError) as exc:
         return Check("auc_vs_champion", SKIPPED, limit=margin, detail=f"not computable: {exc}")
-    cmp = compare_auc(e0, e1, margin)
     status = FAIL if cmp.p_worse < level else OK
+    test = "paired DeLong" if paired else "DeLong"
     return Check("auc_vs_champion", status, cmp.p_worse, level, cmp.champion_auc,
-                 cmp.challenger_auc, margin, f"DeLong se={cmp.se:.4g}")  # fmt: skip
+                 cmp.challenger_auc, margin, f"{test} se={cmp.se:.4g}")  # fmt: skip
