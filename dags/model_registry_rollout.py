@@ -91,8 +91,7 @@ approvals = Asset(f"sagemaker-model-registry://{GROUP}/approved", watchers=[appr
             ROLLOUT_CONF,
             type="object",
             title="Extra rollout fields",
-            description="Fields of the rollout form, e.g. "
-            '{"gate_margin": 0.02, "traffic_requests_per_stage": 12000}.',
+            description='Fields of the rollout form, e.g. {"gate_margin": 0.02}.',
         ),
     },
 )

@@ -238,7 +238,13 @@ class TrafficSpec(_Frozen):
     )
     epsilon: float = setting(0.1, title="ε (epsilon-greedy exploration)", gt=0, lt=1)
     warmup: int = setting(50, title="Warm-up requests per variant (bandits)", ge=0)
-    requests_per_stage: int = setting(6000, title="Request cap per stage", ge=1, le=1_000_000)
+    requests_per_stage: int = setting(
+        20_000,
+        title="Request cap per stage",
+        description="Never more than the gate can need: a stage replays only until it decides.",
+        ge=1,
+        le=1_000_000,
+    )
     chunk_size: int = setting(400, title="Requests between gate looks", ge=1, le=100_000)
     concurrency: int = setting(8, title="Concurrent requests", ge=1, le=256)
     shards: int = setting(

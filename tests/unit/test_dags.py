@@ -116,6 +116,13 @@ def test_update_registry_sits_between_the_outcome_and_the_report(rollout) -> Non
 # -- nightly_challenger and model_registry_rollout ------------------------------------------------
 
 
+def test_tasks_that_return_the_plan_do_not_print_it(rollout) -> None:
+    """Their return value holds the containers' environments, which may carry secrets that
+    Airflow's masker does not recognise by name; validate_plan logs the plan redacted."""
+    for task_id in (ids.VALIDATE_PLAN, ids.BUILD_REQUESTS):
+        assert rollout.get_task(task_id).show_return_value_in_logs is False
+
+
 def test_nightly_runs_on_a_cron_with_its_form(bag) -> None:
     nightly = bag.dags[ids.NIGHTLY_DAG]
     assert nightly.timetable.expression == "0 2 * * *"

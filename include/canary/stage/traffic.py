@@ -5,25 +5,14 @@ replay sessions that send it (in production, real traffic does this and none of 
 from __future__ import annotations
 
 import hashlib
-import math
 from functools import cached_property
 from typing import Any
 
 import pandas as pd
 
 from canary.experiment.gates.config import GateConfig
-from canary.experiment.gates.sizing import planned_max_pairs, planned_max_requests
 from canary.experiment.rewards import brier_reward
-from canary.plan import (
-    SHADOW_STAGE,
-    AllocationStrategy,
-    Metric,
-    PlanError,
-    RolloutPlan,
-    TrafficMode,
-    invalid,
-    stage_title,
-)
+from canary.plan import AllocationStrategy, Metric, RolloutPlan, TrafficMode
 from canary.replay import (
     ReplayConfig,
     ReplayDataset,
@@ -34,42 +23,8 @@ from canary.replay import (
 )
 from canary.replay.session import runtime_config
 from canary.rollout.layout import replay_location
+from canary.stage.capacity import planned_requests
 from canary.stage.window import StageWindow
-
-
-def planned_requests(
-    plan: RolloutPlan, config: GateConfig, weights: tuple[float, float], carried_var: float = 0.0
-) -> int:
-    """The most requests a stage with ``weights`` (champion, challenger) can need before its gate
-    must decide. In the shadow stage (weights (1, 0)) a request is a pair when the endpoint
-    mirrors it, so it needs the gate's planned pairs over the sampling share."""
-    if weights[1] == 0:
-        return math.ceil(planned_max_pairs(config) / plan.shadow_share)
-    return planned_max_requests(config, weights, carried_var).total
-
-
-def check_replay(plan: RolloutPlan) -> None:
-    """Refuse, before any AWS call, a replay whose request cap stops a stage short of its gate's
-    last look: that stage could only end at its deadline. 0/100 stages are not checked (what
-    they need depends on the champion estimate the stages before them carry)."""
-    if not plan.traffic.enabled:
-        return
-    config, cap = GateConfig.of(plan.gate), plan.traffic.requests_per_stage
-    for index in plan.stage_indices:
-        weights = plan.stage_weights(index)
-        pair = tuple(float(weights[v]) for v in plan.variants)
-        if pair[0] == 0:
-            continue
-        need = planned_requests(plan, config, pair)
-        if need > cap:
-            shadow = index == SHADOW_STAGE
-            why = (
-                f"traffic_requests_per_stage: {cap} requests may end "
-                f"{'the ' if shadow else ''}{stage_title(index)} before its gate's last look, "
-                f"which may need {need}; raise it{' or shadow_sampling_percent' if shadow else ''}"
-                " (or lower gate_alpha / gate_power, or widen gate_margin)"
-            )
-            raise PlanError(invalid("rollout plan", [why]))
 
 
 class StageTraffic:
@@ -91,8 +46,8 @@ class StageTraffic:
     def request_cap(self) -> int:
         """Synthetic requests this stage may send: the user's cap, never beyond what the gate
         can need (its planned maximum, :func:`planned_requests`), so a demo never replays
-        pointlessly. :func:`check_replay` makes sure at plan time that the user's cap is not
-        below the planned maximum of any stage."""
+        pointlessly. ``validate_plan`` refuses a cap below the planned maximum of the stages
+        whose need is known before the run (:func:`~canary.stage.capacity.check_replay`)."""
         traffic = self.plan.traffic
         weights = self.window.pair(self.plan)
         planned = planned_requests(self.plan, self.config, weights, self.carried_variance)

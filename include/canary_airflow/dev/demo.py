@@ -38,8 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--conf",
         default="{}",
-        help="extra rollout fields as JSON, e.g. "
-        '\'{"gate_margin": 0.02, "traffic_requests_per_stage": 12000}\'',
+        help="extra rollout fields as JSON, e.g. '{\"gate_margin\": 0.02}'",
     )
     return parser.parse_args(argv)
 

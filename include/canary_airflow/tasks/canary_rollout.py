@@ -20,7 +20,7 @@ from airflow.sdk import get_current_context, task
 
 from canary.experiment.gates.decision import Verdict
 from canary.models import registry as reg
-from canary.plan import FLAT_FIELDS, SHADOW_STAGE, RolloutPlan, parse_plan
+from canary.plan import FLAT_FIELDS, SHADOW_STAGE, RolloutPlan
 from canary.reporting import notification as news
 from canary.rollout import artifacts as artifact_ops
 from canary.rollout import cleanup as cleanup_ops
@@ -48,7 +48,8 @@ def clients_for(plan: RolloutPlan) -> AwsClients:
     return AwsClients(region=plan.region)
 
 
-@task(task_id=ids.VALIDATE_PLAN)
+# The plan holds the containers' environments: a task that returns it must not also print it.
+@task(task_id=ids.VALIDATE_PLAN, show_return_value_in_logs=False)
 def validate_plan() -> dict[str, Any]:
     """Fail fast, before any AWS call, with every bad field named.
 
@@ -58,10 +59,9 @@ def validate_plan() -> dict[str, Any]:
     context = get_current_context()
     conf = dict(context["dag_run"].conf or {})
     params = {key: value for key, value in context["params"].items() if key in FLAT_FIELDS}
-    plan = parse_plan({**params, **conf})
-    from canary.stage.traffic import check_replay  # imports the numeric stack: in the task
+    from canary.stage.capacity import validated_plan  # the numeric stack: in the task
 
-    check_replay(plan)
+    plan = validated_plan({**params, **conf})
     log.info("rollout plan: %s", json.dumps(plan.redacted(), indent=2))
     return plan.model_dump(mode="json")
 
@@ -126,7 +126,7 @@ def demo_artifact(name: str) -> Path:
     return Path(getattr(cached_demo_models(), name))
 
 
-@task(task_id=ids.BUILD_REQUESTS, multiple_outputs=True)
+@task(task_id=ids.BUILD_REQUESTS, multiple_outputs=True, show_return_value_in_logs=False)
 def build_requests(plan: dict[str, Any], staged: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The SageMaker requests the provider operators send: two models, one config, one endpoint."""
     rollout = load_plan(plan)

@@ -29,7 +29,8 @@ def configured_rollout_conf(raw: str | None) -> dict[str, Any]:
     """The rollout fields every registry-started rollout uses (``CANARY_REGISTRY_ROLLOUT_CONF``).
 
     Validated against the plan when the DAG is parsed: a typo there is an import error naming
-    the field, not a version claimed for a rollout that then fails its first task.
+    the field. What needs the gate's sizing (the replay cap) is checked by ``claim_rollout``
+    before it claims anything: never a version claimed for a rollout that fails its first task.
     """
     conf = json.loads(raw or "{}")
     if not isinstance(conf, dict):
@@ -52,7 +53,10 @@ def claim_rollout(arns: list[str]) -> dict[str, Any] | None:
     Why one: every rollout replaces the endpoint's challenger, so rolling out an older version
     that a newer approval already replaces would only delay the newer one.
     """
+    from canary.stage.capacity import validated_plan  # the numeric stack: in the task
+
     params = get_current_context()["params"]
+    validated_plan(form_fields(params))  # sources aside, the rollout's plan
     group = params["model_package_group"]
     sm = AwsClients(region=params["region"]).sagemaker
     packages = sorted(
@@ -80,11 +84,15 @@ def _supersede(sm: Any, older: Iterable[Mapping[str, Any]], newer: str) -> None:
 
 
 def rollout_conf(params: Mapping[str, Any], claim: reg.Claim) -> dict[str, Any]:
-    """The rollout DAG's conf: both sides as package ARNs, plus the form's extra fields."""
+    """The rollout DAG's conf: both sides as package ARNs, plus the form's fields."""
+    sources = {"champion_source": claim.champion_arn, "challenger_source": claim.package_arn}
+    return {**form_fields(params), **sources}
+
+
+def form_fields(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The rollout fields this DAG's form sets: the extra fields, the endpoint and region."""
     return {
         **dict(params.get("rollout_conf") or {}),
-        "champion_source": claim.champion_arn,
-        "challenger_source": claim.package_arn,
         "endpoint_name": params["endpoint_name"],
         "region": params["region"],
     }

@@ -6,7 +6,8 @@ import pytest
 
 from canary.experiment.gates import GateConfig
 from canary.plan import SHADOW_STAGE, PlanError, parse_plan
-from canary.stage.traffic import StageTraffic, check_replay
+from canary.stage.capacity import check_replay
+from canary.stage.traffic import StageTraffic
 from canary.stage.window import StageWindow
 
 ROLE = "arn:aws:iam::123456789012:role/canary"
@@ -41,7 +42,7 @@ def test_the_shadow_stage_has_no_burst_so_its_gate_sends_the_whole_cap() -> None
     [
         ({"shadow_sampling_percent": 10}, ("shadow stage", "shadow_sampling_percent")),
         ({"traffic_requests_per_stage": 3000, "shadow": False}, ("stage 1",)),
-        ({"gate_margin": 0.02}, ("stage 1", "7510")),
+        ({"gate_margin": 0.02, "traffic_requests_per_stage": 6000}, ("stage 1", "7510")),
     ],
 )
 def test_a_cap_that_would_stop_a_stage_before_its_last_look_is_refused(
@@ -59,7 +60,7 @@ def test_a_cap_that_would_stop_a_stage_before_its_last_look_is_refused(
     "fields",
     [
         {},  # the form's defaults
-        {"gate_margin": 0.02, "traffic_requests_per_stage": 12000},  # the examples' plan
+        {"gate_margin": 0.02},  # the examples' plan
         {"traffic_requests_per_stage": 100, "traffic_enabled": False},  # real traffic: no replay
     ],
 )
