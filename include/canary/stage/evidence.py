@@ -57,7 +57,7 @@ class EvidenceSource:
     def collect(self, frame: pd.DataFrame | None, carried: CarriedEstimate | None) -> StageEvidence:
         """Evidence from the replay's ``frame`` when traffic is replayed, else from telemetry."""
         now = datetime.now(UTC)
-        started = datetime.fromtimestamp(self.window.started_at, UTC)
+        started = self.window.opened_at
         if frame is None:
             answers = telemetry.StageAnswers.read(self.s3, self._source(), started)
             evidence = self._from_telemetry(started, max(now, started), carried, answers)
@@ -183,7 +183,7 @@ def carried_champion(
     # the shadow stage measured the champion on the same traffic too (it served every request)
     before = [index for index in plan.stage_indices if index < window.index]
     earlier = {index: state.load(CHAMPION, None, stage=index) for index in before}
-    opened = datetime.fromtimestamp(window.started_at, UTC)  # may lie ahead: a period boundary
+    opened = window.opened_at  # may lie ahead: a period boundary
     stages = [
         StageEvidence(
             stage=index,

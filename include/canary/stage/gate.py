@@ -23,7 +23,7 @@ from canary.experiment.gates.evidence import CarriedEstimate
 from canary.plan import RolloutPlan
 from canary.stage.evidence import EvidenceSource, carried_champion
 from canary.stage.progress import announce
-from canary.stage.state import CHAMPION, LOOKS, StageState
+from canary.stage.state import CHAMPION, StageState
 from canary.stage.traffic import StageTraffic
 from canary.stage.window import StageWindow
 
@@ -48,11 +48,11 @@ class StageGate:
     def hold(self, budget_seconds: float) -> Decision:
         """Replay and look until the gate decides, traffic runs out, or the budget is spent.
         A stage that has decided stays decided: a retry gets the recorded decision back."""
-        decided = self.state.decided()
+        decided = self.state.decided(self.window.opened_at)
         if decided is not None:
             return decided
         deadline = time.monotonic() + budget_seconds
-        looks = self.state.load(LOOKS, default=[])
+        looks = self.state.looks(self.window.opened_at)
         replaying = self.plan.traffic.enabled
         if replaying:
             self.window.wait_for_start()

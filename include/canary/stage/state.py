@@ -53,12 +53,19 @@ class StageState:
         if decision.verdict is not Verdict.CONTINUE:
             self._put(DECIDED, decision.to_json().encode())
 
-    def decided(self) -> Decision | None:
-        """The stage's final decision, if a poke already made it. A retried gate task returns it
-        instead of looking again: a sequential test that crossed a boundary has ended, and
-        testing on could flip a verdict that was already recorded (and acted on)."""
+    def looks(self, opened_at: datetime) -> list[dict[str, Any]]:
+        """The looks taken in the window that opened at ``opened_at``: a cleared stage's new
+        window starts its sequential test afresh, not from the old window's looks."""
+        looks = self.load(LOOKS, default=[])
+        return [look for look in looks if datetime.fromisoformat(look["at"]) >= opened_at]
+
+    def decided(self, opened_at: datetime) -> Decision | None:
+        """The final decision of the stage's window that opened at ``opened_at``, if a poke
+        already made it. A retried gate task returns it instead of looking again: a sequential
+        test that crossed a boundary has ended, and testing on could flip a verdict that was
+        already recorded (and acted on). A cleared stage opens a new window: it decides anew."""
         record = self.load(DECIDED, default=None)
-        if record is None:
+        if record is None or record.get("stage_started_at") != opened_at.isoformat():
             return None
         return Decision(Verdict(record["verdict"]), record["reason"], record)
 

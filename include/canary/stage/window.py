@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from canary.plan import SHADOW_STAGE, RolloutPlan, stage_name
 
@@ -20,6 +21,11 @@ class StageWindow:
     @property
     def name(self) -> str:
         return stage_name(self.index)
+
+    @property
+    def opened_at(self) -> datetime:
+        """When the window opened, as the evidence and the decision records stamp it."""
+        return datetime.fromtimestamp(self.started_at, UTC)
 
     @property
     def shadow(self) -> bool:

@@ -27,21 +27,29 @@ def _decisions(aws: SimpleNamespace, bucket: str) -> list[str]:
 
 def test_a_retried_gate_gets_the_recorded_decision_back_and_takes_no_new_look(aws) -> None:
     """A poke that recorded a promotion and then died must not make its retry test on: the
-    sequential test ended when it crossed the boundary."""
+    sequential test ended when it crossed the boundary. A cleared stage opens a new window,
+    which decides anew."""
     bucket = f"decided-{uuid.uuid4().hex[:8]}"
     aws.s3.create_bucket(Bucket=bucket)
     plan = parse_plan({"bucket": bucket})
+    window = StageWindow(0, plan.stage_weights(0), started_at=time.time())
     state = StageState(aws.s3, plan, "run", 0)
-    look = {"look": 1, "verdict": Verdict.CONTINUE.value}
-    state.record(Decision(Verdict.CONTINUE, "next look at 0.08", {"verdict": "continue"}), [look])
-    assert state.decided() is None
-    promoted = {"verdict": "promote", "reason": "non-inferior at look 2", "look": {"look": 2}}
+    opened = window.opened_at.isoformat()
+    look = {"look": 1, "verdict": Verdict.CONTINUE.value, "at": opened}
+    going = {"verdict": "continue", "stage_started_at": opened}
+    state.record(Decision(Verdict.CONTINUE, "next look at 0.08", going), [look])
+    assert state.decided(window.opened_at) is None
+    second = {"look": 2, "verdict": "promote", "at": opened}
+    promoted = {"verdict": "promote", "reason": "non-inferior at look 2", "look": second,
+                "stage_started_at": opened}  # fmt: skip
     state.record(Decision(Verdict.PROMOTE, promoted["reason"], promoted), [look, promoted["look"]])
     before = _decisions(aws, bucket)
 
-    window = StageWindow(0, plan.stage_weights(0), started_at=time.time())
     decision = StageGate(aws, plan, window, "run").hold(budget_seconds=60)
 
     assert decision.verdict is Verdict.PROMOTE
-    assert decision.reason == promoted["reason"] and decision.record["look"] == {"look": 2}
+    assert decision.reason == promoted["reason"] and decision.record["look"] == second
     assert _decisions(aws, bucket) == before  # no look was taken, so no traffic was sent
+    cleared = StageWindow(0, plan.stage_weights(0), started_at=window.started_at + 60)
+    assert state.decided(cleared.opened_at) is None
+    assert state.looks(window.opened_at) == [look, second] and state.looks(cleared.opened_at) == []
