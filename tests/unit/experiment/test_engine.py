@@ -125,9 +125,27 @@ def test_a_challenger_that_fails_every_request_is_rolled_back_without_a_look(sha
     broken = replace(ev, challenger=VariantEvidence("challenger", 2500, errors_5xx=2500))
     decision, looks = evaluate(broken, CONFIG)
     assert decision.verdict is Verdict.ROLLBACK and looks == []
-    assert decision.record["reason"].startswith("the challenger failed every one of its 2500")
+    assert decision.reason == "the challenger failed every request: challenger 2500 requests, "\
+        "2500 5XX, 0 4XX"  # fmt: skip
     one_answer = replace(ev, challenger=VariantEvidence("challenger", 2500, errors_5xx=2499))
     assert evaluate(one_answer, CONFIG)[0].verdict is Verdict.CONTINUE
+
+
+def test_both_variants_failing_every_request_halts_without_blaming_the_challenger() -> None:
+    """A broken payload or endpoint is not the challenger's fault: halt, not roll back."""
+    failing = VariantEvidence("champion", 400, errors_4xx=400)
+    ev = counts_evidence(0, 0, 0, 0)
+    both = replace(ev, champion=failing, challenger=replace(failing, name="challenger"))
+    decision, _ = evaluate(both, CONFIG)
+    assert decision.verdict is Verdict.HALT and decision.reason.startswith("both variants failed")
+
+
+def test_errors_counted_ahead_of_requests_never_pass_for_a_total_failure() -> None:
+    """Metrics read a moment apart can count as many errors as requests while some requests
+    were answered: with an answered, labelled request the challenger did not fail them all."""
+    lagging = VariantEvidence("challenger", 500, errors_5xx=500, outcomes=Outcomes(3, 2, 2))
+    ev = replace(counts_evidence(500, 450, 0, 0), challenger=lagging)
+    assert evaluate(ev, CONFIG)[0].verdict is not Verdict.ROLLBACK
 
 
 SRM_45_55_OF_10000 = (4500, 3825, 5500, 4675)

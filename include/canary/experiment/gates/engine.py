@@ -80,9 +80,9 @@ def evaluate(
     stage_max = stage_max_information(config, carried_var if evidence.paired is None else 0.0)
     fraction = min(info / stage_max, 1.0)
     base = _base_record(evidence, config, looks, info, stage_max, carried_var)
-    broken = _answered_none(evidence.challenger, config)
+    broken = _answered_none(evidence, config)
     if broken is not None:
-        return _deadline_or(evidence, config, Verdict.ROLLBACK, broken, base), looks
+        return _deadline_or(evidence, config, *broken, base), looks
     blocked = _not_ready(evidence, config, fraction, looks)
     if blocked is not None:
         return _deadline_or(evidence, config, Verdict.CONTINUE, blocked, base), looks
@@ -211,17 +211,36 @@ def _guardrail_reason(check: Check) -> str:
     )
 
 
-def _answered_none(challenger: VariantEvidence, config: GateConfig) -> str | None:
-    """Why a challenger that failed every one of at least ``min_requests`` requests is rolled
-    back now. Information counts only answered, labelled requests, so for such a challenger no
-    look (and no guardrail) would ever come: the stage would wait for its deadline. A fact, not
-    a test: it spends no error."""
-    failed = challenger.errors_4xx + challenger.errors_5xx
-    if challenger.requests < config.min_requests or failed < challenger.requests:
+def _answered_none(ev: StageEvidence, config: GateConfig) -> tuple[Verdict, str] | None:
+    """The verdict on a challenger that answered none of at least ``min_requests`` requests.
+    Information counts only answered, labelled requests, so for it no look (and no guardrail)
+    would ever come: the stage would wait for its deadline. Rolled back, unless the champion
+    answered none either: then the experiment (payload, dataset, endpoint) is broken, not the
+    challenger, and the stage halts. A fact, not a test: it spends no error."""
+    if not _failed_all(ev.challenger, config):
         return None
+    if _failed_all(ev.champion, config):
+        return Verdict.HALT, (
+            f"both variants failed every request ({_failures(ev.champion)}; "
+            f"{_failures(ev.challenger)}): the payload, the dataset or the endpoint is broken"
+        )
+    return Verdict.ROLLBACK, f"the challenger failed every request: {_failures(ev.challenger)}"
+
+
+def _failed_all(variant: VariantEvidence, config: GateConfig) -> bool:
+    """At least ``min_requests`` requests, every one counted as an error, and no labelled
+    answer (so metrics read a moment apart can never make a partial failure look total)."""
+    failed = variant.errors_4xx + variant.errors_5xx
     return (
-        f"the challenger failed every one of its {challenger.requests} requests "
-        f"({challenger.errors_5xx} 5XX, {challenger.errors_4xx} 4XX)"
+        variant.requests >= config.min_requests
+        and failed >= variant.requests
+        and variant.outcomes.n == 0
+    )
+
+
+def _failures(variant: VariantEvidence) -> str:
+    return f"{variant.name} {variant.requests} requests, {variant.errors_5xx} 5XX, " + (
+        f"{variant.errors_4xx} 4XX"
     )
 
 
