@@ -15,6 +15,7 @@ from canary.experiment.gates.evidence import PairedOutcomes
 from canary.experiment.gates.paired import (
     EXACT,
     EXACT_BELOW,
+    GAMMA_SHARE,
     NO_DISCORDANT,
     TANGO,
     exact_p_value,
@@ -132,6 +133,7 @@ def test_exact_test_keeps_its_level_at_the_margin() -> None:
 def test_small_discordant_counts_use_the_exact_test_and_none_is_no_evidence() -> None:
     few = paired_statistic(PairedOutcomes(90, 2, 5, 3), margin=0.02, alpha=0.05)
     assert few is not None and few.method == EXACT
+    assert few.p_value == pytest.approx(exact_p_value(5, 2, 100, 0.02, GAMMA_SHARE * 0.05))
     assert few.z == pytest.approx(stats.norm.isf(few.p_value))
     none = paired_statistic(PairedOutcomes(95, 0, 0, 5), margin=0.02, alpha=0.05)
     assert none is not None and none.method == NO_DISCORDANT and none.z == math.inf
@@ -149,6 +151,18 @@ def test_looks_at_once_get_each_looks_own_statistic() -> None:
     alone = [paired_statistic(PairedOutcomes(*t), margin=0.02, alpha=0.05) for t in tables]
     assert [r.method for r in alone[:3]] == [NO_DISCORDANT, EXACT, TANGO]
     assert zs.tolist() == [r.z for r in alone]
+    assert zs.tolist() == pytest.approx([_reference_z(*look) for look in zip(b, c, n, strict=True)])
+
+
+def _reference_z(b: int, c: int, n: int) -> float:
+    """The module docstring's rule, look by look, from the statistics themselves."""
+    if b + c == 0:
+        return math.inf
+    if b + c < EXACT_BELOW:
+        return float(
+            stats.norm.isf(exact_p_value(int(b), int(c), int(n), 0.02, GAMMA_SHARE * 0.05))
+        )
+    return float(tango_z(b, c, n, -0.02))
 
 
 @pytest.mark.parametrize(("m", "n"), [(10, 100), (100, 1000), (80, 800)])

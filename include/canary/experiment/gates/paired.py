@@ -160,7 +160,7 @@ def _first_reaching(z_obs: float, n: int, m_max: int, margin: float) -> np.ndarr
     return np.where(reach.any(axis=1), reach.argmax(axis=1), m + 1)
 
 
-@lru_cache(maxsize=65_536)  # the sensor re-pokes at the same counts; the bench repeats them
+@lru_cache(maxsize=65_536)  # the bench meets the same counts in many streams
 def exact_p_value(b: int, c: int, n: int, margin: float, gamma: float) -> float:
     """Berger-Boos exact unconditional p-value of H0: theta <= -margin (see module docstring).
 
