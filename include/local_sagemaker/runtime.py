@@ -26,7 +26,7 @@ from local_sagemaker.metrics import Metrics
 from local_sagemaker.payload import PayloadError, decode, encode, response_type
 from local_sagemaker.profile import Profile
 from local_sagemaker.routing import EndpointTable, Router, Variant
-from local_sagemaker.shadow import SATURATED, ShadowPool
+from local_sagemaker.shadow import ShadowPool
 
 
 @dataclass
@@ -95,10 +95,7 @@ class Runtime:
         answer = self._serve(call, table, variant, call.started)
         shadow = table.mirrored()
         if shadow is not None:
-            self.shadows.submit(
-                lambda: self._serve(call, table, shadow, perf_counter()),
-                lambda: self._count(call, shadow, SATURATED, None, 0.0),
-            )
+            self.shadows.submit(lambda: self._serve(call, table, shadow, perf_counter()))
         return answer
 
     def _serve(
@@ -130,15 +127,9 @@ class Runtime:
             model_us = getattr(error, "model_us", None)
             answer = error_answer(error)
         total_us = (perf_counter() - started) * 1e6
-        self._count(call, variant, answer.status, model_us, total_us - (model_us or 0.0))
-        return answer
-
-    def _count(
-        self, call: Invocation, variant: Variant, status: int, model_us: float | None, over: float
-    ) -> None:
-        """One request in the variant's CloudWatch metrics."""
         where = (self.account_id, call.region, call.endpoint, variant.name)
-        self.metrics.record(where, status, model_us, over)
+        self.metrics.record(where, answer.status, model_us, total_us - (model_us or 0.0))
+        return answer
 
     def _predict(self, call: Invocation, variant: Variant) -> tuple[float, str, bytes]:
         """The 'container' part: decode, predict, encode. Timed as ModelLatency."""

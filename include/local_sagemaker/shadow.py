@@ -30,12 +30,6 @@ from typing import Any
 # threads than the machine's 2 cores keep a slow shadow's backlog short without crowding out
 # the request threads.
 SHADOW_WORKERS = 4
-# Calls a shadow may have waiting or running. A shadow slower than its traffic is saturated: past
-# this it refuses copies (a 503 in its metrics, as an overloaded instance answers) instead of
-# building a backlog that would still be answering, counted in the next stage's window, after
-# its own stage ended.
-SHADOW_BACKLOG = 64
-SATURATED = 503  # the status a refused copy counts with: SageMaker's ServiceUnavailable
 log = logging.getLogger("local_sagemaker")
 
 
@@ -80,22 +74,15 @@ class ShadowPool:
     only for requests that are replicated.
     """
 
-    def __init__(self, workers: int = SHADOW_WORKERS, backlog: int = SHADOW_BACKLOG) -> None:
+    def __init__(self, workers: int = SHADOW_WORKERS) -> None:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="local-sagemaker-shadow")
         self._idle = threading.Condition()
         self._in_flight = 0
-        self._backlog = backlog
 
-    def submit(self, call: Callable[[], object], refuse: Callable[[], object]) -> None:
-        """Run ``call`` on a worker; its failures are logged, never raised to anyone. With
-        ``backlog`` calls already waiting or running, run ``refuse`` here instead."""
+    def submit(self, call: Callable[[], object]) -> None:
+        """Run ``call`` on a worker; its failures are logged, never raised to anyone."""
         with self._idle:
-            saturated = self._in_flight >= self._backlog
-            if not saturated:
-                self._in_flight += 1
-        if saturated:
-            refuse()
-            return
+            self._in_flight += 1
         self._executor.submit(self._run, call)
 
     def _run(self, call: Callable[[], object]) -> None:
