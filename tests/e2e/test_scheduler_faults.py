@@ -9,8 +9,10 @@ import time
 from airflow.utils.state import DagRunState, TaskInstanceState
 
 from canary.experiment.gates.decision import Verdict
-from canary.plan import CleanupPolicy
+from canary.plan import CleanupPolicy, RolloutPlan, parse_plan
+from canary.rollout.layout import run_key, stage_state_key
 from canary.rollout.outcome import RunOutcome
+from canary.stage.state import LOOKS
 from canary_airflow.ids import (
     CLEANUP,
     LOCK_ENDPOINT,
@@ -80,8 +82,10 @@ def test_killed_gate_and_weight_shift_resume_and_a_run_marked_failed_still_clean
     body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
     airflow_api.call("POST", f"dags/{ROLLOUT_DAG}/dagRuns", body)
 
-    airflow_api.wait_for_task(ROLLOUT_DAG, run_id, gate_task(1), TaskInstanceState.RUNNING)
-    time.sleep(3)  # into the poke: it has replayed and looked at least once
+    airflow_api.wait_for_task(
+        ROLLOUT_DAG, run_id, gate_task(1), TaskInstanceState.RUNNING, poll=0.1
+    )
+    _wait_for_the_first_look(local_stack, parse_plan(conf), run_id)  # into the poke, not past it
     kill_task_process(airflow_api, run_id, gate_task(1))
     shift = stage_task(2, SET_WEIGHTS)
     airflow_api.wait_for_task(ROLLOUT_DAG, run_id, shift, TaskInstanceState.RUNNING, poll=0.1)
@@ -109,3 +113,15 @@ def test_killed_gate_and_weight_shift_resume_and_a_run_marked_failed_still_clean
     assert RunOutcome(cleaned["outcome"]) is RunOutcome.FAILED
     assert serving(sm, endpoint_name) == {"Champion": 1.0}
     assert_only_winner_left(sm, endpoint_name, "champion")
+
+
+def _wait_for_the_first_look(local_stack, plan: RolloutPlan, run_id: str) -> None:
+    """Until stage 1's gate has recorded a look in S3: it has replayed and judged at least once
+    (a fixed sleep either came too early or, on a fast stage, after it had already decided)."""
+    s3, end = local_stack.client("s3"), time.monotonic() + 120
+    key = stage_state_key(plan, run_key(run_id), 0, LOOKS)
+    while time.monotonic() < end:
+        if s3.list_objects_v2(Bucket=plan.bucket, Prefix=key).get("KeyCount", 0):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"stage 1's gate recorded no look ({key})")
