@@ -75,13 +75,14 @@ class PlanError(ValueError):
 
 
 class CrossFieldError(ValueError):
-    """A check across fields, blamed on the flat field a person should change: a model-level
-    validator's location is the whole model, whose input must not be echoed (it holds the
-    containers' environments, which may hold secrets)."""
+    """A check across fields, blamed on the field a person should change, by its path inside
+    the model that checks (the error names its flat form field). A model-level validator's
+    location is the whole model, whose input must not be echoed: it holds the containers'
+    environments, which may hold secrets."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, path: tuple[str, ...], message: str) -> None:
         super().__init__(message)
-        self.field = field
+        self.path = path
 
 
 def setting(
@@ -262,7 +263,7 @@ class TrafficSpec(_Frozen):
         weighted = self.strategy is AllocationStrategy.WEIGHTED
         if self.mode is TrafficMode.ENDPOINT_WEIGHTS and not weighted:
             raise CrossFieldError(
-                "traffic_strategy",
+                ("strategy",),
                 f"{self.strategy.value!r} needs traffic_mode 'target_variant': "
                 "with 'endpoint_weights' the endpoint routes by its weights",
             )
@@ -437,7 +438,8 @@ class RolloutPlan(_Frozen):
     def _distinct_variants(self) -> RolloutPlan:
         if self.champion.variant_name == self.challenger.variant_name:
             raise CrossFieldError(
-                "challenger_variant_name", "champion and challenger need different variant names"
+                ("challenger", "variant_name"),
+                "champion and challenger need different variant names",
             )
         return self
 
@@ -445,13 +447,13 @@ class RolloutPlan(_Frozen):
     def _shadow_can_be_judged(self) -> RolloutPlan:
         if self.shadow and not self.data_capture:
             raise CrossFieldError(
-                "shadow",
+                ("shadow",),
                 "the shadow's answers exist only in Data Capture; "
                 "turn data_capture on or shadow off",
             )
         if self.shadow and self.gate.metric is not Metric.ACCURACY:
             raise CrossFieldError(
-                "shadow",
+                ("shadow",),
                 f"the paired test judges accuracy on the same requests, not "
                 f"{self.gate.metric.value!r}; set gate_metric to accuracy or shadow off",
             )
@@ -652,7 +654,8 @@ def _describe(error: ValidationError, what: str) -> str:
     for issue in error.errors():
         location = tuple(str(part) for part in issue["loc"])
         cause = issue.get("ctx", {}).get("error")
-        name = cause.field if isinstance(cause, CrossFieldError) else _flat_name(location)
+        blamed = cause.path if isinstance(cause, CrossFieldError) else ()
+        name = _flat_name((*location, *blamed))
         message = issue["msg"].removeprefix("Value error, ")
         given = issue.get("input")
         secret = "environment" in location or isinstance(given, Mapping)
