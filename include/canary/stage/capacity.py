@@ -21,6 +21,7 @@ from canary.plan import (
     RolloutPlan,
     invalid,
     parse_plan,
+    stage_split,
     stage_title,
 )
 
@@ -55,7 +56,7 @@ def check_replay(plan: RolloutPlan) -> None:
     weighted = plan.traffic.strategy is AllocationStrategy.WEIGHTED
     for index in plan.stage_indices:
         shadow = index == SHADOW_STAGE
-        weights = tuple(plan.stage_weights(index)[v] for v in plan.variants)
+        weights = stage_split(plan.stages, index)
         if not shadow and (not weighted or weights[0] == 0):
             continue
         need = planned_requests(plan, config, weights)

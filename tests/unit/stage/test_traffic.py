@@ -10,11 +10,9 @@ from canary.stage.capacity import check_replay
 from canary.stage.traffic import StageTraffic
 from canary.stage.window import StageWindow
 
-ROLE = "arn:aws:iam::123456789012:role/canary"
-
 
 def plan_with(**fields: object):
-    return parse_plan({"endpoint_name": "churn-canary", "execution_role_arn": ROLE, **fields})
+    return parse_plan({"endpoint_name": "churn-canary", **fields})
 
 
 def traffic(index: int, weights: dict[str, float]) -> StageTraffic:

@@ -238,10 +238,8 @@ def _failed_all(variant: VariantEvidence, config: GateConfig) -> bool:
     )
 
 
-def _failures(variant: VariantEvidence) -> str:
-    return f"{variant.name} {variant.requests} requests, {variant.errors_5xx} 5XX, " + (
-        f"{variant.errors_4xx} 4XX"
-    )
+def _failures(v: VariantEvidence) -> str:
+    return f"{v.name} {v.requests} requests, {v.errors_5xx} 5XX, {v.errors_4xx} 4XX"
 
 
 def _not_ready(
