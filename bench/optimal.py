@@ -227,16 +227,22 @@ def _powered(
     """The Lagrangian test whose miss weight is the least (to 0.1 %) that gives the power."""
     alternative = [(problem.rate, problem.rate)]
 
-    def short(log_miss: float) -> float:
+    def attempt(log_miss: float) -> Policy | None:
+        """The test at this miss weight if it has the power, else None."""
         _, policy = backward(problem, nulls, weights, math.exp(log_miss))
-        return (1 - problem.beta) - forward(problem, policy, alternative)[0].promote
+        power = forward(problem, policy, alternative)[0].promote
+        return policy if power >= 1 - problem.beta else None
 
-    lo, hi = math.log(miss), math.log(miss)
-    while short(hi) > 0:
+    lo = hi = math.log(miss)
+    while (powered := attempt(hi)) is None:
         hi += 0.5
-    while short(lo) <= 0:
+    while attempt(lo) is not None:
         lo -= 0.5
     while hi - lo > 1e-3:
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if short(mid) > 0 else (lo, mid)
-    return backward(problem, nulls, weights, math.exp(hi))[1]
+        policy = attempt(mid)
+        if policy is None:
+            lo = mid
+        else:
+            hi, powered = mid, policy
+    return powered
