@@ -16,7 +16,6 @@ from canary.experiment.gates.paired import (
     EXACT,
     EXACT_BELOW,
     GAMMA_SHARE,
-    NO_DISCORDANT,
     TANGO,
     exact_p_value,
     paired_information,
@@ -130,34 +129,37 @@ def test_exact_test_keeps_its_level_at_the_margin() -> None:
         assert size <= level
 
 
-def test_small_discordant_counts_use_the_exact_test_and_none_is_no_evidence() -> None:
+def test_small_discordant_counts_use_the_exact_test_and_none_is_evidence_only_when_many() -> None:
+    """No discordant pair among n is likely under the null when n is small ((1 - delta)^n):
+    the exact p-value says so, where an infinite z would promote on 5 agreeing pairs."""
     few = paired_statistic(PairedOutcomes(90, 2, 5, 3), margin=0.02, alpha=0.05)
     assert few is not None and few.method == EXACT
     assert few.p_value == pytest.approx(exact_p_value(5, 2, 100, 0.02, GAMMA_SHARE * 0.05))
     assert few.z == pytest.approx(stats.norm.isf(few.p_value))
     none = paired_statistic(PairedOutcomes(95, 0, 0, 5), margin=0.02, alpha=0.05)
-    assert none is not None and none.method == NO_DISCORDANT and none.z == math.inf
+    assert none is not None and none.method == EXACT
+    assert none.p_value == pytest.approx(0.98**100, rel=0.05)  # the least favourable null
+    many = paired_statistic(PairedOutcomes(950, 0, 0, 50), margin=0.02, alpha=0.05)
+    assert many is not None and many.p_value == pytest.approx(GAMMA_SHARE * 0.05)  # gamma alone
     assert paired_statistic(PairedOutcomes(), margin=0.02, alpha=0.05) is None
 
 
 def test_looks_at_once_get_each_looks_own_statistic() -> None:
     """The bench simulates the gate with paired_z over many looks; each look must get what the
-    engine's paired_statistic gives it alone: none, exact and Tango in one array."""
+    engine's paired_statistic gives it alone: exact (none discordant, few) and Tango at once."""
     tables = [(95, 0, 0, 5), (90, 2, 5, 3), *TABLES]
     b = np.array([t[2] for t in tables])
     c = np.array([t[1] for t in tables])
     n = np.array([sum(t) for t in tables])
     zs = paired_z(b, c, n, margin=0.02, alpha=0.05)
     alone = [paired_statistic(PairedOutcomes(*t), margin=0.02, alpha=0.05) for t in tables]
-    assert [r.method for r in alone[:3]] == [NO_DISCORDANT, EXACT, TANGO]
+    assert [r.method for r in alone[:3]] == [EXACT, EXACT, TANGO]
     assert zs.tolist() == [r.z for r in alone]
     assert zs.tolist() == pytest.approx([_reference_z(*look) for look in zip(b, c, n, strict=True)])
 
 
 def _reference_z(b: int, c: int, n: int) -> float:
     """The module docstring's rule, look by look, from the statistics themselves."""
-    if b + c == 0:
-        return math.inf
     if b + c < EXACT_BELOW:
         return float(
             stats.norm.isf(exact_p_value(int(b), int(c), int(n), 0.02, GAMMA_SHARE * 0.05))

@@ -38,7 +38,6 @@ v = delta (1 - delta), the least null variance: never infinite information.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -59,7 +58,7 @@ EXACT_BELOW = 20
 GAMMA_SHARE = 0.02
 NUISANCE_GRID = 48  # points on [delta, upper bound of p_disc] over which the null is maximised
 
-TANGO, EXACT, NO_DISCORDANT = "tango_score", "exact_unconditional_berger_boos", "no_discordant"
+TANGO, EXACT = "tango_score", "exact_unconditional_berger_boos"
 
 
 @dataclass(frozen=True)
@@ -185,14 +184,11 @@ def exact_p_value(b: int, c: int, n: int, margin: float, gamma: float) -> float:
 
 def on_exact_test(discordant: np.ndarray) -> np.ndarray:
     """Whether looks with these discordant counts take the exact test (module docstring)."""
-    discordant = np.asarray(discordant)
-    return (discordant > 0) & (discordant < EXACT_BELOW)
+    return np.asarray(discordant) < EXACT_BELOW
 
 
 def paired_method(discordant: int) -> str:
     """Which statistic a look with this many discordant pairs takes."""
-    if discordant == 0:
-        return NO_DISCORDANT
     return EXACT if on_exact_test(discordant) else TANGO
 
 
@@ -200,13 +196,13 @@ def paired_z(
     b: np.ndarray, c: np.ndarray, n: np.ndarray, margin: float, alpha: float
 ) -> np.ndarray:
     """The statistic the gate compares with its boundaries, for any number of looks at once:
-    Tango's z; below :data:`EXACT_BELOW` discordant pairs the exact p-value on the z scale,
-    Phi^-1(1 - p); +inf with none (the engine only takes such a look at the last one).
+    Tango's z; below :data:`EXACT_BELOW` discordant pairs (none included: its p-value is
+    about (1 - delta)^n, evidence only when n is large) the exact p-value on the z scale,
+    Phi^-1(1 - p).
     Vectorised so that the bench simulates the engine's own choice, not a copy of it."""
     shape = np.broadcast_shapes(*(np.shape(x) for x in (b, c, n)))
     b, c, n = (np.broadcast_to(x, shape).ravel().astype(int) for x in (b, c, n))
     z = np.asarray(tango_z(b, c, n, -margin), dtype=float)
-    z[b + c == 0] = math.inf
     for i in np.flatnonzero(on_exact_test(b + c)):
         p = exact_p_value(int(b[i]), int(c[i]), int(n[i]), margin, GAMMA_SHARE * alpha)
         z[i] = stats.norm.isf(p)
