@@ -22,6 +22,7 @@ from canary.experiment.gates import (
     fixed_horizon_n,
     planned_max_requests,
 )
+from canary.experiment.gates.paired import EXACT
 
 CONFIG = GateConfig(margin=0.05, planning_rate=0.85)
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -115,6 +116,39 @@ def test_deadline_applies_the_configured_policy() -> None:
     assert evaluate(ev, CONFIG)[0].verdict is Verdict.ROLLBACK
     halt = GateConfig(margin=0.05, on_deadline="halt")
     assert evaluate(ev, halt)[0].verdict is Verdict.HALT
+
+
+def test_complete_evidence_takes_the_last_look_early_at_the_information_reached() -> None:
+    """A stage whose replay cap is spent gets no more evidence: it decides at once, at its
+    fraction, with the final bounds (futility meets efficacy), instead of at its deadline."""
+    n = cap_per_variant(CONFIG) // 3
+    ev = counts_evidence(n, int(0.85 * n), n, int(0.85 * n) - 5)
+    waiting, looks = evaluate(ev, CONFIG, [])
+    assert waiting.verdict is Verdict.CONTINUE and len(looks) == 1  # an interim look, no more
+    again, same = evaluate(ev, CONFIG, looks)
+    assert again.verdict is Verdict.CONTINUE and same == looks
+    decision, last = evaluate(replace(ev, complete=True), CONFIG, looks)
+    assert decision.verdict in (Verdict.PROMOTE, Verdict.ROLLBACK)
+    assert decision.record["evidence_complete"] is True
+    assert len(last) == 2 and last[-1]["efficacy"] == last[-1]["futility"]
+    # the same counts as the interim look: one more look just after it, not a second look there
+    assert last[-1]["fraction"] == pytest.approx(looks[0]["fraction"] + 1e-6, abs=1e-9)
+    assert last[-1]["efficacy"] < looks[0]["efficacy"]
+    assert "last look early" in decision.reason
+
+
+@pytest.mark.parametrize(("pairs", "verdict"), [(40, Verdict.ROLLBACK), (100, Verdict.PROMOTE)])
+def test_complete_evidence_ends_a_shadow_stage_with_no_discordant_pair(pairs, verdict) -> None:
+    """No discordant pair waits for the last look; complete evidence makes this one the last,
+    and the exact test judges it: 40 agreeing pairs are likely under the null (0.95^40 = 0.13),
+    100 are not (0.006), both well before the stage's full information."""
+    right = int(0.9 * pairs)
+    table = PairedOutcomes(both_correct=right, neither=pairs - right)
+    ev = counts_evidence(pairs, right, pairs, right, paired=table, weights=(1, 0))
+    assert evaluate(ev, CONFIG)[0].verdict is Verdict.CONTINUE
+    decision, looks = evaluate(replace(ev, complete=True), CONFIG)
+    assert decision.verdict is verdict and len(looks) == 1 and looks[0]["fraction"] < 0.7
+    assert decision.record["paired"]["method"] == EXACT
 
 
 @pytest.mark.parametrize("shadow", [False, True])

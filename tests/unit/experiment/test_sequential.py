@@ -126,6 +126,21 @@ def test_binding_bounds_spend_exactly_alpha_on_the_paths_futility_leaves() -> No
     assert ignored.sum() > 0.05 + 1e-3
 
 
+def test_an_early_last_look_spends_all_the_alpha_left() -> None:
+    """A stage whose evidence ran out at 60 % of its information ends there: its last look
+    spends all of alpha (not the 60 % share the spending function allots), below the bound
+    the same look would have as an interim one, and its futility bound meets it."""
+    fractions = (0.2, 0.4, 0.6)
+    spend = (Spending("hsd", -0.5), Spending("hsd", 0.5))
+    last = spending_boundaries(fractions, 0.05, 0.2, 2.6, *spend, True, True)
+    interim = spending_boundaries(fractions, 0.05, 0.2, 2.6, *spend, False, True)
+    up, down = crossing_probabilities(list(fractions), list(last.efficacy), list(last.futility), 0)
+    assert up.sum() == pytest.approx(0.05, abs=1e-6)
+    assert up.sum() + down.sum() == pytest.approx(1.0, abs=1e-6)  # every path has ended
+    assert last.efficacy[:-1] == interim.efficacy[:-1]
+    assert last.futility[-1] == last.efficacy[-1] < interim.efficacy[-1]
+
+
 def test_a_futility_bound_that_stops_most_null_paths_ends_the_test_within_alpha() -> None:
     """When fewer null paths run on than the alpha still to spend, no efficacy bound spends it
     (brentq has no bracket): every path still running promotes, which spends less, not more."""

@@ -9,14 +9,21 @@ actual fraction and error spending recomputes the boundaries for the looks actua
 looks taken so far are the only state; they are plain JSON so a rescheduled or deferred sensor can
 keep them in XCom or S3 and pass them back.
 
+A stage whose evidence is complete before its last planned look (``evidence.complete``: its
+replay cap is spent, so nothing more will come) takes its last look at once, at the information
+reached: it spends all the alpha left and its futility bound meets its efficacy bound, so it
+promotes or rolls back (with less power than planned, which the record shows) instead of
+waiting for its deadline. Valid because the traffic, not the outcomes, chose that moment.
+
 A shadow stage (``evidence.paired`` set: both models scored the same requests) runs the paired
 test of :mod:`.paired` with the same looks, boundaries, guardrails and deadline. Its information
 n / v is estimated from the discordant share, so a look is due when the estimate crosses the
-next planned fraction and later looks can only move forward. No discordant pair yet carries no
-evidence either way: no look is taken, except the last, which then promotes. Why that is safe:
-the last look needs n >= I_max delta (1 - delta) pairs (the variance floor), and under H0
-p_disc >= delta, so seeing none has probability <= (1 - delta)^n ~ exp(-I_max delta^2), a few
-in 10,000 with the default design (the record carries the bound). No sample-ratio check either:
+next planned fraction and later looks can only move forward. No discordant pair yet is no
+look, except the last, where the exact test judges it: under H0 p_disc >= delta, so seeing none
+of n pairs has probability about (1 - delta)^n. The planned last look needs n >= I_max delta
+(1 - delta) pairs (the variance floor), so there it is ~ exp(-I_max delta^2), a few in 10,000
+with the default design (the record carries the bound), and it promotes; an early last look
+(below) on fewer pairs may well roll back. No sample-ratio check either:
 the challenger answers a copy of every sampled request the champion serves, so there is no split
 between them to check.
 """
@@ -56,6 +63,8 @@ Look = dict[str, Any]
 
 #: Look fractions are kept to 6 digits: within this of a planned fraction counts as reaching it.
 FRACTION_TOLERANCE = 1e-9
+#: The least step between two looks' fractions (the 6th digit).
+FRACTION_STEP = 1e-6
 
 
 def is_final(fraction: Any) -> Any:
@@ -106,11 +115,15 @@ def _take_look(
     checks = guardrail_checks(ev, config)
     paired = paired_statistic(ev.paired, config.margin, config.alpha) if ev.paired else None
     primary = paired.primary if paired else primary_statistic(ev, config.margin, config.alpha)
-    final = is_final(fraction)
+    early = ev.complete and not is_final(fraction)
+    if early:
+        fraction = _after_last(looks, fraction)
     fractions = (*[lk["fraction"] for lk in looks], fraction)
     share = stage_max / max_information(config)
-    bounds = config.design.boundaries_at(fractions, final, share)
-    verdict, reason = _combine(srm, checks, primary, bounds, final)
+    bounds = config.design.boundaries_at(fractions, True if early else is_final(fraction), share)
+    verdict, reason = _combine(srm, checks, primary, bounds, early or is_final(fraction))
+    if early:
+        reason += f"; last look early: the stage's traffic is spent at fraction {fraction:.3f}"
     look = _look_record(len(looks) + 1, fraction, ev, primary, bounds, verdict)
     record = {
         **base,
@@ -258,17 +271,26 @@ def _not_ready(
     if is_final(last):
         return "the last look was already taken"
     due = looks_passed(fraction, config.looks) > looks_passed(last, config.looks)
-    if is_final(fraction):
+    if is_final(fraction) or ev.complete:
         return None
     if due and ev.paired is not None and ev.paired.discordant == 0:
         return (
             f"no discordant pair in {ev.paired.n} pairs yet: the models agree on every request "
-            f"so far (information fraction {fraction:.3f}; this promotes only at the last look)"
+            f"so far (information fraction {fraction:.3f}; judged only at the last look)"
         )
     if due:
         return None
     nxt = (looks_passed(last, config.looks) + 1) / config.looks
     return f"next look at information fraction {nxt:.3f}; now {fraction:.3f}"
+
+
+def _after_last(looks: list[Look], fraction: float) -> float:
+    """Where an early last look goes: at the information reached, or just after the previous
+    look when that is no further (the same counts, or a paired estimate of the variance that
+    grew). Either way it is one more look, after every look taken, so the alpha they spent
+    stays spent; when to take it was decided by the traffic, not by the outcomes."""
+    last = looks[-1]["fraction"] if looks else 0.0
+    return max(fraction, last + FRACTION_STEP)
 
 
 def _deadline_or(
@@ -363,6 +385,7 @@ def _base_record(
         "adaptive_allocation": ev.adaptive,
         "information": info,
         "information_fraction": min(info / stage_max, 1.0) if stage_max else 0.0,
+        "evidence_complete": ev.complete,
         "design": {
             "method": "group-sequential error spending (HSD), "
             f"{'binding' if config.binding_futility else 'non-binding'} beta-spending futility",

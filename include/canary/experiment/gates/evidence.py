@@ -194,7 +194,9 @@ class StageEvidence:
     expectation (from logged propensities when allocation is adaptive); ``adaptive`` switches the
     primary estimate to IPW. ``paired`` makes it a shadow stage: both models scored the same
     requests and the gate tests the paired difference (the variants still carry requests, 5XX
-    and latency for the guardrails, the shadow's from its own metrics)."""
+    and latency for the guardrails, the shadow's from its own metrics). ``complete``: no more
+    evidence will come (the stage's replay cap is spent and all of it is counted), so the gate
+    takes its last look now, at the information reached, instead of waiting for a deadline."""
 
     stage: int
     weights: Weights
@@ -206,6 +208,7 @@ class StageEvidence:
     expected_shares: Weights | None = None
     adaptive: bool = False
     paired: PairedOutcomes | None = None
+    complete: bool = False
 
     def __post_init__(self) -> None:
         w = self.weights

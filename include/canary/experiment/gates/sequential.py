@@ -207,9 +207,11 @@ def _walk(
     eff, fut, drift = [], [], []
     a_spent = b_spent = promoted = 0.0
     for k, t in enumerate(fractions):
-        b = _solve_upper(h0, t, spend[0].spent(t, alpha) - a_spent)
+        last = final and k == len(fractions) - 1
+        # a last look spends what is left of alpha, also when it comes early (t < 1)
+        b = _solve_upper(h0, t, spend[0].spent(1.0 if last else t, alpha) - a_spent)
         target = spend[1].spent(t, beta) - b_spent
-        a = b if final and k == len(fractions) - 1 else _solve_lower(h1, t, target, b)
+        a = b if last else _solve_lower(h1, t, target, b)
         a_spent += h0.upper(t, b)
         b_spent += h1.lower(t, a)
         promoted += h1.upper(t, b)
@@ -234,9 +236,11 @@ def spending_boundaries(
     """Boundaries for looks at ``fractions`` of the maximum information.
 
     ``theta_max`` is the drift at full information under the alternative (E[Z] at t=1). If
-    ``final``, the last look is the last: its futility bound equals its efficacy bound, so the stage
-    ends in promote or rollback. If ``binding``, the efficacy bound counts only the null paths the
-    futility bound has not stopped (see the module docstring for when that is honest).
+    ``final``, the last look is the last: it spends all of alpha not yet spent (also before
+    t = 1, when the stage's evidence ran out early) and its futility bound equals its efficacy
+    bound, so the stage ends in promote or rollback. If ``binding``, the efficacy bound counts
+    only the null paths the futility bound has not stopped (see the module docstring for when
+    that is honest).
     """
     spend = (alpha_spending, beta_spending)
     return _walk(fractions, alpha, beta, theta_max, spend, final, binding)[0]
