@@ -46,8 +46,9 @@ def validated_plan(flat: Mapping[str, Any]) -> RolloutPlan:
 
 
 def check_replay(plan: RolloutPlan) -> None:
-    """Refuse a replay whose request cap may stop a stage short of its gate's last look: that
-    stage could then only end at its deadline. Checked: the shadow stage, and canary stages
+    """Refuse a replay whose request cap may stop a stage short of its gate's planned last
+    look: that stage would take its last look early, with less power than the plan asks for.
+    Checked: the shadow stage, and canary stages
     whose split is their weights (with a bandit strategy the split moves, and a 0/100 stage
     needs what the stages before it carried; neither is known before the run)."""
     if not plan.traffic.enabled:

@@ -54,8 +54,12 @@ class EvidenceSource:
     window: StageWindow
     config: GateConfig
 
-    def collect(self, frame: pd.DataFrame | None, carried: CarriedEstimate | None) -> StageEvidence:
-        """Evidence from the replay's ``frame`` when traffic is replayed, else from telemetry."""
+    def collect(
+        self, frame: pd.DataFrame | None, carried: CarriedEstimate | None, spent: bool = False
+    ) -> StageEvidence:
+        """Evidence from the replay's ``frame`` when traffic is replayed, else from telemetry.
+        ``spent``: the replay has sent the stage's whole cap; the evidence is then complete
+        once every answer it will give is counted (:meth:`_complete`)."""
         now = datetime.now(UTC)
         started = self.window.opened_at
         if frame is None:
@@ -79,12 +83,13 @@ class EvidenceSource:
         answered = int((frame["status"] > 0).sum())  # status 0: no response reached us
         evidence = self._served_counts(evidence, answered)
         if not self.window.shadow:
-            return evidence
+            return replace(evidence, complete=spent)
         served, labels = shadow.served_answers(frame)
         mirrored = telemetry.captured_predictions(
             self.s3, self._source(), self.plan.variants[1], started
         )
-        return self._paired(evidence, served, mirrored, labels)
+        paired = self._paired(evidence, served, mirrored, labels)
+        return replace(paired, complete=spent and _all_copies_captured(evidence, mirrored))
 
     def _no_pairs_yet(self) -> PairedOutcomes | None:
         """A shadow stage's evidence is paired; its pairs are joined in :meth:`_paired`."""
@@ -172,6 +177,14 @@ class EvidenceSource:
         return telemetry.variant_metrics(
             self.cloudwatch, self.plan.endpoint_name, variant, since, datetime.now(UTC)
         )
+
+
+def _all_copies_captured(evidence: StageEvidence, mirrored: shadow.Answers) -> bool:
+    """Every copy the shadow answered (its CloudWatch invocations less its errors) has reached
+    Data Capture. Until then more pairs may come, so a spent shadow stage waits for them; a
+    count that lags only makes the last look come sooner, never depends on the answers."""
+    copies = evidence.challenger
+    return len(mirrored) >= copies.requests - copies.errors_4xx - copies.errors_5xx
 
 
 def carried_champion(

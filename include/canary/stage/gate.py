@@ -46,7 +46,8 @@ class StageGate:
         return carried_champion(self.state, self.plan, self.window)
 
     def hold(self, budget_seconds: float) -> Decision:
-        """Replay and look until the gate decides, traffic runs out, or the budget is spent.
+        """Replay and look until the gate decides or the budget is spent. Once the stage's
+        cap is spent and counted, the gate's last look comes at once (``StageEvidence.complete``).
         A stage that has decided stays decided: a retry gets the recorded decision back."""
         decided = self.state.decided(self.window.opened_at)
         if decided is not None:
@@ -65,7 +66,8 @@ class StageGate:
                 size = min(self.plan.traffic.chunk_size, cap - session.cursor)
                 frame = pd.concat([frame, session.run_chunk(size).frame], ignore_index=True)
                 sent_chunk = True
-            evidence = self.evidence.collect(frame, self.carried)
+            spent = session is not None and session.cursor >= cap
+            evidence = self.evidence.collect(frame, self.carried, spent)
             decision, looks = evaluate(evidence, self.config, looks)
             final = decision.verdict is not Verdict.CONTINUE
             if final:  # before the record that marks the stage decided: later stages carry it

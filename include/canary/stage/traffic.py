@@ -42,31 +42,42 @@ class StageTraffic:
         self.aws, self.plan, self.window, self.run_key = aws, plan, window, run_key
         self.config, self.carried_variance = config, carried_variance
 
-    @cached_property
+    @property
     def request_cap(self) -> int:
-        """Synthetic requests this stage may send: the user's cap, never beyond what the gate
-        can need (its planned maximum, :func:`planned_requests`), so a demo never replays
-        pointlessly. ``validate_plan`` refuses a cap below the planned maximum of the stages
-        whose need is known before the run (:func:`~canary.stage.capacity.check_replay`)."""
+        """Synthetic requests this stage may send: the user's cap. The gate stops replaying
+        once it decides, so a stage goes past its planned maximum (:attr:`planned_cap`) only
+        when its information grows slower than planned (the models disagree more than the
+        planning rate assumed, a bandit starves an arm, requests fail); once the cap is spent
+        the gate takes its last look at the information reached."""
+        return self.plan.traffic.requests_per_stage
+
+    @cached_property
+    def planned_cap(self) -> int:
+        """The requests the gate needs at most if the models behave as planned
+        (:func:`planned_requests`, plus a chunk), within the cap: it sizes the first burst, so
+        mapped tasks never replay more than the gate can use. ``validate_plan`` refuses a cap
+        below the planned maximum of the stages whose need is known before the run
+        (:func:`~canary.stage.capacity.check_replay`)."""
         traffic = self.plan.traffic
         weights = self.window.pair(self.plan)
         planned = planned_requests(self.plan, self.config, weights, self.carried_variance)
-        return min(traffic.requests_per_stage, planned + traffic.chunk_size)
+        return min(self.request_cap, planned + traffic.chunk_size)
 
     def burst_shards(self) -> list[dict[str, int]]:
         """The stage's first burst of traffic, one entry per mapped replay task.
 
-        With ``traffic.shards`` = N, half the stage's cap is split over N tasks, each replaying
-        its own slice of users (slice k of N + 1; the gate's top-ups use the last slice), so no
-        two tasks ever send the same user or inference id. With N = 0 there is no burst, and the
-        shadow stage never has one: its task group maps no replay tasks, so its gate sends the
-        whole cap (a burst counted here would be subtracted from the gate's share, unsent).
+        With ``traffic.shards`` = N, half the stage's planned cap is split over N tasks, each
+        replaying its own slice of users (slice k of N + 1; the gate's top-ups use the last
+        slice), so no two tasks ever send the same user or inference id. With N = 0 there is
+        no burst, and the shadow stage never has one: its task group maps no replay tasks, so
+        its gate sends the whole cap (a burst counted here would be subtracted from the gate's
+        share, unsent).
         """
         enabled = self.plan.traffic.enabled and not self.window.shadow
         shards = self.plan.traffic.shards if enabled else 0
         if shards == 0:
             return [{"index": 0, "count": 1, "requests": 0}]
-        parts = split_requests(self.request_cap // 2, shards)
+        parts = split_requests(self.planned_cap // 2, shards)
         return [{"index": k, "count": shards + 1, "requests": n} for k, n in enumerate(parts)]
 
     @property

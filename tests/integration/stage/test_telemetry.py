@@ -2,80 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import joblib
 import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression
 
 from canary.experiment.gates import GateConfig, Verdict, evaluate
-from canary.plan import SHADOW_STAGE, RolloutPlan, parse_plan
+from canary.plan import SHADOW_STAGE, RolloutPlan
 from canary.rollout.layout import capture_uri, ground_truth_prefix, ground_truth_uri
 from canary.stage.evidence import EvidenceSource
 from canary.stage.telemetry import StageSource, collect_stage_evidence
 from canary.stage.window import StageWindow
-
-IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-ROLE = "arn:aws:iam::123456789012:role/local-test"
-
-
-def _model(seed: int) -> LogisticRegression:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(200, 3))
-    return LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
-
-
-def _artifact(seed: int) -> bytes:
-    raw = io.BytesIO()
-    joblib.dump(_model(seed), raw)
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        info = tarfile.TarInfo("model.joblib")
-        info.size = len(raw.getvalue())
-        tar.addfile(info, io.BytesIO(raw.getvalue()))
-    return out.getvalue()
-
-
-@contextmanager
-def _deployed(local_stack, shadow: bool) -> Iterator[RolloutPlan]:
-    """A Champion / Challenger endpoint (the challenger a shadow variant when ``shadow``) with
-    Data Capture where a plan for it looks, in a fresh bucket; deleted afterwards."""
-    s3, sm = local_stack.client("s3"), local_stack.client("sagemaker")
-    tag = uuid.uuid4().hex[:10]
-    plan = parse_plan({"bucket": f"gates-{tag}", "endpoint_name": f"ge-{tag}"})
-    s3.create_bucket(Bucket=plan.bucket)
-    variants = []
-    for i, name in enumerate(plan.variants):
-        s3.put_object(Bucket=plan.bucket, Key=f"m{i}/model.tar.gz", Body=_artifact(i))
-        sm.create_model(ModelName=f"gm{i}-{tag}", ExecutionRoleArn=ROLE, PrimaryContainer={
-            "Image": IMAGE, "ModelDataUrl": f"s3://{plan.bucket}/m{i}/model.tar.gz"})  # fmt: skip
-        variants.append({"VariantName": name, "ModelName": f"gm{i}-{tag}",
-                         "InitialInstanceCount": 1, "InstanceType": "ml.m5.large",
-                         "InitialVariantWeight": 1.0})  # fmt: skip
-    capture = {"EnableCapture": True, "InitialSamplingPercentage": 100,
-               "DestinationS3Uri": capture_uri(plan),
-               "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-               "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]}}  # fmt: skip
-    split = {"ProductionVariants": variants[:1], "ShadowProductionVariants": variants[1:]}
-    serving = split if shadow else {"ProductionVariants": variants}
-    sm.create_endpoint_config(EndpointConfigName=f"gc-{tag}", DataCaptureConfig=capture, **serving)
-    sm.create_endpoint(EndpointName=plan.endpoint_name, EndpointConfigName=f"gc-{tag}")
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=plan.endpoint_name, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
-    )
-    yield plan
-    sm.delete_endpoint(EndpointName=plan.endpoint_name)
-    sm.delete_endpoint_config(EndpointConfigName=f"gc-{tag}")
-    for i in range(2):
-        sm.delete_model(ModelName=f"gm{i}-{tag}")
+from tests.integration.stage.deployed import deployed, model
 
 
 @dataclass
@@ -117,7 +57,7 @@ def _send(local_stack, plan: RolloutPlan, n: int) -> Sent:
 
 
 def test_collects_counts_and_joined_outcomes_from_the_local_stack(local_stack) -> None:
-    with _deployed(local_stack, shadow=False) as plan:
+    with deployed(local_stack, shadow=False) as plan:
         started = datetime.now(UTC) - timedelta(seconds=1)
         sent = _send(local_stack, plan, 80)
         source = StageSource(plan.endpoint_name, plan.variants, capture_uri(plan),
@@ -147,7 +87,7 @@ def test_a_shadow_stage_pairs_the_served_and_the_captured_answers(local_stack) -
     """Real traffic in the shadow stage: the champion answers every caller, the challenger's
     answers are only in Data Capture; the evidence pairs them by inference id with the labels,
     and the challenger's counts and latency come from its own CloudWatch metrics."""
-    with _deployed(local_stack, shadow=True) as plan:
+    with deployed(local_stack, shadow=True) as plan:
         started = datetime.now(UTC) - timedelta(seconds=1)
         sent = _send(local_stack, plan, 60)
         window = StageWindow(SHADOW_STAGE, plan.stage_weights(SHADOW_STAGE), started.timestamp())
@@ -160,7 +100,7 @@ def test_a_shadow_stage_pairs_the_served_and_the_captured_answers(local_stack) -
     labelled = [i for i, r in sent.rows.items() if r[2] is not None]
     assert ev.paired is not None and ev.paired.n == len(labelled) == ev.challenger.outcomes.n
     champion = {i: r[1] for i, r in sent.rows.items()}
-    challenger = dict(zip(sent.rows, _model(1).predict_proba(
+    challenger = dict(zip(sent.rows, model(1).predict_proba(
         np.array([r[3] for r in sent.rows.values()]))[:, 1], strict=True))  # fmt: skip
     assert ev.paired.both_correct + ev.paired.champion_only == sent.correct(champion)
     assert ev.paired.both_correct + ev.paired.challenger_only == sent.correct(challenger)

@@ -21,11 +21,15 @@ def traffic(index: int, weights: dict[str, float]) -> StageTraffic:
     return StageTraffic(None, plan, window, "run", GateConfig.of(plan.gate))
 
 
-def test_a_canary_stage_bursts_half_its_cap_over_its_shards_and_the_gate_sends_the_rest() -> None:
+def test_a_canary_stage_bursts_half_its_planned_need_and_the_gate_may_send_up_to_the_cap() -> None:
+    """The burst is sized by what the gate plans to need; the gate's top-ups may go on to the
+    user's cap, since a slower-growing information (more disagreement than planned) needs
+    more, and the gate stops replaying once it decides."""
     stage = traffic(0, {"Champion": 50.0, "Challenger": 50.0})
     shards = stage.burst_shards()
     assert [s["count"] for s in shards] == [5] * 4
-    assert stage.burst_total == stage.request_cap // 2
+    assert stage.burst_total == stage.planned_cap // 2
+    assert stage.planned_cap < stage.request_cap == stage.plan.traffic.requests_per_stage
 
 
 def test_the_shadow_stage_has_no_burst_so_its_gate_sends_the_whole_cap() -> None:
@@ -46,7 +50,7 @@ def test_the_shadow_stage_has_no_burst_so_its_gate_sends_the_whole_cap() -> None
 def test_a_cap_that_would_stop_a_stage_before_its_last_look_is_refused(
     fields: dict[str, object], names: tuple[str, ...]
 ) -> None:
-    """Such a stage could only end at its deadline; the error names the field to raise."""
+    """Such a stage would decide with less power than planned; the error names the field."""
     with pytest.raises(PlanError) as error:
         check_replay(plan_with(**fields))
     message = str(error.value)

@@ -1,0 +1,75 @@
+"""A small Champion / Challenger endpoint on the local stack for the stage tests: two
+scikit-learn logistic regressions on three features, the champion fitted to the label
+``x0 > 0``, the challenger to ``x0 + x1 > 0`` (they disagree on about a quarter of requests)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from canary.plan import RolloutPlan, parse_plan
+from canary.rollout.layout import capture_uri
+
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+ROLE = "arn:aws:iam::123456789012:role/local-test"
+
+
+def model(seed: int) -> LogisticRegression:
+    """Variant ``seed``'s model (0: the champion, 1: the challenger)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(200, 3))
+    return LogisticRegression().fit(x, (x[:, 0] + seed * x[:, 1] > 0).astype(int))
+
+
+def _artifact(seed: int) -> bytes:
+    raw = io.BytesIO()
+    joblib.dump(model(seed), raw)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        info = tarfile.TarInfo("model.joblib")
+        info.size = len(raw.getvalue())
+        tar.addfile(info, io.BytesIO(raw.getvalue()))
+    return out.getvalue()
+
+
+@contextmanager
+def deployed(local_stack, shadow: bool, **fields: Any) -> Iterator[RolloutPlan]:
+    """A Champion / Challenger endpoint (the challenger a shadow variant when ``shadow``) with
+    Data Capture where a plan for it (with the form ``fields`` given) looks, in a fresh bucket;
+    deleted afterwards."""
+    s3, sm = local_stack.client("s3"), local_stack.client("sagemaker")
+    tag = uuid.uuid4().hex[:10]
+    plan = parse_plan({"bucket": f"gates-{tag}", "endpoint_name": f"ge-{tag}", **fields})
+    s3.create_bucket(Bucket=plan.bucket)
+    variants = []
+    for i, name in enumerate(plan.variants):
+        s3.put_object(Bucket=plan.bucket, Key=f"m{i}/model.tar.gz", Body=_artifact(i))
+        sm.create_model(ModelName=f"gm{i}-{tag}", ExecutionRoleArn=ROLE, PrimaryContainer={
+            "Image": IMAGE, "ModelDataUrl": f"s3://{plan.bucket}/m{i}/model.tar.gz"})  # fmt: skip
+        variants.append({"VariantName": name, "ModelName": f"gm{i}-{tag}",
+                         "InitialInstanceCount": 1, "InstanceType": "ml.m5.large",
+                         "InitialVariantWeight": 1.0})  # fmt: skip
+    capture = {"EnableCapture": True, "InitialSamplingPercentage": 100,
+               "DestinationS3Uri": capture_uri(plan),
+               "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+               "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]}}  # fmt: skip
+    split = {"ProductionVariants": variants[:1], "ShadowProductionVariants": variants[1:]}
+    serving = split if shadow else {"ProductionVariants": variants}
+    sm.create_endpoint_config(EndpointConfigName=f"gc-{tag}", DataCaptureConfig=capture, **serving)
+    sm.create_endpoint(EndpointName=plan.endpoint_name, EndpointConfigName=f"gc-{tag}")
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=plan.endpoint_name, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+    )
+    yield plan
+    sm.delete_endpoint(EndpointName=plan.endpoint_name)
+    sm.delete_endpoint_config(EndpointConfigName=f"gc-{tag}")
+    for i in range(2):
+        sm.delete_model(ModelName=f"gm{i}-{tag}")

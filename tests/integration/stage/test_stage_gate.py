@@ -1,0 +1,65 @@
+"""A stage's gate on the local stack: it replays, looks and decides, poke after poke."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from canary.experiment.gates.decision import Decision, Verdict
+from canary.plan import SHADOW_STAGE, RolloutPlan
+from canary.stage.gate import StageGate
+from canary.stage.window import StageWindow
+from canary_airflow.aws import AwsClients
+from tests.integration.stage.deployed import deployed
+
+CAP = 300  # requests: far below the thousands of pairs the gate plans for at margin 0.02
+POKES = 60  # a sensor's pokes, a second apart, before the test gives up
+
+
+def _rows(path: str, n: int) -> str:
+    """A labelled CSV for the replay: the models' three features, the label x0 + x1 / 2 +
+    noise > 0, which the champion and the challenger get about equally right, each where the
+    other fails on many requests: no boundary is near within the cap."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(n, 3))
+    label = (x[:, 0] + x[:, 1] / 2 + rng.normal(scale=0.5, size=n) > 0).astype(int)
+    pd.DataFrame({"x0": x[:, 0], "x1": x[:, 1], "x2": x[:, 2], "label": label}).to_csv(
+        path, index=False
+    )
+    return path
+
+
+def _poke_until_decided(plan: RolloutPlan, window: StageWindow) -> tuple[Decision, StageGate]:
+    """What the stage's sensor does: a fresh gate each poke, until one decides."""
+    for _ in range(POKES):
+        gate = StageGate(AwsClients(), plan, window, "run")
+        decision = gate.hold(budget_seconds=60)
+        if decision.verdict is not Verdict.CONTINUE:
+            return decision, gate
+        time.sleep(1)
+    raise AssertionError(f"undecided after {POKES} pokes: {decision.reason}")
+
+
+def test_a_shadow_stage_whose_cap_is_spent_takes_its_last_look_early(
+    local_stack, aws_conn, tmp_path
+) -> None:
+    """Once the cap is spent and every copy the shadow answered is in Data Capture, no more
+    evidence can come: the gate decides at the information reached instead of waiting for its
+    deadline (30 minutes), and its last look spends all of alpha."""
+    fields = {"traffic_dataset": _rows(str(tmp_path / "rows.csv"), 1000),
+              "traffic_label_column": "label", "traffic_requests_per_stage": CAP,
+              "traffic_chunk_size": 100}  # fmt: skip
+    with deployed(local_stack, shadow=True, **fields) as plan:
+        window = StageWindow(SHADOW_STAGE, plan.stage_weights(SHADOW_STAGE), time.time() - 1)
+        decision, gate = _poke_until_decided(plan, window)
+        replayed = gate.traffic.results()
+    record = decision.record
+    assert decision.verdict in (Verdict.PROMOTE, Verdict.ROLLBACK)
+    assert record["evidence_complete"] is True and "last look early" in decision.reason
+    assert record["look"]["fraction"] < 1 and record["look"]["efficacy"] == record["look"][
+        "futility"]  # fmt: skip
+    assert len(replayed) == CAP and (replayed["status"] == 200).all()
+    assert record["paired"]["n_pairs"] == CAP  # every copy was captured and paired
+    assert record["elapsed_minutes"] < 5
