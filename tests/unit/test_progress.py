@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -50,6 +51,14 @@ def test_engine_records_have_what_the_line_needs() -> None:
     assert line is not None
     assert line.startswith(f"  stage 2 [25/75]  look 1/{CONFIG.looks}  requests 400/400  z=")
     assert line.endswith(f"  -> {decision.verdict}")
+
+
+def test_an_early_last_look_says_why_it_is_the_last() -> None:
+    """A stage whose traffic is spent ends at this look, not at the planned number."""
+    decision, _ = evaluate(replace(evidence(400, 340), complete=True), CONFIG)
+    line = look_line(decision)
+    assert line is not None and decision.verdict is not Verdict.CONTINUE
+    assert line.startswith("  stage 2 [25/75]  look 1 (last: traffic spent)  requests 400/400")
 
 
 def test_a_poke_without_a_look_says_nothing() -> None:

@@ -38,8 +38,10 @@ def look_line(decision: Decision) -> str | None:
         if shadow
         else f"requests {look['n_champion']}/{look['n_challenger']}"
     )
+    early = record.get("evidence_complete", False)
+    of = " (last: traffic spent)" if early else f"/{record['design']['planned_looks']}"
     return (
-        f"{head}look {look['look']}/{record['design']['planned_looks']}  {counts}  "
+        f"{head}look {look['look']}{of}  {counts}  "
         f"z={_number(look['z'])} vs promote >= {_number(look['efficacy'])} "
         f"/ rollback <= {_number(look['futility'])}  -> {decision.verdict}"
     )
