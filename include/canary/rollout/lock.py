@@ -7,8 +7,9 @@ account. A conditional ``PutItem`` is atomic on AWS: of two claims racing for on
 exactly one succeeds, whatever the timing.
 
 A holder that crashed never releases; its lease is taken over when it has expired (it outlives
-any run of the plan: every stage's deadline and approval timeout, plus setup) or when the
-holder's run is no longer running (``holder_alive``, asked of Airflow). The takeover is itself
+any run of the plan: every stage's deadline and approval timeout, plus setup, and each stage's
+entry renews it for as long again) or when the holder's run is no longer running
+(``holder_alive``, asked of Airflow). The takeover is itself
 conditional on the stale lease being unchanged, so two runs taking over race-free too.
 """
 
@@ -99,6 +100,31 @@ class EndpointLock:
         if self._put(holder, now, "holder = :old AND claimed_at = :at", stale):
             return Lease(holder, now, now + self.seconds)
         return self.claim(holder, holder_alive)  # another run took it over first: look again
+
+    def renew(self, holder: str) -> Lease:
+        """Push ``holder``'s lease a whole run's length out from now. Each stage's entry does,
+        so a run slower than :func:`lease_seconds` estimates (endpoint waits beyond
+        ``UPDATE_MINUTES``, retries) never has its endpoint taken over while it works. Raises
+        :class:`EndpointBusy` when the lease is no longer the holder's: the run must stop."""
+        expires = time.time() + self.seconds
+        try:
+            item = self.db.update_item(
+                TableName=self.table,
+                Key=self.key,
+                UpdateExpression="SET expires_at = :at",
+                ConditionExpression="holder = :me",
+                ExpressionAttributeValues={":me": {"S": holder}, ":at": {"N": repr(expires)}},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+            current = self.current()
+            now_held = f"held by run {current.holder!r}" if current else "released"
+            raise EndpointBusy(
+                f"endpoint {self.key[KEY]['S']} is no longer run {holder!r}'s lease: {now_held}"
+            ) from error
+        return Lease.of(item)
 
     def release(self, holder: str) -> bool:
         """Give the endpoint up if ``holder`` still has it; False when it had not."""

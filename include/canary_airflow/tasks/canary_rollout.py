@@ -171,6 +171,7 @@ def enter_shadow(plan: dict[str, Any]) -> dict[str, Any] | None:
     rollout = load_plan(plan)
     if not rollout.shadow:
         return None
+    renew_lease(rollout)
     hook = AwsBaseHook(aws_conn_id=DEFAULT_CONN_ID, client_type="cloudwatch")
     return {
         "endpoint": rollout.endpoint_name,
@@ -206,7 +207,15 @@ def enter_stage(plan: dict[str, Any], index: int) -> dict[str, float] | None:
             return None
         if rejection([ti.xcom_pull(task_ids=ids.approve_task(index))]):
             return None
+    renew_lease(rollout)
     return rollout.stage_weights(index)
+
+
+def renew_lease(rollout: RolloutPlan) -> None:
+    """Entering a stage renews the endpoint's lease: a run slower than its estimate keeps the
+    endpoint, and one whose lease was taken over fails here, before it touches the endpoint."""
+    lease = endpoint_lock(rollout).renew(get_current_context()["run_id"])
+    log.info("%s is this run's until %s at the latest", rollout.endpoint_name, lease.expires_at)
 
 
 def stage_gate(plan: dict[str, Any], stage: dict[str, Any], index: int, conn_id: str) -> Any:

@@ -68,3 +68,21 @@ def test_an_expired_lease_is_taken_over_even_if_the_holder_looks_alive(
     lock.claim("stuck-run", alive)
     lock.seconds = 3600.0
     assert lock.claim("next-run", alive).holder == "next-run"
+
+
+def test_renewing_pushes_the_lease_out_and_a_lost_lease_stops_the_run(lock: EndpointLock) -> None:
+    """Each stage's entry renews: a slow run keeps its endpoint past the first estimate. A run
+    whose lease was taken over meanwhile learns it there, with the new holder named."""
+    lock.seconds = 1.0
+    first = lock.claim("slow-run", alive)
+    lock.seconds = 3600.0
+    renewed = lock.renew("slow-run")
+    assert renewed.holder == "slow-run" and renewed.claimed_at == first.claimed_at
+    assert renewed.expires_at > first.expires_at + 3000
+    assert lock.current() == renewed
+    with pytest.raises(EndpointBusy, match=r"no longer run 'other-run'.s lease: held by run 'slow"):
+        lock.renew("other-run")
+    assert lock.current() == renewed  # a refused renewal changes nothing
+    lock.release("slow-run")
+    with pytest.raises(EndpointBusy, match="released"):
+        lock.renew("slow-run")
