@@ -38,7 +38,7 @@ def look_line(decision: Decision) -> str | None:
         if shadow
         else f"requests {look['n_champion']}/{look['n_challenger']}"
     )
-    early = record.get("evidence_complete", False)
+    early = look.get("early_last", False)
     of = " (last: traffic spent)" if early else f"/{record['design']['planned_looks']}"
     return (
         f"{head}look {look['look']}{of}  {counts}  "

@@ -137,6 +137,46 @@ def test_complete_evidence_takes_the_last_look_early_at_the_information_reached(
     assert "last look early" in decision.reason
 
 
+def _shadow(pairs: int, champion_only: int, challenger_only: int, **kwargs) -> StageEvidence:
+    both = int(0.9 * (pairs - champion_only - challenger_only))
+    table = PairedOutcomes(both, champion_only, challenger_only,
+                           pairs - both - champion_only - challenger_only)  # fmt: skip
+    right = both + champion_only
+    return counts_evidence(pairs, right, pairs, both + challenger_only, paired=table,
+                           weights=(1, 0), **kwargs)  # fmt: skip
+
+
+def test_an_early_last_look_after_more_pairs_counts_them_even_if_the_estimate_fell() -> None:
+    """More pairs, but more of them discordant: the estimated fraction falls below the last
+    look's. The early last look is placed as if the information grew with the pairs (placing it
+    just after the last look would assume the two statistics nearly equal, and leak alpha)."""
+    first, looks = evaluate(_shadow(60, 1, 1), CONFIG)
+    assert first.verdict is Verdict.CONTINUE and len(looks) == 1
+    decision, last = evaluate(_shadow(80, 12, 12, complete=True), CONFIG, looks)
+    assert decision.record["information_fraction"] < looks[0]["fraction"] < 0.5
+    assert last[-1]["fraction"] == pytest.approx(looks[0]["fraction"] * 80 / 60, abs=1e-6)
+    assert last[-1]["early_last"] is True and looks[0]["early_last"] is False
+
+
+def test_a_planned_last_look_is_not_early_even_with_complete_evidence() -> None:
+    n = cap_per_variant(CONFIG)
+    decision, looks = evaluate(counts_evidence(n, int(0.85 * n), n, int(0.85 * n), complete=True),
+                               CONFIG)  # fmt: skip
+    assert looks[-1]["fraction"] == 1.0 and looks[-1]["early_last"] is False
+    assert "last look early" not in decision.reason
+
+
+def test_complete_evidence_without_a_statistic_takes_no_look() -> None:
+    """Traffic spent but no pair labelled: there is nothing to test, now or later. No look is
+    recorded (each poke would add one), and the stage ends at its deadline."""
+    empty = replace(_shadow(100, 0, 0), paired=PairedOutcomes(), complete=True)
+    decision, looks = evaluate(empty, CONFIG)
+    assert decision.verdict is Verdict.CONTINUE and looks == []
+    assert "too few labelled answers" in decision.reason
+    late = replace(empty, observed_at=START + timedelta(minutes=CONFIG.max_stage_minutes + 1))
+    assert evaluate(late, CONFIG)[0].verdict is Verdict.ROLLBACK
+
+
 @pytest.mark.parametrize(("pairs", "verdict"), [(40, Verdict.ROLLBACK), (100, Verdict.PROMOTE)])
 def test_complete_evidence_ends_a_shadow_stage_with_no_discordant_pair(pairs, verdict) -> None:
     """No discordant pair waits for the last look; complete evidence makes this one the last,

@@ -12,8 +12,9 @@ keep them in XCom or S3 and pass them back.
 A stage whose evidence is complete before its last planned look (``evidence.complete``: its
 replay cap is spent, so nothing more will come) takes its last look at once, at the information
 reached: it spends all the alpha left and its futility bound meets its efficacy bound, so it
-promotes or rolls back (with less power than planned, which the record shows) instead of
-waiting for its deadline. Valid because the traffic, not the outcomes, chose that moment.
+promotes or rolls back (with less power than planned; the look is marked ``early_last``)
+instead of waiting for its deadline. Valid because the traffic, not the outcomes, chose that
+moment.
 
 A shadow stage (``evidence.paired`` set: both models scored the same requests) runs the paired
 test of :mod:`.paired` with the same looks, boundaries, guardrails and deadline. Its information
@@ -114,10 +115,16 @@ def _take_look(
     )  # fmt: skip
     checks = guardrail_checks(ev, config)
     paired = paired_statistic(ev.paired, config.margin, config.alpha) if ev.paired else None
-    primary = paired.primary if paired else primary_statistic(ev, config.margin, config.alpha)
+    if ev.paired is None:
+        primary = primary_statistic(ev, config.margin, config.alpha)
+    else:  # a shadow stage without pairs has no statistic (never the unpaired one)
+        primary = paired.primary if paired else None
     early = ev.complete and not is_final(fraction)
+    if early and primary is None:  # nothing to test, now or later: no look, the deadline ends it
+        why = "the stage's traffic is spent with too few labelled answers for a test"
+        return _deadline_or(ev, config, Verdict.CONTINUE, why, base), looks
     if early:
-        fraction = _after_last(looks, fraction)
+        fraction = _after_last(looks, fraction, _sample_size(ev))
     fractions = (*[lk["fraction"] for lk in looks], fraction)
     share = stage_max / max_information(config)
     bounds = config.design.boundaries_at(fractions, True if early else is_final(fraction), share)
@@ -125,6 +132,7 @@ def _take_look(
     if early:
         reason += f"; last look early: the stage's traffic is spent at fraction {fraction:.3f}"
     look = _look_record(len(looks) + 1, fraction, ev, primary, bounds, verdict)
+    look["early_last"] = early
     record = {
         **base,
         "look": look,
@@ -173,7 +181,7 @@ def _paired_record(
         "n_pairs_for_last_look_now": max_information(config) * paired.variance_hat
         if paired
         else None,
-        "null_p_no_discordant_at_last_look": (1 - config.margin) ** n_last,
+        "null_p_no_discordant_at_planned_last_look": (1 - config.margin) ** n_last,
     }
 
 
@@ -284,13 +292,29 @@ def _not_ready(
     return f"next look at information fraction {nxt:.3f}; now {fraction:.3f}"
 
 
-def _after_last(looks: list[Look], fraction: float) -> float:
-    """Where an early last look goes: at the information reached, or just after the previous
-    look when that is no further (the same counts, or a paired estimate of the variance that
-    grew). Either way it is one more look, after every look taken, so the alpha they spent
-    stays spent; when to take it was decided by the traffic, not by the outcomes."""
-    last = looks[-1]["fraction"] if looks else 0.0
-    return max(fraction, last + FRACTION_STEP)
+def _after_last(looks: list[Look], fraction: float, n: int) -> float:
+    """Where an early last look goes: one more look after every look taken (so the alpha they
+    spent stays spent; when to take it was decided by the traffic, not by the outcomes), at
+    the information reached. When that estimate is no further than the previous look's (a
+    paired variance estimate that grew), the information is taken to have grown with the
+    sample, ``n`` over the previous look's: placing it just after would assume the two
+    statistics nearly identical and leak alpha. Only the same counts go just after it."""
+    if not looks:
+        return fraction
+    last = looks[-1]
+    grown = last["fraction"] * n / max(_sample_size(last), 1)
+    return min(1.0, max(fraction, grown, last["fraction"] + FRACTION_STEP))
+
+
+def _sample_size(source: StageEvidence | Look) -> int:
+    """Pairs (shadow stage) or labelled answers of both variants, of evidence or a look."""
+    if isinstance(source, StageEvidence):
+        if source.paired is not None:
+            return source.paired.n
+        return source.champion.outcomes.n + source.challenger.outcomes.n
+    if "n_pairs" in source:
+        return int(source["n_pairs"])
+    return int(source["n_champion"]) + int(source["n_challenger"])
 
 
 def _deadline_or(

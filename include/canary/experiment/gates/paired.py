@@ -32,7 +32,8 @@ choices, each measured (bench/bench_paired_gates.py, power at p_disc 0.10):
   theta_hat means a low v_tilde and more information, looks come when the statistic is low, and
   futility stops no-worse challengers too often (power 0.76 against 0.80).
 Under H0 (theta = -delta) v is slightly above the true p_disc - delta^2, so the information is
-understated and the last look can only come late, never early. No discordant pair gives
+understated and the planned last look can only come late, never early (a last look forced by
+spent traffic, :mod:`.engine`, comes when the traffic says). No discordant pair gives
 v = delta (1 - delta), the least null variance: never infinite information.
 """
 
