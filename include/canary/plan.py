@@ -242,7 +242,8 @@ class TrafficSpec(_Frozen):
     requests_per_stage: int = setting(
         20_000,
         title="Request cap per stage",
-        description="Never more than the gate can need: a stage replays only until it decides.",
+        description="A stage replays only until its gate decides; once the cap is spent, "
+        "the gate decides at the information reached.",
         ge=1,
         le=1_000_000,
     )

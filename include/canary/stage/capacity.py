@@ -1,9 +1,9 @@
 """How many requests a stage's replay may need, and the plan check that its cap allows them.
 
-Why a room of its own: the same sizing caps a stage's synthetic traffic while it runs
-(:mod:`.traffic`) and refuses, before any AWS call, a plan whose cap would stop a stage short of
-its gate's last look (the rollout's ``validate_plan`` and the registry's claim, before it claims
-a package version). It needs the gate's sizing but not the replay's data stack.
+Why a room of its own: the same sizing sizes a stage's first burst of synthetic traffic
+(:mod:`.traffic`) and refuses, before any AWS call, a plan whose cap would stop a stage short
+of its gate's planned last look (the rollout's ``validate_plan`` and the registry's claim,
+before it claims a package version). It needs the gate's sizing but not the replay's data stack.
 """
 
 from __future__ import annotations

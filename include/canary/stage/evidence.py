@@ -59,7 +59,8 @@ class EvidenceSource:
     ) -> StageEvidence:
         """Evidence from the replay's ``frame`` when traffic is replayed, else from telemetry.
         ``spent``: the replay has sent the stage's whole cap; the evidence is then complete
-        once every answer it will give is counted (:meth:`_complete`)."""
+        once every answer it will give is counted (:func:`_all_copies_captured`; else the
+        gate waits for the counts to settle, ``StageGate._settled``)."""
         now = datetime.now(UTC)
         started = self.window.opened_at
         if frame is None:

@@ -10,7 +10,7 @@ after a reschedule, in another process, and carry on where the last poke stopped
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import cached_property
 from typing import Any
 
@@ -19,13 +19,17 @@ import pandas as pd
 from canary.experiment.gates.config import GateConfig
 from canary.experiment.gates.decision import Decision, Verdict
 from canary.experiment.gates.engine import evaluate
-from canary.experiment.gates.evidence import CarriedEstimate
+from canary.experiment.gates.evidence import CarriedEstimate, StageEvidence
 from canary.plan import RolloutPlan
 from canary.stage.evidence import EvidenceSource, carried_champion
 from canary.stage.progress import announce
-from canary.stage.state import CHAMPION, StageState
+from canary.stage.state import CHAMPION, SETTLING, StageState
 from canary.stage.traffic import StageTraffic
 from canary.stage.window import StageWindow
+
+#: A spent stage whose counts stay put this long has all its evidence (Data Capture and
+#: CloudWatch deliver within minutes on AWS; the local stack's at once).
+SETTLE_SECONDS = 300.0
 
 
 class StageGate:
@@ -59,7 +63,7 @@ class StageGate:
             self.window.wait_for_start()
         session = self.traffic.gate_session() if replaying else None
         frame = self.traffic.results() if replaying else None
-        cap = self.traffic.request_cap - self.traffic.burst_total
+        cap = self.traffic.gate_cap
         while True:
             sent_chunk = False
             if session is not None and session.cursor < cap:
@@ -68,6 +72,8 @@ class StageGate:
                 sent_chunk = True
             spent = session is not None and session.cursor >= cap
             evidence = self.evidence.collect(frame, self.carried, spent)
+            if spent and not evidence.complete:
+                evidence = replace(evidence, complete=self._settled(evidence))
             decision, looks = evaluate(evidence, self.config, looks)
             final = decision.verdict is not Verdict.CONTINUE
             if final:  # before the record that marks the stage decided: later stages carry it
@@ -78,3 +84,12 @@ class StageGate:
                 return decision
             if not sent_chunk or time.monotonic() > deadline:
                 return decision
+
+    def _settled(self, evidence: StageEvidence) -> bool:
+        """A spent stage whose counts have not moved for :data:`SETTLE_SECONDS` gets no more:
+        a shadow copy that Data Capture never shows (a retried request reuses its inference id)
+        must not hold it to its deadline. Taking the last look then keeps alpha however long
+        the wait, since the wait does not depend on the answers; it only spares power."""
+        pairs = evidence.paired.n if evidence.paired is not None else 0
+        counts = [self.window.opened_at.isoformat(), evidence.challenger.requests, pairs]
+        return self.state.unchanged_for(SETTLING, counts, SETTLE_SECONDS)

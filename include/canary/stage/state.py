@@ -7,6 +7,7 @@ another process (or after a worker dies); everything it must carry on with lives
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from canary.plan import RolloutPlan
 from canary.rollout.layout import stage_state_key
 
 LOOKS = "looks.json"
+SETTLING = "settling.json"  # the spent stage's counts and since when they have not moved
 CHAMPION = "champion.json"
 DECIDED = "decided.json"  # the stage's final decision, once it has one
 DECISION_STAMP = "%Y%m%dT%H%M%S%fZ"  # decisions/<stamp>-<verdict>.json, in the order written
@@ -68,6 +70,16 @@ class StageState:
         if record is None or record.get("stage_started_at") != opened_at.isoformat():
             return None
         return Decision(Verdict(record["verdict"]), record["reason"], record)
+
+    def unchanged_for(self, name: str, value: Any, seconds: float) -> bool:
+        """Whether ``value`` (JSON) has been this stage's ``name`` for at least ``seconds``,
+        across pokes: it is stored with the time whenever it differs from the stored one."""
+        now = time.time()
+        seen = self.load(name, default=None)
+        if seen is None or seen["value"] != value:
+            self.save(name, {"value": value, "since": now})
+            return False
+        return now - seen["since"] >= seconds
 
     def _put(self, name: str, body: bytes) -> None:
         key = stage_state_key(self.plan, self.run_key, self.stage, name)

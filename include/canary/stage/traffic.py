@@ -44,12 +44,22 @@ class StageTraffic:
 
     @property
     def request_cap(self) -> int:
-        """Synthetic requests this stage may send: the user's cap. The gate stops replaying
-        once it decides, so a stage goes past its planned maximum (:attr:`planned_cap`) only
-        when its information grows slower than planned (the models disagree more than the
-        planning rate assumed, a bandit starves an arm, requests fail); once the cap is spent
-        the gate takes its last look at the information reached."""
+        """Synthetic requests this stage may send at most: the user's cap."""
         return self.plan.traffic.requests_per_stage
+
+    @cached_property
+    def gate_cap(self) -> int:
+        """Requests the gate's top-ups may send after the burst. The gate stops replaying once
+        it decides, so this matters only when its information grows slower than planned (the
+        models disagree more than the planning rate assumed, a bandit starves an arm, requests
+        fail): then it goes on past the planned maximum (:attr:`planned_cap`), within the
+        user's cap, but not past one pass over the gate's slice of the dataset, since a row
+        replayed again gets the same answers and counting it twice would overstate the
+        information. Once this is spent the gate takes its last look at the information
+        reached."""
+        first_pass = len(self.dataset.shard_rows(*self._gate_slice))
+        need = max(self.planned_cap - self.burst_total, first_pass)
+        return min(self.request_cap - self.burst_total, need)
 
     @cached_property
     def planned_cap(self) -> int:
@@ -99,8 +109,13 @@ class StageTraffic:
     def gate_session(self) -> ReplaySession:
         """The session the gate tops up with: the last slice of users, after the burst's (every
         user when the stage has no burst)."""
+        return self.session(*self._gate_slice)
+
+    @property
+    def _gate_slice(self) -> tuple[int, int]:
+        """The gate's (shard index, shard count) of the users."""
         count = self.burst_shards()[0]["count"]
-        return self.session(count - 1, count)
+        return count - 1, count
 
     def session(self, shard_index: int, shard_count: int) -> ReplaySession:
         """One shard's replay session for this stage's window."""

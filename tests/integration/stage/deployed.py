@@ -41,10 +41,12 @@ def _artifact(seed: int) -> bytes:
 
 
 @contextmanager
-def deployed(local_stack, shadow: bool, **fields: Any) -> Iterator[RolloutPlan]:
+def deployed(
+    local_stack, shadow: bool, capture_percent: int = 100, **fields: Any
+) -> Iterator[RolloutPlan]:
     """A Champion / Challenger endpoint (the challenger a shadow variant when ``shadow``) with
-    Data Capture where a plan for it (with the form ``fields`` given) looks, in a fresh bucket;
-    deleted afterwards."""
+    Data Capture of ``capture_percent`` of requests where a plan for it (with the form
+    ``fields`` given) looks, in a fresh bucket; deleted afterwards."""
     s3, sm = local_stack.client("s3"), local_stack.client("sagemaker")
     tag = uuid.uuid4().hex[:10]
     plan = parse_plan({"bucket": f"gates-{tag}", "endpoint_name": f"ge-{tag}", **fields})
@@ -57,7 +59,7 @@ def deployed(local_stack, shadow: bool, **fields: Any) -> Iterator[RolloutPlan]:
         variants.append({"VariantName": name, "ModelName": f"gm{i}-{tag}",
                          "InitialInstanceCount": 1, "InstanceType": "ml.m5.large",
                          "InitialVariantWeight": 1.0})  # fmt: skip
-    capture = {"EnableCapture": True, "InitialSamplingPercentage": 100,
+    capture = {"EnableCapture": True, "InitialSamplingPercentage": capture_percent,
                "DestinationS3Uri": capture_uri(plan),
                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
                "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]}}  # fmt: skip

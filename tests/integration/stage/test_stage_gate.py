@@ -6,9 +6,11 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from canary.experiment.gates.decision import Decision, Verdict
 from canary.plan import SHADOW_STAGE, RolloutPlan
+from canary.stage import gate as stage_gate
 from canary.stage.gate import StageGate
 from canary.stage.window import StageWindow
 from canary_airflow.aws import AwsClients
@@ -42,24 +44,30 @@ def _poke_until_decided(plan: RolloutPlan, window: StageWindow) -> tuple[Decisio
     raise AssertionError(f"undecided after {POKES} pokes: {decision.reason}")
 
 
+@pytest.mark.parametrize("capture_percent", [100, 50])
 def test_a_shadow_stage_whose_cap_is_spent_takes_its_last_look_early(
-    local_stack, aws_conn, tmp_path
+    local_stack, aws_conn, tmp_path, monkeypatch, capture_percent: int
 ) -> None:
     """Once the cap is spent and every copy the shadow answered is in Data Capture, no more
     evidence can come: the gate decides at the information reached instead of waiting for its
-    deadline (30 minutes), and its last look spends all of alpha."""
+    deadline (30 minutes), and its last look spends all of alpha. When Data Capture keeps only
+    half the copies the counts never match: the stage decides once they have stopped moving
+    (``SETTLE_SECONDS``, shortened here), on the pairs it has."""
+    monkeypatch.setattr(stage_gate, "SETTLE_SECONDS", 2.0)
     fields = {"traffic_dataset": _rows(str(tmp_path / "rows.csv"), 1000),
               "traffic_label_column": "label", "traffic_requests_per_stage": CAP,
               "traffic_chunk_size": 100}  # fmt: skip
-    with deployed(local_stack, shadow=True, **fields) as plan:
+    with deployed(local_stack, True, capture_percent, **fields) as plan:
         window = StageWindow(SHADOW_STAGE, plan.stage_weights(SHADOW_STAGE), time.time() - 1)
         decision, gate = _poke_until_decided(plan, window)
         replayed = gate.traffic.results()
     record = decision.record
     assert decision.verdict in (Verdict.PROMOTE, Verdict.ROLLBACK)
     assert record["evidence_complete"] is True and "last look early" in decision.reason
-    assert record["look"]["fraction"] < 1 and record["look"]["efficacy"] == record["look"][
-        "futility"]  # fmt: skip
+    assert record["look"]["early_last"] is True and record["look"]["fraction"] < 1
+    assert record["look"]["efficacy"] == record["look"]["futility"]
     assert len(replayed) == CAP and (replayed["status"] == 200).all()
-    assert record["paired"]["n_pairs"] == CAP  # every copy was captured and paired
+    assert record["variants"]["Challenger"]["requests"] == CAP  # every copy was answered
+    pairs = record["paired"]["n_pairs"]
+    assert pairs == CAP if capture_percent == 100 else 0 < pairs < CAP
     assert record["elapsed_minutes"] < 5

@@ -11,7 +11,7 @@ import pytest
 from canary.experiment.gates.decision import Decision, Verdict
 from canary.plan import parse_plan
 from canary.stage.gate import StageGate
-from canary.stage.state import StageState
+from canary.stage.state import SETTLING, StageState
 from canary.stage.window import StageWindow
 
 
@@ -53,3 +53,17 @@ def test_a_retried_gate_gets_the_recorded_decision_back_and_takes_no_new_look(aw
     cleared = StageWindow(0, plan.stage_weights(0), started_at=window.started_at + 60)
     assert state.decided(cleared.opened_at) is None
     assert state.looks(window.opened_at) == [look, second] and state.looks(cleared.opened_at) == []
+
+
+def test_a_value_is_unchanged_only_after_it_stayed_put_for_the_time_asked(aws) -> None:
+    """How a spent stage knows its counts have settled, poke after poke."""
+    bucket = f"settle-{uuid.uuid4().hex[:8]}"
+    aws.s3.create_bucket(Bucket=bucket)
+    state = StageState(aws.s3, parse_plan({"bucket": bucket}), "run", 0)
+    assert state.unchanged_for(SETTLING, [1, 2], 0.5) is False  # first seen now
+    assert state.unchanged_for(SETTLING, [1, 2], 0.5) is False  # not long enough yet
+    time.sleep(0.6)
+    assert state.unchanged_for(SETTLING, [1, 3], 0.5) is False  # moved: the clock restarts
+    assert state.unchanged_for(SETTLING, [1, 3], 0.5) is False
+    time.sleep(0.6)
+    assert state.unchanged_for(SETTLING, [1, 3], 0.5) is True

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
 import pytest
 
 from canary.experiment.gates import GateConfig
@@ -15,21 +19,43 @@ def plan_with(**fields: object):
     return parse_plan({"endpoint_name": "churn-canary", **fields})
 
 
-def traffic(index: int, weights: dict[str, float]) -> StageTraffic:
-    plan = plan_with(traffic_shards=4)
+def traffic(index: int, weights: dict[str, float], **fields: object) -> StageTraffic:
+    plan = plan_with(traffic_shards=4, **fields)
     window = StageWindow(index, weights, started_at=0.0)
-    return StageTraffic(None, plan, window, "run", GateConfig.of(plan.gate))
+    no_aws = SimpleNamespace(s3=None)  # a local CSV dataset is read without S3
+    return StageTraffic(no_aws, plan, window, "run", GateConfig.of(plan.gate))
 
 
-def test_a_canary_stage_bursts_half_its_planned_need_and_the_gate_may_send_up_to_the_cap() -> None:
-    """The burst is sized by what the gate plans to need; the gate's top-ups may go on to the
-    user's cap, since a slower-growing information (more disagreement than planned) needs
-    more, and the gate stops replaying once it decides."""
+def dataset(path: Path, rows: int) -> str:
+    pd.DataFrame({"x": range(rows), "churn": [0, 1] * (rows // 2)}).to_csv(path, index=False)
+    return str(path)
+
+
+def test_a_canary_stage_bursts_half_its_planned_need_over_its_shards() -> None:
     stage = traffic(0, {"Champion": 50.0, "Challenger": 50.0})
     shards = stage.burst_shards()
     assert [s["count"] for s in shards] == [5] * 4
     assert stage.burst_total == stage.planned_cap // 2
     assert stage.planned_cap < stage.request_cap == stage.plan.traffic.requests_per_stage
+
+
+@pytest.mark.parametrize(
+    ("rows", "cap", "expect"),
+    [(1_000, 20_000, "planned"), (60_000, 20_000, "first pass"), (60_000, 9_000, "cap")],
+)
+def test_the_gates_top_ups_go_past_the_plan_on_fresh_rows_within_the_cap(
+    tmp_path: Path, rows: int, cap: int, expect: str
+) -> None:
+    """Information that grows slower than planned needs more requests: the gate may replay on,
+    within the user's cap, while its slice of the dataset (a fifth of the users with 4 shards)
+    still has rows it has not sent; a row sent twice is not new evidence."""
+    csv = dataset(tmp_path / "rows.csv", rows)
+    stage = traffic(0, {"Champion": 50.0, "Challenger": 50.0}, traffic_dataset=csv,
+                    traffic_requests_per_stage=cap)  # fmt: skip
+    planned, fresh = stage.planned_cap - stage.burst_total, rows // 5
+    assert stage.gate_cap == {"planned": planned, "first pass": fresh,
+                              "cap": cap - stage.burst_total}[expect]  # fmt: skip
+    assert stage.gate_cap >= planned
 
 
 def test_the_shadow_stage_has_no_burst_so_its_gate_sends_the_whole_cap() -> None:
