@@ -21,7 +21,10 @@ look, then each stream's first crossing. A cross-check drives the real ``evaluat
 streams of each scenario (the same draws) and reports how many verdicts and decision sizes agree.
 For p = 0.97, delta = 0.02, where the gate misses the targets, ``exact_optimum`` is what the best
 test that knows p can reach on the same pokes (bench/optimal.py): the bound no test beats, and a
-test near it. Prints one JSON line.
+test near it. ``early_last_look``: the p = 0.9 streams again, their traffic spent at half the
+planned maximum, where the engine takes its last look early (``StageEvidence.complete``): the
+false promotion rate must stay at alpha; power drops, as the analytic figures say it must.
+Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -70,6 +75,9 @@ SCENARIOS = {"equal": 0.0, "worse_by_delta": -1.0}  # true difference, in margin
 # grows with n_fix^3, so p = 0.7 (n_fix ~6,500 per variant) is out of reach.
 OPTIMUM_CASES = ((0.97, 0.02),)
 MAX_OVER_NFIX = 1.45  # the issue's bound on the most requests a stage may take
+# A stage whose replay is spent early (p = 0.9, at half the planned maximum) takes its last look
+# there (``StageEvidence.complete``): its power drops, its false promotions must not rise.
+EARLY_CASE, EARLY_SHARE = 1, 0.5
 SEED = 2025
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -91,10 +99,11 @@ class Schedule:
     bounds: Boundaries
 
 
-def schedule(config: GateConfig) -> Schedule:
+def schedule(config: GateConfig, spent_at: int | None = None) -> Schedule:
     """The engine's look rule (``engine._not_ready``) on the deterministic poke counts: a look
-    when the information fraction passes the next multiple of 1/looks, or reaches 1. Looks are
-    kept as the engine keeps them (fractions rounded to 6 digits). The cross-check verifies it."""
+    when the information fraction passes the next multiple of 1/looks, or reaches 1, or the
+    traffic is spent (at poke index ``spent_at``: the last look, early). Looks are kept as the
+    engine keeps them (fractions rounded to 6 digits). The cross-check verifies it."""
     stage_max = stage_max_information(config, 0.0)
     pokes, at, fractions = [], [], []
     last, n = 0.0, 0
@@ -102,11 +111,14 @@ def schedule(config: GateConfig) -> Schedule:
         n += CHUNK
         f = min(information(n, n, config, 0.0) / stage_max, 1.0)
         pokes.append(n)
+        spent = len(pokes) - 1 == spent_at
         step = looks_passed(f, config.looks) > looks_passed(last, config.looks)
-        if n >= config.min_requests and (step or is_final(f)):
+        if n >= config.min_requests and (step or is_final(f) or spent):
             at.append(len(pokes) - 1)
             last = round(f, 6)
             fractions.append(last)
+        if spent:
+            break
     bounds = config.design.boundaries_at(tuple(fractions), True)
     return Schedule(np.array(pokes), np.array(at), tuple(fractions), bounds)
 
@@ -146,10 +158,16 @@ def verdicts(
     return up[np.arange(len(z)), first], n[first]
 
 
-def simulate(task: tuple[int, int]) -> dict[str, np.ndarray]:
-    """All RUNS streams of one (case, scenario), BLOCK at a time: verdicts and N per stream."""
+def early_poke(config: GateConfig) -> int:
+    """The poke at which the early scenario's traffic is spent: EARLY_SHARE of the planned."""
+    return int(EARLY_SHARE * len(schedule(config).pokes)) - 1
+
+
+def simulate(task: tuple[int, int], early: bool = False) -> dict[str, np.ndarray]:
+    """All RUNS streams of one (case, scenario), BLOCK at a time: verdicts and N per stream;
+    ``early``: the same streams when the traffic is spent at :func:`early_poke`."""
     config = gate_config(task[0])
-    sched = schedule(config)
+    sched = schedule(config, early_poke(config) if early else None)
     blocks = [
         verdicts(sched, config.margin, *stream_block(task, b, min(BLOCK, RUNS - b * BLOCK)))
         for b in range(-(-RUNS // BLOCK))
@@ -160,27 +178,29 @@ def simulate(task: tuple[int, int]) -> dict[str, np.ndarray]:
     }
 
 
-def _evidence(n: int, k0: int, k1: int) -> StageEvidence:
+def _evidence(n: int, k0: int, k1: int, complete: bool) -> StageEvidence:
     def variant(name: str, k: int) -> VariantEvidence:
         return VariantEvidence(name, n, outcomes=Outcomes(n, float(k), float(k)))
 
     end = START + timedelta(minutes=1)
     return StageEvidence(
-        0, (50, 50), variant("champion", k0), variant("challenger", k1), START, end
-    )
+        0, (50, 50), variant("champion", k0), variant("challenger", k1), START, end,
+        complete=complete,
+    )  # fmt: skip
 
 
-def cross_check(task: tuple[int, int]) -> dict[str, int]:
+def cross_check(task: tuple[int, int], early: bool = False) -> dict[str, int]:
     """Drive the real engine, one poke per CHUNK, on the first streams of a (rate, scenario);
-    count the streams whose verdict and N agree with the vectorised path on the same draws."""
+    count the streams whose verdict and N agree with the vectorised path on the same draws
+    (``early``: the evidence is complete at the early scenario's last poke)."""
     config = gate_config(task[0])
-    sched = schedule(config)
+    sched = schedule(config, early_poke(config) if early else None)
     k0, k1 = stream_block(task, 0, CROSS_CHECK_RUNS)
     promoted, n = verdicts(sched, config.margin, k0, k1)
     same = {"streams": CROSS_CHECK_RUNS, "same_verdict": 0, "same_n": 0}
     for r in range(CROSS_CHECK_RUNS):
         with np.errstate(divide="ignore", invalid="ignore"):  # statsmodels at 0 or 100 %
-            verdict, n_engine = _engine_run(config, sched.pokes, k0[r], k1[r])
+            verdict, n_engine = _engine_run(config, sched.pokes, k0[r], k1[r], early)
         expected = Verdict.PROMOTE if promoted[r] else Verdict.ROLLBACK
         same["same_verdict"] += int(verdict is expected)
         same["same_n"] += int(n_engine == n[r])
@@ -188,11 +208,12 @@ def cross_check(task: tuple[int, int]) -> dict[str, int]:
 
 
 def _engine_run(
-    config: GateConfig, pokes: np.ndarray, k0: np.ndarray, k1: np.ndarray
+    config: GateConfig, pokes: np.ndarray, k0: np.ndarray, k1: np.ndarray, early: bool
 ) -> tuple[Verdict, int]:
     looks = None
-    for n, a, b in zip(pokes, k0, k1, strict=False):
-        decision, looks = evaluate(_evidence(int(n), int(a), int(b)), config, looks)
+    for i, (n, a, b) in enumerate(zip(pokes, k0, k1, strict=False)):
+        spent = early and i == len(pokes) - 1
+        decision, looks = evaluate(_evidence(int(n), int(a), int(b), spent), config, looks)
         if decision.verdict is not Verdict.CONTINUE:
             return decision.verdict, int(n)
     raise AssertionError("the engine did not decide by the last poke")
@@ -231,6 +252,26 @@ def summarise(case: int, equal: dict[str, np.ndarray], worse: dict[str, np.ndarr
     out["meets_targets"] = meets_targets(out, se)
     out["looks_taken_at_most"] = len(sched.at)
     out["analytic"] = analytic(config, sched)
+    return out
+
+
+def summarise_early(
+    equal: dict[str, np.ndarray], worse: dict[str, np.ndarray], check: dict[str, int]
+) -> dict:
+    """The early scenario: the same streams as EARLY_CASE's, their traffic spent at
+    :func:`early_poke`; alpha must hold (within two Monte Carlo standard errors), power drops."""
+    config = gate_config(EARLY_CASE)
+    sched = schedule(config, early_poke(config))
+    n_fix = reference_n_fix(config.planning_rate, config.margin, ALPHA, POWER)
+    p, margin = CASES[EARLY_CASE]
+    out: dict[str, Any] = {"case": f"p={p} delta={margin}"}
+    out["traffic_spent_at_n_over_nfix"] = float(sched.pokes[-1] / n_fix)
+    out["power"], power_se = share(equal["promoted"])
+    out["false_promotion_rate"], fp_se = share(worse["promoted"])
+    out["mc_error"] = {"power": power_se, "false_promotion_rate": fp_se}
+    out["alpha_kept"] = out["false_promotion_rate"] <= ALPHA + 2 * fp_se
+    out["analytic"] = analytic(config, sched)
+    out["cross_check"] = check
     return out
 
 
@@ -275,6 +316,12 @@ def exact_optimum(case: tuple[float, float]) -> dict[str, Any]:
     }
 
 
+def _summed(checks: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Cross-check counts added over scenarios."""
+    checks = list(checks)
+    return {key: sum(c[key] for c in checks) for key in ("streams", "same_verdict", "same_n")}
+
+
 def _warm_caches() -> None:
     """Plan every design and the engine's per-look constants before forking, so the workers
     inherit them instead of recomputing."""
@@ -294,15 +341,17 @@ def main() -> None:
         optima = {case: pool.submit(exact_optimum, case) for case in OPTIMUM_CASES}
         runs = dict(zip(tasks, pool.map(simulate, tasks), strict=True))
         checks = dict(zip(tasks, pool.map(cross_check, tasks), strict=True))
+        early_tasks = [(EARLY_CASE, j) for j in range(len(SCENARIOS))]
+        early = list(pool.map(partial(simulate, early=True), early_tasks))
+        early_checks = list(pool.map(partial(cross_check, early=True), early_tasks))
     design = gate_config(0)
     out: dict = {"bench": "gates"}
     for i, (p, margin) in enumerate(CASES):
         out[f"p={p} delta={margin}"] = summarise(i, runs[(i, 0)], runs[(i, 1)])
         if (p, margin) in optima:
             out[f"p={p} delta={margin}"]["exact_optimum"] = optima[(p, margin)].result()
-    out["cross_check"] = {
-        key: sum(c[key] for c in checks.values()) for key in ("streams", "same_verdict", "same_n")
-    }
+    out["cross_check"] = _summed(checks.values())
+    out["early_last_look"] = summarise_early(*early, _summed(early_checks))
     floor = sprt_expected_fraction(ALPHA, POWER)
     out["wald_sprt_floor"] = {"n_over_nfix": floor[0], "n_over_nfix_at_worse_by_delta": floor[1]}
     out["runs_per_scenario"] = RUNS
