@@ -49,18 +49,28 @@ class CleanupReport:
 
 
 def finish(
-    sm: Any, s3: Any, plan: RolloutPlan, manifest: RunManifest, outcome: RunOutcome
+    sm: Any,
+    s3: Any,
+    plan: RolloutPlan,
+    manifest: RunManifest,
+    outcome: RunOutcome,
+    holds_endpoint: bool = True,
 ) -> CleanupReport:
-    """Apply the plan's cleanup policy for a run that ended with ``outcome``."""
+    """Apply the plan's cleanup policy for a run that ended with ``outcome``. A run that no
+    longer ``holds_endpoint`` (its lease was taken over) leaves the endpoint, and the canary
+    resources it did not create, to the run that holds it: it deletes only what it made and
+    nothing serves."""
     winner_role = "challenger" if outcome is RunOutcome.PROMOTED else "champion"
     report = CleanupReport(outcome=outcome, winner=None)
-    live = endpoint.describe_endpoint(sm, plan.endpoint_name)
+    live = endpoint.describe_endpoint(sm, plan.endpoint_name) if holds_endpoint else None
     keep = plan.cleanup is CleanupPolicy.KEEP_WINNER and live is not None
-    if keep and winner_role in manifest.models:
+    if not holds_endpoint:
+        report.kept.append(f"endpoint {plan.endpoint_name} (another run holds its lease)")
+    elif keep and winner_role in manifest.models:
         _serve_winner_alone(sm, plan, manifest, winner_role, report)
     elif live is not None:
         _remove_or_restore_endpoint(sm, plan, manifest, report)
-    _delete_unused(sm, plan, manifest, report)
+    _delete_unused(sm, plan, manifest, report, leftovers=holds_endpoint)
     _delete_artifacts(s3, manifest, winner_role if report.winner else None, report)
     return report
 
@@ -106,19 +116,21 @@ def _switch_config(sm: Any, endpoint_name: str, config_name: str) -> None:
 
 
 def _delete_unused(
-    sm: Any, plan: RolloutPlan, manifest: RunManifest, report: CleanupReport
+    sm: Any, plan: RolloutPlan, manifest: RunManifest, report: CleanupReport, leftovers: bool
 ) -> None:
-    """Delete configs and models of ours that the endpoint no longer serves."""
+    """Delete configs and models of ours that the endpoint no longer serves (with
+    ``leftovers``, earlier runs' canary resources of this endpoint too)."""
     live = endpoint.describe_endpoint(sm, plan.endpoint_name)
     serving_config = live["EndpointConfigName"] if live else None
     serving_models = _models_of(sm, serving_config)
-    configs = set(manifest.created_configs) | _leftovers(sm, plan, "endpoint_config", ("config",))
+    configs = set(manifest.created_configs)
+    models = set(manifest.created_models)
+    if leftovers:
+        configs |= _leftovers(sm, plan, "endpoint_config", ("config",))
+        models |= _leftovers(sm, plan, "model", ("champion", "challenger"))
     for name in sorted(configs - {serving_config}):
         if endpoint.delete_quietly(sm, "endpoint_config", name):
             report.deleted.append(f"endpoint config {name}")
-    models = set(manifest.created_models) | _leftovers(
-        sm, plan, "model", ("champion", "challenger")
-    )
     for name in sorted(models - serving_models):
         if endpoint.delete_quietly(sm, "model", name):
             report.deleted.append(f"model {name}")

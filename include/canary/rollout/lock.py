@@ -141,6 +141,11 @@ class EndpointLock:
             raise
         return True
 
+    def holds(self, holder: str) -> bool:
+        """Whether ``holder`` has the lease now (cleanup asks before it touches the endpoint)."""
+        current = self.current()
+        return current is not None and current.holder == holder
+
     def current(self) -> Lease | None:
         item = self.db.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get("Item")
         return Lease.of(item) if item else None

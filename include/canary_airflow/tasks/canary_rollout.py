@@ -349,10 +349,14 @@ def cleanup(plan: dict[str, Any]) -> dict[str, Any]:
     rollout = load_plan(plan)
     aws = clients_for(rollout)
     outcome = outcome_of_run()
+    lock, run_id = endpoint_lock(rollout), get_current_context()["run_id"]
+    holds = lock.holds(run_id)
     try:
-        result = cleanup_ops.finish(aws.sagemaker, aws.s3, rollout, run_manifest(), outcome)
+        result = cleanup_ops.finish(
+            aws.sagemaker, aws.s3, rollout, run_manifest(), outcome, holds_endpoint=holds
+        )
     finally:
-        endpoint_lock(rollout).release(get_current_context()["run_id"])
+        lock.release(run_id)
         notify_outcome(rollout, outcome)
     log.info("cleanup after %s: deleted %s; kept %s", outcome, result.deleted, result.kept)
     return {

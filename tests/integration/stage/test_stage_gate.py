@@ -14,7 +14,7 @@ from canary.stage import gate as stage_gate
 from canary.stage.gate import StageGate
 from canary.stage.window import StageWindow
 from canary_airflow.aws import AwsClients
-from tests.integration.stage.deployed import deployed
+from tests.integration.deployed import deployed
 
 CAP = 300  # requests: far below the thousands of pairs the gate plans for at margin 0.02
 POKES = 60  # a sensor's pokes, a second apart, before the test gives up

@@ -15,7 +15,7 @@ from canary.rollout.layout import capture_uri, ground_truth_prefix, ground_truth
 from canary.stage.evidence import EvidenceSource
 from canary.stage.telemetry import StageSource, collect_stage_evidence
 from canary.stage.window import StageWindow
-from tests.integration.stage.deployed import deployed, model
+from tests.integration.deployed import deployed, model
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""A small Champion / Challenger endpoint on the local stack for the stage tests: two
+"""A small Champion / Challenger endpoint on the local stack for the integration tests: two
 scikit-learn logistic regressions on three features, the champion fitted to the label
 ``x0 > 0``, the challenger to ``x0 + x1 > 0`` (they disagree on about a quarter of requests)."""
 
@@ -29,7 +29,8 @@ def model(seed: int) -> LogisticRegression:
     return LogisticRegression().fit(x, (x[:, 0] + seed * x[:, 1] > 0).astype(int))
 
 
-def _artifact(seed: int) -> bytes:
+def artifact(seed: int) -> bytes:
+    """Variant ``seed``'s model as a SageMaker scikit-learn artifact (model.tar.gz)."""
     raw = io.BytesIO()
     joblib.dump(model(seed), raw)
     out = io.BytesIO()
@@ -53,7 +54,7 @@ def deployed(
     s3.create_bucket(Bucket=plan.bucket)
     variants = []
     for i, name in enumerate(plan.variants):
-        s3.put_object(Bucket=plan.bucket, Key=f"m{i}/model.tar.gz", Body=_artifact(i))
+        s3.put_object(Bucket=plan.bucket, Key=f"m{i}/model.tar.gz", Body=artifact(i))
         sm.create_model(ModelName=f"gm{i}-{tag}", ExecutionRoleArn=ROLE, PrimaryContainer={
             "Image": IMAGE, "ModelDataUrl": f"s3://{plan.bucket}/m{i}/model.tar.gz"})  # fmt: skip
         variants.append({"VariantName": name, "ModelName": f"gm{i}-{tag}",
