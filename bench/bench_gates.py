@@ -178,7 +178,7 @@ def simulate(task: tuple[int, int], early: bool = False) -> dict[str, np.ndarray
     }
 
 
-def _evidence(n: int, k0: int, k1: int, complete: bool) -> StageEvidence:
+def _evidence(n: int, k0: int, k1: int, complete: bool = False) -> StageEvidence:
     def variant(name: str, k: int) -> VariantEvidence:
         return VariantEvidence(name, n, outcomes=Outcomes(n, float(k), float(k)))
 
@@ -208,7 +208,11 @@ def cross_check(task: tuple[int, int], early: bool = False) -> dict[str, int]:
 
 
 def _engine_run(
-    config: GateConfig, pokes: np.ndarray, k0: np.ndarray, k1: np.ndarray, early: bool
+    config: GateConfig,
+    pokes: np.ndarray,
+    k0: np.ndarray,
+    k1: np.ndarray,
+    early: bool = False,
 ) -> tuple[Verdict, int]:
     looks = None
     for i, (n, a, b) in enumerate(zip(pokes, k0, k1, strict=False)):

@@ -31,14 +31,16 @@ def test_vectorised_score_z_is_the_engines_statistic(p: float) -> None:
     assert z.tolist() == pytest.approx(engine, rel=1e-12)
 
 
-def test_vectorised_verdicts_are_the_engines_on_the_same_streams() -> None:
-    """Same draws, same verdict and the same N: schedule, boundaries and first crossing agree."""
+@pytest.mark.parametrize("early", [False, True])
+def test_vectorised_verdicts_are_the_engines_on_the_same_streams(early: bool) -> None:
+    """Same draws, same verdict and the same N: schedule, boundaries and first crossing agree,
+    also when the traffic is spent early and the last look comes at the early poke."""
     case = bench_gates.CASES.index((0.9, 0.02))
     config = bench_gates.gate_config(case)
-    sched = bench_gates.schedule(config)
+    sched = bench_gates.schedule(config, bench_gates.early_poke(config) if early else None)
     k0, k1 = bench_gates.stream_block((case, 1), 0, 6)
     promoted, n = bench_gates.verdicts(sched, config.margin, k0, k1)
     for r in range(6):
-        verdict, n_engine = bench_gates._engine_run(config, sched.pokes, k0[r], k1[r])
+        verdict, n_engine = bench_gates._engine_run(config, sched.pokes, k0[r], k1[r], early)
         expected = Verdict.PROMOTE if promoted[r] else Verdict.ROLLBACK
         assert (verdict, n_engine) == (expected, n[r])
