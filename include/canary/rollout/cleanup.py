@@ -57,9 +57,9 @@ def finish(
     holds_endpoint: bool = True,
 ) -> CleanupReport:
     """Apply the plan's cleanup policy for a run that ended with ``outcome``. A run that no
-    longer ``holds_endpoint`` (its lease was taken over) leaves the endpoint, and the canary
-    resources it did not create, to the run that holds it: it deletes only what it made and
-    nothing serves."""
+    longer ``holds_endpoint`` (its lease was taken over) leaves the endpoint, the canary
+    resources it did not create and its uploaded artifacts to the run that holds it: it deletes
+    only the models and configs it made that nothing serves."""
     winner_role = "challenger" if outcome is RunOutcome.PROMOTED else "champion"
     report = CleanupReport(outcome=outcome, winner=None)
     live = endpoint.describe_endpoint(sm, plan.endpoint_name) if holds_endpoint else None
@@ -71,7 +71,10 @@ def finish(
     elif live is not None:
         _remove_or_restore_endpoint(sm, plan, manifest, report)
     _delete_unused(sm, plan, manifest, report, leftovers=holds_endpoint)
-    _delete_artifacts(s3, manifest, winner_role if report.winner else None, report)
+    if holds_endpoint:
+        _delete_artifacts(s3, manifest, winner_role if report.winner else None, report)
+    else:  # uploads are content-addressed per endpoint: the holder's models may read them
+        report.kept += [f"artifact {uri}" for uri in sorted(manifest.uploaded_artifacts.values())]
     return report
 
 

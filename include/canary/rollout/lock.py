@@ -10,7 +10,8 @@ A holder that crashed never releases; its lease is taken over when it has expire
 any run of the plan: every stage's deadline and approval timeout, plus setup, and each stage's
 entry renews it for as long again) or when the holder's run is no longer running
 (``holder_alive``, asked of Airflow). The takeover is itself
-conditional on the stale lease being unchanged, so two runs taking over race-free too.
+conditional on the stale lease being unchanged (its holder, claim and expiry: a renewal in the
+meantime makes it fail), so two runs taking over race-free too.
 """
 
 from __future__ import annotations
@@ -84,8 +85,7 @@ class EndpointLock:
     def claim(self, holder: str, holder_alive: Callable[[str], bool]) -> Lease:
         """Take the endpoint for ``holder`` (again, on a retry), or raise :class:`EndpointBusy`."""
         now = time.time()
-        fresh = "attribute_not_exists(#key) OR holder = :me"
-        if self._put(holder, now, fresh, {":me": {"S": holder}}):
+        if self.keep(holder, now):
             return Lease(holder, now, now + self.seconds)
         current = self.current()
         if current is None:  # released between our write and our read: try once more
@@ -96,10 +96,27 @@ class EndpointLock:
                 f"(since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(current.claimed_at))})"
                 "; this run touched nothing"
             )
-        stale = {":old": {"S": current.holder}, ":at": {"N": repr(current.claimed_at)}}
-        if self._put(holder, now, "holder = :old AND claimed_at = :at", stale):
+        if self._take_over(holder, now, current):
             return Lease(holder, now, now + self.seconds)
         return self.claim(holder, holder_alive)  # another run took it over first: look again
+
+    def keep(self, holder: str, now: float | None = None) -> bool:
+        """Hold the lease for ``holder`` from ``now``: keep it, or take it while nobody has it
+        (a cleanup retried after it released); False when another run holds it."""
+        now = time.time() if now is None else now
+        fresh = "attribute_not_exists(#key) OR holder = :me"
+        return self._put(holder, now, fresh, {":me": {"S": holder}})
+
+    def _take_over(self, holder: str, now: float, stale: Lease) -> bool:
+        """Replace the ``stale`` lease, only if it is still exactly that one: a renewal since
+        (a later ``expires_at``) means its holder is at work, and the takeover fails."""
+        values = {
+            ":old": {"S": stale.holder},
+            ":at": {"N": repr(stale.claimed_at)},
+            ":until": {"N": repr(stale.expires_at)},
+        }
+        condition = "holder = :old AND claimed_at = :at AND expires_at = :until"
+        return self._put(holder, now, condition, values)
 
     def renew(self, holder: str) -> Lease:
         """Push ``holder``'s lease a whole run's length out from now. Each stage's entry does,
@@ -140,11 +157,6 @@ class EndpointLock:
                 return False
             raise
         return True
-
-    def holds(self, holder: str) -> bool:
-        """Whether ``holder`` has the lease now (cleanup asks before it touches the endpoint)."""
-        current = self.current()
-        return current is not None and current.holder == holder
 
     def current(self) -> Lease | None:
         item = self.db.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get("Item")

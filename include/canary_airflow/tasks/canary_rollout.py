@@ -25,7 +25,7 @@ from canary.reporting import notification as news
 from canary.rollout import artifacts as artifact_ops
 from canary.rollout import cleanup as cleanup_ops
 from canary.rollout import endpoint, layout
-from canary.rollout.lock import EndpointLock
+from canary.rollout.lock import EndpointLock, Lease
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.approval import rejection
@@ -74,7 +74,7 @@ def lock_endpoint(plan: dict[str, Any]) -> dict[str, Any]:
     lock = endpoint_lock(rollout)
     lock.ensure_table()
     lease = lock.claim(get_current_context()["run_id"], holder_alive=rollout_running)
-    log.info("%s is this run's until %s at the latest", rollout.endpoint_name, lease.expires_at)
+    _log_lease(rollout, lease)
     return {"holder": lease.holder, "expires_at": lease.expires_at}
 
 
@@ -214,7 +214,10 @@ def enter_stage(plan: dict[str, Any], index: int) -> dict[str, float] | None:
 def renew_lease(rollout: RolloutPlan) -> None:
     """Entering a stage renews the endpoint's lease: a run slower than its estimate keeps the
     endpoint, and one whose lease was taken over fails here, before it touches the endpoint."""
-    lease = endpoint_lock(rollout).renew(get_current_context()["run_id"])
+    _log_lease(rollout, endpoint_lock(rollout).renew(get_current_context()["run_id"]))
+
+
+def _log_lease(rollout: RolloutPlan, lease: Lease) -> None:
     log.info("%s is this run's until %s at the latest", rollout.endpoint_name, lease.expires_at)
 
 
@@ -350,8 +353,8 @@ def cleanup(plan: dict[str, Any]) -> dict[str, Any]:
     aws = clients_for(rollout)
     outcome = outcome_of_run()
     lock, run_id = endpoint_lock(rollout), get_current_context()["run_id"]
-    holds = lock.holds(run_id)
-    try:
+    try:  # a retried cleanup may have released the lease already: it takes it back if free
+        holds = lock.keep(run_id)
         result = cleanup_ops.finish(
             aws.sagemaker, aws.s3, rollout, run_manifest(), outcome, holds_endpoint=holds
         )

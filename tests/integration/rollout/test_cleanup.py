@@ -15,7 +15,8 @@ def test_a_run_whose_lease_was_taken_over_leaves_the_endpoint_to_its_holder(
     """The holder serves its config and is preparing another (a canary resource of this
     endpoint that nothing serves yet, as an earlier run's leftover would be). The run that lost
     the lease deletes only what it made; it neither deletes the endpoint it created nor
-    sweeps the holder's resources as leftovers."""
+    sweeps the holder's resources as leftovers, nor deletes the artifact the holder's models
+    may read."""
     plan = parse_plan({"bucket": f"lost-{unique_name}", "endpoint_name": f"lost-{unique_name}"})
     s3, sm = local_stack.client("s3"), local_stack.client("sagemaker")
     s3.create_bucket(Bucket=plan.bucket)
@@ -34,8 +35,13 @@ def test_a_run_whose_lease_was_taken_over_leaves_the_endpoint_to_its_holder(
     sm.get_waiter("endpoint_in_service").wait(
         EndpointName=plan.endpoint_name, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
     )
-    made = RunManifest(created_models=(names["lost"][0],), created_configs=(names["lost"][1],),
-                       endpoint_created=True)  # fmt: skip
+    uploaded = f"s3://{plan.bucket}/m/model.tar.gz"  # content-addressed: the holder reads it too
+    made = RunManifest(
+        created_models=(names["lost"][0],),
+        created_configs=(names["lost"][1],),
+        endpoint_created=True,
+        uploaded_artifacts={"champion": uploaded},
+    )
 
     report = finish(sm, s3, plan, made, RunOutcome.ROLLED_BACK, holds_endpoint=False)
 
@@ -46,4 +52,7 @@ def test_a_run_whose_lease_was_taken_over_leaves_the_endpoint_to_its_holder(
     left = {c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]}
     assert {names["holder"][1], names["holder-next"][1]} <= left
     assert names["lost"][1] not in left
+    assert report.kept == [f"endpoint {plan.endpoint_name} (another run holds its lease)",
+                           f"artifact {uploaded}"]  # fmt: skip
+    assert s3.head_object(Bucket=plan.bucket, Key="m/model.tar.gz")["ContentLength"] > 0
     sm.delete_endpoint(EndpointName=plan.endpoint_name)

@@ -86,3 +86,26 @@ def test_renewing_pushes_the_lease_out_and_a_lost_lease_stops_the_run(lock: Endp
     lock.release("slow-run")
     with pytest.raises(EndpointBusy, match="released"):
         lock.renew("slow-run")
+
+
+def test_a_renewal_defeats_a_takeover_that_read_the_lease_before_it(lock: EndpointLock) -> None:
+    """Run B reads an expired lease; run A renews it; B's takeover must then fail: A is at
+    work, and its stage would otherwise run on an endpoint that B holds."""
+    lock.seconds = -1.0
+    lock.claim("slow-run", alive)
+    lock.seconds = 3600.0
+    stale = lock.current()
+    renewed = lock.renew("slow-run")
+    assert lock._take_over("next-run", time.time(), stale) is False
+    assert lock.current() == renewed
+
+
+def test_keeping_the_lease_retakes_a_free_one_but_never_anothers(lock: EndpointLock) -> None:
+    """A cleanup retried after it released takes the free lease back; one whose lease another
+    run holds learns it and keeps its hands off the endpoint."""
+    lock.claim("run-a", alive)
+    lock.release("run-a")
+    assert lock.keep("run-a") is True and lock.current().holder == "run-a"
+    lock.release("run-a")
+    lock.claim("run-b", alive)
+    assert lock.keep("run-a") is False and lock.current().holder == "run-b"
