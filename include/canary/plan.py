@@ -242,7 +242,7 @@ class TrafficSpec(_Frozen):
     requests_per_stage: int = setting(
         20_000,
         title="Request cap per stage",
-        description="A stage replays only until its gate decides; once the cap is spent, "
+        description="A stage replays only until its gate decides; once its traffic is spent, "
         "the gate decides at the information reached.",
         ge=1,
         le=1_000_000,

@@ -51,7 +51,8 @@ class StageGate:
 
     def hold(self, budget_seconds: float) -> Decision:
         """Replay and look until the gate decides or the budget is spent. Once the stage's
-        cap is spent and counted, the gate's last look comes at once (``StageEvidence.complete``).
+        traffic (:attr:`StageTraffic.gate_cap`) is spent and counted, the gate's last look comes
+        at once (``StageEvidence.complete``).
         A stage that has decided stays decided: a retry gets the recorded decision back."""
         decided = self.state.decided(self.window.opened_at)
         if decided is not None:
@@ -63,7 +64,7 @@ class StageGate:
             self.window.wait_for_start()
         session = self.traffic.gate_session() if replaying else None
         frame = self.traffic.results() if replaying else None
-        cap = self.traffic.gate_cap
+        cap = self.traffic.gate_cap if replaying else 0
         while True:
             sent_chunk = False
             if session is not None and session.cursor < cap:

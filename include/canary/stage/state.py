@@ -74,7 +74,7 @@ class StageState:
     def unchanged_for(self, name: str, value: Any, seconds: float) -> bool:
         """Whether ``value`` (JSON) has been this stage's ``name`` for at least ``seconds``,
         across pokes: it is stored with the time whenever it differs from the stored one."""
-        now = time.time()
+        now, value = time.time(), json.loads(json.dumps(value))  # compared as stored
         seen = self.load(name, default=None)
         if seen is None or seen["value"] != value:
             self.save(name, {"value": value, "since": now})

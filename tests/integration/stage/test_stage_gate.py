@@ -71,3 +71,15 @@ def test_a_shadow_stage_whose_cap_is_spent_takes_its_last_look_early(
     pairs = record["paired"]["n_pairs"]
     assert pairs == CAP if capture_percent == 100 else 0 < pairs < CAP
     assert record["elapsed_minutes"] < 5
+
+
+def test_a_gate_without_replay_never_reads_the_replay_dataset(local_stack, aws_conn) -> None:
+    """With real traffic the replay's dataset need not exist where the gate runs: the gate
+    reads the endpoint's telemetry only, and with no traffic yet it waits."""
+    fields = {"traffic_enabled": False, "traffic_dataset": "/nowhere/rows.csv"}
+    with deployed(local_stack, shadow=False, **fields) as plan:
+        window = StageWindow(0, plan.stage_weights(0), time.time() - 1)
+        decision = StageGate(AwsClients(), plan, window, "run").hold(budget_seconds=5)
+    assert decision.verdict is Verdict.CONTINUE
+    assert decision.record["variants"]["Challenger"]["requests"] == 0
+    assert "waiting for traffic" in decision.reason

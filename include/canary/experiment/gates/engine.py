@@ -10,11 +10,11 @@ looks taken so far are the only state; they are plain JSON so a rescheduled or d
 keep them in XCom or S3 and pass them back.
 
 A stage whose evidence is complete before its last planned look (``evidence.complete``: its
-replay cap is spent, so nothing more will come) takes its last look at once, at the information
-reached: it spends all the alpha left and its futility bound meets its efficacy bound, so it
-promotes or rolls back (with less power than planned; the look is marked ``early_last``)
-instead of waiting for its deadline. Valid because the traffic, not the outcomes, chose that
-moment.
+replay is spent and counted, so nothing more will come) takes its last look at once, at the
+information reached: it spends all the alpha left and its futility bound meets its efficacy
+bound, so it promotes or rolls back (with less power than planned; the look is marked
+``early_last``) instead of waiting for its deadline. Valid because the traffic, not the
+outcomes, chose that moment.
 
 A shadow stage (``evidence.paired`` set: both models scored the same requests) runs the paired
 test of :mod:`.paired` with the same looks, boundaries, guardrails and deadline. Its information

@@ -195,7 +195,7 @@ class StageEvidence:
     primary estimate to IPW. ``paired`` makes it a shadow stage: both models scored the same
     requests and the gate tests the paired difference (the variants still carry requests, 5XX
     and latency for the guardrails, the shadow's from its own metrics). ``complete``: no more
-    evidence will come (the stage's replay cap is spent and all of it is counted), so the gate
+    evidence will come (the stage's replay is spent and all of it is counted), so the gate
     takes its last look now, at the information reached, instead of waiting for a deadline."""
 
     stage: int
