@@ -58,6 +58,7 @@ from canary.experiment.gates import (
 from canary.experiment.gates.engine import is_final, looks_passed
 from canary.experiment.gates.guardrails import per_look_level
 from canary.experiment.gates.sequential import (
+    FRACTION_DIGITS,
     Boundaries,
     crossing_probabilities,
     sprt_expected_fraction,
@@ -115,7 +116,7 @@ def schedule(config: GateConfig, spent_at: int | None = None) -> Schedule:
         step = looks_passed(f, config.looks) > looks_passed(last, config.looks)
         if n >= config.min_requests and (step or is_final(f) or spent):
             at.append(len(pokes) - 1)
-            last = round(f, 6)
+            last = round(f, FRACTION_DIGITS)
             fractions.append(last)
         if spent:
             break
@@ -287,7 +288,7 @@ def meets_targets(out: dict, se: dict[str, float]) -> bool:
         and out["n_over_nfix_at_worse_by_delta"] <= 0.52
         and out["max_n_over_nfix"] <= MAX_OVER_NFIX
         and out["power"] >= 0.8 - 2 * se["power"]
-        and out["false_promotion_rate"] <= 0.05 + 2 * se["false_promotion_rate"]
+        and out["false_promotion_rate"] <= ALPHA + 2 * se["false_promotion_rate"]
     )
 
 

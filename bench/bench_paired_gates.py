@@ -43,7 +43,7 @@ from canary.experiment.gates.paired import (
     paired_information,
     paired_z,
 )
-from canary.experiment.gates.sequential import fixed_sample_drift
+from canary.experiment.gates.sequential import FRACTION_DIGITS, fixed_sample_drift
 from canary.experiment.gates.sizing import max_information
 
 RUNS = int(os.environ.get("BENCH_PAIRED_RUNS", "6000"))  # power's MC error ~0.005
@@ -98,7 +98,7 @@ def look_schedule(paths: Paths, config: GateConfig) -> np.ndarray:
         final = is_final(t)
         due = looks_passed(t, k) > looks_passed(last, k)
         take[:, j] = ~done & (final | (due & (paths.b[:, j] + paths.c[:, j] > 0)))
-        last = np.where(take[:, j], np.round(t, 6), last)
+        last = np.where(take[:, j], np.round(t, FRACTION_DIGITS), last)
         done |= take[:, j] & final
     return take
 
@@ -132,7 +132,7 @@ def simulate(
     """Per stream: promoted?, pairs at the decision, looks taken, looks on the exact test."""
     paths = Paths.draw(config, theta, p_disc, runs, seed)
     take = look_schedule(paths, config)
-    frac = np.round(paths.fractions(config), 6)
+    frac = np.round(paths.fractions(config), FRACTION_DIGITS)
     out = {k: np.zeros(runs, dtype=int) for k in ("promoted", "pairs", "looks", "exact_looks")}
     for s in range(runs):
         j = np.flatnonzero(take[s])

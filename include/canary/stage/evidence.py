@@ -58,7 +58,7 @@ class EvidenceSource:
         self, frame: pd.DataFrame | None, carried: CarriedEstimate | None, spent: bool = False
     ) -> StageEvidence:
         """Evidence from the replay's ``frame`` when traffic is replayed, else from telemetry.
-        ``spent``: the replay has sent the stage's whole cap; the evidence is then complete
+        ``spent``: the replay has sent all the stage's traffic; the evidence is then complete
         once every answer it will give is counted (:func:`_all_copies_captured`; else the
         gate waits for the counts to settle, ``StageGate._settled``)."""
         now = datetime.now(UTC)
@@ -185,7 +185,7 @@ def _all_copies_captured(evidence: StageEvidence, mirrored: shadow.Answers) -> b
     Data Capture. Until then more pairs may come, so a spent shadow stage waits for them; a
     count that lags only makes the last look come sooner, never depends on the answers."""
     copies = evidence.challenger
-    return len(mirrored) >= copies.requests - copies.errors_4xx - copies.errors_5xx
+    return len(mirrored) >= copies.requests - copies.errors
 
 
 def carried_champion(

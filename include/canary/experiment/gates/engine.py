@@ -49,7 +49,7 @@ from canary.experiment.gates.paired import (
     paired_statistic,
     variance_floor,
 )
-from canary.experiment.gates.sequential import Boundaries, expected_fraction
+from canary.experiment.gates.sequential import FRACTION_DIGITS, Boundaries, expected_fraction
 from canary.experiment.gates.sizing import (
     fixed_horizon_n,
     information,
@@ -62,10 +62,10 @@ from canary.experiment.gates.srm import SrmResult, sample_ratio_mismatch
 Look = dict[str, Any]
 
 
-#: Look fractions are kept to 6 digits: within this of a planned fraction counts as reaching it.
+#: Within this of a planned fraction counts as reaching it.
 FRACTION_TOLERANCE = 1e-9
-#: The least step between two looks' fractions (the 6th digit).
-FRACTION_STEP = 1e-6
+#: The least step between two looks' fractions (they are kept to FRACTION_DIGITS).
+FRACTION_STEP = 10.0**-FRACTION_DIGITS
 
 
 def is_final(fraction: Any) -> Any:
@@ -127,12 +127,12 @@ def _take_look(
         fraction = _after_last(looks, fraction, _sample_size(ev))
     fractions = (*[lk["fraction"] for lk in looks], fraction)
     share = stage_max / max_information(config)
-    bounds = config.design.boundaries_at(fractions, True if early else is_final(fraction), share)
-    verdict, reason = _combine(srm, checks, primary, bounds, early or is_final(fraction))
+    last = early or is_final(fraction)
+    bounds = config.design.boundaries_at(fractions, last, share)
+    verdict, reason = _combine(srm, checks, primary, bounds, last)
     if early:
         reason += f"; last look early: the stage's traffic is spent at fraction {fraction:.3f}"
-    look = _look_record(len(looks) + 1, fraction, ev, primary, bounds, verdict)
-    look["early_last"] = early
+    look = _look_record(len(looks) + 1, fraction, ev, primary, bounds, verdict, early)
     record = {
         **base,
         "look": look,
@@ -251,7 +251,7 @@ def _answered_none(ev: StageEvidence, config: GateConfig) -> tuple[Verdict, str]
 def _failed_all(variant: VariantEvidence, config: GateConfig) -> bool:
     """At least ``min_requests`` requests, every one counted as an error, and no labelled
     answer (so metrics read a moment apart can never make a partial failure look total)."""
-    failed = variant.errors_4xx + variant.errors_5xx
+    failed = variant.errors
     return (
         variant.requests >= config.min_requests
         and failed >= variant.requests
@@ -363,11 +363,12 @@ def _look_record(
     primary: PrimaryResult | None,
     bounds: Boundaries,
     verdict: Verdict,
+    early_last: bool,
 ) -> Look:
     look = {
         "stage": ev.stage,
         "look": index,
-        "fraction": round(fraction, 6),
+        "fraction": round(fraction, FRACTION_DIGITS),
         "n_champion": ev.champion.outcomes.n,
         "n_challenger": ev.challenger.outcomes.n,
         "z": primary.z if primary else None,
@@ -375,6 +376,7 @@ def _look_record(
         "futility": bounds.futility[-1],
         "verdict": verdict.value,
         "at": ev.observed_at.isoformat(),
+        "early_last": early_last,
     }
     if ev.paired is not None:
         look |= {

@@ -93,8 +93,13 @@ class VariantEvidence:
         for attr in ("requests", "errors_4xx", "errors_5xx"):
             if getattr(self, attr) < 0:
                 raise ValueError(f"{self.name}.{attr}: must be >= 0, got {getattr(self, attr)}")
-        if self.errors_4xx + self.errors_5xx > self.requests:
+        if self.errors > self.requests:
             raise ValueError(f"{self.name}.requests: fewer requests than errors")
+
+    @property
+    def errors(self) -> int:
+        """Requests answered with an error (4XX or 5XX)."""
+        return self.errors_4xx + self.errors_5xx
 
     @property
     def latency_p99_ms(self) -> float | None:

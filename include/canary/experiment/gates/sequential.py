@@ -31,6 +31,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import optimize, special, stats
 
+FRACTION_DIGITS = 6  # look fractions are kept to 6 digits (records, cached boundaries)
 GRID_POINTS = 301  # Simpson nodes per look; J&T's r=32 grid has ~190, this errs on the safe side.
 TAIL = 9.0  # a continuation region is truncated at drift ± TAIL standard deviations.
 
@@ -269,7 +270,7 @@ class Design:
         ``info_share`` < 1 when the stage can only reach that share of the design's maximum
         information (0/100 stage): the futility bound then uses the smaller drift."""
         return boundaries_for(
-            tuple(round(f, 6) for f in fractions),
+            tuple(round(f, FRACTION_DIGITS) for f in fractions),
             self.alpha,
             1 - self.power,
             round(self.theta_max * math.sqrt(info_share), 6),
