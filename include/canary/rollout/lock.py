@@ -6,12 +6,11 @@ need a tie-break, and rollouts can start from different Airflow deployments agai
 account. A conditional ``PutItem`` is atomic on AWS: of two claims racing for one endpoint,
 exactly one succeeds, whatever the timing.
 
-A holder that crashed never releases; its lease is taken over when it has expired (it outlives
-any run of the plan: every stage's deadline and approval timeout, plus setup, and each stage's
-entry renews it for as long again) or when the holder's run is no longer running
-(``holder_alive``, asked of Airflow). The takeover is itself
-conditional on the stale lease being unchanged (its holder, claim and expiry: a renewal in the
-meantime makes it fail), so two runs taking over race-free too.
+A holder that crashed never releases; its lease is taken over when it has expired (it is meant
+to outlive any run of the plan, :func:`lease_seconds`, and each stage's entry renews it for as
+long again) or when the holder's run is no longer running (``holder_alive``, asked of Airflow).
+The takeover is itself conditional on the stale lease being unchanged (its holder, claim and
+expiry: a renewal in the meantime makes it fail), so two runs taking over race-free too.
 """
 
 from __future__ import annotations

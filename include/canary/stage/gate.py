@@ -50,9 +50,10 @@ class StageGate:
         return carried_champion(self.state, self.plan, self.window)
 
     def hold(self, budget_seconds: float) -> Decision:
-        """Replay and look until the gate decides or the budget is spent. Once the stage's
-        traffic (:attr:`StageTraffic.gate_cap`) is spent and counted, the gate's last look comes
-        at once (``StageEvidence.complete``).
+        """Replay and look until the gate decides, a poke sends nothing more (the traffic is
+        spent, or there is no replay) or the budget is spent; the sensor pokes again later. Once
+        the stage's traffic (:attr:`StageTraffic.gate_cap`) is spent and counted, the gate's
+        last look comes at once (``StageEvidence.complete``).
         A stage that has decided stays decided: a retry gets the recorded decision back."""
         decided = self.state.decided(self.window.opened_at)
         if decided is not None:

@@ -32,8 +32,6 @@ def delong_auc(scores: np.ndarray, labels: np.ndarray) -> AucEstimate:
     s, y = np.asarray(scores, dtype=float), np.asarray(labels)
     if s.shape != y.shape:
         raise ValueError(f"labels: shape {y.shape} differs from scores {s.shape}")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError("labels: must be 0 or 1")
     v10, v01 = _placements(s, y)
     variance = float(np.var(v10, ddof=1) / len(v10) + np.var(v01, ddof=1) / len(v01))
     return AucEstimate(float(v10.mean()), variance, len(v10), len(v01))
@@ -42,6 +40,8 @@ def delong_auc(scores: np.ndarray, labels: np.ndarray) -> AucEstimate:
 def _placements(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """DeLong's structural components: for each positive the share of negatives scored below it
     (ties one half), for each negative the share of positives scored above it."""
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("labels: must be 0 or 1")
     pos, neg = s[y == 1], s[y == 0]
     m, n = len(pos), len(neg)
     if m < 2 or n < 2:
@@ -84,8 +84,6 @@ def compare_auc_paired(
     """The same test when both models scored the same requests (``labels`` theirs): the
     variance of the difference is Var_0 + Var_1 - 2 Cov from the placements' covariances."""
     y = np.asarray(labels)
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError("labels: must be 0 or 1")
     s0, s1 = np.asarray(champion, dtype=float), np.asarray(challenger, dtype=float)
     if not s0.shape == s1.shape == y.shape:
         raise ValueError(f"scores: shapes {s0.shape}, {s1.shape} differ from labels {y.shape}")
