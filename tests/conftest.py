@@ -47,12 +47,14 @@ os.environ.update(airflow_settings())
 TIERS = ("unit", "integration", "e2e")
 
 #: The slowest files, to be handed out first. ``make test`` gives xdist's workers whole files in
-#: collection order (``--dist loadfile --no-loadscope-reorder``), so the long e2e files start at
-#: once and the short ones fill the gaps; by default xdist orders files by their number of tests,
+#: collection order (``--dist loadfile --no-loadscope-reorder``): one file each to start, then
+#: the next file to a worker with two tests or fewer left. So the long e2e files start at once
+#: and the short ones fill the gaps; by default xdist orders files by their number of tests,
 #: which started the two slowest (few tests, each a scheduler run of minutes) last and left one
 #: worker busy long after the others. Measured worker-seconds on the 2-core box, 2026-12-05:
-#: 319, 258, 235, 65, 199, 169, 138, 79 (nightly comes fourth so that the worker running the
-#: slowest file, which soon asks for more, takes a short one). A stale order costs only speed.
+#: 319, 258, 235, 65, 199, 169, 138, 79 (the short nightly file fourth: the first worker to ask
+#: for more soon, while its two long tests run, gets a short file queued behind them). A file
+#: renamed away from this list fails collection; a stale order only costs speed.
 SLOWEST_FIRST = (
     "e2e/test_real_scheduler.py",
     "e2e/test_rollout_runs.py",
@@ -76,6 +78,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 f"{item.nodeid}: tests live in one of tests/{{{','.join(TIERS)}}}"
             )
         item.add_marker(getattr(pytest.mark, tier))
+    missing = [name for name in SLOWEST_FIRST if not (root / name).is_file()]
+    if missing:
+        raise pytest.UsageError(f"SLOWEST_FIRST names files that do not exist: {missing}")
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.relative_to(root).as_posix(), len(rank)))
 

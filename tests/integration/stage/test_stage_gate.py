@@ -63,14 +63,13 @@ def test_a_shadow_stage_whose_cap_is_spent_takes_its_last_look_early(
         replayed = gate.traffic.results()
     record = decision.record
     assert decision.verdict in (Verdict.PROMOTE, Verdict.ROLLBACK)
-    assert record["evidence_complete"] is True and "last look early" in decision.reason
+    assert record["evidence_complete"] is True
     assert record["look"]["early_last"] is True and record["look"]["fraction"] < 1
     assert record["look"]["efficacy"] == record["look"]["futility"]
     assert len(replayed) == CAP and (replayed["status"] == 200).all()
-    assert record["variants"]["Challenger"]["requests"] == CAP  # every copy was answered
+    assert record["variants"][plan.variants[1]]["requests"] == CAP  # every copy was answered
     pairs = record["paired"]["n_pairs"]
     assert pairs == CAP if capture_percent == 100 else 0 < pairs < CAP
-    assert record["elapsed_minutes"] < 5
 
 
 def test_a_gate_without_replay_never_reads_the_replay_dataset(local_stack, aws_conn) -> None:
@@ -81,5 +80,5 @@ def test_a_gate_without_replay_never_reads_the_replay_dataset(local_stack, aws_c
         window = StageWindow(0, plan.stage_weights(0), time.time() - 1)
         decision = StageGate(AwsClients(), plan, window, "run").hold(budget_seconds=5)
     assert decision.verdict is Verdict.CONTINUE
-    assert decision.record["variants"]["Challenger"]["requests"] == 0
+    assert decision.record["variants"][plan.variants[1]]["requests"] == 0
     assert "waiting for traffic" in decision.reason

@@ -56,14 +56,17 @@ def test_a_retried_gate_gets_the_recorded_decision_back_and_takes_no_new_look(aw
 
 
 def test_a_value_is_unchanged_only_after_it_stayed_put_for_the_time_asked(aws) -> None:
-    """How a spent stage knows its counts have settled, poke after poke."""
+    """How a spent stage knows its counts have settled, poke after poke (no clock waited on:
+    an hour is never reached, no time always is)."""
     bucket = f"settle-{uuid.uuid4().hex[:8]}"
     aws.s3.create_bucket(Bucket=bucket)
     state = StageState(aws.s3, parse_plan({"bucket": bucket}), "run", 0)
-    assert state.unchanged_for(SETTLING, [1, 2], 0.5) is False  # first seen now
-    assert state.unchanged_for(SETTLING, [1, 2], 0.5) is False  # not long enough yet
-    time.sleep(0.6)
-    assert state.unchanged_for(SETTLING, [1, 3], 0.5) is False  # moved: the clock restarts
-    assert state.unchanged_for(SETTLING, [1, 3], 0.5) is False
-    time.sleep(0.6)
-    assert state.unchanged_for(SETTLING, [1, 3], 0.5) is True
+    hour = 3600.0
+    assert state.unchanged_for(SETTLING, [1, 2], 0.0) is False  # first seen now
+    first = state.load(SETTLING, None)["since"]
+    assert state.unchanged_for(SETTLING, [1, 2], hour) is False  # not long enough yet
+    assert state.unchanged_for(SETTLING, [1, 2], 0.0) is True  # the same value, kept
+    assert state.load(SETTLING, None)["since"] == first
+    assert state.unchanged_for(SETTLING, [1, 3], 0.0) is False  # moved: the clock restarts
+    assert state.load(SETTLING, None)["since"] > first
+    assert state.unchanged_for(SETTLING, (1, 3), 0.0) is True  # compared as stored (JSON)

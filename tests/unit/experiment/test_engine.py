@@ -22,6 +22,7 @@ from canary.experiment.gates import (
     fixed_horizon_n,
     planned_max_requests,
 )
+from canary.experiment.gates.engine import FRACTION_STEP
 from canary.experiment.gates.paired import EXACT
 
 CONFIG = GateConfig(margin=0.05, planning_rate=0.85)
@@ -132,9 +133,9 @@ def test_complete_evidence_takes_the_last_look_early_at_the_information_reached(
     assert decision.record["evidence_complete"] is True
     assert len(last) == 2 and last[-1]["efficacy"] == last[-1]["futility"]
     # the same counts as the interim look: one more look just after it, not a second look there
-    assert last[-1]["fraction"] == pytest.approx(looks[0]["fraction"] + 1e-6, abs=1e-9)
+    assert last[-1]["fraction"] == pytest.approx(looks[0]["fraction"] + FRACTION_STEP, abs=1e-9)
     assert last[-1]["efficacy"] < looks[0]["efficacy"]
-    assert "last look early" in decision.reason
+    assert last[-1]["early_last"] is True
 
 
 def _shadow(pairs: int, champion_only: int, challenger_only: int, **kwargs) -> StageEvidence:
@@ -163,7 +164,7 @@ def test_a_planned_last_look_is_not_early_even_with_complete_evidence() -> None:
     decision, looks = evaluate(counts_evidence(n, int(0.85 * n), n, int(0.85 * n), complete=True),
                                CONFIG)  # fmt: skip
     assert looks[-1]["fraction"] == 1.0 and looks[-1]["early_last"] is False
-    assert "last look early" not in decision.reason
+    assert decision.verdict is not Verdict.CONTINUE  # the planned last look decides
 
 
 def test_complete_evidence_without_a_statistic_takes_no_look() -> None:
@@ -182,9 +183,7 @@ def test_complete_evidence_ends_a_shadow_stage_with_no_discordant_pair(pairs, ve
     """No discordant pair waits for the last look; complete evidence makes this one the last,
     and the exact test judges it: 40 agreeing pairs are likely under the null (0.95^40 = 0.13),
     100 are not (0.006), both well before the stage's full information."""
-    right = int(0.9 * pairs)
-    table = PairedOutcomes(both_correct=right, neither=pairs - right)
-    ev = counts_evidence(pairs, right, pairs, right, paired=table, weights=(1, 0))
+    ev = _shadow(pairs, 0, 0)
     assert evaluate(ev, CONFIG)[0].verdict is Verdict.CONTINUE
     decision, looks = evaluate(replace(ev, complete=True), CONFIG)
     assert decision.verdict is verdict and len(looks) == 1 and looks[0]["fraction"] < 0.7
