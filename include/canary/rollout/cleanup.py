@@ -20,6 +20,7 @@ from typing import Any
 from canary.plan import CleanupPolicy, RolloutPlan
 from canary.rollout import endpoint
 from canary.rollout.artifacts import split_s3_uri
+from canary.rollout.lock import EndpointLock
 from canary.rollout.outcome import RunOutcome
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,26 @@ class CleanupReport:
     kept: list[str] = field(default_factory=list)
 
 
+def tear_down(
+    lock: EndpointLock,
+    holder: str,
+    sm: Any,
+    s3: Any,
+    plan: RolloutPlan,
+    manifest: RunManifest,
+    outcome: RunOutcome,
+) -> CleanupReport:
+    """:func:`finish` as the run ``holder``, trusting only a lease it still holds, and give
+    the lease up only once teardown worked. A failed teardown keeps the lease, so its retry
+    still holds the endpoint; a lease found free was lost (taken over, then released by the
+    taker), and the endpoint may since serve another run's winner."""
+    holds = lock.holds(holder)
+    report = finish(sm, s3, plan, manifest, outcome, holds_endpoint=holds)
+    if holds:
+        lock.release(holder)
+    return report
+
+
 def finish(
     sm: Any,
     s3: Any,
@@ -65,7 +86,7 @@ def finish(
     live = endpoint.describe_endpoint(sm, plan.endpoint_name) if holds_endpoint else None
     keep = plan.cleanup is CleanupPolicy.KEEP_WINNER and live is not None
     if not holds_endpoint:
-        report.kept.append(f"endpoint {plan.endpoint_name} (another run holds its lease)")
+        report.kept.append(f"endpoint {plan.endpoint_name} (this run lost its lease)")
     elif keep and winner_role in manifest.models:
         _serve_winner_alone(sm, plan, manifest, winner_role, report)
     elif live is not None:

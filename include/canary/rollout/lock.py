@@ -84,7 +84,7 @@ class EndpointLock:
     def claim(self, holder: str, holder_alive: Callable[[str], bool]) -> Lease:
         """Take the endpoint for ``holder`` (again, on a retry), or raise :class:`EndpointBusy`."""
         now = time.time()
-        if self.keep(holder, now):
+        if self._keep(holder, now):
             return Lease(holder, now, now + self.seconds)
         current = self.current()
         if current is None:  # released between our write and our read: try once more
@@ -99,10 +99,9 @@ class EndpointLock:
             return Lease(holder, now, now + self.seconds)
         return self.claim(holder, holder_alive)  # another run took it over first: look again
 
-    def keep(self, holder: str, now: float | None = None) -> bool:
-        """Hold the lease for ``holder`` from ``now``: keep it, or take it while nobody has it
-        (a cleanup retried after it released); False when another run holds it."""
-        now = time.time() if now is None else now
+    def _keep(self, holder: str, now: float) -> bool:
+        """Hold the lease for ``holder`` from ``now``: keep it (a claim retried), or take it
+        while nobody has it; False when another run holds it."""
         fresh = "attribute_not_exists(#key) OR holder = :me"
         return self._put(holder, now, fresh, {":me": {"S": holder}})
 
@@ -141,6 +140,20 @@ class EndpointLock:
                 f"endpoint {self.key[KEY]['S']} is no longer run {holder!r}'s lease: {now_held}"
             ) from error
         return Lease.of(item)
+
+    def holds(self, holder: str) -> bool:
+        """Whether ``holder`` still has the lease, renewing it if so. Never takes a free lease:
+        a run that finds it free lost it (taken over, then released by the taker), and the
+        endpoint may since serve what another run left."""
+        try:
+            self.renew(holder)
+        except EndpointBusy:
+            return False
+        except ClientError as error:  # no table: the claim never got as far as creating it
+            if error_code(error) != "ResourceNotFoundException":
+                raise
+            return False
+        return True
 
     def release(self, holder: str) -> bool:
         """Give the endpoint up if ``holder`` still has it; False when it had not."""

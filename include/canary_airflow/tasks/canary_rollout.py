@@ -353,13 +353,11 @@ def cleanup(plan: dict[str, Any]) -> dict[str, Any]:
     aws = clients_for(rollout)
     outcome = outcome_of_run()
     lock, run_id = endpoint_lock(rollout), get_current_context()["run_id"]
-    try:  # a retried cleanup may have released the lease already: it takes it back if free
-        holds = lock.keep(run_id)
-        result = cleanup_ops.finish(
-            aws.sagemaker, aws.s3, rollout, run_manifest(), outcome, holds_endpoint=holds
+    try:
+        result = cleanup_ops.tear_down(
+            lock, run_id, aws.sagemaker, aws.s3, rollout, run_manifest(), outcome
         )
     finally:
-        lock.release(run_id)
         notify_outcome(rollout, outcome)
     log.info("cleanup after %s: deleted %s; kept %s", outcome, result.deleted, result.kept)
     return {

@@ -1,47 +1,89 @@
-"""Teardown on the local stack when the run no longer holds the endpoint's lease."""
+"""Teardown on the local stack when the run no longer holds the endpoint's lease, and when the
+teardown itself fails: the lease decides who may touch the endpoint."""
 
 from __future__ import annotations
 
-from canary.plan import parse_plan
-from canary.rollout.cleanup import RunManifest, finish
+from typing import Any
+
+import boto3
+import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import EndpointConnectionError
+
+from canary.plan import CleanupPolicy, RolloutPlan, parse_plan
+from canary.rollout.cleanup import RunManifest, finish, tear_down
 from canary.rollout.endpoint import ENDPOINT_TAG
+from canary.rollout.lock import EndpointLock
 from canary.rollout.outcome import RunOutcome
 from tests.integration.deployed import IMAGE, ROLE, artifact
 
+ARTIFACT_KEY = "m/model.tar.gz"
+UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nobody listens on loopback
+
+
+@pytest.fixture
+def plan(local_stack, unique_name: str) -> RolloutPlan:
+    """A delete_all plan with its bucket and one (content-addressed) artifact in it."""
+    made = parse_plan({
+        "bucket": f"lost-{unique_name}", "endpoint_name": f"lost-{unique_name}",
+        "lock_table": "canary-locks-it", "cleanup": CleanupPolicy.DELETE_ALL.value})  # fmt: skip
+    s3 = local_stack.client("s3")
+    s3.create_bucket(Bucket=made.bucket)
+    s3.put_object(Bucket=made.bucket, Key=ARTIFACT_KEY, Body=artifact(0))
+    return made
+
+
+@pytest.fixture
+def lock(local_stack, plan: RolloutPlan) -> EndpointLock:
+    made = EndpointLock(local_stack.client("dynamodb"), plan)
+    made.ensure_table()
+    return made
+
+
+def made_by(sm: Any, plan: RolloutPlan, run: str) -> tuple[str, str]:
+    """A champion model and a config serving it, named and tagged as run ``run``'s canary
+    resources of the plan's endpoint."""
+    model, config = plan.resource_name("champion", run), plan.resource_name("config", run)
+    tags = [{"Key": ENDPOINT_TAG, "Value": plan.endpoint_name}]
+    sm.create_model(ModelName=model, ExecutionRoleArn=ROLE, Tags=tags, PrimaryContainer={
+        "Image": IMAGE, "ModelDataUrl": f"s3://{plan.bucket}/{ARTIFACT_KEY}"})  # fmt: skip
+    sm.create_endpoint_config(EndpointConfigName=config, Tags=tags, ProductionVariants=[{
+        "VariantName": "Champion", "ModelName": model, "InitialInstanceCount": 1,
+        "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0}])  # fmt: skip
+    return model, config
+
+
+def serve(sm: Any, plan: RolloutPlan, config: str, create: bool = False) -> None:
+    call = sm.create_endpoint if create else sm.update_endpoint
+    call(EndpointName=plan.endpoint_name, EndpointConfigName=config)
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=plan.endpoint_name, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+    )
+
+
+def manifest_of(plan: RolloutPlan, made: tuple[str, str]) -> RunManifest:
+    """What a run that created the endpoint and uploaded the artifact recorded."""
+    return RunManifest(
+        created_models=(made[0],),
+        created_configs=(made[1],),
+        endpoint_created=True,
+        uploaded_artifacts={"champion": f"s3://{plan.bucket}/{ARTIFACT_KEY}"},
+    )
+
 
 def test_a_run_whose_lease_was_taken_over_leaves_the_endpoint_to_its_holder(
-    local_stack, unique_name: str
+    local_stack, plan: RolloutPlan
 ) -> None:
     """The holder serves its config and is preparing another (a canary resource of this
     endpoint that nothing serves yet, as an earlier run's leftover would be). The run that lost
     the lease deletes only what it made; it neither deletes the endpoint it created nor
     sweeps the holder's resources as leftovers, nor deletes the artifact the holder's models
     may read."""
-    plan = parse_plan({"bucket": f"lost-{unique_name}", "endpoint_name": f"lost-{unique_name}"})
     s3, sm = local_stack.client("s3"), local_stack.client("sagemaker")
-    s3.create_bucket(Bucket=plan.bucket)
-    s3.put_object(Bucket=plan.bucket, Key="m/model.tar.gz", Body=artifact(0))
-    tags = [{"Key": ENDPOINT_TAG, "Value": plan.endpoint_name}]
-    names = {}
-    for run in ("holder", "holder-next", "lost"):
-        model, config = plan.resource_name("champion", run), plan.resource_name("config", run)
-        sm.create_model(ModelName=model, ExecutionRoleArn=ROLE, Tags=tags, PrimaryContainer={
-            "Image": IMAGE, "ModelDataUrl": f"s3://{plan.bucket}/m/model.tar.gz"})  # fmt: skip
-        sm.create_endpoint_config(EndpointConfigName=config, Tags=tags, ProductionVariants=[{
-            "VariantName": "Champion", "ModelName": model, "InitialInstanceCount": 1,
-            "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0}])  # fmt: skip
-        names[run] = (model, config)
-    sm.create_endpoint(EndpointName=plan.endpoint_name, EndpointConfigName=names["holder"][1])
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=plan.endpoint_name, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
-    )
-    uploaded = f"s3://{plan.bucket}/m/model.tar.gz"  # content-addressed: the holder reads it too
-    made = RunManifest(
-        created_models=(names["lost"][0],),
-        created_configs=(names["lost"][1],),
-        endpoint_created=True,
-        uploaded_artifacts={"champion": uploaded},
-    )
+    names = {run: made_by(sm, plan, run) for run in ("holder", "holder-next", "lost")}
+    serve(sm, plan, names["holder"][1], create=True)
+    made = manifest_of(plan, names["lost"])
 
     report = finish(sm, s3, plan, made, RunOutcome.ROLLED_BACK, holds_endpoint=False)
 
@@ -52,7 +94,52 @@ def test_a_run_whose_lease_was_taken_over_leaves_the_endpoint_to_its_holder(
     left = {c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]}
     assert {names["holder"][1], names["holder-next"][1]} <= left
     assert names["lost"][1] not in left
-    assert report.kept == [f"endpoint {plan.endpoint_name} (another run holds its lease)",
-                           f"artifact {uploaded}"]  # fmt: skip
-    assert s3.head_object(Bucket=plan.bucket, Key="m/model.tar.gz")["ContentLength"] > 0
+    lost = f"endpoint {plan.endpoint_name} (this run lost its lease)"
+    assert report.kept == [lost, f"artifact {made.uploaded_artifacts['champion']}"]
+    assert s3.head_object(Bucket=plan.bucket, Key=ARTIFACT_KEY)["ContentLength"] > 0
     sm.delete_endpoint(EndpointName=plan.endpoint_name)
+
+
+def test_a_late_teardown_after_the_taker_released_keeps_its_hands_off(
+    local_stack, plan: RolloutPlan, lock: EndpointLock
+) -> None:
+    """Run A created the endpoint; run B took the lease over (A's run looked ended), served its
+    winner and released. A's teardown comes late and finds the lease free: the endpoint is
+    B's winner now, so A must neither delete it nor take the lease back."""
+    s3, sm = local_stack.client("s3"), local_stack.client("sagemaker")
+    lock.claim("run-a", lambda holder: True)
+    ours, theirs = made_by(sm, plan, "run-a"), made_by(sm, plan, "run-b")
+    serve(sm, plan, ours[1], create=True)
+    lock.claim("run-b", holder_alive=lambda holder: holder != "run-a")
+    serve(sm, plan, theirs[1])
+    lock.release("run-b")
+
+    report = tear_down(lock, "run-a", sm, s3, plan, manifest_of(plan, ours), RunOutcome.FAILED)
+
+    assert sm.describe_endpoint(EndpointName=plan.endpoint_name)["EndpointConfigName"] == theirs[1]
+    assert report.kept[0] == f"endpoint {plan.endpoint_name} (this run lost its lease)"
+    assert lock.current() is None
+    sm.delete_endpoint(EndpointName=plan.endpoint_name)
+
+
+def test_a_failed_teardown_keeps_the_lease_for_its_retry(
+    local_stack, plan: RolloutPlan, lock: EndpointLock
+) -> None:
+    """The first teardown cannot reach SageMaker: it fails and the run still holds the lease,
+    so its retry deletes the endpoint the run created, and only then gives the lease up."""
+    s3, sm = local_stack.client("s3"), local_stack.client("sagemaker")
+    lock.claim("run-a", lambda holder: True)
+    ours = made_by(sm, plan, "run-a")
+    serve(sm, plan, ours[1], create=True)
+    made = manifest_of(plan, ours)
+    down = Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1})
+    dead = boto3.client("sagemaker", endpoint_url=UNREACHABLE, region_name=plan.region, config=down)
+    with pytest.raises(EndpointConnectionError):
+        tear_down(lock, "run-a", dead, s3, plan, made, RunOutcome.FAILED)
+    assert lock.current().holder == "run-a"
+
+    report = tear_down(lock, "run-a", sm, s3, plan, made, RunOutcome.FAILED)
+
+    assert f"endpoint {plan.endpoint_name}" in report.deleted
+    assert sm.list_endpoints(NameContains=plan.endpoint_name)["Endpoints"] == []
+    assert lock.current() is None

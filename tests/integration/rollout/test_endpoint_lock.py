@@ -100,12 +100,21 @@ def test_a_renewal_defeats_a_takeover_that_read_the_lease_before_it(lock: Endpoi
     assert lock.current() == renewed
 
 
-def test_keeping_the_lease_retakes_a_free_one_but_never_anothers(lock: EndpointLock) -> None:
-    """A cleanup retried after it released takes the free lease back; one whose lease another
-    run holds learns it and keeps its hands off the endpoint."""
-    lock.claim("run-a", alive)
+def test_only_a_lease_still_held_is_trusted_and_renewed(lock: EndpointLock) -> None:
+    """A cleanup trusts its lease only while it has it (renewing it for the teardown's length):
+    a free lease was lost and released by the taker, and is not taken back."""
+    lock.seconds = 1.0
+    first = lock.claim("run-a", alive)
+    lock.seconds = 3600.0
+    assert lock.holds("run-a") is True
+    assert lock.current().holder == "run-a" and lock.current().expires_at > first.expires_at + 3000
     lock.release("run-a")
-    assert lock.keep("run-a") is True and lock.current().holder == "run-a"
-    lock.release("run-a")
+    assert lock.holds("run-a") is False and lock.current() is None
     lock.claim("run-b", alive)
-    assert lock.keep("run-a") is False and lock.current().holder == "run-b"
+    assert lock.holds("run-a") is False and lock.current().holder == "run-b"
+
+
+def test_no_lock_table_means_no_lease(local_stack, unique_name) -> None:
+    """A cleanup after a claim that never created the table holds nothing, and says so."""
+    plan = parse_plan({"endpoint_name": f"lock-{unique_name}", "lock_table": f"none-{unique_name}"})
+    assert EndpointLock(local_stack.client("dynamodb"), plan).holds("run-a") is False
