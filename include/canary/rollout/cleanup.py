@@ -86,7 +86,7 @@ def finish(
     live = endpoint.describe_endpoint(sm, plan.endpoint_name) if holds_endpoint else None
     keep = plan.cleanup is CleanupPolicy.KEEP_WINNER and live is not None
     if not holds_endpoint:
-        report.kept.append(f"endpoint {plan.endpoint_name} (this run lost its lease)")
+        report.kept.append(f"endpoint {plan.endpoint_name} (this run does not hold its lease)")
     elif keep and winner_role in manifest.models:
         _serve_winner_alone(sm, plan, manifest, winner_role, report)
     elif live is not None:

@@ -94,7 +94,7 @@ def test_a_run_whose_lease_was_taken_over_leaves_the_endpoint_to_its_holder(
     left = {c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]}
     assert {names["holder"][1], names["holder-next"][1]} <= left
     assert names["lost"][1] not in left
-    lost = f"endpoint {plan.endpoint_name} (this run lost its lease)"
+    lost = f"endpoint {plan.endpoint_name} (this run does not hold its lease)"
     assert report.kept == [lost, f"artifact {made.uploaded_artifacts['champion']}"]
     assert s3.head_object(Bucket=plan.bucket, Key=ARTIFACT_KEY)["ContentLength"] > 0
     sm.delete_endpoint(EndpointName=plan.endpoint_name)
@@ -117,7 +117,7 @@ def test_a_late_teardown_after_the_taker_released_keeps_its_hands_off(
     report = tear_down(lock, "run-a", sm, s3, plan, manifest_of(plan, ours), RunOutcome.FAILED)
 
     assert sm.describe_endpoint(EndpointName=plan.endpoint_name)["EndpointConfigName"] == theirs[1]
-    assert report.kept[0] == f"endpoint {plan.endpoint_name} (this run lost its lease)"
+    assert report.kept[0] == f"endpoint {plan.endpoint_name} (this run does not hold its lease)"
     assert lock.current() is None
     sm.delete_endpoint(EndpointName=plan.endpoint_name)
 
