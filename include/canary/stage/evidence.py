@@ -188,10 +188,9 @@ def _all_copies_captured(evidence: StageEvidence, mirrored: shadow.Answers) -> b
     return len(mirrored) >= copies.requests - copies.errors
 
 
-def carried_champion(
-    state: StageState, plan: RolloutPlan, window: StageWindow
-) -> CarriedEstimate | None:
+def carried_champion(state: StageState) -> CarriedEstimate | None:
     """The champion's quality over earlier stages, for a stage where it gets no traffic."""
+    plan, window = state.plan, state.window
     if window.pair(plan)[0] > 0:
         return None
     # the shadow stage measured the champion on the same traffic too (it served every request)

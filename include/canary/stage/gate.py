@@ -38,7 +38,7 @@ class StageGate:
     def __init__(self, aws: Any, plan: RolloutPlan, window: StageWindow, run_key: str) -> None:
         self.plan, self.window = plan, window
         self.config = GateConfig.of(plan.gate)
-        self.state = StageState(aws.s3, plan, run_key, window.index)
+        self.state = StageState(aws.s3, plan, run_key, window)
         self.evidence = EvidenceSource(aws.cloudwatch, aws.s3, plan, window, self.config)
         carried = self.carried
         self.traffic = StageTraffic(
@@ -47,7 +47,7 @@ class StageGate:
 
     @cached_property
     def carried(self) -> CarriedEstimate | None:
-        return carried_champion(self.state, self.plan, self.window)
+        return carried_champion(self.state)
 
     def hold(self, budget_seconds: float) -> Decision:
         """Replay and look until the gate decides, a poke sends nothing more (the traffic is
@@ -55,11 +55,11 @@ class StageGate:
         the stage's traffic (:attr:`StageTraffic.gate_cap`) is spent and counted, the gate's
         last look comes at once (``StageEvidence.complete``).
         A stage that has decided stays decided: a retry gets the recorded decision back."""
-        decided = self.state.decided(self.window.opened_at)
+        decided = self.state.decided()
         if decided is not None:
             return decided
         deadline = time.monotonic() + budget_seconds
-        looks = self.state.looks(self.window.opened_at)
+        looks = self.state.looks()
         replaying = self.plan.traffic.enabled
         if replaying:
             self.window.wait_for_start()
@@ -93,5 +93,5 @@ class StageGate:
         must not hold it to its deadline. Taking the last look then keeps alpha however long
         the wait, since the wait does not depend on the answers; it only spares power."""
         pairs = evidence.paired.n if evidence.paired is not None else 0
-        counts = [self.window.opened_at.isoformat(), evidence.challenger.requests, pairs]
+        counts = [evidence.challenger.requests, pairs]
         return self.state.unchanged_for(SETTLING, counts, SETTLE_SECONDS)

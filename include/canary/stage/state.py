@@ -17,6 +17,7 @@ from canary.aws_errors import is_missing
 from canary.experiment.gates.decision import Decision, Verdict
 from canary.plan import RolloutPlan
 from canary.rollout.layout import stage_state_key
+from canary.stage.window import StageWindow
 
 LOOKS = "looks.json"
 SETTLING = "settling.json"  # the spent stage's counts and since when they have not moved
@@ -26,10 +27,13 @@ DECISION_STAMP = "%Y%m%dT%H%M%S%fZ"  # decisions/<stamp>-<verdict>.json, in the 
 
 
 class StageState:
-    """The S3 folder of one stage of one run (and read access to the stages before it)."""
+    """The S3 folder of one stage of one run (and read access to the stages before it), seen
+    from one window of the stage. A cleared stage opens a new window, which starts afresh:
+    the looks, the decision and the settle clock of an earlier window are not its own."""
 
-    def __init__(self, s3: Any, plan: RolloutPlan, run_key: str, stage: int) -> None:
-        self.s3, self.plan, self.run_key, self.stage = s3, plan, run_key, stage
+    def __init__(self, s3: Any, plan: RolloutPlan, run_key: str, window: StageWindow) -> None:
+        self.s3, self.plan, self.run_key, self.window = s3, plan, run_key, window
+        self.stage, self.opened_at = window.index, window.opened_at
 
     def save(self, name: str, value: Any) -> None:
         self._put(name, json.dumps(value).encode())
@@ -55,29 +59,29 @@ class StageState:
         if decision.verdict is not Verdict.CONTINUE:
             self._put(DECIDED, decision.to_json().encode())
 
-    def looks(self, opened_at: datetime) -> list[dict[str, Any]]:
-        """The looks taken in the window that opened at ``opened_at``: a cleared stage's new
-        window starts its sequential test afresh, not from the old window's looks."""
+    def looks(self) -> list[dict[str, Any]]:
+        """The looks taken in this window: its sequential test does not go on from an earlier
+        window's looks."""
         looks = self.load(LOOKS, default=[])
-        return [look for look in looks if datetime.fromisoformat(look["at"]) >= opened_at]
+        return [look for look in looks if datetime.fromisoformat(look["at"]) >= self.opened_at]
 
-    def decided(self, opened_at: datetime) -> Decision | None:
-        """The final decision of the stage's window that opened at ``opened_at``, if a poke
-        already made it. A retried gate task returns it instead of looking again: a sequential
-        test that crossed a boundary has ended, and testing on could flip a verdict that was
-        already recorded (and acted on). A cleared stage opens a new window: it decides anew."""
+    def decided(self) -> Decision | None:
+        """This window's final decision, if a poke already made it. A retried gate task returns
+        it instead of looking again: a sequential test that crossed a boundary has ended, and
+        testing on could flip a verdict that was already recorded (and acted on)."""
         record = self.load(DECIDED, default=None)
-        if record is None or record.get("stage_started_at") != opened_at.isoformat():
+        if record is None or record.get("stage_started_at") != self.opened_at.isoformat():
             return None
         return Decision(Verdict(record["verdict"]), record["reason"], record)
 
     def unchanged_for(self, name: str, value: Any, seconds: float) -> bool:
-        """Whether ``value`` (JSON) has been this stage's ``name`` for at least ``seconds``,
+        """Whether ``value`` (JSON) has been this window's ``name`` for at least ``seconds``,
         across pokes: it is stored with the time whenever it differs from the stored one."""
         now, value = time.time(), json.loads(json.dumps(value))  # compared as stored
         seen = self.load(name, default=None)
-        if seen is None or seen["value"] != value:
-            self.save(name, {"value": value, "since": now})
+        window = self.opened_at.isoformat()
+        if seen is None or (seen.get("window"), seen["value"]) != (window, value):
+            self.save(name, {"window": window, "value": value, "since": now})
             return False
         return now - seen["since"] >= seconds
 

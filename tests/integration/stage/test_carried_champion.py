@@ -23,11 +23,12 @@ def test_a_window_that_opens_on_a_later_period_still_carries_the_champion(local_
     s3.create_bucket(Bucket=bucket)
     plan = parse_plan({"bucket": bucket, "stages": [[50, 50], [25, 75], [0, 100]]})
     for index, (n, correct) in enumerate([(400, 360), (200, 182)]):
-        StageState(s3, plan, "run", index).save(CHAMPION, asdict(Outcomes(n, correct, correct)))
+        earlier = StageWindow(index, plan.stage_weights(index), started_at=time.time())
+        StageState(s3, plan, "run", earlier).save(CHAMPION, asdict(Outcomes(n, correct, correct)))
     weights = plan.stage_weights(2)
     window = StageWindow(index=2, weights=weights, started_at=time.time() + 60.0)
 
-    carried = carried_champion(StageState(s3, plan, "run", 2), plan, window)
+    carried = carried_champion(StageState(s3, plan, "run", window))
 
     assert carried is not None
     assert (carried.n, carried.mean) == (600, pytest.approx(542 / 600))

@@ -33,12 +33,12 @@ def test_a_retried_gate_gets_the_recorded_decision_back_and_takes_no_new_look(aw
     aws.s3.create_bucket(Bucket=bucket)
     plan = parse_plan({"bucket": bucket})
     window = StageWindow(0, plan.stage_weights(0), started_at=time.time())
-    state = StageState(aws.s3, plan, "run", 0)
+    state = StageState(aws.s3, plan, "run", window)
     opened = window.opened_at.isoformat()
     look = {"look": 1, "verdict": Verdict.CONTINUE.value, "at": opened}
     going = {"verdict": "continue", "stage_started_at": opened}
     state.record(Decision(Verdict.CONTINUE, "next look at 0.08", going), [look])
-    assert state.decided(window.opened_at) is None
+    assert state.decided() is None
     second = {"look": 2, "verdict": "promote", "at": opened}
     promoted = {"verdict": "promote", "reason": "non-inferior at look 2", "look": second,
                 "stage_started_at": opened}  # fmt: skip
@@ -51,8 +51,9 @@ def test_a_retried_gate_gets_the_recorded_decision_back_and_takes_no_new_look(aw
     assert decision.reason == promoted["reason"] and decision.record["look"] == second
     assert _decisions(aws, bucket) == before  # no look was taken, so no traffic was sent
     cleared = StageWindow(0, plan.stage_weights(0), started_at=window.started_at + 60)
-    assert state.decided(cleared.opened_at) is None
-    assert state.looks(window.opened_at) == [look, second] and state.looks(cleared.opened_at) == []
+    anew = StageState(aws.s3, plan, "run", cleared)
+    assert anew.decided() is None
+    assert state.looks() == [look, second] and anew.looks() == []
 
 
 def test_a_value_is_unchanged_only_after_it_stayed_put_for_the_time_asked(aws) -> None:
@@ -60,7 +61,9 @@ def test_a_value_is_unchanged_only_after_it_stayed_put_for_the_time_asked(aws) -
     an hour is never reached, no time always is)."""
     bucket = f"settle-{uuid.uuid4().hex[:8]}"
     aws.s3.create_bucket(Bucket=bucket)
-    state = StageState(aws.s3, parse_plan({"bucket": bucket}), "run", 0)
+    plan = parse_plan({"bucket": bucket})
+    window = StageWindow(0, plan.stage_weights(0), started_at=time.time())
+    state = StageState(aws.s3, plan, "run", window)
     hour = 3600.0
     assert state.unchanged_for(SETTLING, [1, 2], 0.0) is False  # first seen now
     first = state.load(SETTLING, None)["since"]
@@ -70,3 +73,6 @@ def test_a_value_is_unchanged_only_after_it_stayed_put_for_the_time_asked(aws) -
     assert state.unchanged_for(SETTLING, [1, 3], 0.0) is False  # moved: the clock restarts
     assert state.load(SETTLING, None)["since"] > first
     assert state.unchanged_for(SETTLING, (1, 3), 0.0) is True  # compared as stored (JSON)
+    cleared = StageWindow(0, plan.stage_weights(0), started_at=window.started_at + 60)
+    anew = StageState(aws.s3, plan, "run", cleared)
+    assert anew.unchanged_for(SETTLING, [1, 3], 0.0) is False  # a new window: its own clock
