@@ -656,7 +656,7 @@ def _describe(error: ValidationError, what: str) -> str:
         location = tuple(str(part) for part in issue["loc"])
         cause = issue.get("ctx", {}).get("error")
         blamed = cause.path if isinstance(cause, CrossFieldError) else ()
-        name = _flat_name((*location, *blamed))
+        name = flat_name((*location, *blamed))
         message = issue["msg"].removeprefix("Value error, ")
         given = issue.get("input")
         secret = "environment" in location or isinstance(given, Mapping)
@@ -669,7 +669,9 @@ def invalid(what: str, lines: list[str]) -> str:
     return f"invalid {what}:\n  " + "\n  ".join(lines)
 
 
-def _flat_name(location: tuple[str, ...]) -> str:
+def flat_name(location: tuple[str, ...]) -> str:
+    """The flat (form) name of a plan field's path, ``("gate", "alpha")`` → ``gate_alpha``;
+    what lies below a form field (a list index, a sub-key) follows it, dotted."""
     for length in range(len(location), 0, -1):
         flat = _NESTED_TO_FLAT.get(location[:length])
         if flat:

@@ -19,11 +19,17 @@ from canary.plan import (
     AllocationStrategy,
     PlanError,
     RolloutPlan,
+    flat_name,
     invalid,
     parse_plan,
     stage_split,
     stage_title,
 )
+
+# the fields a refused replay cap names (the cap, and what else lowers a stage's need)
+CAP = flat_name(("traffic", "requests_per_stage"))
+SAMPLING = flat_name(("shadow_sampling_percent",))
+MARGIN, POWER, ALPHA = (flat_name(("gate", leaf)) for leaf in ("margin", "power", "alpha"))
 
 
 def planned_requests(
@@ -63,9 +69,9 @@ def check_replay(plan: RolloutPlan) -> None:
         need = planned_requests(plan, config, weights)
         if need > cap:
             why = (
-                f"traffic_requests_per_stage: {cap} requests may end "
+                f"{CAP}: {cap} requests may end "
                 f"{'the ' if shadow else ''}{stage_title(index)} before its gate's last look, "
-                f"which may need {need}; raise it{' or shadow_sampling_percent' if shadow else ''}"
-                " (or widen gate_margin, lower gate_power or raise gate_alpha)"
+                f"which may need {need}; raise it{f' or {SAMPLING}' if shadow else ''}"
+                f" (or widen {MARGIN}, lower {POWER} or raise {ALPHA})"
             )
             raise PlanError(invalid("rollout plan", [why]))
