@@ -36,14 +36,14 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
 import numpy as np
 from statsmodels.stats.proportion import test_proportions_2indep
 
-from bench.montecarlo import mean, reference_n_fix, share
+from bench.montecarlo import START, engine_verdict, mean, reference_n_fix, share
 from bench.optimal import Problem, forward, optimal_test
 from canary.experiment.gates import (
     GateConfig,
@@ -52,7 +52,6 @@ from canary.experiment.gates import (
     VariantEvidence,
     Verdict,
     cap_per_variant,
-    evaluate,
     fixed_horizon_n,
 )
 from canary.experiment.gates.engine import is_final, looks_passed
@@ -80,7 +79,6 @@ MAX_OVER_NFIX = 1.45  # the issue's bound on the most requests a stage may take
 # there (``StageEvidence.complete``): its power drops, its false promotions must not rise.
 EARLY_CASE, EARLY_SHARE = 1, 0.5
 SEED = 2025
-START = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def gate_config(case: int) -> GateConfig:
@@ -190,6 +188,19 @@ def _evidence(n: int, k0: int, k1: int, complete: bool = False) -> StageEvidence
     )  # fmt: skip
 
 
+def engine_run(
+    config: GateConfig, sched: Schedule, k0: np.ndarray, k1: np.ndarray, early: bool = False
+) -> tuple[Verdict, int]:
+    """One stream's counts at each poke through the real engine: (verdict, N per variant).
+    ``early``: the evidence is complete at the last poke (the traffic is spent there)."""
+    last = len(sched.pokes) - 1
+    stream = (
+        _evidence(int(n), int(a), int(b), early and i == last)
+        for i, (n, a, b) in enumerate(zip(sched.pokes, k0, k1, strict=False))
+    )
+    return engine_verdict(config, stream)
+
+
 def cross_check(task: tuple[int, int], early: bool = False) -> dict[str, int]:
     """Drive the real engine, one poke per CHUNK, on the first streams of a (rate, scenario);
     count the streams whose verdict and N agree with the vectorised path on the same draws
@@ -201,27 +212,11 @@ def cross_check(task: tuple[int, int], early: bool = False) -> dict[str, int]:
     same = {"streams": CROSS_CHECK_RUNS, "same_verdict": 0, "same_n": 0}
     for r in range(CROSS_CHECK_RUNS):
         with np.errstate(divide="ignore", invalid="ignore"):  # statsmodels at 0 or 100 %
-            verdict, n_engine = _engine_run(config, sched.pokes, k0[r], k1[r], early)
+            verdict, n_engine = engine_run(config, sched, k0[r], k1[r], early)
         expected = Verdict.PROMOTE if promoted[r] else Verdict.ROLLBACK
         same["same_verdict"] += int(verdict is expected)
         same["same_n"] += int(n_engine == n[r])
     return same
-
-
-def _engine_run(
-    config: GateConfig,
-    pokes: np.ndarray,
-    k0: np.ndarray,
-    k1: np.ndarray,
-    early: bool = False,
-) -> tuple[Verdict, int]:
-    looks = None
-    for i, (n, a, b) in enumerate(zip(pokes, k0, k1, strict=False)):
-        spent = early and i == len(pokes) - 1
-        decision, looks = evaluate(_evidence(int(n), int(a), int(b), spent), config, looks)
-        if decision.verdict is not Verdict.CONTINUE:
-            return decision.verdict, int(n)
-    raise AssertionError("the engine did not decide by the last poke")
 
 
 def analytic(config: GateConfig, sched: Schedule) -> dict[str, float]:

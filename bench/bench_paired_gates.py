@@ -24,18 +24,17 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 
-from bench.montecarlo import mean, reference_n_fix, share
+from bench.montecarlo import START, engine_verdict, mean, reference_n_fix, share
 from canary.experiment.gates import (
     GateConfig,
     PairedOutcomes,
     StageEvidence,
     VariantEvidence,
     Verdict,
-    evaluate,
 )
 from canary.experiment.gates.engine import is_final, looks_passed
 from canary.experiment.gates.paired import (
@@ -53,7 +52,6 @@ P0, DELTA = 0.9, 0.02
 CONFIG = GateConfig(alpha=0.05, power=0.8, margin=DELTA, planning_rate=P0)
 FALSE_PROMOTION = {p: (-DELTA, p) for p in (0.02, 0.05, 0.10, 0.20)}
 POWER = (0.0, 0.10)
-START = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -146,19 +144,16 @@ def simulate(
 
 
 def drive_engine(config: GateConfig, paths: Paths, s: int) -> tuple[Verdict, int]:
-    """One stream through ``evaluate`` poke by poke, as the sensor would: (verdict, pairs)."""
-    looks: list = []
-    for j in range(paths.n.shape[1]):
-        b, c, n = int(paths.b[s, j]), int(paths.c[s, j]), int(paths.n[s, j])
-        table = PairedOutcomes(n - b - c, c, b, 0)
+    """Stream ``s`` through the real engine poke by poke: (verdict, pairs)."""
+    end = START + timedelta(minutes=1)
+
+    def poke(b: int, c: int, n: int) -> StageEvidence:
         champion, challenger = VariantEvidence("champion", n), VariantEvidence("challenger", n)
-        ev = StageEvidence(
-            0, (100, 0), champion, challenger, START, START + timedelta(minutes=1), paired=table
-        )
-        decision, looks = evaluate(ev, config, looks)
-        if decision.verdict is not Verdict.CONTINUE:
-            return decision.verdict, n
-    raise RuntimeError("the engine never decided")
+        table = PairedOutcomes(n - b - c, c, b, 0)
+        return StageEvidence(0, (100, 0), champion, challenger, START, end, paired=table)
+
+    draws = zip(paths.b[s], paths.c[s], paths.n[s], strict=True)
+    return engine_verdict(config, (poke(int(b), int(c), int(n)) for b, c, n in draws))
 
 
 def _scenario(task: tuple[str, float, float, int, int]) -> tuple[str, dict, bool]:

@@ -1,13 +1,19 @@
-"""What the gate benches share: Monte Carlo estimates with their standard errors, and the
-fixed-sample size the issue measures every design against."""
+"""What the gate benches share: Monte Carlo estimates with their standard errors, the
+fixed-sample size the issue measures every design against, and the real engine driven poke
+by poke to cross-check their vectorised paths."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import numpy as np
 
+from canary.experiment.gates import GateConfig, StageEvidence, Verdict, evaluate
 from canary.experiment.gates.sequential import fixed_sample_drift
+
+START = datetime(2025, 1, 1, tzinfo=UTC)  # when a simulated stage opens
 
 
 def share(flags: np.ndarray) -> tuple[float, float]:
@@ -29,3 +35,14 @@ def reference_n_fix(rate: float, margin: float, alpha: float, power: float) -> f
     difference: (z_a + z_b)^2 2 p (1 - p) / delta^2, the yardstick issue 13's targets name. The
     gate sizes its score test itself (``GateConfig.variance``), at most a few % above it."""
     return fixed_sample_drift(alpha, power) ** 2 * 2 * rate * (1 - rate) / margin**2
+
+
+def engine_verdict(config: GateConfig, pokes: Iterable[StageEvidence]) -> tuple[Verdict, int]:
+    """One stream through ``evaluate`` poke by poke, as the sensor would: the verdict and the
+    champion's requests at the poke that decided (per variant, or pairs in a shadow stage)."""
+    looks = None
+    for evidence in pokes:
+        decision, looks = evaluate(evidence, config, looks)
+        if decision.verdict is not Verdict.CONTINUE:
+            return decision.verdict, evidence.champion.requests
+    raise AssertionError("the engine did not decide by the last poke")

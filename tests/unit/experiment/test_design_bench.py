@@ -41,6 +41,6 @@ def test_vectorised_verdicts_are_the_engines_on_the_same_streams(early: bool) ->
     k0, k1 = bench_gates.stream_block((case, 1), 0, 6)
     promoted, n = bench_gates.verdicts(sched, config.margin, k0, k1)
     for r in range(6):
-        verdict, n_engine = bench_gates._engine_run(config, sched.pokes, k0[r], k1[r], early)
+        verdict, n_engine = bench_gates.engine_run(config, sched, k0[r], k1[r], early)
         expected = Verdict.PROMOTE if promoted[r] else Verdict.ROLLBACK
         assert (verdict, n_engine) == (expected, n[r])
