@@ -21,7 +21,7 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,37 +130,50 @@ class StackDeployer:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
         return f"s3://{self.bucket}/{key}"
 
-    def model(self, url: str, image: str = XGB_IMAGE, env: dict | None = None) -> str:
-        """CreateModel for an artifact; returns the model name."""
-        name = f"m-{uuid.uuid4().hex[:10]}"
+    def model(
+        self,
+        url: str,
+        image: str = XGB_IMAGE,
+        env: dict | None = None,
+        name: str | None = None,
+        tags: Sequence[dict[str, str]] = (),
+    ) -> str:
+        """CreateModel for an artifact; returns the model name (``name``, or a fresh one)."""
+        name = name or f"m-{uuid.uuid4().hex[:10]}"
         container = {"Image": image, "ModelDataUrl": url, "Environment": env or {}}
-        self.sm.create_model(ModelName=name, ExecutionRoleArn=self.role, PrimaryContainer=container)
+        self.sm.create_model(
+            ModelName=name, ExecutionRoleArn=self.role, PrimaryContainer=container, Tags=[*tags]
+        )
         self.created.append(("model", name))
         return name
 
-    def config(self, variants: dict[str, tuple[str, float]], capture: dict | None = None) -> str:
-        """CreateEndpointConfig with {variant: (model, initial weight)}."""
-        name = f"c-{uuid.uuid4().hex[:10]}"
-        specs = [
-            {
-                "VariantName": variant,
-                "ModelName": model,
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-                "InitialVariantWeight": weight,
-            }
-            for variant, (model, weight) in variants.items()
-        ]
-        kwargs: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": specs}
+    def config(
+        self,
+        variants: dict[str, tuple[str, float]],
+        capture: dict | None = None,
+        shadow: dict[str, tuple[str, float]] | None = None,
+        name: str | None = None,
+        tags: Sequence[dict[str, str]] = (),
+    ) -> str:
+        """CreateEndpointConfig with {variant: (model, initial weight)}, and ``shadow`` ones
+        that only answer a copy of each request."""
+        name = name or f"c-{uuid.uuid4().hex[:10]}"
+        kwargs: dict[str, Any] = {
+            "EndpointConfigName": name,
+            "ProductionVariants": _variant_specs(variants),
+            "Tags": [*tags],
+        }
+        if shadow:
+            kwargs["ShadowProductionVariants"] = _variant_specs(shadow)
         if capture:
             kwargs["DataCaptureConfig"] = capture
         self.sm.create_endpoint_config(**kwargs)
         self.created.append(("config", name))
         return name
 
-    def endpoint(self, config: str) -> str:
+    def endpoint(self, config: str, name: str | None = None) -> str:
         """CreateEndpoint and wait (as the provider's sensor would) until InService."""
-        name = f"e-{uuid.uuid4().hex[:10]}"
+        name = name or f"e-{uuid.uuid4().hex[:10]}"
         self.sm.create_endpoint(EndpointName=name, EndpointConfigName=config)
         self.created.append(("endpoint", name))
         waiter = self.sm.get_waiter("endpoint_in_service")
@@ -209,6 +222,19 @@ class StackDeployer:
                     self.sm.delete_model(ModelName=name)
             except self.sm.exceptions.ClientError:
                 pass
+
+
+def _variant_specs(variants: dict[str, tuple[str, float]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "VariantName": variant,
+            "ModelName": model,
+            "InitialInstanceCount": 1,
+            "InstanceType": "ml.m5.large",
+            "InitialVariantWeight": weight,
+        }
+        for variant, (model, weight) in variants.items()
+    ]
 
 
 @pytest.fixture(scope="session")

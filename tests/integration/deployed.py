@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import tarfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -43,36 +43,27 @@ def artifact(seed: int) -> bytes:
 
 @contextmanager
 def deployed(
-    local_stack, shadow: bool, capture_percent: int = 100, **fields: Any
+    make_deployer: Callable[..., Any], shadow: bool, capture_percent: int = 100, **fields: Any
 ) -> Iterator[RolloutPlan]:
     """A Champion / Challenger endpoint (the challenger a shadow variant when ``shadow``) with
     Data Capture of ``capture_percent`` of requests where a plan for it (with the form
     ``fields`` given) looks, in a fresh bucket; deleted afterwards."""
-    s3, sm = local_stack.client("s3"), local_stack.client("sagemaker")
-    tag = uuid.uuid4().hex[:10]
-    plan = parse_plan({"bucket": f"gates-{tag}", "endpoint_name": f"ge-{tag}", **fields})
-    s3.create_bucket(Bucket=plan.bucket)
-    variants = []
-    for i, name in enumerate(plan.variants):
-        s3.put_object(Bucket=plan.bucket, Key=f"m{i}/model.tar.gz", Body=artifact(i))
-        sm.create_model(ModelName=f"gm{i}-{tag}", ExecutionRoleArn=ROLE, PrimaryContainer={
-            "Image": IMAGE, "ModelDataUrl": f"s3://{plan.bucket}/m{i}/model.tar.gz"})  # fmt: skip
-        variants.append({"VariantName": name, "ModelName": f"gm{i}-{tag}",
-                         "InitialInstanceCount": 1, "InstanceType": "ml.m5.large",
-                         "InitialVariantWeight": 1.0})  # fmt: skip
+    deployer = make_deployer("gates", ROLE)
+    endpoint_name = f"ge-{uuid.uuid4().hex[:10]}"
+    plan = parse_plan({"bucket": deployer.bucket, "endpoint_name": endpoint_name, **fields})
+    models = {
+        name: (deployer.model(deployer.upload(artifact(i)), IMAGE), 1.0)
+        for i, name in enumerate(plan.variants)
+    }
+    champion, challenger = plan.variants
+    serving = {champion: models[champion]} if shadow else models
+    mirrored = {challenger: models[challenger]} if shadow else None
     capture = {"EnableCapture": True, "InitialSamplingPercentage": capture_percent,
                "DestinationS3Uri": capture_uri(plan),
                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
                "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]}}  # fmt: skip
-    split = {"ProductionVariants": variants[:1], "ShadowProductionVariants": variants[1:]}
-    serving = split if shadow else {"ProductionVariants": variants}
-    sm.create_endpoint_config(EndpointConfigName=f"gc-{tag}", DataCaptureConfig=capture, **serving)
-    sm.create_endpoint(EndpointName=plan.endpoint_name, EndpointConfigName=f"gc-{tag}")
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=plan.endpoint_name, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
-    )
-    yield plan
-    sm.delete_endpoint(EndpointName=plan.endpoint_name)
-    sm.delete_endpoint_config(EndpointConfigName=f"gc-{tag}")
-    for i in range(2):
-        sm.delete_model(ModelName=f"gm{i}-{tag}")
+    deployer.endpoint(deployer.config(serving, capture, shadow=mirrored), name=endpoint_name)
+    try:
+        yield plan
+    finally:
+        deployer.cleanup()

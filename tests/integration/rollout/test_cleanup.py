@@ -3,6 +3,7 @@ teardown itself fails: the lease decides who may touch the endpoint."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -23,15 +24,19 @@ UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nobody listens on loopba
 
 
 @pytest.fixture
-def plan(local_stack, unique_name: str) -> RolloutPlan:
-    """A delete_all plan with its bucket and one (content-addressed) artifact in it."""
-    made = parse_plan({
-        "bucket": f"lost-{unique_name}", "endpoint_name": f"lost-{unique_name}",
+def deployer(make_deployer) -> Iterator[Any]:
+    made = make_deployer("lost", ROLE)
+    yield made
+    made.cleanup()
+
+
+@pytest.fixture
+def plan(deployer, unique_name: str) -> RolloutPlan:
+    """A delete_all plan in the deployer's bucket, with one (content-addressed) artifact."""
+    deployer.upload(artifact(0), ARTIFACT_KEY)
+    return parse_plan({
+        "bucket": deployer.bucket, "endpoint_name": f"lost-{unique_name}",
         "lock_table": "canary-locks-it", "cleanup": CleanupPolicy.DELETE_ALL.value})  # fmt: skip
-    s3 = local_stack.client("s3")
-    s3.create_bucket(Bucket=made.bucket)
-    s3.put_object(Bucket=made.bucket, Key=ARTIFACT_KEY, Body=artifact(0))
-    return made
 
 
 @pytest.fixture
@@ -41,22 +46,21 @@ def lock(local_stack, plan: RolloutPlan) -> EndpointLock:
     return made
 
 
-def made_by(sm: Any, plan: RolloutPlan, run: str) -> tuple[str, str]:
+def made_by(deployer: Any, plan: RolloutPlan, run: str) -> tuple[str, str]:
     """A champion model and a config serving it, named and tagged as run ``run``'s canary
     resources of the plan's endpoint."""
-    model, config = plan.resource_name("champion", run), plan.resource_name("config", run)
     tags = [{"Key": ENDPOINT_TAG, "Value": plan.endpoint_name}]
-    sm.create_model(ModelName=model, ExecutionRoleArn=ROLE, Tags=tags, PrimaryContainer={
-        "Image": IMAGE, "ModelDataUrl": f"s3://{plan.bucket}/{ARTIFACT_KEY}"})  # fmt: skip
-    sm.create_endpoint_config(EndpointConfigName=config, Tags=tags, ProductionVariants=[{
-        "VariantName": "Champion", "ModelName": model, "InitialInstanceCount": 1,
-        "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0}])  # fmt: skip
+    url = f"s3://{plan.bucket}/{ARTIFACT_KEY}"
+    model = deployer.model(url, IMAGE, name=plan.resource_name("champion", run), tags=tags)
+    config = deployer.config(
+        {"Champion": (model, 1.0)}, name=plan.resource_name("config", run), tags=tags
+    )
     return model, config
 
 
-def serve(sm: Any, plan: RolloutPlan, config: str, create: bool = False) -> None:
-    call = sm.create_endpoint if create else sm.update_endpoint
-    call(EndpointName=plan.endpoint_name, EndpointConfigName=config)
+def switch(sm: Any, plan: RolloutPlan, config: str) -> None:
+    """What another run's stage does: serve ``config`` on the plan's endpoint."""
+    sm.update_endpoint(EndpointName=plan.endpoint_name, EndpointConfigName=config)
     sm.get_waiter("endpoint_in_service").wait(
         EndpointName=plan.endpoint_name, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
     )
@@ -73,16 +77,16 @@ def manifest_of(plan: RolloutPlan, made: tuple[str, str]) -> RunManifest:
 
 
 def test_a_run_whose_lease_was_taken_over_leaves_the_endpoint_to_its_holder(
-    local_stack, plan: RolloutPlan
+    deployer, plan: RolloutPlan
 ) -> None:
     """The holder serves its config and is preparing another (a canary resource of this
     endpoint that nothing serves yet, as an earlier run's leftover would be). The run that lost
     the lease deletes only what it made; it neither deletes the endpoint it created nor
     sweeps the holder's resources as leftovers, nor deletes the artifact the holder's models
     may read."""
-    s3, sm = local_stack.client("s3"), local_stack.client("sagemaker")
-    names = {run: made_by(sm, plan, run) for run in ("holder", "holder-next", "lost")}
-    serve(sm, plan, names["holder"][1], create=True)
+    s3, sm = deployer.s3, deployer.sm
+    names = {run: made_by(deployer, plan, run) for run in ("holder", "holder-next", "lost")}
+    deployer.endpoint(names["holder"][1], name=plan.endpoint_name)
     made = manifest_of(plan, names["lost"])
 
     report = finish(sm, s3, plan, made, RunOutcome.ROLLED_BACK, holds_endpoint=False)
@@ -97,21 +101,20 @@ def test_a_run_whose_lease_was_taken_over_leaves_the_endpoint_to_its_holder(
     lost = f"endpoint {plan.endpoint_name} (this run does not hold its lease)"
     assert report.kept == [lost, f"artifact {made.uploaded_artifacts['champion']}"]
     assert s3.head_object(Bucket=plan.bucket, Key=ARTIFACT_KEY)["ContentLength"] > 0
-    sm.delete_endpoint(EndpointName=plan.endpoint_name)
 
 
 def test_a_late_teardown_after_the_taker_released_keeps_its_hands_off(
-    local_stack, plan: RolloutPlan, lock: EndpointLock
+    deployer, plan: RolloutPlan, lock: EndpointLock
 ) -> None:
     """Run A created the endpoint; run B took the lease over (A's run looked ended), served its
     winner and released. A's teardown comes late and finds the lease free: the endpoint is
     B's winner now, so A must neither delete it nor take the lease back."""
-    s3, sm = local_stack.client("s3"), local_stack.client("sagemaker")
+    s3, sm = deployer.s3, deployer.sm
     lock.claim("run-a", lambda holder: True)
-    ours, theirs = made_by(sm, plan, "run-a"), made_by(sm, plan, "run-b")
-    serve(sm, plan, ours[1], create=True)
+    ours, theirs = made_by(deployer, plan, "run-a"), made_by(deployer, plan, "run-b")
+    deployer.endpoint(ours[1], name=plan.endpoint_name)
     lock.claim("run-b", holder_alive=lambda holder: holder != "run-a")
-    serve(sm, plan, theirs[1])
+    switch(sm, plan, theirs[1])
     lock.release("run-b")
 
     report = tear_down(lock, "run-a", sm, s3, plan, manifest_of(plan, ours), RunOutcome.FAILED)
@@ -119,18 +122,17 @@ def test_a_late_teardown_after_the_taker_released_keeps_its_hands_off(
     assert sm.describe_endpoint(EndpointName=plan.endpoint_name)["EndpointConfigName"] == theirs[1]
     assert report.kept[0] == f"endpoint {plan.endpoint_name} (this run does not hold its lease)"
     assert lock.current() is None
-    sm.delete_endpoint(EndpointName=plan.endpoint_name)
 
 
 def test_a_failed_teardown_keeps_the_lease_for_its_retry(
-    local_stack, plan: RolloutPlan, lock: EndpointLock
+    deployer, plan: RolloutPlan, lock: EndpointLock
 ) -> None:
     """The first teardown cannot reach SageMaker: it fails and the run still holds the lease,
     so its retry deletes the endpoint the run created, and only then gives the lease up."""
-    s3, sm = local_stack.client("s3"), local_stack.client("sagemaker")
+    s3, sm = deployer.s3, deployer.sm
     lock.claim("run-a", lambda holder: True)
-    ours = made_by(sm, plan, "run-a")
-    serve(sm, plan, ours[1], create=True)
+    ours = made_by(deployer, plan, "run-a")
+    deployer.endpoint(ours[1], name=plan.endpoint_name)
     made = manifest_of(plan, ours)
     down = Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1})
     dead = boto3.client("sagemaker", endpoint_url=UNREACHABLE, region_name=plan.region, config=down)

@@ -46,7 +46,7 @@ def _poke_until_decided(plan: RolloutPlan, window: StageWindow) -> tuple[Decisio
 
 @pytest.mark.parametrize("capture_percent", [100, 50])
 def test_a_shadow_stage_whose_cap_is_spent_takes_its_last_look_early(
-    local_stack, aws_conn, tmp_path, monkeypatch, capture_percent: int
+    make_deployer, aws_conn, tmp_path, monkeypatch, capture_percent: int
 ) -> None:
     """Once the cap is spent and every copy the shadow answered is in Data Capture, no more
     evidence can come: the gate decides at the information reached instead of waiting for its
@@ -57,7 +57,7 @@ def test_a_shadow_stage_whose_cap_is_spent_takes_its_last_look_early(
     fields = {"traffic_dataset": _rows(str(tmp_path / "rows.csv"), 1000),
               "traffic_label_column": "label", "traffic_requests_per_stage": CAP,
               "traffic_chunk_size": 100}  # fmt: skip
-    with deployed(local_stack, True, capture_percent, **fields) as plan:
+    with deployed(make_deployer, True, capture_percent, **fields) as plan:
         window = StageWindow(SHADOW_STAGE, plan.stage_weights(SHADOW_STAGE), time.time() - 1)
         decision, gate = _poke_until_decided(plan, window)
         replayed = gate.traffic.results()
@@ -72,11 +72,11 @@ def test_a_shadow_stage_whose_cap_is_spent_takes_its_last_look_early(
     assert pairs == CAP if capture_percent == 100 else 0 < pairs < CAP
 
 
-def test_a_gate_without_replay_never_reads_the_replay_dataset(local_stack, aws_conn) -> None:
+def test_a_gate_without_replay_never_reads_the_replay_dataset(make_deployer, aws_conn) -> None:
     """With real traffic the replay's dataset need not exist where the gate runs: the gate
     reads the endpoint's telemetry only, and with no traffic yet it waits."""
     fields = {"traffic_enabled": False, "traffic_dataset": "/nowhere/rows.csv"}
-    with deployed(local_stack, shadow=False, **fields) as plan:
+    with deployed(make_deployer, shadow=False, **fields) as plan:
         window = StageWindow(0, plan.stage_weights(0), time.time() - 1)
         decision = StageGate(AwsClients(), plan, window, "run").hold(budget_seconds=5)
     assert decision.verdict is Verdict.CONTINUE

@@ -56,8 +56,10 @@ def _send(local_stack, plan: RolloutPlan, n: int) -> Sent:
     return Sent(rows)
 
 
-def test_collects_counts_and_joined_outcomes_from_the_local_stack(local_stack) -> None:
-    with deployed(local_stack, shadow=False) as plan:
+def test_collects_counts_and_joined_outcomes_from_the_local_stack(
+    local_stack, make_deployer
+) -> None:
+    with deployed(make_deployer, shadow=False) as plan:
         started = datetime.now(UTC) - timedelta(seconds=1)
         sent = _send(local_stack, plan, 80)
         source = StageSource(plan.endpoint_name, plan.variants, capture_uri(plan),
@@ -83,11 +85,13 @@ def test_collects_counts_and_joined_outcomes_from_the_local_stack(local_stack) -
     assert record["variants"]["Champion"]["requests"] == len(served["Champion"])
 
 
-def test_a_shadow_stage_pairs_the_served_and_the_captured_answers(local_stack) -> None:
+def test_a_shadow_stage_pairs_the_served_and_the_captured_answers(
+    local_stack, make_deployer
+) -> None:
     """Real traffic in the shadow stage: the champion answers every caller, the challenger's
     answers are only in Data Capture; the evidence pairs them by inference id with the labels,
     and the challenger's counts and latency come from its own CloudWatch metrics."""
-    with deployed(local_stack, shadow=True) as plan:
+    with deployed(make_deployer, shadow=True) as plan:
         started = datetime.now(UTC) - timedelta(seconds=1)
         sent = _send(local_stack, plan, 60)
         window = StageWindow(SHADOW_STAGE, plan.stage_weights(SHADOW_STAGE), started.timestamp())
