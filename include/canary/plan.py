@@ -303,6 +303,15 @@ class GateSpec(_Frozen):
     poke_interval_seconds: float = setting(
         5.0, title="Seconds between gate looks (real traffic)", ge=1, le=3600
     )
+    settle_seconds: float = setting(
+        300.0,
+        title="Seconds a spent stage waits for late evidence",
+        description="Once a stage's traffic is spent, its last look waits until Data Capture "
+        "holds every shadow answer, or until the counts have not moved for this long (Data "
+        "Capture sampling; a retried request that reused its inference id).",
+        ge=0,
+        le=3600,
+    )
 
 
 PEOPLE = "Approval and notifications"

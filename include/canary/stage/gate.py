@@ -27,10 +27,6 @@ from canary.stage.state import CHAMPION, SETTLING, StageState
 from canary.stage.traffic import StageTraffic
 from canary.stage.window import StageWindow
 
-#: A spent stage whose counts stay put this long has all its evidence (Data Capture and
-#: CloudWatch deliver within minutes on AWS; the local stack's at once).
-SETTLE_SECONDS = 300.0
-
 
 class StageGate:
     """The look loop of one stage of one run: replay a chunk, look, until the gate decides."""
@@ -88,10 +84,10 @@ class StageGate:
                 return decision
 
     def _settled(self, evidence: StageEvidence) -> bool:
-        """A spent stage whose counts have not moved for :data:`SETTLE_SECONDS` gets no more:
+        """A spent stage whose counts have not moved for ``gate_settle_seconds`` gets no more:
         a shadow copy that Data Capture never shows (a retried request reuses its inference id)
         must not hold it to its deadline. Taking the last look then keeps alpha however long
         the wait, since the wait does not depend on the answers; it only spares power."""
         pairs = evidence.paired.n if evidence.paired is not None else 0
         counts = [evidence.challenger.requests, pairs]
-        return self.state.unchanged_for(SETTLING, counts, SETTLE_SECONDS)
+        return self.state.unchanged_for(SETTLING, counts, self.plan.gate.settle_seconds)

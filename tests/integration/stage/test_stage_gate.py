@@ -10,7 +10,6 @@ import pytest
 
 from canary.experiment.gates.decision import Decision, Verdict
 from canary.plan import SHADOW_STAGE, RolloutPlan
-from canary.stage import gate as stage_gate
 from canary.stage.gate import StageGate
 from canary.stage.window import StageWindow
 from canary_airflow.aws import AwsClients
@@ -46,15 +45,14 @@ def _poke_until_decided(plan: RolloutPlan, window: StageWindow) -> tuple[Decisio
 
 @pytest.mark.parametrize("capture_percent", [100, 50])
 def test_a_shadow_stage_whose_cap_is_spent_takes_its_last_look_early(
-    make_deployer, aws_conn, tmp_path, monkeypatch, capture_percent: int
+    make_deployer, aws_conn, tmp_path, capture_percent: int
 ) -> None:
     """Once the cap is spent and every copy the shadow answered is in Data Capture, no more
     evidence can come: the gate decides at the information reached instead of waiting for its
     deadline (30 minutes), and its last look spends all of alpha. When Data Capture keeps only
     half the copies the counts never match: the stage decides once they have stopped moving
-    (``SETTLE_SECONDS``, shortened here), on the pairs it has."""
-    monkeypatch.setattr(stage_gate, "SETTLE_SECONDS", 2.0)
-    fields = {"traffic_dataset": _rows(str(tmp_path / "rows.csv"), 1000),
+    (``gate_settle_seconds``, shortened here), on the pairs it has."""
+    fields = {"traffic_dataset": _rows(str(tmp_path / "rows.csv"), 1000), "gate_settle_seconds": 2,
               "traffic_label_column": "label", "traffic_requests_per_stage": CAP,
               "traffic_chunk_size": 100}  # fmt: skip
     with deployed(make_deployer, True, capture_percent, **fields) as plan:
