@@ -313,6 +313,17 @@ class GateSpec(_Frozen):
         le=3600,
     )
 
+    @model_validator(mode="after")
+    def _settles_before_the_deadline(self) -> GateSpec:
+        if self.settle_seconds >= 60 * self.max_stage_minutes:
+            raise CrossFieldError(
+                ("settle_seconds",),
+                f"{self.settle_seconds:g} s is not shorter than gate_max_stage_minutes "
+                f"({self.max_stage_minutes:g} min): a spent stage would reach its deadline "
+                "before its last look; lower it or raise the deadline",
+            )
+        return self
+
 
 PEOPLE = "Approval and notifications"
 LOCAL_ROLE_ARN = "arn:aws:iam::123456789012:role/canary-local"

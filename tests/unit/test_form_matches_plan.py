@@ -36,6 +36,8 @@ CONTEXT: dict[str, dict[str, Any]] = {
     "traffic_strategy": {"traffic_mode": "target_variant"},
     "gate_metric": {"shadow": False},  # the shadow stage's paired test judges accuracy
     "data_capture": {"shadow": False},  # the shadow's answers are only in Data Capture
+    "gate_settle_seconds": {"gate_max_stage_minutes": 24 * 60},  # settles before the deadline
+    "gate_max_stage_minutes": {"gate_settle_seconds": 0},
 }
 
 

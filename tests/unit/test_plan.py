@@ -63,6 +63,8 @@ def test_defaults_are_the_documented_rollout() -> None:
         ({"shadow_sampling_percent": -3}, "shadow_sampling_percent", "greater than 0"),
         ({"data_capture": False}, "shadow", "only in Data Capture"),
         ({"gate_metric": "brier"}, "shadow", "judges accuracy"),
+        ({"gate_max_stage_minutes": 5}, "gate_settle_seconds", "before its last look"),
+        ({"gate_settle_seconds": -1}, "gate_settle_seconds", "greater than or equal to 0"),
     ],
 )
 def test_bad_field_is_named(overrides: dict[str, object], field: str, why: str) -> None:

@@ -25,6 +25,8 @@ from canary.rollout.outcome import RunOutcome
 
 log = logging.getLogger(__name__)
 
+NOT_HOLDING = "(this run does not hold its lease)"  # why a teardown kept the endpoint
+
 
 @dataclass(frozen=True)
 class RunManifest:
@@ -59,13 +61,14 @@ def tear_down(
     outcome: RunOutcome,
 ) -> CleanupReport:
     """:func:`finish` as the run ``holder``, trusting only a lease it still holds, and give
-    the lease up only once teardown worked. A failed teardown keeps the lease, so its retry
-    still holds the endpoint; a lease found free was lost (taken over, then released by the
-    taker), and the endpoint may since serve another run's winner."""
+    the lease up only once teardown worked: a failed teardown keeps the lease, so its retry
+    still holds the endpoint. A lease found free is not taken back. Either this run's own
+    finished teardown released it, or it was lost: taken over, then released by the taker,
+    and the endpoint may since serve another run's winner."""
     holds = lock.holds(holder)
     report = finish(sm, s3, plan, manifest, outcome, holds_endpoint=holds)
-    if holds:
-        lock.release(holder)
+    if holds and not lock.release(holder):
+        log.warning("run %s lost the lease of %s during its teardown", holder, plan.endpoint_name)
     return report
 
 
@@ -77,16 +80,16 @@ def finish(
     outcome: RunOutcome,
     holds_endpoint: bool = True,
 ) -> CleanupReport:
-    """Apply the plan's cleanup policy for a run that ended with ``outcome``. A run that no
-    longer ``holds_endpoint`` (its lease was taken over) leaves the endpoint, the canary
-    resources it did not create and its uploaded artifacts to the run that holds it: it deletes
-    only the models and configs it made that nothing serves."""
+    """Apply the plan's cleanup policy for a run that ended with ``outcome``. A run that does
+    not ``holds_endpoint`` (it never got the lease, lost it, or already released it) leaves the
+    endpoint, the canary resources it did not create and its uploaded artifacts alone: it
+    deletes only the models and configs it made that nothing serves."""
     winner_role = "challenger" if outcome is RunOutcome.PROMOTED else "champion"
     report = CleanupReport(outcome=outcome, winner=None)
     live = endpoint.describe_endpoint(sm, plan.endpoint_name) if holds_endpoint else None
     keep = plan.cleanup is CleanupPolicy.KEEP_WINNER and live is not None
     if not holds_endpoint:
-        report.kept.append(f"endpoint {plan.endpoint_name} (this run does not hold its lease)")
+        report.kept.append(f"endpoint {plan.endpoint_name} {NOT_HOLDING}")
     elif keep and winner_role in manifest.models:
         _serve_winner_alone(sm, plan, manifest, winner_role, report)
     elif live is not None:

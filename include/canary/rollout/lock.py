@@ -143,13 +143,13 @@ class EndpointLock:
 
     def holds(self, holder: str) -> bool:
         """Whether ``holder`` still has the lease, renewing it if so. Never takes a free lease:
-        a run that finds it free lost it (taken over, then released by the taker), and the
-        endpoint may since serve what another run left."""
+        either the holder released it (its teardown is done) or lost it (taken over, then
+        released by the taker), and the endpoint may since serve what another run left."""
         try:
             self.renew(holder)
         except EndpointBusy:
             return False
-        except ClientError as error:  # no table: the claim never got as far as creating it
+        except ClientError as error:  # no table (deleted, or a teardown run by hand): no lease
             if error_code(error) != "ResourceNotFoundException":
                 raise
             return False

@@ -33,7 +33,14 @@ class StageState:
 
     def __init__(self, s3: Any, plan: RolloutPlan, run_key: str, window: StageWindow) -> None:
         self.s3, self.plan, self.run_key, self.window = s3, plan, run_key, window
-        self.stage, self.opened_at = window.index, window.opened_at
+
+    @property
+    def stage(self) -> int:
+        return self.window.index
+
+    @property
+    def opened_at(self) -> datetime:
+        return self.window.opened_at
 
     def save(self, name: str, value: Any) -> None:
         self._put(name, json.dumps(value).encode())

@@ -370,7 +370,16 @@ def cleanup(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def notify_outcome(rollout: RolloutPlan, outcome: RunOutcome) -> None:
-    """Tell the plan's topic how the run ended, with the last decision and any rejection."""
+    """Tell the plan's topic how the run ended, with the last decision and any rejection. Only
+    logged when it fails: it neither fails a finished teardown (whose retry would no longer
+    hold the endpoint) nor hides the error of one that failed."""
+    try:
+        _publish_outcome(rollout, outcome)
+    except Exception:
+        log.exception("could not notify the outcome of run %s", get_current_context()["run_id"])
+
+
+def _publish_outcome(rollout: RolloutPlan, outcome: RunOutcome) -> None:
     from canary.reporting.report import PAGE_FILE
 
     context = get_current_context()

@@ -13,7 +13,7 @@ from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 
 from canary.plan import CleanupPolicy, RolloutPlan, parse_plan
-from canary.rollout.cleanup import RunManifest, finish, tear_down
+from canary.rollout.cleanup import NOT_HOLDING, RunManifest, finish, tear_down
 from canary.rollout.endpoint import ENDPOINT_TAG
 from canary.rollout.lock import EndpointLock
 from canary.rollout.outcome import RunOutcome
@@ -98,7 +98,7 @@ def test_a_run_whose_lease_was_taken_over_leaves_the_endpoint_to_its_holder(
     left = {c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]}
     assert {names["holder"][1], names["holder-next"][1]} <= left
     assert names["lost"][1] not in left
-    lost = f"endpoint {plan.endpoint_name} (this run does not hold its lease)"
+    lost = f"endpoint {plan.endpoint_name} {NOT_HOLDING}"
     assert report.kept == [lost, f"artifact {made.uploaded_artifacts['champion']}"]
     assert s3.head_object(Bucket=plan.bucket, Key=ARTIFACT_KEY)["ContentLength"] > 0
 
@@ -120,7 +120,9 @@ def test_a_late_teardown_after_the_taker_released_keeps_its_hands_off(
     report = tear_down(lock, "run-a", sm, s3, plan, manifest_of(plan, ours), RunOutcome.FAILED)
 
     assert sm.describe_endpoint(EndpointName=plan.endpoint_name)["EndpointConfigName"] == theirs[1]
-    assert report.kept[0] == f"endpoint {plan.endpoint_name} (this run does not hold its lease)"
+    assert sm.describe_model(ModelName=theirs[0])["ModelName"] == theirs[0]
+    assert report.kept[0] == f"endpoint {plan.endpoint_name} {NOT_HOLDING}"
+    assert sorted(report.deleted) == [f"endpoint config {ours[1]}", f"model {ours[0]}"]
     assert lock.current() is None
 
 

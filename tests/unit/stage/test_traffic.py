@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from canary.experiment.gates import GateConfig
-from canary.plan import SHADOW_STAGE, PlanError, parse_plan
+from canary.plan import FLAT_FIELDS, SHADOW_STAGE, PlanError, parse_plan
 from canary.stage.capacity import check_replay
 from canary.stage.traffic import StageTraffic
 from canary.stage.window import StageWindow
@@ -82,6 +82,8 @@ def test_a_cap_that_would_stop_a_stage_before_its_last_look_is_refused(
     message = str(error.value)
     assert "\n  traffic_requests_per_stage: " in message
     assert all(name in message for name in names), message
+    for lever in ("gate_margin", "gate_power", "gate_alpha"):
+        assert lever in message and lever in FLAT_FIELDS  # what else lowers the need
 
 
 @pytest.mark.parametrize(
