@@ -223,7 +223,7 @@ class TrafficSpec(_Frozen):
     dataset: str = setting(
         "demo",
         title="Dataset",
-        description="'demo' (synthetic churn test split) or a labelled CSV path / s3:// URI.",
+        description="'demo' (synthetic churn traffic) or a labelled CSV path / s3:// URI.",
         min_length=1,
     )
     label_column: str = setting("churn", title="Label column", min_length=1)

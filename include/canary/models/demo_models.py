@@ -33,5 +33,6 @@ def cached_demo_models(seed: int = 0) -> DemoModels:
     return DemoModels(
         test_csv=folder / "test.csv",
         payload_csv=folder / "test_payload.csv",
+        traffic_csv=folder / "traffic.csv",
         **{name: folder / name / "model.tar.gz" for name in _MODELS},
     )

@@ -286,6 +286,7 @@ class DemoModels:
     sklearn_challenger: Path
     test_csv: Path  # labelled, with header (churn.read_labelled_csv)
     payload_csv: Path  # features only, no header: the replayable payload lines
+    traffic_csv: Path  # today's traffic, labelled: what the demo's rollouts replay
     metrics: dict[str, ClassificationMetrics] = field(default_factory=dict)
     challenger_search: SearchResult | None = None
     train_seconds: float = 0.0
@@ -301,6 +302,11 @@ class DemoModels:
 
 #: Rows of "today's" data (split 70/15/15) and of the champion's older, smaller training slice.
 DEMO_ROWS: Final[int] = 12000
+#: Rows of today's traffic the demo replays: fresh customers (their own seed stream), about
+#: twice what a stage of the demo's plan may need (a 50/50 stage: 3 761 requests at most), so
+#: no stage replays a row twice: a row sent again gets the same answers and is no new evidence.
+DEMO_TRAFFIC_ROWS: Final[int] = 8000
+_TRAFFIC_SEED: Final[int] = 100_000  # added to the seed: a stream no model is trained on
 DEMO_CHAMPION_ROWS: Final[int] = 1500
 DEMO_DAY: Final[int] = 30
 _WORSE_ROWS: Final[int] = 300
@@ -324,7 +330,8 @@ def demo_models(out_dir: Path | str, seed: int = 0) -> DemoModels:
     Champion: 1 500 rows from day 0 (older data; the concept has drifted since), XGBoost defaults,
     10 rounds. Challenger: today's (day 30) training split, ``train_challenger`` search.
     Worse: 300 rows with partly shuffled labels and stumps. All are evaluated on today's test
-    split, which is also written as the labelled and payload CSVs.
+    split, which is also written as the labelled and payload CSVs. The traffic the rollouts
+    replay is ``DEMO_TRAFFIC_ROWS`` further customers of the same day.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -347,6 +354,9 @@ def demo_models(out_dir: Path | str, seed: int = 0) -> DemoModels:
     return DemoModels(
         test_csv=churn.write_labelled_csv(test, out / "test.csv"),
         payload_csv=churn.write_payload_csv(test, out / "test_payload.csv"),
+        traffic_csv=churn.write_labelled_csv(
+            churn.generate(DEMO_TRAFFIC_ROWS, seed + _TRAFFIC_SEED, DEMO_DAY), out / "traffic.csv"
+        ),
         metrics=metrics,
         challenger_search=search,
         train_seconds=seconds,

@@ -169,12 +169,12 @@ class StageTraffic:
 
 
 def load_dataset(s3: Any, plan: RolloutPlan) -> ReplayDataset:
-    """The labelled rows to replay: the demo's test split, a local CSV or an S3 CSV."""
+    """The labelled rows to replay: the demo's traffic, a local CSV or an S3 CSV."""
     source, label = plan.traffic.dataset, plan.traffic.label_column
     if source == "demo":
         from canary.models.demo_models import cached_demo_models  # trains on first use
 
-        source = str(cached_demo_models().test_csv)
+        source = str(cached_demo_models().traffic_csv)
     if not source.startswith("s3://"):
         return ReplayDataset.from_csv(source, label)
     bucket, _, key = source.removeprefix("s3://").partition("/")

@@ -55,6 +55,14 @@ def test_metrics_are_computed_on_the_written_test_split(demo, test_frame) -> Non
     assert len(demo.payload_csv.read_text().splitlines()) == len(test_frame)
 
 
+def test_the_replayed_traffic_is_fresh_customers_where_the_challenger_is_better(demo) -> None:
+    """The rollouts replay customers no model was fitted or tested on, of the same day."""
+    traffic = churn.read_labelled_csv(demo.traffic_csv)
+    assert len(traffic) == training.DEMO_TRAFFIC_ROWS
+    edge = _correct(demo.challenger, traffic).mean() - _correct(demo.champion, traffic).mean()
+    assert 0.01 <= edge <= 0.04
+
+
 def test_xgboost_artifact_has_sagemaker_layout(demo: training.DemoModels) -> None:
     with tarfile.open(demo.challenger, "r:gz") as tar:
         assert tar.getnames() == ["xgboost-model"]

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from canary.experiment.gates import GateConfig
-from canary.plan import FLAT_FIELDS, SHADOW_STAGE, PlanError, parse_plan
+from canary.models.training import DEMO_TRAFFIC_ROWS
+from canary.plan import FLAT_FIELDS, SHADOW_STAGE, PlanError, parse_plan, stage_split
 from canary.stage.capacity import check_replay
 from canary.stage.traffic import StageTraffic
 from canary.stage.window import StageWindow
@@ -37,6 +38,20 @@ def test_a_canary_stage_bursts_half_its_planned_need_over_its_shards() -> None:
     assert [s["count"] for s in shards] == [5] * 4
     assert stage.burst_total == stage.planned_cap // 2
     assert stage.planned_cap < stage.request_cap == stage.plan.traffic.requests_per_stage
+
+
+def test_no_stage_of_the_demo_plan_needs_a_demo_row_twice() -> None:
+    """Within what its gate plans for, each stage of the demo's plan (no burst: the gate sends
+    every request) replays fresh rows of the demo's traffic (a 0/100 stage's need depends on
+    what the stages before it carried: it is known only during the run)."""
+    plan, config = plan_with(), GateConfig.of(plan_with().gate)
+    for index in plan.stage_indices:
+        weights = plan.stage_weights(index)
+        if stage_split(plan.stages, index)[0] == 0:
+            continue
+        window = StageWindow(index, weights, started_at=0.0)
+        stage = StageTraffic(SimpleNamespace(s3=None), plan, window, "run", config)
+        assert stage.burst_total == 0 and stage.planned_cap <= DEMO_TRAFFIC_ROWS
 
 
 @pytest.mark.parametrize(
