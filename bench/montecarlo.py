@@ -39,10 +39,11 @@ def reference_n_fix(rate: float, margin: float, alpha: float, power: float) -> f
 
 def engine_verdict(config: GateConfig, pokes: Iterable[StageEvidence]) -> tuple[Verdict, int]:
     """One stream through ``evaluate`` poke by poke, as the sensor would: the verdict and the
-    champion's requests at the poke that decided (per variant, or pairs in a shadow stage)."""
+    challenger's requests at the poke that decided (per variant at 50/50, pairs in a shadow
+    stage, all of the stage's at 0/100)."""
     looks = None
     for evidence in pokes:
         decision, looks = evaluate(evidence, config, looks)
         if decision.verdict is not Verdict.CONTINUE:
-            return decision.verdict, evidence.champion.requests
+            return decision.verdict, evidence.challenger.requests
     raise AssertionError("the engine did not decide by the last poke")

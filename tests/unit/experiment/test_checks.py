@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
+from statsmodels.stats import proportion
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from canary.experiment.gates import (
@@ -157,12 +158,28 @@ def test_welch_primary_matches_statsmodels() -> None:
 
 
 def test_carried_primary_adds_the_champion_variance() -> None:
-    chall = VariantEvidence("b", 1000, outcomes=Outcomes(1000, 850, 850))
+    """Real-valued outcomes: a Wald z with the carried mean's variance added."""
+    chall = VariantEvidence("b", 1000, outcomes=Outcomes(1000, 850, 850, binary=False))
     carried = CarriedEstimate(0.86, 0.0001, 5000)
     ev = _stage(VariantEvidence("a"), chall, weights=(0, 100), carried=carried)
     res = primary_statistic(ev, margin=0.03, alpha=0.05)
     se = np.sqrt(0.85 * 0.15 * 1000 / 999 / 1000 + 0.0001)
+    assert res.method == "carried_champion_z"
     assert res.z == pytest.approx((0.85 - 0.86 + 0.03) / se)
+
+
+def test_a_carried_binary_champion_is_score_tested_as_its_pooled_counts() -> None:
+    """0/1 outcomes: the Farrington-Manning score test of the challenger's counts against the
+    champion's pooled ones (4,300 of 5,000), as statsmodels computes it."""
+    chall = VariantEvidence("b", 1000, outcomes=Outcomes(1000, 850, 850))
+    carried = CarriedEstimate(0.86, 0.86 * 0.14 / 5000, 5000, binary=True)
+    ev = _stage(VariantEvidence("a"), chall, weights=(0, 100), carried=carried)
+    res = primary_statistic(ev, margin=0.03, alpha=0.05)
+    ref = proportion.test_proportions_2indep(850, 1000, 4300, 5000, value=-0.03, method="score",
+                                  compare="diff", alternative="larger")  # fmt: skip
+    assert res.method == "carried_champion_score"
+    assert res.z == pytest.approx(ref.statistic, rel=1e-12)
+    assert (res.n_champion, res.n_challenger) == (5000, 1000)
 
 
 def test_ipw_primary_recovers_truth_under_adaptive_allocation() -> None:

@@ -276,12 +276,12 @@ def test_srm_record_carries_the_chi_square_p_value() -> None:
 
 
 def test_zero_hundred_stage_uses_the_carried_champion_estimate() -> None:
-    carried = CarriedEstimate(mean=0.85, variance=0.85 * 0.15 / 3000, n=3000)
+    carried = CarriedEstimate(mean=0.85, variance=0.85 * 0.15 / 3000, n=3000, binary=True)
     n = planned_max_requests(CONFIG, (0, 100), carried.variance).challenger
     ev = counts_evidence(0, 0, n, int(0.86 * n), weights=(0, 100), carried=carried)
     decision, _ = evaluate(ev, CONFIG)
     assert decision.verdict is Verdict.PROMOTE
-    assert decision.record["primary"]["method"] == "carried_champion_z"
+    assert decision.record["primary"]["method"] == "carried_champion_score"
     worse = counts_evidence(0, 0, n, int(0.70 * n), weights=(0, 100), carried=carried)
     assert evaluate(worse, CONFIG)[0].verdict is Verdict.ROLLBACK
 

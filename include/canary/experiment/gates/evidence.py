@@ -117,6 +117,7 @@ class CarriedEstimate:
     mean: float
     variance: float
     n: int
+    binary: bool = False  # pooled 0/1 outcomes: mean * n of n champion requests were right
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.mean) and self.variance > 0 and self.n > 0):
@@ -125,8 +126,8 @@ class CarriedEstimate:
                 f"{self.variance}, {self.n}"
             )
 
-    def to_dict(self) -> dict[str, float]:
-        return {"mean": self.mean, "variance": self.variance, "n": self.n}
+    def to_dict(self) -> dict[str, float | bool]:
+        return {"mean": self.mean, "variance": self.variance, "n": self.n, "binary": self.binary}
 
 
 @dataclass(frozen=True)
@@ -250,4 +251,4 @@ def champion_estimate(stages: list[StageEvidence]) -> CarriedEstimate:
         sum(s.champion.outcomes.total_sq for s in stages),
         all(s.champion.outcomes.binary for s in stages),
     )
-    return CarriedEstimate(pooled.mean, pooled.variance / n, n)
+    return CarriedEstimate(pooled.mean, pooled.variance / n, n, pooled.binary)

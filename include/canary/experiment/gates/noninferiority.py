@@ -5,7 +5,8 @@ but the right estimate of the difference depends on the stage. Concurrent 0/1 ou
 Farrington-Manning score test (statsmodels; Agresti-Caffo CI: closed form, good coverage,
 and unlike the inverted score CI it never fails at 0% or 100%), real-valued rewards a Welch z,
 adaptive allocation the Hajek IPW difference (canary.experiment.propensity), and a 0/100 stage the
-champion's carried estimate, whose variance is added to the challenger's (independent samples).
+champion's carried estimate (0/1 outcomes: the score test against its pooled counts; else its
+variance is added to the challenger's: independent samples).
 """
 
 from __future__ import annotations
@@ -84,20 +85,26 @@ def primary_statistic(evidence: StageEvidence, margin: float, alpha: float) -> P
 
 def _score(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult:
     c0, c1 = ev.champion.outcomes, ev.challenger.outcomes
-    k0, k1 = round(c0.total), round(c1.total)
+    counts = (round(c0.total), c0.n, round(c1.total), c1.n)
+    return _score_of_counts("farrington_manning_score", *counts, margin, alpha)
+
+
+def _score_of_counts(
+    method: str, k0: int, n0: int, k1: int, n1: int, margin: float, alpha: float
+) -> PrimaryResult:
+    """The Farrington-Manning score test of k1 of n1 against k0 of n0. Why the score test for 0/1
+    outcomes: it standardises with the variance restricted to the null; a Wald z standardises
+    with the observed one, which is small exactly when the challenger did well by chance near 0
+    or 1, and so promotes too often there."""
     test = test_proportions_2indep(
-        k1, c1.n, k0, c0.n, value=-margin, method="score", compare="diff", alternative="larger"
+        k1, n1, k0, n0, value=-margin, method="score", compare="diff", alternative="larger"
     )
-    low, high = confint_proportions_2indep(
-        k1, c1.n, k0, c0.n, method="agresti-caffo", alpha=2 * alpha
-    )
+    low, high = confint_proportions_2indep(k1, n1, k0, n0, method="agresti-caffo", alpha=2 * alpha)
+    m0, m1 = k0 / n0, k1 / n1
     z = float(test.statistic)
     if not math.isfinite(z):  # degenerate (all successes): the score variance is zero
-        z = math.inf if c1.mean - c0.mean > -margin else -math.inf
-    return PrimaryResult(
-        "farrington_manning_score", c0.mean, c1.mean, c1.mean - c0.mean,
-        float(low), float(high), z, margin, c0.n, c1.n,
-    )  # fmt: skip
+        z = math.inf if m1 - m0 > -margin else -math.inf
+    return PrimaryResult(method, m0, m1, m1 - m0, float(low), float(high), z, margin, n0, n1)
 
 
 def _welch(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult:
@@ -107,8 +114,14 @@ def _welch(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult:
 
 
 def _carried(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult:
+    """The challenger against the champion's estimate from earlier stages: for 0/1 outcomes the
+    score test (the carried estimate pools the champion's outcomes: a binomial sample of its
+    own), else a Wald z with the carried mean's variance added."""
     c1, carried = ev.challenger.outcomes, ev.carried
     assert carried is not None
+    if carried.binary and c1.binary:
+        counts = (round(carried.mean * carried.n), carried.n, round(c1.total), c1.n)
+        return _score_of_counts("carried_champion_score", *counts, margin, alpha)
     se = math.sqrt(c1.variance / c1.n + carried.variance)
     return _from_se("carried_champion_z", carried.mean, c1.mean, se, margin, alpha, carried.n, c1.n)
 
