@@ -36,14 +36,12 @@ def plan(deployer, unique_name: str) -> RolloutPlan:
     deployer.upload(artifact(0), ARTIFACT_KEY)
     return parse_plan({
         "bucket": deployer.bucket, "endpoint_name": f"lost-{unique_name}",
-        "lock_table": "canary-locks-it", "cleanup": CleanupPolicy.DELETE_ALL.value})  # fmt: skip
+        "cleanup": CleanupPolicy.DELETE_ALL.value})  # fmt: skip
 
 
 @pytest.fixture
-def lock(local_stack, plan: RolloutPlan) -> EndpointLock:
-    made = EndpointLock(local_stack.client("dynamodb"), plan)
-    made.ensure_table()
-    return made
+def lock(lock_of, plan: RolloutPlan) -> EndpointLock:
+    return lock_of(plan)
 
 
 def made_by(deployer: Any, plan: RolloutPlan, run: str) -> tuple[str, str]:

@@ -13,11 +13,8 @@ from canary.rollout.lock import EndpointBusy, EndpointLock
 
 
 @pytest.fixture
-def lock(local_stack, unique_name) -> EndpointLock:
-    plan = parse_plan({"endpoint_name": f"lock-{unique_name}", "lock_table": "canary-locks-it"})
-    made = EndpointLock(local_stack.client("dynamodb"), plan)
-    made.ensure_table()
-    return made
+def lock(lock_of, unique_name) -> EndpointLock:
+    return lock_of(parse_plan({"endpoint_name": f"lock-{unique_name}"}))
 
 
 def alive(holder: str) -> bool:
