@@ -84,7 +84,8 @@ class EndpointLock:
     def claim(self, holder: str, holder_alive: Callable[[str], bool]) -> Lease:
         """Take the endpoint for ``holder`` (again, on a retry), or raise :class:`EndpointBusy`."""
         now = time.time()
-        if self._keep(holder, now):
+        fresh = "attribute_not_exists(#key) OR holder = :me"  # free, or already ours (a retry)
+        if self._put(holder, now, fresh, {":me": {"S": holder}}):
             return Lease(holder, now, now + self.seconds)
         current = self.current()
         if current is None:  # released between our write and our read: try once more
@@ -98,12 +99,6 @@ class EndpointLock:
         if self._take_over(holder, now, current):
             return Lease(holder, now, now + self.seconds)
         return self.claim(holder, holder_alive)  # another run took it over first: look again
-
-    def _keep(self, holder: str, now: float) -> bool:
-        """Hold the lease for ``holder`` from ``now``: keep it (a claim retried), or take it
-        while nobody has it; False when another run holds it."""
-        fresh = "attribute_not_exists(#key) OR holder = :me"
-        return self._put(holder, now, fresh, {":me": {"S": holder}})
 
     def _take_over(self, holder: str, now: float, stale: Lease) -> bool:
         """Replace the ``stale`` lease, only if it is still exactly that one: a renewal since
@@ -121,6 +116,29 @@ class EndpointLock:
         so a run slower than :func:`lease_seconds` estimates (endpoint waits beyond
         ``UPDATE_MINUTES``, retries) never has its endpoint taken over while it works. Raises
         :class:`EndpointBusy` when the lease is no longer the holder's: the run must stop."""
+        lease = self._renewed(holder)
+        if lease is None:
+            current = self.current()
+            now_held = f"held by run {current.holder!r}" if current else "released"
+            raise EndpointBusy(
+                f"endpoint {self.key[KEY]['S']} is no longer run {holder!r}'s lease: {now_held}"
+            )
+        return lease
+
+    def holds(self, holder: str) -> bool:
+        """Whether ``holder`` still has the lease, renewing it if so. Never takes a free lease:
+        either the holder released it (its teardown is done) or lost it (taken over, then
+        released by the taker), and the endpoint may since serve what another run left."""
+        try:
+            return self._renewed(holder) is not None
+        except ClientError as error:  # no table (deleted, or a teardown run by hand): no lease
+            if error_code(error) != "ResourceNotFoundException":
+                raise
+            return False
+
+    def _renewed(self, holder: str) -> Lease | None:
+        """The lease pushed out a run's length from now, only if it is ``holder``'s (a
+        conditional UpdateItem); None when it is not."""
         expires = time.time() + self.seconds
         try:
             item = self.db.update_item(
@@ -134,26 +152,8 @@ class EndpointLock:
         except ClientError as error:
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
-            current = self.current()
-            now_held = f"held by run {current.holder!r}" if current else "released"
-            raise EndpointBusy(
-                f"endpoint {self.key[KEY]['S']} is no longer run {holder!r}'s lease: {now_held}"
-            ) from error
+            return None
         return Lease.of(item)
-
-    def holds(self, holder: str) -> bool:
-        """Whether ``holder`` still has the lease, renewing it if so. Never takes a free lease:
-        either the holder released it (its teardown is done) or lost it (taken over, then
-        released by the taker), and the endpoint may since serve what another run left."""
-        try:
-            self.renew(holder)
-        except EndpointBusy:
-            return False
-        except ClientError as error:  # no table (deleted, or a teardown run by hand): no lease
-            if error_code(error) != "ResourceNotFoundException":
-                raise
-            return False
-        return True
 
     def release(self, holder: str) -> bool:
         """Give the endpoint up if ``holder`` still has it; False when it had not."""
