@@ -111,8 +111,9 @@ def main() -> None:
             for statistic in STATISTICS
         }
         wald, score = figures["wald"], figures["score"]
+        score_fp = score["false_promotion_rate"]  # none in a short run: no ratio
         figures["false_promotions_wald_over_score"] = (
-            wald["false_promotion_rate"] / score["false_promotion_rate"]
+            wald["false_promotion_rate"] / score_fp if score_fp else None
         )
         out[f"n_carried={n_carried}"] = figures
     out["gate_keeps_alpha"] = all(out[f"n_carried={n}"]["score"]["alpha_kept"] for n in CARRIED_N)

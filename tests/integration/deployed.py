@@ -4,17 +4,15 @@ scikit-learn logistic regressions on three features, the champion fitted to the 
 
 from __future__ import annotations
 
-import io
-import tarfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import joblib
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from canary.models.training import sklearn_tarball
 from canary.plan import RolloutPlan, parse_plan
 from canary.rollout.layout import capture_uri
 
@@ -31,14 +29,7 @@ def model(seed: int) -> LogisticRegression:
 
 def artifact(seed: int) -> bytes:
     """Variant ``seed``'s model as a SageMaker scikit-learn artifact (model.tar.gz)."""
-    raw = io.BytesIO()
-    joblib.dump(model(seed), raw)
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        info = tarfile.TarInfo("model.joblib")
-        info.size = len(raw.getvalue())
-        tar.addfile(info, io.BytesIO(raw.getvalue()))
-    return out.getvalue()
+    return sklearn_tarball(model(seed))
 
 
 @contextmanager
@@ -49,21 +40,21 @@ def deployed(
     Data Capture of ``capture_percent`` of requests where a plan for it (with the form
     ``fields`` given) looks, in a fresh bucket; deleted afterwards."""
     deployer = make_deployer("gates", ROLE)
-    endpoint_name = f"ge-{uuid.uuid4().hex[:10]}"
-    plan = parse_plan({"bucket": deployer.bucket, "endpoint_name": endpoint_name, **fields})
-    models = {
-        name: (deployer.model(deployer.upload(artifact(i)), IMAGE), 1.0)
-        for i, name in enumerate(plan.variants)
-    }
-    champion, challenger = plan.variants
-    serving = {champion: models[champion]} if shadow else models
-    mirrored = {challenger: models[challenger]} if shadow else None
-    capture = {"EnableCapture": True, "InitialSamplingPercentage": capture_percent,
-               "DestinationS3Uri": capture_uri(plan),
-               "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-               "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]}}  # fmt: skip
-    deployer.endpoint(deployer.config(serving, capture, shadow=mirrored), name=endpoint_name)
-    try:
+    try:  # whatever fails on the way, what was made is deleted
+        endpoint_name = f"ge-{uuid.uuid4().hex[:10]}"
+        plan = parse_plan({"bucket": deployer.bucket, "endpoint_name": endpoint_name, **fields})
+        models = {
+            name: (deployer.model(deployer.upload(artifact(i)), IMAGE), 1.0)
+            for i, name in enumerate(plan.variants)
+        }
+        champion, challenger = plan.variants
+        serving = {champion: models[champion]} if shadow else models
+        mirrored = {challenger: models[challenger]} if shadow else None
+        capture = {"EnableCapture": True, "InitialSamplingPercentage": capture_percent,
+                   "DestinationS3Uri": capture_uri(plan),
+                   "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+                   "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]}}  # fmt: skip
+        deployer.endpoint(deployer.config(serving, capture, shadow=mirrored), name=endpoint_name)
         yield plan
     finally:
         deployer.cleanup()
