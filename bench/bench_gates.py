@@ -36,14 +36,22 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
 from typing import Any
 
 import numpy as np
 from statsmodels.stats.proportion import test_proportions_2indep
 
-from bench.montecarlo import START, engine_verdict, mean, reference_n_fix, share
+from bench.montecarlo import (
+    END,
+    START,
+    at_least,
+    at_most,
+    engine_verdict,
+    mean,
+    reference_n_fix,
+    share,
+)
 from bench.optimal import Problem, forward, optimal_test
 from canary.experiment.gates import (
     GateConfig,
@@ -181,9 +189,8 @@ def _evidence(n: int, k0: int, k1: int, complete: bool = False) -> StageEvidence
     def variant(name: str, k: int) -> VariantEvidence:
         return VariantEvidence(name, n, outcomes=Outcomes(n, float(k), float(k)))
 
-    end = START + timedelta(minutes=1)
     return StageEvidence(
-        0, (50, 50), variant("champion", k0), variant("challenger", k1), START, end,
+        0, (50, 50), variant("champion", k0), variant("challenger", k1), START, END,
         complete=complete,
     )  # fmt: skip
 
@@ -269,7 +276,7 @@ def summarise_early(
     out["power"], power_se = share(equal["promoted"])
     out["false_promotion_rate"], fp_se = share(worse["promoted"])
     out["mc_error"] = {"power": power_se, "false_promotion_rate": fp_se}
-    out["alpha_kept"] = out["false_promotion_rate"] <= ALPHA + 2 * fp_se
+    out["alpha_kept"] = at_most(out["false_promotion_rate"], fp_se, ALPHA)
     out["analytic"] = analytic(config, sched)
     out["cross_check"] = check
     return out
@@ -282,8 +289,8 @@ def meets_targets(out: dict, se: dict[str, float]) -> bool:
         out["n_over_nfix"] <= 0.69
         and out["n_over_nfix_at_worse_by_delta"] <= 0.52
         and out["max_n_over_nfix"] <= MAX_OVER_NFIX
-        and out["power"] >= 0.8 - 2 * se["power"]
-        and out["false_promotion_rate"] <= ALPHA + 2 * se["false_promotion_rate"]
+        and at_least(out["power"], se["power"], POWER)
+        and at_most(out["false_promotion_rate"], se["false_promotion_rate"], ALPHA)
     )
 
 

@@ -24,11 +24,19 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
 
 import numpy as np
 
-from bench.montecarlo import START, engine_verdict, mean, reference_n_fix, share
+from bench.montecarlo import (
+    END,
+    START,
+    at_least,
+    at_most,
+    engine_verdict,
+    mean,
+    reference_n_fix,
+    share,
+)
 from canary.experiment.gates import (
     GateConfig,
     PairedOutcomes,
@@ -52,6 +60,7 @@ P0, DELTA = 0.9, 0.02
 CONFIG = GateConfig(alpha=0.05, power=0.8, margin=DELTA, planning_rate=P0)
 FALSE_PROMOTION = {p: (-DELTA, p) for p in (0.02, 0.05, 0.10, 0.20)}
 POWER = (0.0, 0.10)
+RATIO_GOAL = 0.22  # issue 13: E[pairs] / the unpaired design's total n_fix
 
 
 @dataclass(frozen=True)
@@ -145,12 +154,11 @@ def simulate(
 
 def drive_engine(config: GateConfig, paths: Paths, s: int) -> tuple[Verdict, int]:
     """Stream ``s`` through the real engine poke by poke: (verdict, pairs)."""
-    end = START + timedelta(minutes=1)
 
     def poke(b: int, c: int, n: int) -> StageEvidence:
         champion, challenger = VariantEvidence("champion", n), VariantEvidence("challenger", n)
         table = PairedOutcomes(n - b - c, c, b, 0)
-        return StageEvidence(0, (100, 0), champion, challenger, START, end, paired=table)
+        return StageEvidence(0, (100, 0), champion, challenger, START, END, paired=table)
 
     draws = zip(paths.b[s], paths.c[s], paths.n[s], strict=True)
     return engine_verdict(config, (poke(int(b), int(c), int(n)) for b, c, n in draws))
@@ -189,12 +197,18 @@ def main() -> None:
             results[f"fp_{p:.2f}"][0]["promoted"]
         )
     mc["e_n_paired_over_unpaired_total_nfix"] = ratio_se
+    meets = (
+        ratio <= RATIO_GOAL
+        and at_least(power, mc["power"], CONFIG.power)
+        and all(at_most(fp[p], mc["false_promotion_by_p_disc"][p], CONFIG.alpha) for p in fp)
+    )
     out = {
         "bench": "paired_gates",
         "e_n_paired_over_unpaired_total_nfix": ratio,
         "false_promotion_by_p_disc": fp,
         "power": power,
         "mc_error": mc,
+        "meets_goals": meets,
         "e_pairs_at_decision_power": mean(power_out["pairs"])[0],
         "unpaired_total_nfix": total_nfix,
         "paired_fixed_sample_pairs": fixed_sample_drift(CONFIG.alpha, CONFIG.power) ** 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -14,12 +14,24 @@ from canary.experiment.gates import GateConfig, StageEvidence, Verdict, evaluate
 from canary.experiment.gates.sequential import fixed_sample_drift
 
 START = datetime(2025, 1, 1, tzinfo=UTC)  # when a simulated stage opens
+END = START + timedelta(minutes=1)  # when its evidence is read
+MC_SLACK = 2  # Monte Carlo standard errors an estimate may miss its target by (issue 13)
 
 
 def share(flags: np.ndarray) -> tuple[float, float]:
     """A rate and its binomial standard error."""
     p = float(np.mean(flags))
     return p, math.sqrt(p * (1 - p) / len(flags))
+
+
+def at_most(estimate: float, se: float, bound: float) -> bool:
+    """Whether a Monte Carlo estimate keeps an upper target, within MC_SLACK standard errors."""
+    return estimate <= bound + MC_SLACK * se
+
+
+def at_least(estimate: float, se: float, bound: float) -> bool:
+    """Whether a Monte Carlo estimate reaches a lower target, within MC_SLACK standard errors."""
+    return estimate >= bound - MC_SLACK * se
 
 
 def mean(values: np.ndarray, scale: float = 1.0) -> tuple[float, float]:
