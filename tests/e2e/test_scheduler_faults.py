@@ -12,7 +12,7 @@ from canary.experiment.gates.decision import Verdict
 from canary.plan import CleanupPolicy, RolloutPlan, parse_plan
 from canary.rollout.layout import run_key, stage_state_key
 from canary.rollout.outcome import RunOutcome
-from canary.stage.state import LOOKS
+from canary.stage.state import DECISIONS
 from canary_airflow.ids import (
     CLEANUP,
     LOCK_ENDPOINT,
@@ -82,7 +82,7 @@ def test_killed_gate_and_weight_shift_resume_and_a_run_marked_failed_still_clean
     airflow_api.wait_for_task(
         ROLLOUT_DAG, run_id, gate_task(1), TaskInstanceState.RUNNING, poll=0.1
     )
-    _wait_for_the_first_look(local_stack, parse_plan(conf), run_id)  # into the poke, not past it
+    _wait_for_a_continue(local_stack, parse_plan(conf), run_id)  # mid-stage, not past it
     kill_task_process(airflow_api, run_id, gate_task(1))
     shift = stage_task(2, SET_WEIGHTS)
     airflow_api.wait_for_task(ROLLOUT_DAG, run_id, shift, TaskInstanceState.RUNNING, poll=0.1)
@@ -121,13 +121,18 @@ def _lease_held(airflow_api: Api, run_id: str) -> tuple[str, str]:
     return locked["end_date"], cleaned["start_date"]
 
 
-def _wait_for_the_first_look(local_stack, plan: RolloutPlan, run_id: str) -> None:
-    """Until stage 1's gate has recorded a look in S3: it has replayed and judged at least once
-    (a fixed sleep either came too early or, on a fast stage, after it had already decided)."""
+def _wait_for_a_continue(local_stack, plan: RolloutPlan, run_id: str) -> None:
+    """Until stage 1's gate has recorded a look that decided to go on: it has replayed and
+    judged at least once and is still running (a fixed sleep either came too early or, on a
+    fast stage, after it had already decided; the looks file is written by a final look too)."""
     s3, end = local_stack.client("s3"), time.monotonic() + 120
-    key = stage_state_key(plan, run_key(run_id), 0, LOOKS)
+    prefix = stage_state_key(plan, run_key(run_id), 0, DECISIONS)
+    suffix = f"-{Verdict.CONTINUE.value}.json"
     while time.monotonic() < end:
-        if s3.list_objects_v2(Bucket=plan.bucket, Prefix=key).get("KeyCount", 0):
+        listed = s3.list_objects_v2(Bucket=plan.bucket, Prefix=prefix).get("Contents", [])
+        keys = [item["Key"] for item in listed]
+        if any(key.endswith(suffix) for key in keys):
             return
+        assert not keys, f"stage 1 decided at its first look, before the kill: {keys}"
         time.sleep(0.1)
-    raise AssertionError(f"stage 1's gate recorded no look ({key})")
+    raise AssertionError(f"stage 1's gate recorded no look ({prefix})")

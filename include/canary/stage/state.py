@@ -23,7 +23,8 @@ LOOKS = "looks.json"
 SETTLING = "settling.json"  # the spent stage's counts and since when they have not moved
 CHAMPION = "champion.json"
 DECIDED = "decided.json"  # the stage's final decision, once it has one
-DECISION_STAMP = "%Y%m%dT%H%M%S%fZ"  # decisions/<stamp>-<verdict>.json, in the order written
+DECISIONS = "decisions/"  # every evaluation's record: <stamp>-<verdict>.json
+DECISION_STAMP = "%Y%m%dT%H%M%S%fZ"  # so that the records list in the order written
 
 
 class StageState:
@@ -61,7 +62,7 @@ class StageState:
         one is also kept as the stage's decision, written last so that it exists only once
         everything before it does."""
         stamp = datetime.now(UTC).strftime(DECISION_STAMP)
-        self._put(f"decisions/{stamp}-{decision.verdict.value}.json", decision.to_json().encode())
+        self._put(f"{DECISIONS}{stamp}-{decision.verdict.value}.json", decision.to_json().encode())
         self.save(LOOKS, looks)
         if decision.verdict is not Verdict.CONTINUE:
             self._put(DECIDED, decision.to_json().encode())

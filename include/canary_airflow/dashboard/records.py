@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from canary.aws_errors import is_missing
 from canary.plan import RolloutPlan
 from canary.rollout import layout
-from canary.stage.state import DECISION_STAMP, LOOKS
+from canary.stage.state import DECISION_STAMP, DECISIONS, LOOKS
 from canary_airflow import ids
 from canary_airflow.aws import DEFAULT_CONN_ID
 from canary_airflow.dashboard.shaping import (
@@ -56,7 +56,6 @@ TASK_IDS: tuple[str, ...] = (
     ),
     ids.shadow_task(ids.ENTER_STAGE),  # the shadow stage's window
 )
-DECISIONS = "decisions/"
 #: A page must not hang on S3: short timeouts, one retry.
 S3_CONFIG = Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 2})
 S3_ERRORS = (BotoCoreError, ClientError, AirflowException, ValueError)
