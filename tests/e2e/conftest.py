@@ -217,6 +217,7 @@ def airflow_api(
             "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "900",
         }
     )
-    airflow = StandaloneAirflow(env, free_port(), log_path=home / "standalone.log")
+    log = home / "standalone.log"
+    airflow = StandaloneAirflow(env, free_port(), log_path=log)
     with airflow:
-        yield Api(airflow.url, airflow.token(), airflow.admin_password())
+        yield Api(airflow.url, airflow.token(), airflow.admin_password(), log)

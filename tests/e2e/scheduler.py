@@ -11,6 +11,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from airflow.utils.state import DagRunState, TaskInstanceState
@@ -27,10 +28,10 @@ REGISTRY_ROLLOUT = {"approval": ApprovalMode.EVERY_STAGE.value, "approval_timeou
 
 class Api:
     """A small REST v2 client with the simple auth manager's JWT (and the admin's password, for
-    the browser's login page)."""
+    the browser's login page), and the components' combined log (``log``)."""
 
-    def __init__(self, base: str, token: str, password: str) -> None:
-        self.base, self.token, self.password = base, token, password
+    def __init__(self, base: str, token: str, password: str, log: Path) -> None:
+        self.base, self.token, self.password, self.log = base, token, password, log
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         return self.fetch(method, f"/api/v2/{path}", body)
@@ -64,6 +65,22 @@ class Api:
             assert run["state"] not in {DagRunState.SUCCESS, DagRunState.FAILED}, states
             time.sleep(poll)
         raise AssertionError(f"{task_id} of {run_id} never reached {state}")
+
+    def wait_until_parked(self, dag_id: str, run_id: str, task_id: str) -> None:
+        """Until a HITL task waits for a person AND the scheduler has taken its worker's exit.
+        Airflow 3.3 fails a HITL task answered in between (the executor's late "success" meets
+        a task already queued to resume: "finished with state success, but ... queued"), the
+        same race as apache/airflow#72716 for deferrals; a person never answers that fast."""
+        self.wait_for_task(dag_id, run_id, task_id, TaskInstanceState.AWAITING_INPUT)
+        try_number = self.task(dag_id, run_id, task_id)["try_number"]
+        event = (
+            "Received executor event with state success for task instance TaskInstanceKey("
+            f"dag_id='{dag_id}', task_id='{task_id}', run_id='{run_id}', try_number={try_number},"
+        )
+        end = time.monotonic() + RUN_DEADLINE
+        while event not in self.log.read_text(errors="replace"):
+            assert time.monotonic() < end, f"the scheduler never took {task_id}'s park"
+            time.sleep(0.5)
 
     def wait_for_dag(self, dag_id: str, deadline: float = 600.0) -> None:
         """Until the dag-processor has parsed the DAG; then unpause it."""

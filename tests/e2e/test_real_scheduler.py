@@ -6,7 +6,6 @@ through the REST API."""
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -31,11 +30,6 @@ from canary_airflow.ids import (
     gate_task,
 )
 from tests.e2e.scheduler import Api
-
-# Between a question appearing and an automated answer. Airflow 3.3 fails a HITL task answered
-# before the executor has reported its park (see stage 2 below); on this 2-core box with three
-# test workers the LocalExecutor once took 6 s to report it, so 5 s was too short.
-HUMAN_PAUSE_S = 10.0
 
 
 def test_people_approve_each_stage_and_follow_it_on_the_dashboard(
@@ -66,26 +60,17 @@ def test_people_approve_each_stage_and_follow_it_on_the_dashboard(
     page = browser.login(airflow_api.base, ADMIN, airflow_api.password)
 
     # stage 1: the dashboard lists the pending approval; its link opens the Required Actions page
-    airflow_api.wait_for_task(
-        ROLLOUT_DAG, run_id, approve_task(1), TaskInstanceState.AWAITING_INPUT
-    )
+    airflow_api.wait_until_parked(ROLLOUT_DAG, run_id, approve_task(1))  # Api says why
     [listed] = [r for r in rollouts(airflow_api) if r["run_id"] == run_id]
     assert listed["pending_approval"]["task_id"] == approve_task(1)
     page.goto(f"{airflow_api.base}/canary/")
     page.locator(f"[data-run-id='{run_id}'] a[href*='required_actions']").click()
     page.get_by_role("button", name="Approve", exact=True).wait_for()
     browser.screenshot(page, "required-action")
-    time.sleep(HUMAN_PAUSE_S)  # the race stage 2 explains below: a person reads first
     page.get_by_role("button", name="Approve", exact=True).click()
 
-    # stage 2: answered over the REST API. Not at once: Airflow 3.3 fails a HITL task answered
-    # before the executor has reported its park (the executor's late "success" meets a task
-    # already queued to resume: "finished with state success, but ... queued"), the same race
-    # as apache/airflow#72716 for deferrals. A person never answers within 100 ms.
-    airflow_api.wait_for_task(
-        ROLLOUT_DAG, run_id, approve_task(2), TaskInstanceState.AWAITING_INPUT
-    )
-    time.sleep(HUMAN_PAUSE_S)
+    # stage 2: answered over the REST API
+    airflow_api.wait_until_parked(ROLLOUT_DAG, run_id, approve_task(2))
     hitl = f"dags/{ROLLOUT_DAG}/dagRuns/{run_id}/taskInstances/{approve_task(2)}/-1/hitlDetails"
     airflow_api.call("PATCH", hitl, {"chosen_options": ["Approve"]})
 
