@@ -1,7 +1,9 @@
 """The local stack's ``aws`` profile: SageMaker's states and CloudWatch's periods, on a fast clock.
 
 One stack for the module, at a time scale of 0.02 (a 240 s update takes 4.8 s), so every
-behaviour is seen happening in time rather than instantly.
+behaviour is seen happening in time rather than instantly. The states a test must catch while
+they last (a weights update, a delete, CloudWatch's ingestion lag) are given AWS-side values
+that last 5 to 6 s here, so that a busy CI box still sees them.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -21,7 +24,13 @@ from local_sagemaker.profile import AWS_VALUES
 from local_sagemaker.stack import EmbeddedStack
 
 SCALE = 0.02
-PROFILE = {"LOCAL_SAGEMAKER_PROFILE": "aws", "LOCAL_SAGEMAKER_TIME_SCALE": str(SCALE)}
+PROFILE = {
+    "LOCAL_SAGEMAKER_PROFILE": "aws",
+    "LOCAL_SAGEMAKER_TIME_SCALE": str(SCALE),
+    "LOCAL_SAGEMAKER_WEIGHTS_SECONDS": "300",
+    "LOCAL_SAGEMAKER_DELETE_SECONDS": "250",
+    "LOCAL_SAGEMAKER_METRICS_LAG": "250",
+}
 ROW = "1,2,3,4"
 ROLE = "arn:aws:iam::123456789012:role/local-test"
 
@@ -163,7 +172,7 @@ def _invocations(cw: Any, endpoint: str, start: dt.datetime, period: int = 60) -
 
 
 def test_cloudwatch_shows_counts_per_period_after_the_ingestion_lag(aws_stack, sm, champion_config):
-    period, lag = AWS_VALUES.metrics_period * SCALE, AWS_VALUES.metrics_lag * SCALE
+    period, lag = aws_stack.profile.metrics_period, aws_stack.profile.metrics_lag
     endpoint = f"e-{time.time_ns()}"
     sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=champion_config["one"])
     wait_settled(sm, endpoint, delay=0.1)
@@ -190,13 +199,18 @@ def test_cloudwatch_shows_counts_per_period_after_the_ingestion_lag(aws_stack, s
 
 def test_control_plane_throttles_and_botocores_retries_absorb_it(aws_stack, sm):
     bare = aws_stack.client("sagemaker")  # one attempt per call
-    throttled = 0
-    for _ in range(60):
+
+    def refused(_: int) -> bool:
         try:
             bare.list_endpoints()
         except ClientError as error:
             assert error.response["Error"]["Code"] == "ThrottlingException"
-            throttled += 1
+            return True
+        return False
+
+    # at once, so that more than the burst arrive within one refill however slow the box is
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        throttled = sum(pool.map(refused, range(60)))
     assert throttled > 0
     for _ in range(60):  # the rollout's clients: standard retries
         sm.list_endpoints()
@@ -207,4 +221,6 @@ def test_profile_route_reports_the_scaled_durations(aws_stack):
     profile = aws_stack.admin("GET", "profile")
     assert profile["name"] == "aws"
     assert profile["update_seconds"] == pytest.approx(AWS_VALUES.update_seconds * SCALE)
+    weights = float(PROFILE["LOCAL_SAGEMAKER_WEIGHTS_SECONDS"])  # a knob's value, scaled too
+    assert profile["weights_seconds"] == pytest.approx(weights * SCALE)
     assert aws_stack.profile.metrics_period == pytest.approx(profile["metrics_period"])
