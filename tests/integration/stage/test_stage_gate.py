@@ -65,9 +65,11 @@ def test_a_shadow_stage_whose_cap_is_spent_takes_its_last_look_early(
     assert record["look"]["early_last"] is True and record["look"]["fraction"] < 1
     assert record["look"]["efficacy"] == record["look"]["futility"]
     assert len(replayed) == CAP and (replayed["status"] == 200).all()
-    assert record["variants"][plan.variants[1]]["requests"] == CAP  # every copy was answered
+    # copies still in the shadow's queue are in neither count yet: the look may come sooner
+    answered = record["variants"][plan.variants[1]]["requests"]
+    assert 0 < answered <= CAP
     pairs = record["paired"]["n_pairs"]
-    assert pairs == CAP if capture_percent == 100 else 0 < pairs < CAP
+    assert pairs == answered if capture_percent == 100 else 0 < pairs < answered
 
 
 def test_a_gate_without_replay_never_reads_the_replay_dataset(make_deployer, aws_conn) -> None:
