@@ -208,7 +208,7 @@ def main() -> None:
         "false_promotion_by_p_disc": fp,
         "power": power,
         "mc_error": mc,
-        "meets_goals": meets,
+        "meets_targets": meets,
         "e_pairs_at_decision_power": mean(power_out["pairs"])[0],
         "unpaired_total_nfix": total_nfix,
         "paired_fixed_sample_pairs": fixed_sample_drift(CONFIG.alpha, CONFIG.power) ** 2

@@ -20,6 +20,7 @@ from canary.plan import ApprovalMode
 from canary_airflow.ids import ROLLOUT_DAG
 
 RUN_DEADLINE = 1800.0  # seconds; a bound, not a performance claim
+PARK_DEADLINE = 300.0  # seconds for the scheduler to take a parked task's exit; a bound too
 TEARDOWN_ENDED = {TaskInstanceState.SUCCESS, TaskInstanceState.FAILED, TaskInstanceState.SKIPPED}
 PARALLELISM = 8  # LocalExecutor slots: three rollouts at once, each with mapped replay tasks
 #: Registry rollouts ask a person at every stage, and nobody answers: Reject by default.
@@ -75,11 +76,13 @@ class Api:
         try_number = self.task(dag_id, run_id, task_id)["try_number"]
         event = (
             "Received executor event with state success for task instance TaskInstanceKey("
-            f"dag_id='{dag_id}', task_id='{task_id}', run_id='{run_id}', try_number={try_number},"
+            f"dag_id={dag_id!r}, task_id={task_id!r}, run_id={run_id!r}, try_number={try_number},"
         )
-        end = time.monotonic() + RUN_DEADLINE
+        end = time.monotonic() + PARK_DEADLINE
         while event not in self.log.read_text(errors="replace"):
-            assert time.monotonic() < end, f"the scheduler never took {task_id}'s park"
+            state = self.task_states(dag_id, run_id).get(task_id)
+            assert state == TaskInstanceState.AWAITING_INPUT, f"{task_id} left its park: {state}"
+            assert time.monotonic() < end, f"the scheduler never logged {task_id}'s park"
             time.sleep(0.5)
 
     def wait_for_dag(self, dag_id: str, deadline: float = 600.0) -> None:

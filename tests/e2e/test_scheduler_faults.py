@@ -5,6 +5,7 @@ person mid-stage. A file of its own, so that it runs beside test_real_scheduler.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from airflow.utils.state import DagRunState, TaskInstanceState
 
@@ -12,7 +13,7 @@ from canary.experiment.gates.decision import Verdict
 from canary.plan import CleanupPolicy, RolloutPlan, parse_plan
 from canary.rollout.layout import run_key, stage_state_key
 from canary.rollout.outcome import RunOutcome
-from canary.stage.state import DECISIONS
+from canary.stage.state import DECISIONS, decision_of
 from canary_airflow.ids import (
     CLEANUP,
     LOCK_ENDPOINT,
@@ -115,27 +116,26 @@ def test_killed_gate_and_weight_shift_resume_and_a_run_marked_failed_still_clean
     assert_only_winner_left(sm, endpoint_name, "champion")
 
 
-def _lease_held(airflow_api: Api, run_id: str) -> tuple[str, str]:
+def _lease_held(airflow_api: Api, run_id: str) -> tuple[datetime, datetime]:
     """When the run held its endpoint's lease: from lock_endpoint's end to cleanup's start. Two
     runs of different endpoints overlap here unless rollouts were serialised platform-wide; a
     gate's own span is too short to show it (a stage may decide at its first look)."""
     locked = airflow_api.task(ROLLOUT_DAG, run_id, LOCK_ENDPOINT)
     cleaned = airflow_api.task(ROLLOUT_DAG, run_id, CLEANUP)
-    return locked["end_date"], cleaned["start_date"]
+    return datetime.fromisoformat(locked["end_date"]), datetime.fromisoformat(cleaned["start_date"])
 
 
 def _wait_for_a_continue(local_stack, plan: RolloutPlan, run_id: str) -> None:
-    """Until stage 1's gate has recorded a look that decided to go on: it has replayed and
-    judged at least once and is still running (a fixed sleep either came too early or, on a
-    fast stage, after it had already decided; the looks file is written by a final look too)."""
+    """Until stage 1's newest decision record goes on: the gate has replayed and judged at least
+    once and is still running (a fixed sleep either came too early or, on a fast stage, after it
+    had already decided; the looks file is written by a final look too)."""
     s3, end = local_stack.client("s3"), time.monotonic() + 120
     prefix = stage_state_key(plan, run_key(run_id), 0, DECISIONS)
-    suffix = f"-{Verdict.CONTINUE.value}.json"
     while time.monotonic() < end:
         listed = s3.list_objects_v2(Bucket=plan.bucket, Prefix=prefix).get("Contents", [])
-        keys = [item["Key"] for item in listed]
-        if any(key.endswith(suffix) for key in keys):
+        if listed:  # listed by key, and so in the order written
+            _, verdict = decision_of(listed[-1]["Key"])
+            assert verdict is Verdict.CONTINUE, f"stage 1 decided ({verdict}) before the kill"
             return
-        assert not keys, f"stage 1 decided at its first look, before the kill: {keys}"
         time.sleep(0.1)
     raise AssertionError(f"stage 1's gate recorded no look ({prefix})")

@@ -23,8 +23,23 @@ LOOKS = "looks.json"
 SETTLING = "settling.json"  # the spent stage's counts and since when they have not moved
 CHAMPION = "champion.json"
 DECIDED = "decided.json"  # the stage's final decision, once it has one
-DECISIONS = "decisions/"  # every evaluation's record: <stamp>-<verdict>.json
-DECISION_STAMP = "%Y%m%dT%H%M%S%fZ"  # so that the records list in the order written
+DECISIONS = "decisions/"  # every evaluation's record: decision_name
+_STAMP = "%Y%m%dT%H%M%S%fZ"
+
+
+def decision_name(at: datetime, verdict: Verdict) -> str:
+    """A decision record's name in its stage's folder: ``decisions/<stamp>-<verdict>.json``,
+    stamped to the microsecond so that a listing returns the records in the order written."""
+    return f"{DECISIONS}{at.strftime(_STAMP)}-{verdict.value}.json"
+
+
+def decision_of(key: str) -> tuple[datetime, Verdict] | None:
+    """When a decision record was written and its verdict, from its key; None for any other."""
+    stamp, _, verdict = key.rsplit("/", 1)[-1].removesuffix(".json").partition("-")
+    try:
+        return datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC), Verdict(verdict)
+    except ValueError:
+        return None
 
 
 class StageState:
@@ -61,8 +76,7 @@ class StageState:
         """Every evaluation leaves its decision record, then the looks it is based on; a final
         one is also kept as the stage's decision, written last so that it exists only once
         everything before it does."""
-        stamp = datetime.now(UTC).strftime(DECISION_STAMP)
-        self._put(f"{DECISIONS}{stamp}-{decision.verdict.value}.json", decision.to_json().encode())
+        self._put(decision_name(datetime.now(UTC), decision.verdict), decision.to_json().encode())
         self.save(LOOKS, looks)
         if decision.verdict is not Verdict.CONTINUE:
             self._put(DECIDED, decision.to_json().encode())

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from canary.aws_errors import is_missing
 from canary.plan import RolloutPlan
 from canary.rollout import layout
-from canary.stage.state import DECISION_STAMP, DECISIONS, LOOKS
+from canary.stage.state import DECISIONS, LOOKS, decision_of
 from canary_airflow import ids
 from canary_airflow.aws import DEFAULT_CONN_ID
 from canary_airflow.dashboard.shaping import (
@@ -207,7 +207,7 @@ def stage_files(s3: Any, plan: RolloutPlan, run_id: str, number: int, looks: boo
 def look_record_keys(keys: Sequence[str], looks: Iterable[Mapping[str, Any]]) -> list[str]:
     """The decision file written at each look: the first one stamped at or after the look's
     ``at`` (a record is written right after the evaluation that took the look)."""
-    stamped = sorted((_stamp(k), k) for k in keys if _stamp(k) is not None)
+    stamped = sorted((named[0], k) for k in keys if (named := decision_of(k)) is not None)
     chosen = []
     for look in looks:
         at = datetime.fromisoformat(str(look["at"]))
@@ -215,14 +215,6 @@ def look_record_keys(keys: Sequence[str], looks: Iterable[Mapping[str, Any]]) ->
         if match is not None and match not in chosen:
             chosen.append(match)
     return chosen
-
-
-def _stamp(key: str) -> datetime | None:
-    name = key.rsplit("/", 1)[-1].split("-", 1)[0]
-    try:
-        return datetime.strptime(name, DECISION_STAMP).replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:

@@ -47,9 +47,10 @@ def _poke_until_decided(plan: RolloutPlan, window: StageWindow) -> tuple[Decisio
 def test_a_shadow_stage_whose_cap_is_spent_takes_its_last_look_early(
     make_deployer, aws_conn, tmp_path, capture_percent: int
 ) -> None:
-    """Once the cap is spent and every copy the shadow answered is in Data Capture, no more
-    evidence can come: the gate decides at the information reached instead of waiting for its
-    deadline (30 minutes), and its last look spends all of alpha. When Data Capture keeps only
+    """Once the cap is spent and Data Capture holds every copy CloudWatch counts as answered,
+    the gate decides at the information reached instead of waiting for its deadline (30
+    minutes), and its last look spends all of alpha (copies still queued are in neither count:
+    the look may come before the cap's last pairs). When Data Capture keeps only
     half the copies the counts never match: the stage decides once they have stopped moving
     (``gate_settle_seconds``, shortened here), on the pairs it has."""
     fields = {"traffic_dataset": _rows(str(tmp_path / "rows.csv"), 1000), "gate_settle_seconds": 2,

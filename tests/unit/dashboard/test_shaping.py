@@ -12,7 +12,7 @@ from canary.experiment.gates import Verdict
 from canary.plan import RolloutPlan
 from canary.rollout import layout
 from canary.rollout.outcome import RunOutcome
-from canary.stage.state import DECISION_STAMP
+from canary.stage.state import DECISIONS, decision_name
 from canary_airflow import ids
 from canary_airflow.dashboard import records
 from canary_airflow.dashboard.shaping import (
@@ -175,12 +175,11 @@ def test_only_the_rollout_dag_is_a_rollout() -> None:
 
 def test_look_records_are_the_first_files_written_at_or_after_each_look() -> None:
     at = datetime(2026, 3, 1, 10, 0, 0, tzinfo=UTC)
-    stamp = lambda moment: moment.strftime(DECISION_STAMP)  # noqa: E731
     keys = [
-        f"p/decisions/{stamp(at - timedelta(seconds=1))}-continue.json",
-        f"p/decisions/{stamp(at + timedelta(milliseconds=3))}-continue.json",
-        f"p/decisions/{stamp(at + timedelta(seconds=9))}-promote.json",
-        "p/decisions/not-a-record.json",
+        f"p/{decision_name(at - timedelta(seconds=1), Verdict.CONTINUE)}",
+        f"p/{decision_name(at + timedelta(milliseconds=3), Verdict.CONTINUE)}",
+        f"p/{decision_name(at + timedelta(seconds=9), Verdict.PROMOTE)}",
+        f"p/{DECISIONS}not-a-record.json",
     ]
     looks = [{"at": at.isoformat()}, {"at": (at + timedelta(seconds=8)).isoformat()}]
     assert records.look_record_keys(keys, looks) == [keys[1], keys[2]]
