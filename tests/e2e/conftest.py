@@ -30,7 +30,7 @@ from canary_airflow.dev.local_airflow import (
 from canary_airflow.dev.postgres import LocalPostgres
 from canary_airflow.dev.standalone import StandaloneAirflow
 from local_sagemaker.stack import EmbeddedStack, free_port
-from tests.e2e.scheduler import PARALLELISM, REGISTRY_ROLLOUT, Api
+from tests.e2e.scheduler import PARALLELISM, REGISTRY_ROLLOUT, TIMEOUT_CHECK_SECONDS, Api
 
 BUCKET = "canary-e2e-tests"
 
@@ -214,6 +214,7 @@ def airflow_api(
             SQL_ALCHEMY_CONN: postgres.url,
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
+            "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": str(TIMEOUT_CHECK_SECONDS),
             "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "900",
         }
     )

@@ -24,7 +24,9 @@ PARK_DEADLINE = 300.0  # seconds for the scheduler to take a parked task's exit;
 TEARDOWN_ENDED = {TaskInstanceState.SUCCESS, TaskInstanceState.FAILED, TaskInstanceState.SKIPPED}
 PARALLELISM = 8  # LocalExecutor slots: three rollouts at once, each with mapped replay tasks
 #: Registry rollouts ask a person at every stage, and nobody answers: Reject by default.
-REGISTRY_ROLLOUT = {"approval": ApprovalMode.EVERY_STAGE.value, "approval_timeout_minutes": 0.5}
+REGISTRY_ROLLOUT = {"approval": ApprovalMode.EVERY_STAGE.value, "approval_timeout_minutes": 0.2}
+#: How often the scheduler answers timed-out HITL questions (Airflow's default: 15 s).
+TIMEOUT_CHECK_SECONDS = 3
 
 
 class Api:
