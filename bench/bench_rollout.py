@@ -31,7 +31,7 @@ from typing import Any
 PLAN = {"cleanup": "delete_all", "gate_max_p99_latency_ms": 5000.0}
 CHILD = "BENCH_ROLLOUT_CHILD"  # Airflow reads its home once per process: measure in a fresh one
 FINISHED = {"success", "failed"}
-AWS_PROFILE = {"LOCAL_SAGEMAKER_PROFILE": "aws", "LOCAL_SAGEMAKER_TIME_SCALE": "0.1"}
+AWS_SCALE = 0.1
 
 
 def _api(base: str, token: str, method: str, path: str, body: Any = None) -> Any:
@@ -114,6 +114,7 @@ def with_scheduler(stack: Any, home: Path) -> dict[str, Any]:
 
 def main() -> None:
     from canary_airflow.dev.local_airflow import airflow_output_to
+    from local_sagemaker.profile import aws_env
     from local_sagemaker.stack import EmbeddedStack
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
@@ -121,7 +122,9 @@ def main() -> None:
     with (
         airflow_output_to(scratch / "airflow.log") as terminal,  # one JSON line on the screen
         EmbeddedStack(log_path=scratch / "stack.log") as stack,
-        EmbeddedStack(log_path=scratch / "aws-stack.log", profile_env=AWS_PROFILE) as aws_stack,
+        EmbeddedStack(
+            log_path=scratch / "aws-stack.log", profile_env=aws_env(AWS_SCALE)
+        ) as aws_stack,
     ):
         runner = with_runner(stack, scratch / "runner", "bench-runner")
         aws = with_runner(aws_stack, scratch / "runner", "bench-aws")
@@ -143,7 +146,7 @@ def figures(runner: dict[str, Any], scheduler: dict[str, Any], aws: dict[str, An
         "aws_profile_inside_tasks_share": round(aws["tasks"] / aws["wall"], 2),
         # what the profile's AWS adds inside tasks: its state changes and CloudWatch's lag
         "aws_profile_waiting_on_aws_s": round(aws["tasks"] - runner["tasks"], 1),
-        "aws_time_scale": float(AWS_PROFILE["LOCAL_SAGEMAKER_TIME_SCALE"]),
+        "aws_time_scale": AWS_SCALE,
         "scheduler_start_up_s": round(scheduler["start_up"], 1),
         "states": [runner["state"], scheduler["state"], aws["state"]],
         # the shadow stage against the 50/50 stage of the same run (issue 13)

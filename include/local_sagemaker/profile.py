@@ -101,6 +101,17 @@ _ENV_NAMES = {
 _UNSCALED = {"throttle_rate"}
 
 
+def aws_env(scale: float, **knobs: float) -> dict[str, str]:
+    """The environment asking for the ``aws`` profile at ``scale``, with AWS-side values for any
+    knob named as a :class:`Profile` field (``weights_seconds=300``): how tests and benches set
+    a stack's clock without spelling the variables."""
+    unknown = sorted(set(knobs) - set(_ENV_NAMES))
+    if unknown:
+        raise ProfileError(f"no such knob: {unknown}; knobs are {sorted(_ENV_NAMES)}")
+    named = {_ENV_NAMES[knob]: str(value) for knob, value in knobs.items()}
+    return {PROFILE_ENV: AWS, TIME_SCALE_ENV: str(scale), **named}
+
+
 def profile_from_env(env: Mapping[str, str] | None = None, name: str | None = None) -> Profile:
     """The profile the environment asks for (``name`` overrides ``LOCAL_SAGEMAKER_PROFILE``)."""
     env = os.environ if env is None else env

@@ -18,9 +18,10 @@ import pytest
 from canary.plan import CleanupPolicy
 from canary_airflow import ids
 from canary_airflow.dev.local_airflow import RunResult, airflow_env
+from local_sagemaker.profile import aws_env
 from local_sagemaker.stack import EmbeddedStack
 
-PROFILE = {"LOCAL_SAGEMAKER_PROFILE": "aws", "LOCAL_SAGEMAKER_TIME_SCALE": "0.02"}
+PROFILE = aws_env(0.02)
 
 
 @pytest.fixture(scope="module")

@@ -20,17 +20,12 @@ from botocore.exceptions import ClientError
 
 from canary.models.training import xgboost_tarball
 from canary.rollout.endpoint import EndpointError, verify_serving, wait_deleted, wait_settled
-from local_sagemaker.profile import AWS_VALUES
+from local_sagemaker.profile import AWS_VALUES, aws_env
 from local_sagemaker.stack import EmbeddedStack
 
 SCALE = 0.02
-PROFILE = {
-    "LOCAL_SAGEMAKER_PROFILE": "aws",
-    "LOCAL_SAGEMAKER_TIME_SCALE": str(SCALE),
-    "LOCAL_SAGEMAKER_WEIGHTS_SECONDS": "300",
-    "LOCAL_SAGEMAKER_DELETE_SECONDS": "250",
-    "LOCAL_SAGEMAKER_METRICS_LAG": "250",
-}
+WEIGHTS_SECONDS = 300.0  # AWS-side, so 6 s here
+PROFILE = aws_env(SCALE, weights_seconds=WEIGHTS_SECONDS, delete_seconds=250, metrics_lag=250)
 ROW = "1,2,3,4"
 ROLE = "arn:aws:iam::123456789012:role/local-test"
 
@@ -222,6 +217,5 @@ def test_profile_route_reports_the_scaled_durations(aws_stack):
     profile = aws_stack.admin("GET", "profile")
     assert profile["name"] == "aws"
     assert profile["update_seconds"] == pytest.approx(AWS_VALUES.update_seconds * SCALE)
-    weights = float(PROFILE["LOCAL_SAGEMAKER_WEIGHTS_SECONDS"])  # a knob's value, scaled too
-    assert profile["weights_seconds"] == pytest.approx(weights * SCALE)
+    assert profile["weights_seconds"] == pytest.approx(WEIGHTS_SECONDS * SCALE)  # a knob, scaled
     assert aws_stack.profile.metrics_period == pytest.approx(profile["metrics_period"])

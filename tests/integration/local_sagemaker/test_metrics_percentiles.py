@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from canary.models.training import xgboost_tarball
 from canary.stage.telemetry import variant_metrics
+from local_sagemaker.profile import aws_env
 from local_sagemaker.stack import EmbeddedStack
 
 ROW = "1,2,3,4"
@@ -142,11 +143,7 @@ def test_an_invalid_extended_statistic_is_refused_as_cloudwatch_does(deployer, e
 # -- the aws profile: percentiles only once their period has been ingested ------------------------
 
 SCALE = 0.02  # a 60 s period is 1.2 s; the ingestion lag 6 s, longer than sending takes
-PROFILE = {
-    "LOCAL_SAGEMAKER_PROFILE": "aws",
-    "LOCAL_SAGEMAKER_TIME_SCALE": str(SCALE),
-    "LOCAL_SAGEMAKER_METRICS_LAG": "300",
-}
+PROFILE = aws_env(SCALE, metrics_lag=300)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from scipy.stats import binomtest
 
 from canary.models.training import xgboost_tarball
 from canary.rollout.endpoint import wait_settled
+from local_sagemaker.profile import aws_env
 from local_sagemaker.stack import EmbeddedStack
 
 ALPHA = 1e-4
@@ -233,11 +234,7 @@ def test_the_shadow_weight_can_be_updated_like_a_production_variants(deployer, m
 # -- UpdateEndpoint under the aws profile: SageMaker's states in time ----------------------------
 
 # a 240 s create takes 1.2 s; an update 5 s, long enough to watch the old config serve
-PROFILE = {
-    "LOCAL_SAGEMAKER_PROFILE": "aws",
-    "LOCAL_SAGEMAKER_TIME_SCALE": "0.005",
-    "LOCAL_SAGEMAKER_UPDATE_SECONDS": "1000",
-}
+PROFILE = aws_env(0.005, update_seconds=1000)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from local_sagemaker.__main__ import parse_args
-from local_sagemaker.profile import AWS_VALUES, Profile, ProfileError, profile_from_env
+from local_sagemaker.profile import AWS_VALUES, Profile, ProfileError, aws_env, profile_from_env
 
 
 def test_instant_is_the_default_and_changes_nothing_in_time() -> None:
@@ -30,6 +30,20 @@ def test_a_knob_gives_the_aws_side_value_and_the_scale_applies() -> None:
         "LOCAL_SAGEMAKER_WEIGHTS_SECONDS": "10",
     }
     assert profile_from_env(env).weights_seconds == pytest.approx(5.0)
+
+
+def test_aws_env_names_the_variables_for_a_scale_and_knobs() -> None:
+    env = aws_env(0.5, weights_seconds=10, metrics_lag=4)
+    assert env == {
+        "LOCAL_SAGEMAKER_PROFILE": "aws",
+        "LOCAL_SAGEMAKER_TIME_SCALE": "0.5",
+        "LOCAL_SAGEMAKER_WEIGHTS_SECONDS": "10",
+        "LOCAL_SAGEMAKER_METRICS_LAG": "4",
+    }
+    profile = profile_from_env(env)
+    assert (profile.weights_seconds, profile.metrics_lag) == (5.0, 2.0)
+    with pytest.raises(ProfileError, match="weight_seconds"):
+        aws_env(0.5, weight_seconds=10)
 
 
 @pytest.mark.parametrize(
