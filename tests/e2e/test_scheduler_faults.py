@@ -63,11 +63,12 @@ def test_rollouts_run_at_once_but_one_endpoint_has_one(
 def test_killed_gate_and_weight_shift_resume_and_a_run_marked_failed_still_cleans_up(
     airflow_api: Api, local_stack, unique_name, one_stage
 ) -> None:
-    """kill -9 of the gate's process mid-stage: its retry carries on from the looks in S3 and
-    the stage promotes. kill -9 of stage 2's weight shift: its retry finds the endpoint on one
-    stage's weights or the other's, never between, and stage 2 is judged on its own. Then a
-    person marks the run failed over the REST API during stage 2: teardown still runs, the
-    champion serves alone and nothing of the challenger is left."""
+    """kill -9 of the gate's process mid-stage: its retry carries on from what the stage keeps
+    in S3 (the replay's cursor, its decision records and looks) and the stage promotes. kill -9
+    of stage 2's weight shift: its retry finds the endpoint on one stage's weights or the
+    other's, never between, and stage 2 is judged on its own. Then a person marks the run
+    failed over the REST API during stage 2: teardown still runs, the champion serves alone
+    and nothing of the challenger is left."""
     airflow_api.wait_for_dag(ROLLOUT_DAG)
     endpoint_name = run_id = f"fault-{unique_name}"
     conf = {
@@ -75,7 +76,9 @@ def test_killed_gate_and_weight_shift_resume_and_a_run_marked_failed_still_clean
         "stages": [[50, 50], [25, 75]],
         "cleanup": CleanupPolicy.KEEP_WINNER.value,
         "endpoint_name": endpoint_name,
-        "traffic_chunk_size": 200,  # many short looks, so the kill lands mid-stage
+        # a poke per 40 requests: the first cannot decide (fewer than min_requests a variant),
+        # and the first look is due only pokes later, so the kill lands mid-stage
+        "traffic_chunk_size": 40,
     }
     body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
     airflow_api.call("POST", f"dags/{ROLLOUT_DAG}/dagRuns", body)
