@@ -23,7 +23,7 @@ from canary.reporting.report import (
     write_report,
 )
 from canary.rollout.layout import gates_prefix, replay_location, report_key
-from canary.stage.state import DECISIONS
+from canary.stage.state import decision_of
 
 INVOCATION_BUCKET = "5s"
 
@@ -74,7 +74,7 @@ def decision_records(s3: Any, plan: RolloutPlan, run_key: str) -> list[dict[str,
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=plan.bucket, Prefix=gates_prefix(plan, run_key)):
         for item in page.get("Contents", []):
-            if f"/{DECISIONS}" in item["Key"]:
+            if decision_of(item["Key"]) is not None:
                 body = s3.get_object(Bucket=plan.bucket, Key=item["Key"])["Body"].read()
                 records.append(json.loads(body))
     return sorted(records, key=lambda record: str(record.get("timestamp", "")))

@@ -11,7 +11,7 @@ import pytest
 from canary.experiment.gates.decision import Decision, Verdict
 from canary.plan import parse_plan
 from canary.stage.gate import StageGate
-from canary.stage.state import DECISIONS, SETTLING, StageState
+from canary.stage.state import SETTLING, StageState, decision_of
 from canary.stage.window import StageWindow
 
 
@@ -22,7 +22,7 @@ def aws(local_stack) -> SimpleNamespace:
 
 def _decisions(aws: SimpleNamespace, bucket: str) -> list[str]:
     listed = aws.s3.list_objects_v2(Bucket=bucket).get("Contents", [])
-    return sorted(item["Key"] for item in listed if f"/{DECISIONS}" in item["Key"])
+    return sorted(item["Key"] for item in listed if decision_of(item["Key"]) is not None)
 
 
 def test_a_retried_gate_gets_the_recorded_decision_back_and_takes_no_new_look(aws) -> None:
