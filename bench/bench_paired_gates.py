@@ -27,16 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.montecarlo import (
-    END,
-    START,
-    at_least,
-    at_most,
-    engine_verdict,
-    mean,
-    reference_n_fix,
-    share,
-)
+from bench import montecarlo
 from canary.experiment.gates import (
     GateConfig,
     PairedOutcomes,
@@ -158,10 +149,12 @@ def drive_engine(config: GateConfig, paths: Paths, s: int) -> tuple[Verdict, int
     def poke(b: int, c: int, n: int) -> StageEvidence:
         champion, challenger = VariantEvidence("champion", n), VariantEvidence("challenger", n)
         table = PairedOutcomes(n - b - c, c, b, 0)
-        return StageEvidence(0, (100, 0), champion, challenger, START, END, paired=table)
+        return StageEvidence(
+            0, (100, 0), champion, challenger, montecarlo.START, montecarlo.END, paired=table
+        )
 
     draws = zip(paths.b[s], paths.c[s], paths.n[s], strict=True)
-    return engine_verdict(config, (poke(int(b), int(c), int(n)) for b, c, n in draws))
+    return montecarlo.engine_verdict(config, (poke(int(b), int(c), int(n)) for b, c, n in draws))
 
 
 def _scenario(task: tuple[str, float, float, int, int]) -> tuple[str, dict, bool]:
@@ -186,21 +179,23 @@ def main() -> None:
     tasks.append(("power", *POWER, RUNS, 2000))
     with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
         results = {name: (out, agree) for name, out, agree in pool.map(_scenario, tasks)}
-    total_nfix = 2 * reference_n_fix(P0, DELTA, CONFIG.alpha, CONFIG.power)
+    total_nfix = 2 * montecarlo.reference_n_fix(P0, DELTA, CONFIG.alpha, CONFIG.power)
     power_out = results["power"][0]
     mc: dict = {}
-    ratio, ratio_se = mean(power_out["pairs"], total_nfix)
-    power, mc["power"] = share(power_out["promoted"])
+    ratio, ratio_se = montecarlo.mean(power_out["pairs"], total_nfix)
+    power, mc["power"] = montecarlo.share(power_out["promoted"])
     fp, mc["false_promotion_by_p_disc"] = {}, {}
     for p in FALSE_PROMOTION:
-        fp[str(p)], mc["false_promotion_by_p_disc"][str(p)] = share(
+        fp[str(p)], mc["false_promotion_by_p_disc"][str(p)] = montecarlo.share(
             results[f"fp_{p:.2f}"][0]["promoted"]
         )
     mc["e_n_paired_over_unpaired_total_nfix"] = ratio_se
     meets = (
         ratio <= RATIO_GOAL
-        and at_least(power, mc["power"], CONFIG.power)
-        and all(at_most(fp[p], mc["false_promotion_by_p_disc"][p], CONFIG.alpha) for p in fp)
+        and montecarlo.at_least(power, mc["power"], CONFIG.power)
+        and all(
+            montecarlo.at_most(fp[p], mc["false_promotion_by_p_disc"][p], CONFIG.alpha) for p in fp
+        )
     )
     out = {
         "bench": "paired_gates",
@@ -209,7 +204,7 @@ def main() -> None:
         "power": power,
         "mc_error": mc,
         "meets_targets": meets,
-        "e_pairs_at_decision_power": mean(power_out["pairs"])[0],
+        "e_pairs_at_decision_power": montecarlo.mean(power_out["pairs"])[0],
         "unpaired_total_nfix": total_nfix,
         "paired_fixed_sample_pairs": fixed_sample_drift(CONFIG.alpha, CONFIG.power) ** 2
         * POWER[1]
