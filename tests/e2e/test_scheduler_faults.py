@@ -86,7 +86,8 @@ def test_killed_gate_and_weight_shift_resume_and_a_run_marked_failed_still_clean
     airflow_api.wait_for_task(
         ROLLOUT_DAG, run_id, gate_task(1), TaskInstanceState.RUNNING, poll=0.1
     )
-    _wait_for_a_continue(local_stack, parse_plan(conf), run_id)  # mid-stage, not past it
+    plan = parse_plan(conf)
+    _wait_for_a_continue(local_stack, plan, run_id)  # mid-stage, not past it
     kill_task_process(airflow_api, run_id, gate_task(1))
     shift = stage_task(2, SET_WEIGHTS)
     airflow_api.wait_for_task(ROLLOUT_DAG, run_id, shift, TaskInstanceState.RUNNING, poll=0.1)
@@ -95,7 +96,7 @@ def test_killed_gate_and_weight_shift_resume_and_a_run_marked_failed_still_clean
     airflow_api.wait_for_task(
         ROLLOUT_DAG, run_id, gate_task(2), TaskInstanceState.RUNNING, poll=0.1
     )
-    sm, stage_two = local_stack.client("sagemaker"), {"Champion": 25.0, "Challenger": 75.0}
+    sm, stage_two = local_stack.client("sagemaker"), plan.stage_weights(1)
     assert serving(sm, endpoint_name) == stage_two
     mark_failed = {"state": DagRunState.FAILED.value}
     airflow_api.call("PATCH", f"dags/{ROLLOUT_DAG}/dagRuns/{run_id}", mark_failed)
