@@ -79,13 +79,18 @@ class Api:
         event = (
             "Received executor event with state success for task instance TaskInstanceKey("
             f"dag_id={dag_id!r}, task_id={task_id!r}, run_id={run_id!r}, try_number={try_number},"
-        )
+        ).encode()
         end = time.monotonic() + PARK_DEADLINE
-        while event not in self.log.read_text(errors="replace"):
-            state = self.task_states(dag_id, run_id).get(task_id)
-            assert state == TaskInstanceState.AWAITING_INPUT, f"{task_id} left its park: {state}"
-            assert time.monotonic() < end, f"the scheduler never logged {task_id}'s park"
-            time.sleep(0.5)
+        with self.log.open("rb") as log:
+            seen = log.read()  # then only what the components wrote since
+            while event not in seen:
+                state = self.task(dag_id, run_id, task_id)["state"]
+                assert state == TaskInstanceState.AWAITING_INPUT, (
+                    f"{task_id} left its park: {state}"
+                )
+                assert time.monotonic() < end, f"the scheduler never logged {task_id}'s park"
+                time.sleep(0.5)
+                seen = seen[-len(event) :] + log.read()
 
     def wait_for_dag(self, dag_id: str, deadline: float = 600.0) -> None:
         """Until the dag-processor has parsed the DAG; then unpause it."""
