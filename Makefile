@@ -18,7 +18,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install demo test test-fast bench local-stack airflow lint format clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.compiled
 
 # Pinned and frozen: requirements.txt is the whole resolved set, so nothing is resolved at install time.
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -26,6 +26,14 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.9
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.txt
 	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	touch $@
+
+# Bytecode for every installed module, once. Where PYTHONDONTWRITEBYTECODE is set (this machine
+# sets it) no import writes a .pyc, so every process compiled Airflow, botocore, pandas and scipy
+# from source again: a quarter of the CPU of a demo run (py-spy, 2026-12-06). Imports still read
+# .pyc files that exist, and a module edited later is recompiled in memory as before.
+$(VENV)/.compiled: $(VENV)/.installed
+	$(PY) -m compileall -q -j 0 $(VENV)/lib
 	touch $@
 
 demo: install
