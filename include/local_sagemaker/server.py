@@ -9,7 +9,8 @@ under ``/_local_sagemaker/`` exist for tests and benchmarks:
 * ``POST /_local_sagemaker/flush``: write pending metrics and capture records now, once the
   shadow-variant calls under way have ended.
 * ``GET  /_local_sagemaker/stats[?reset=1]``: raw latency percentiles per variant, capture
-  errors and the number of throttled control-plane calls.
+  errors, the number of throttled control-plane calls and of shadow calls still under way
+  (read, not waited for).
 * ``GET  /_local_sagemaker/profile``: the timing profile in force (see :mod:`.profile`).
 
 A background thread flushes metrics every ``flush_interval`` seconds (CloudWatch shows what the
@@ -113,6 +114,7 @@ class LocalSageMakerApp:
                 "latency_us": self.runtime.metrics.latency_percentiles(reset=reset),
                 "capture_errors": list(self.runtime.capture.errors),
                 "throttled": self.throttle.refused,
+                "shadow_calls_pending": self.runtime.shadows.pending,
             }
         elif route == "profile":
             payload = asdict(self.profile)

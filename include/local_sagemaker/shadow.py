@@ -96,6 +96,12 @@ class ShadowPool:
                 if not self._in_flight:
                     self._idle.notify_all()
 
+    @property
+    def pending(self) -> int:
+        """Calls submitted and not yet ended, read without waiting for any."""
+        with self._idle:
+            return self._in_flight
+
     def drain(self, timeout: float) -> int:
         """Wait up to ``timeout`` s for the calls under way to end; returns how many still are."""
         with self._idle:
