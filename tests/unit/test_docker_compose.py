@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
+from canary_airflow.dev.local_airflow import SESSION_FACTORY
 from local_sagemaker.__main__ import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +61,12 @@ def test_local_executor_on_postgres_and_one_jwt_secret(compose):
         )
     assert len({env["AIRFLOW__API_AUTH__JWT_SECRET"] for env in envs}) == 1
     assert envs[0]["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${")  # from the environment
+
+
+def test_hooks_share_botocore_data_as_in_the_projects_settings(compose):
+    services = compose["services"]
+    for name in AIRFLOW_SERVICES:
+        assert _env(services[name])["AIRFLOW__AWS__SESSION_FACTORY"] == SESSION_FACTORY
 
 
 def test_aws_connection_points_at_the_local_stack_service(compose):

@@ -29,6 +29,8 @@ from canary_airflow import ids
 from local_sagemaker.stack import EmbeddedStack
 
 PROJECT = Path(__file__).resolve().parents[3]
+#: The provider's ``[aws] session_factory``, by name: importing it would import Airflow too early.
+SESSION_FACTORY = "canary_airflow.aws_session.SharedLoaderSessionFactory"
 SQL_ALCHEMY_CONN = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
 
 #: Airflow's listener marker (``airflow.listeners.hookimpl``), made here because importing Airflow
@@ -50,6 +52,8 @@ def airflow_settings() -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # a busy laptop can take longer than the 30 s default just to import the providers
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+        # one botocore data loader per process, not per hook
+        "AIRFLOW__AWS__SESSION_FACTORY": SESSION_FACTORY,
         "CANARY_REPORTS_DIR": os.environ.get("CANARY_REPORTS_DIR", str(PROJECT / "reports")),
     }
 
