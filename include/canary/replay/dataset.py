@@ -109,9 +109,10 @@ class ReplayDataset:
             )
         return rows
 
-    def request(self, seq: int, rows: np.ndarray) -> ReplayRequest:
-        """The ``seq``-th request of a shard (wrapping around the shard's rows)."""
-        row = int(rows[seq % len(rows)])
+    def request(self, seq: int, rows: np.ndarray, start: int = 0) -> ReplayRequest:
+        """The ``seq``-th request of a stage whose requests begin ``start`` rows into a shard's
+        ``rows`` (wrapping around them)."""
+        row = int(rows[(start + seq) % len(rows)])
         return ReplayRequest(
             seq, row, f"user-{self.user_of(row):06d}", self.payloads[row], self.labels[row]
         )

@@ -2,10 +2,10 @@
 
 Why chunks: the rollout DAG alternates "send the next N requests" with "let the gate look", and
 those steps may be separate Airflow task runs. A ``ReplaySession`` therefore keeps everything that
-must survive between chunks (allocator statistics, sticky assignments, its random stream, the
-per-stage cursor, running totals) in a JSON state that it saves to S3 after every chunk and
-reloads in ``open``. Results and ground truth are written per chunk under keys fixed by the
-chunk's first sequence number, so re-running a failed task overwrites rather than duplicates.
+must survive between chunks (allocator statistics, sticky assignments, its random stream, each
+stage's cursor and first row, running totals) in a JSON state that it saves to S3 after every
+chunk and reloads in ``open``. Results and ground truth are written per chunk under keys fixed by
+the chunk's first sequence number, so re-running a failed task overwrites rather than duplicates.
 
 Concurrency: a bounded window of in-flight requests on a thread pool sharing one boto3 client.
 The variant of each request is chosen on the main thread just before it is submitted, and every
@@ -111,6 +111,7 @@ class ReplaySession:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self._frames: list[pd.DataFrame] = []
         self.allocator, self.cursors, self.totals = self._restore(state)
+        self.starts: dict[str, int] = dict((state or {}).get("starts", {}))
         _warn_small_pool(runtime, config.concurrency)
 
     # ---------------------------------------------------------------- state
@@ -137,6 +138,7 @@ class ReplaySession:
             "version": STATE_VERSION,
             "allocator": self.allocator.state_dict(),
             "cursors": self.cursors,
+            "starts": self.starts,
             "totals": self.totals.to_dict(),
             "config": self.config.to_dict(),
         }
@@ -167,6 +169,18 @@ class ReplaySession:
     def cursor(self) -> int:
         """Requests already sent in this session's stage (the next request's sequence number)."""
         return self.cursors.get(self.config.stage, 0)
+
+    @property
+    def start(self) -> int:
+        """Where this stage's requests begin in the shard's rows: after every request the run's
+        earlier stages sent from this state (the same slice of users), so a stage judges rows
+        no earlier stage replayed, until the rows run out and wrap. Fixed by the stage's first
+        chunk and saved with the state; a stage begun by a state from before starts were saved
+        keeps the first row, as it began."""
+        stage = self.config.stage
+        if stage not in self.starts:
+            return 0 if self.cursor else sum(self.cursors.values())
+        return self.starts[stage]
 
     @property
     def results(self) -> pd.DataFrame:
@@ -255,6 +269,7 @@ class ReplaySession:
         if n < 1:
             raise ValueError(f"n: chunk size must be >= 1, got {n!r}")
         first = self.cursor
+        self.starts[self.config.stage] = self.start
         stats = ReplayStats()
         began = time.perf_counter()
         with _Progress(n, self.config, self.progress) as progress:
@@ -272,11 +287,11 @@ class ReplaySession:
         """Keep up to ``concurrency`` requests in flight; choose and learn on this thread only."""
         rows: list[dict[str, Any]] = []
         pending: dict[Future, _Planned] = {}
-        seq, end = first, first + n
+        seq, end, start = first, first + n, self.start
         with ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="replay") as pool:
             while seq < end or pending:
                 while seq < end and len(pending) < self.config.concurrency:
-                    planned = self._plan(self.dataset.request(seq, self.rows))
+                    planned = self._plan(self.dataset.request(seq, self.rows, start))
                     args = (self.runtime, self._kwargs(planned), self.config.retry)
                     pending[pool.submit(invoke_with_retries, *args)] = planned
                     seq += 1

@@ -127,6 +127,34 @@ def test_target_variant_chunks_resume_from_s3_state_with_sticky_users(
     assert len(load_results(replay_env.s3, location, stage="s2")) == 90
 
 
+def test_each_stage_replays_rows_no_earlier_stage_of_the_run_did(
+    replay_env, ab_endpoint, replay_frame
+) -> None:
+    """A stage begins where the run's earlier stages stopped, so a later stage never judges the
+    challenger on rows an earlier one judged; its first row is saved, so the stage's next task
+    run goes on from it."""
+    location = _location(replay_env)
+    dataset = ReplayDataset(replay_frame.head(100), "label")  # a user per row
+
+    def chunk(stage: str, n: int) -> tuple[pd.DataFrame, ReplaySession]:
+        config = ReplayConfig(ab_endpoint, stage, HALF, run_id="starts")
+        session = ReplaySession.open(
+            replay_env.runtime, dataset, config, s3=replay_env.s3, location=location
+        )
+        return session.run_chunk(n).frame, session
+
+    first, _ = chunk("stage_1", 30)
+    second, _ = chunk("stage_2", 20)
+    more, session = chunk("stage_2", 20)  # the stage's next task run, from the saved state
+
+    def users(rows: range) -> list[str]:
+        return [dataset.request(i, session.rows).user_id for i in rows]
+
+    assert first.user_id.tolist() == users(range(30))
+    assert pd.concat([second, more]).user_id.tolist() == users(range(30, 70))
+    assert session.state_dict()["starts"] == {"stage_1": 0, "stage_2": 30}
+
+
 def test_replay_until_stops_when_the_caller_says(
     replay_env, ab_endpoint, replay_frame, caplog
 ) -> None:
