@@ -27,6 +27,8 @@ PARALLELISM = 8  # LocalExecutor slots: three rollouts at once, each with mapped
 REGISTRY_ROLLOUT = {"approval": ApprovalMode.EVERY_STAGE.value, "approval_timeout_minutes": 0.2}
 #: How often the scheduler answers timed-out HITL questions (Airflow's default: 15 s).
 TIMEOUT_CHECK_SECONDS = 3
+KILL_POLL_SECONDS = 0.02  # how often kill_first_try_at_start looks for the task's process
+TAKEN_UP = {TaskInstanceState.SCHEDULED, TaskInstanceState.QUEUED, TaskInstanceState.RUNNING}
 
 
 class Api:
@@ -136,12 +138,43 @@ class Api:
         return self.call("GET", path)["value"]
 
 
-def kill_task_process(api: Api, run_id: str, task_id: str) -> None:
-    """SIGKILL the process running a task instance (its title names the instance's id)."""
-    ti_id = api.task(ROLLOUT_DAG, run_id, task_id)["id"]
-    pids = subprocess.run(
+def _task_pids(ti_id: str) -> list[str]:
+    """The processes running one try of a task instance (their titles name its id)."""
+    found = subprocess.run(
         ["pgrep", "-f", f"airflow worker -- {ti_id}"], capture_output=True, text=True, check=False
-    ).stdout.split()
-    assert pids, f"no process runs {task_id}"
+    )
+    return found.stdout.split()
+
+
+def _kill(pids: list[str]) -> None:
     for pid in pids:
         os.kill(int(pid), signal.SIGKILL)
+
+
+def kill_task_process(api: Api, run_id: str, task_id: str) -> None:
+    """SIGKILL the process running a task instance."""
+    pids = _task_pids(api.task(ROLLOUT_DAG, run_id, task_id)["id"])
+    assert pids, f"no process runs {task_id}"
+    _kill(pids)
+
+
+def kill_first_try_at_start(api: Api, run_id: str, task_id: str) -> None:
+    """SIGKILL a task's first try as soon as a process runs it, for a task too short to catch
+    once it reports running (a weight shift on the instant stack ends within a second). Once
+    the scheduler has taken the task up, its process is looked for every KILL_POLL_SECONDS: the
+    process loads the DAG for about a second before it calls AWS, so the kill lands before or
+    during the task's work. The first try's id is known before then; the title names it."""
+    end = time.monotonic() + RUN_DEADLINE
+    while (task := api.task(ROLLOUT_DAG, run_id, task_id))["state"] not in TAKEN_UP:
+        assert task["state"] not in TEARDOWN_ENDED and time.monotonic() < end, task
+        time.sleep(0.1)
+    assert task["try_number"] <= 1, task
+    asked = time.monotonic()
+    while not (pids := _task_pids(task["id"])):
+        if time.monotonic() - asked > 1:  # fail plainly, not at the deadline, if it slipped by
+            state = api.task(ROLLOUT_DAG, run_id, task_id)["state"]
+            assert state not in TEARDOWN_ENDED, f"{task_id} ended ({state}) before any kill"
+            asked = time.monotonic()
+        assert time.monotonic() < end, f"no process ever ran {task_id}"
+        time.sleep(KILL_POLL_SECONDS)
+    _kill(pids)

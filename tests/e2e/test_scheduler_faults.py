@@ -24,7 +24,13 @@ from canary_airflow.ids import (
     stage_task,
 )
 from tests.e2e.leftovers import assert_only_winner_left, serving
-from tests.e2e.scheduler import RUN_DEADLINE, TEARDOWN_ENDED, Api, kill_task_process
+from tests.e2e.scheduler import (
+    RUN_DEADLINE,
+    TEARDOWN_ENDED,
+    Api,
+    kill_first_try_at_start,
+    kill_task_process,
+)
 
 
 def test_rollouts_run_at_once_but_one_endpoint_has_one(
@@ -90,8 +96,7 @@ def test_killed_gate_and_weight_shift_resume_and_a_run_marked_failed_still_clean
     _wait_for_a_continue(local_stack, plan, run_id)  # mid-stage, not past it
     kill_task_process(airflow_api, run_id, gate_task(1))
     shift = stage_task(2, SET_WEIGHTS)
-    airflow_api.wait_for_task(ROLLOUT_DAG, run_id, shift, TaskInstanceState.RUNNING, poll=0.1)
-    kill_task_process(airflow_api, run_id, shift)
+    kill_first_try_at_start(airflow_api, run_id, shift)
     # stage 2 may decide within a few seconds: only what must precede the mark comes before it
     airflow_api.wait_for_task(
         ROLLOUT_DAG, run_id, gate_task(2), TaskInstanceState.RUNNING, poll=0.1
