@@ -13,10 +13,15 @@ Enabled with the provider's own setting, ``[aws] session_factory``
 assumes a role is built by the provider as before, with a loader of its own. Like the
 provider's shared loader, it reads botocore's bundled data only (``AWS_DATA_PATH`` is not
 searched).
+
+Airflow loads this class while it imports ``base_aws``; importing this module first, with the
+setting in force, would make ``base_aws`` ask for the class before it exists. Refer to it as
+``base_aws.SessionFactory``, never by importing it.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import boto3
@@ -25,6 +30,7 @@ import botocore.session
 from airflow.providers.amazon.aws.hooks.base_aws import BaseSessionFactory
 
 _LOADER = botocore.loaders.Loader()
+_LOADER_PATHS = threading.Lock()
 
 
 class SharedLoaderSessionFactory(BaseSessionFactory):
@@ -33,4 +39,10 @@ class SharedLoaderSessionFactory(BaseSessionFactory):
     def _create_basic_session(self, session_kwargs: dict[str, Any]) -> boto3.session.Session:
         core = botocore.session.get_session()
         core.register_component("data_loader", _LOADER)
-        return boto3.session.Session(botocore_session=core, **session_kwargs)
+        with _LOADER_PATHS:
+            session = boto3.session.Session(botocore_session=core, **session_kwargs)
+            # boto3 adds its own data folder to the loader's search paths at every session:
+            # keep each folder once, or the shared list grows for the life of the process
+            paths = _LOADER.search_paths
+            paths[:] = dict.fromkeys(paths)
+        return session
