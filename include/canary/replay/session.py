@@ -110,19 +110,18 @@ class ReplaySession:
         self.shares = dict(zip(self.arms, shares.tolist(), strict=True))
         self.progress = sys.stderr.isatty() if progress is None else progress
         self._frames: list[pd.DataFrame] = []
-        self.allocator, self.cursors, self.totals = self._restore(state)
-        self.starts: dict[str, int] = dict((state or {}).get("starts", {}))
+        self.allocator, self.cursors, self.starts, self.totals = self._restore(state)
         _warn_small_pool(runtime, config.concurrency)
 
     # ---------------------------------------------------------------- state
     def _restore(
         self, state: dict[str, Any] | None
-    ) -> tuple[Allocator, dict[str, int], ReplayStats]:
+    ) -> tuple[Allocator, dict[str, int], dict[str, int], ReplayStats]:
         if not state:
             seed = None if self.config.seed is None else self.config.seed + self.config.shard_index
             policy = make_policy(self.config.strategy, **dict(self.config.strategy_params))
             alloc = Allocator(policy, warmup=self.config.warmup, salt=self.config.run_id, seed=seed)
-            return alloc, {}, ReplayStats()
+            return alloc, {}, {}, ReplayStats()
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"state: version {state.get('version')!r} is not {STATE_VERSION}")
         alloc = Allocator.from_state_dict(state["allocator"])
@@ -130,7 +129,8 @@ class ReplaySession:
             log.info("strategy changes from %s to %s", alloc.policy.strategy, self.config.strategy)
             alloc.policy = make_policy(self.config.strategy, **dict(self.config.strategy_params))
             alloc.warmup = self.config.warmup
-        return alloc, dict(state["cursors"]), ReplayStats.from_dict(state["totals"])
+        starts = dict(state.get("starts", {}))  # none in a state saved before starts were
+        return alloc, dict(state["cursors"]), starts, ReplayStats.from_dict(state["totals"])
 
     def state_dict(self) -> dict[str, Any]:
         """Everything the next chunk (maybe in another process) needs; JSON-ready."""

@@ -154,6 +154,14 @@ def test_each_stage_replays_rows_no_earlier_stage_of_the_run_did(
     assert pd.concat([second, more]).user_id.tolist() == users(range(30, 70))
     assert session.state_dict()["starts"] == {"stage_1": 0, "stage_2": 30}
 
+    # a state saved before starts were: a stage already begun keeps row 0, as it began
+    key = location.state_key(0, 1)
+    state = json.loads(replay_env.s3.get_object(Bucket=location.bucket, Key=key)["Body"].read())
+    del state["starts"]
+    replay_env.s3.put_object(Bucket=location.bucket, Key=key, Body=json.dumps(state))
+    _, resumed = chunk("stage_2", 10)
+    assert resumed.state_dict()["starts"] == {"stage_2": 0}
+
 
 def test_replay_until_stops_when_the_caller_says(
     replay_env, ab_endpoint, replay_frame, caplog
