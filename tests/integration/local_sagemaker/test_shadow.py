@@ -199,6 +199,7 @@ def test_a_slow_shadow_shows_in_its_model_latency_not_in_the_callers(deployer, m
     url = deployer.upload(xgboost_tarball(boosters["challenger"]))
     slow = deployer.model(url, env={"LOCAL_SAGEMAKER_LATENCY_MS": str(latency_ms)})
     endpoint = deployer.endpoint(_shadow_config(deployer, models["champion"], slow))
+    deployer.stack.flush()  # no shadow call of an earlier test is left in the count
     answers = _send(deployer, endpoint, n)
     assert {variant for variant, _ in answers.values()} == {"Prod"}
     assert deployer.stack.admin("GET", "stats")["shadow_calls_pending"] > 0
