@@ -29,6 +29,13 @@ REGISTRY_ROLLOUT = {"approval": ApprovalMode.EVERY_STAGE.value, "approval_timeou
 TIMEOUT_CHECK_SECONDS = 3
 KILL_POLL_SECONDS = 0.02  # how often kill_first_try_at_start looks for the task's process
 TAKEN_UP = {TaskInstanceState.SCHEDULED, TaskInstanceState.QUEUED, TaskInstanceState.RUNNING}
+#: A task in one of these states has no process of its first try to kill, and never will.
+NO_FIRST_TRY = {
+    *TEARDOWN_ENDED,
+    TaskInstanceState.UPSTREAM_FAILED,
+    TaskInstanceState.UP_FOR_RETRY,
+    TaskInstanceState.REMOVED,
+}
 
 
 class Api:
@@ -166,14 +173,14 @@ def kill_first_try_at_start(api: Api, run_id: str, task_id: str) -> None:
     during the task's work. The first try's id is known before then; the title names it."""
     end = time.monotonic() + RUN_DEADLINE
     while (task := api.task(ROLLOUT_DAG, run_id, task_id))["state"] not in TAKEN_UP:
-        assert task["state"] not in TEARDOWN_ENDED and time.monotonic() < end, task
+        assert task["state"] not in NO_FIRST_TRY and time.monotonic() < end, task
         time.sleep(0.1)
     assert task["try_number"] <= 1, task
     asked = time.monotonic()
     while not (pids := _task_pids(task["id"])):
         if time.monotonic() - asked > 1:  # fail plainly, not at the deadline, if it slipped by
             state = api.task(ROLLOUT_DAG, run_id, task_id)["state"]
-            assert state not in TEARDOWN_ENDED, f"{task_id} ended ({state}) before any kill"
+            assert state not in NO_FIRST_TRY, f"{task_id} ended ({state}) before any kill"
             asked = time.monotonic()
         assert time.monotonic() < end, f"no process ever ran {task_id}"
         time.sleep(KILL_POLL_SECONDS)

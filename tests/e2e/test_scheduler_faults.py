@@ -71,10 +71,11 @@ def test_killed_gate_and_weight_shift_resume_and_a_run_marked_failed_still_clean
 ) -> None:
     """kill -9 of the gate's process mid-stage: its retry carries on from what the stage keeps
     in S3 (the replay's cursor, its decision records and looks) and the stage promotes. kill -9
-    of stage 2's weight shift: its retry finds the endpoint on one stage's weights or the
-    other's, never between, and stage 2 is judged on its own. Then a person marks the run
-    failed over the REST API during stage 2: teardown still runs, the champion serves alone
-    and nothing of the challenger is left."""
+    of stage 2's weight shift as soon as a process runs it (on the instant stack the shift is
+    over within a second of reporting running, so the kill lands as the task loads or calls
+    AWS): its retry sets stage 2's weights, and stage 2 is judged on its own. Then a person
+    marks the run failed over the REST API during stage 2: teardown still runs, the champion
+    serves alone and nothing of the challenger is left."""
     airflow_api.wait_for_dag(ROLLOUT_DAG)
     endpoint_name = run_id = f"fault-{unique_name}"
     conf = {
