@@ -268,12 +268,12 @@ class ReplaySession:
         """Send the next ``n`` requests of this stage, persist them, and return them."""
         if n < 1:
             raise ValueError(f"n: chunk size must be >= 1, got {n!r}")
-        first = self.cursor
-        self.starts[self.config.stage] = self.start
+        first, start = self.cursor, self.start
+        self.starts[self.config.stage] = start
         stats = ReplayStats()
         began = time.perf_counter()
         with _Progress(n, self.config, self.progress) as progress:
-            rows = self._send(first, n, stats, progress)
+            rows = self._send(first, start, n, stats, progress)
         stats.elapsed_s = time.perf_counter() - began
         self.cursors[self.config.stage] = first + n
         self.totals = self.totals.merge(stats)
@@ -283,11 +283,14 @@ class ReplaySession:
         log.info("replay %s chunk @%d: %s", self.config.stage, first, _summary(stats))
         return ChunkResult(frame, stats, first)
 
-    def _send(self, first: int, n: int, stats: ReplayStats, progress: _Progress) -> list[dict]:
-        """Keep up to ``concurrency`` requests in flight; choose and learn on this thread only."""
+    def _send(
+        self, first: int, start: int, n: int, stats: ReplayStats, progress: _Progress
+    ) -> list[dict]:
+        """Keep up to ``concurrency`` requests in flight; choose and learn on this thread only.
+        ``first`` is the stage's next sequence number, ``start`` the row its requests begin at."""
         rows: list[dict[str, Any]] = []
         pending: dict[Future, _Planned] = {}
-        seq, end, start = first, first + n, self.start
+        seq, end = first, first + n
         with ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="replay") as pool:
             while seq < end or pending:
                 while seq < end and len(pending) < self.config.concurrency:
