@@ -27,6 +27,7 @@ SCALE = 0.02
 WEIGHTS_SECONDS = 300.0  # AWS-side, so 6 s here
 PROFILE = aws_env(SCALE, weights_seconds=WEIGHTS_SECONDS, delete_seconds=250, metrics_lag=250)
 ROW = "1,2,3,4"
+AT_ONCE = 10  # requests sent together: as many as botocore's default connection pool
 ROLE = "arn:aws:iam::123456789012:role/local-test"
 
 
@@ -69,7 +70,7 @@ def _invoked(aws_stack: EmbeddedStack, endpoint: str, n: int) -> set[str]:
         answer = runtime.invoke_endpoint(EndpointName=endpoint, Body=ROW, ContentType="text/csv")
         return answer["InvokedProductionVariant"]
 
-    with ThreadPoolExecutor(max_workers=min(n, 10)) as pool:
+    with ThreadPoolExecutor(max_workers=min(n, AT_ONCE)) as pool:
         return set(pool.map(invoke, range(n)))
 
 
@@ -206,9 +207,8 @@ def test_control_plane_throttles_and_botocores_retries_absorb_it(aws_stack, sm):
             return True
         return False
 
-    # at once (as many as botocore's connection pool), so that more than the burst arrive
-    # within one refill however slow the box is
-    with ThreadPoolExecutor(max_workers=10) as pool:
+    # at once, so that more than the burst arrive within one refill however slow the box is
+    with ThreadPoolExecutor(max_workers=AT_ONCE) as pool:
         throttled = sum(pool.map(refused, range(60)))
     assert throttled > 0
     for _ in range(60):  # the rollout's clients: standard retries
