@@ -38,6 +38,7 @@ from canary_airflow.dashboard.shaping import (
     StageFiles,
     TaskRecord,
     current_stage,
+    plan_numbers,
     plan_of,
 )
 
@@ -161,7 +162,7 @@ def with_everything(run: RunRecords) -> RunRecords:
         report = read_json(s3, plan.bucket, key)
         if report is not None:
             return replace(run, report=report)
-        return _files(s3, plan, run, range(1, len(plan.stages) + 1), looks=True)
+        return _files(s3, plan, run, plan_numbers(plan), looks=True)
 
     return _with_s3(run, read)
 

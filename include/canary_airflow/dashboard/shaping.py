@@ -61,8 +61,8 @@ class RunRecords:
     """Everything the dashboard knows about one DAG run, as plain data.
 
     ``xcoms`` and ``tasks`` are keyed by task id (unmapped instances, ``return_value`` only);
-    ``approvals`` by approval task id; ``stage_files`` by stage number (from 1); ``report`` is the
-    run's ``report.json`` when it exists.
+    ``approvals`` by approval task id; ``stage_files`` by stage number (0: the shadow stage);
+    ``report`` is the run's ``report.json`` when it exists.
     """
 
     dag_id: str
@@ -166,9 +166,8 @@ def current_weights(run: RunRecords, plan: RolloutPlan | None) -> dict[str, floa
     if concluded and plan is not None:
         return {v: 1.0 if v == concluded["winner"] else 0.0 for v in plan.variants}
     stage = current_stage(run)
-    if stage is None:
-        return None
-    return shares(run.xcoms[ids.stage_task(stage, ids.SET_WEIGHTS)]["weights"])
+    window = _window(run, stage) if stage is not None else None
+    return shares(window["weights"]) if window else None
 
 
 def shares(weights: Mapping[str, float]) -> dict[str, float]:

@@ -19,19 +19,21 @@ from canary.experiment.gates import (
     GateConfig,
     LatencySummary,
     Outcomes,
+    PairedOutcomes,
     StageEvidence,
     VariantEvidence,
     Verdict,
     evaluate,
 )
-from canary.plan import RolloutPlan
+from canary.plan import SHADOW_NUMBER, SHADOW_STAGE, RolloutPlan
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.dashboard.shaping import ApprovalRequest, RunRecords, StageFiles, TaskRecord
 
 START = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 RUN_ID = "manual__2026-03-01T10:00:00+00:00"
-PLAN = RolloutPlan(stages=((50, 50), (25, 75)), shadow=False)  # the shadow: its own test
+PLAN = RolloutPlan(stages=((50, 50), (25, 75)), shadow=False)  # the shadow: its own runs
+SHADOW_PLAN = PLAN.model_copy(update={"shadow": True})
 CHAMPION, CHALLENGER = PLAN.variants
 
 
@@ -59,6 +61,35 @@ def gate_records(index: int, seed: int, p1: float = 0.9) -> list[dict[str, Any]]
         records.append(json.loads(decision.to_json()))
         if decision.verdict is not Verdict.CONTINUE:
             return records
+
+
+def shadow_records(looks: int, seed: int) -> list[dict[str, Any]]:
+    """The shadow gate's records over its first ``looks`` pokes: 150 pairs a poke, the
+    each model right where the other is wrong on 5 % (a gate that keeps looking)."""
+    config = GateConfig.of(SHADOW_PLAN.gate)
+    weights = SHADOW_PLAN.stages[0][0], 0  # the champion serves all; the shadow answers copies
+    rng = np.random.default_rng(seed)
+    records, recorded = [], []
+    discordant = np.zeros(2, dtype=int)
+    for poke in range(1, looks + 1):
+        n = 150 * poke
+        discordant += rng.multinomial(150, [0.05, 0.05, 0.90])[:2]
+        champion_only, challenger_only = (int(k) for k in discordant)
+        both = int(0.85 * (n - discordant.sum()))
+        table = PairedOutcomes(both, champion_only, challenger_only,
+                               n - both - champion_only - challenger_only)  # fmt: skip
+        evidence = StageEvidence(
+            SHADOW_STAGE,
+            weights,
+            _variant(CHAMPION, n, both + champion_only, 70.0),
+            _variant(CHALLENGER, n, both + challenger_only, 90.0),
+            START,
+            START + timedelta(minutes=poke),
+            paired=table,
+        )
+        decision, recorded = evaluate(evidence, config, recorded)
+        records.append(json.loads(decision.to_json()))
+    return records
 
 
 def _variant(name: str, n: int, correct: int, p99: float) -> VariantEvidence:
@@ -137,6 +168,34 @@ def running_run(stage_records: list[list[dict[str, Any]]]) -> RunRecords:
         tasks={ids.gate_task(2): TaskRecord("up_for_reschedule", START)},
         stage_files={
             2: StageFiles(newest=newest, looks=newest["looks"], look_records=_looked(looking))
+        },
+    )
+
+
+@pytest.fixture()
+def shadow_run() -> RunRecords:
+    """A run in its shadow stage: the endpoint mirrors to the challenger, the gate still looks."""
+    looking = shadow_records(looks=3, seed=6)  # with this seed no look decides
+    newest = looking[-1]
+    window = {
+        "endpoint": SHADOW_PLAN.endpoint_name,
+        "weights": SHADOW_PLAN.stage_weights(SHADOW_STAGE),
+        "started_at": START.timestamp(),
+    }
+    return RunRecords(
+        dag_id=ids.ROLLOUT_DAG,
+        run_id="manual__shadow",
+        state="running",
+        start_date=START,
+        xcoms={
+            ids.VALIDATE_PLAN: SHADOW_PLAN.model_dump(mode="json"),
+            ids.shadow_task(ids.ENTER_STAGE): window,
+        },
+        tasks={ids.SHADOW_GATE: TaskRecord("up_for_reschedule", START)},
+        stage_files={
+            SHADOW_NUMBER: StageFiles(
+                newest=newest, looks=newest["looks"], look_records=_looked(looking)
+            )
         },
     )
 

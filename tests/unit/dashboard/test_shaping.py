@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 
 from canary.experiment.gates import Verdict
-from canary.plan import RolloutPlan
+from canary.plan import SHADOW_NUMBER, RolloutPlan
 from canary.rollout import layout
 from canary.rollout.outcome import RunOutcome
 from canary.stage.state import DECISIONS, decision_name
@@ -61,6 +61,41 @@ def test_running_run_shows_the_live_gate_and_the_stage_weights(
     assert Verdict(row["last_verdict"]["verdict"]) is Verdict.CONTINUE
     assert row["last_verdict"]["reason"] == running_run.stage_files[2].newest["reason"]
     assert row["report_link"] is None
+
+
+def test_a_run_in_its_shadow_stage_shows_the_champion_serving_all_and_the_shadow_gate(
+    shadow_run: RunRecords,
+) -> None:
+    """The shadow stage has no ``set_weights``: its window is ``enter``'s, and no user is
+    served by the challenger while its gate looks."""
+    row = rollout_summary(shadow_run, LINKS)
+    assert row["current_stage"] == SHADOW_NUMBER and row["running"] is True
+    assert row["current_weights"] == champion_serves_all(shadow_run)
+    newest = shadow_run.stage_files[SHADOW_NUMBER].newest
+    assert Verdict(row["last_verdict"]["verdict"]) is Verdict.CONTINUE
+    assert (row["last_verdict"]["stage"], row["last_verdict"]["reason"]) == (
+        SHADOW_NUMBER,
+        newest["reason"],
+    )
+
+
+def test_a_shadow_stage_detail_has_its_paired_looks_first(shadow_run: RunRecords) -> None:
+    detail = rollout_detail(shadow_run, LINKS)
+    assert [row["number"] for row in detail["stages"]] == [SHADOW_NUMBER, 1, 2]
+    shadow_looks = shadow_run.stage_files[SHADOW_NUMBER].looks
+    [gate, *later] = detail["gate"]
+    assert gate["stage"] == SHADOW_NUMBER and len(gate["looks"]) == len(shadow_looks)
+    assert [look["n_pairs"] for look in gate["looks"]] == [
+        look["n_pairs"] for look in shadow_looks
+    ]
+    assert all(not stage["looks"] for stage in later)
+    first = detail["weights_timeline"][0]
+    assert (first["stage"], first["weights"]) == (SHADOW_NUMBER, champion_serves_all(shadow_run))
+
+
+def champion_serves_all(run: RunRecords) -> dict[str, float]:
+    champion, challenger = plan_of(run).variants
+    return {champion: 1.0, challenger: 0.0}
 
 
 def test_a_finished_run_that_never_concluded_failed(running_run: RunRecords) -> None:
