@@ -85,9 +85,7 @@ def test_a_shadow_stage_detail_has_its_paired_looks_first(shadow_run: RunRecords
     shadow_looks = shadow_run.stage_files[SHADOW_NUMBER].looks
     [gate, *later] = detail["gate"]
     assert gate["stage"] == SHADOW_NUMBER and len(gate["looks"]) == len(shadow_looks)
-    assert [look["n_pairs"] for look in gate["looks"]] == [
-        look["n_pairs"] for look in shadow_looks
-    ]
+    assert [look["n_pairs"] for look in gate["looks"]] == [look["n_pairs"] for look in shadow_looks]
     assert all(not stage["looks"] for stage in later)
     first = detail["weights_timeline"][0]
     assert (first["stage"], first["weights"]) == (SHADOW_NUMBER, champion_serves_all(shadow_run))
