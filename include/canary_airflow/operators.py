@@ -25,7 +25,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
 )
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.amazon.aws.utils.sagemaker import ApprovalStatus
-from airflow.providers.common.compat.sdk import conf
+from airflow.providers.common.compat.sdk import conf, mask_secret
 
 from canary.rollout import endpoint
 from canary.stage.window import first_whole_period
@@ -35,12 +35,27 @@ from canary_airflow.triggers import EndpointSettledTrigger
 
 
 class EnsureSageMakerModelOperator(SageMakerModelOperator):
-    """Create a SageMaker model, or accept the identical one a previous try created."""
+    """Create a SageMaker model, or accept the identical one a previous try created.
+
+    The container environment may hold secrets: its values are masked as soon as the request
+    is rendered, before Airflow keeps the rendered fields and before the provider logs the
+    whole request (``preprocess_config``)."""
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        for value in environment_values(self.config):
+            mask_secret(value)
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.preprocess_config()
         created = endpoint.ensure_model(self.hook.conn, self.config)
         return {"ModelName": self.config["ModelName"], "created": created}
+
+
+def environment_values(request: Mapping[str, Any]) -> list[str]:
+    """Every environment value of a CreateModel request's containers."""
+    containers = [request.get("PrimaryContainer") or {}, *(request.get("Containers") or [])]
+    return [value for c in containers for value in (c.get("Environment") or {}).values()]
 
 
 class EnsureSageMakerEndpointConfigOperator(SageMakerEndpointConfigOperator):

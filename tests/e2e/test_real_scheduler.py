@@ -21,6 +21,7 @@ from canary.rollout.outcome import RunOutcome
 from canary_airflow.dev.postgres import LocalPostgres
 from canary_airflow.dev.standalone import ADMIN
 from canary_airflow.ids import (
+    CREATE_MODEL,
     PROMOTE,
     REGISTRY_DAG,
     ROLLBACK,
@@ -30,6 +31,8 @@ from canary_airflow.ids import (
     gate_task,
 )
 from tests.e2e.scheduler import Api
+
+SECRET = "token-7d2a61"  # a container environment value: shown to no one
 
 
 def test_people_approve_each_stage_and_follow_it_on_the_dashboard(
@@ -48,6 +51,7 @@ def test_people_approve_each_stage_and_follow_it_on_the_dashboard(
         "endpoint_name": f"ui-{unique_name}",
         "champion_source": group.packages["champion"],
         "challenger_source": group.packages["challenger"],
+        "challenger_environment": {"API_TOKEN": SECRET},
     }
     airflow_api.wait_for_dag(ROLLOUT_DAG)
     run_id = f"ui-{unique_name}"
@@ -113,6 +117,15 @@ def test_people_approve_each_stage_and_follow_it_on_the_dashboard(
     browser.screenshot(page, "dashboard-run")
     detail = airflow_api.fetch("GET", f"/canary/api/rollouts/{run_id}")
     assert [Verdict(s["decision"]["verdict"]) for s in detail["stages"]] == [Verdict.PROMOTE] * 2
+
+    # the environment reached the model's request masked, and no component's or task's log has it
+    model = airflow_api.call(
+        "GET", f"dags/{ROLLOUT_DAG}/dagRuns/{run_id}/taskInstances/{CREATE_MODEL['challenger']}"
+    )
+    rendered = model["rendered_fields"]["config"]["PrimaryContainer"]["Environment"]
+    assert rendered == {"API_TOKEN": "***"}
+    logs = [path for path in airflow_api.log.parent.rglob("*") if path.is_file()]
+    assert logs and not [path for path in logs if SECRET.encode() in path.read_bytes()]
 
 
 def rollouts(api: Api) -> list[dict[str, Any]]:
