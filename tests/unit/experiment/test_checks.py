@@ -18,6 +18,8 @@ from canary.experiment.gates import (
     PairedOutcomes,
     StageEvidence,
     VariantEvidence,
+    Verdict,
+    evaluate,
 )
 from canary.experiment.gates.auc import compare_auc, compare_auc_paired, delong_auc
 from canary.experiment.gates.guardrails import FAIL, OK, Check, guardrail_checks
@@ -203,6 +205,26 @@ def test_ipw_primary_recovers_truth_under_adaptive_allocation() -> None:
     assert res.method == "ipw_hajek"
     assert naive > 0.1  # the bias IPW must remove
     assert abs(res.diff) < 3 * (res.ci_high - res.ci_low) / (2 * 1.645)
+
+
+def test_an_observed_spread_of_zero_gives_no_statistic_and_no_promotion() -> None:
+    """Both arms all right under adaptive allocation: the IPW standard error is 0, and a z of
+    +inf would promote at any boundary on 40 requests an arm. No statistic until outcomes
+    differ; the same counts unadaptive get the score test, which has a spread under its null."""
+    right = np.ones(40)
+
+    def variant(name: str) -> VariantEvidence:
+        return VariantEvidence(name, 40, outcomes=Outcomes.of(right, True), values=right,
+                               propensities=np.full(40, 0.5))  # fmt: skip
+
+    adaptive = _stage(variant("a"), variant("b"), adaptive=True)
+    assert primary_statistic(adaptive, margin=0.02, alpha=0.05) is None
+    config = GateConfig(margin=0.02, planning_rate=0.99)
+    decision, looks = evaluate(adaptive, config, [])
+    assert decision.verdict is Verdict.CONTINUE
+    assert decision.record["primary"] is None
+    fixed = primary_statistic(_stage(variant("a"), variant("b")), margin=0.02, alpha=0.05)
+    assert fixed.method == "farrington_manning_score" and 0 < fixed.z < 2
 
 
 # --- guardrails --------------------------------------------------------------------------------

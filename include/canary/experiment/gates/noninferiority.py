@@ -107,13 +107,13 @@ def _score_of_counts(
     return PrimaryResult(method, m0, m1, m1 - m0, float(low), float(high), z, margin, n0, n1)
 
 
-def _welch(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult:
+def _welch(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult | None:
     c0, c1 = ev.champion.outcomes, ev.challenger.outcomes
     se = math.sqrt(c0.variance / c0.n + c1.variance / c1.n)
     return _from_se("welch_z", c0.mean, c1.mean, se, margin, alpha, c0.n, c1.n)
 
 
-def _carried(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult:
+def _carried(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult | None:
     """The challenger against the champion's estimate from earlier stages: for 0/1 outcomes the
     score test (the carried estimate pools the champion's outcomes: a binomial sample of its
     own), else a Wald z with the carried mean's variance added."""
@@ -126,7 +126,7 @@ def _carried(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult:
     return _from_se("carried_champion_z", carried.mean, c1.mean, se, margin, alpha, carried.n, c1.n)
 
 
-def _ipw(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult:
+def _ipw(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult | None:
     champ, chall = ev.champion, ev.challenger
     if champ.values is None or chall.values is None:
         raise ValueError("values: adaptive evidence needs per-request values and propensities")
@@ -153,8 +153,13 @@ def _hajek_mean(values: np.ndarray, propensities: np.ndarray) -> float:
 
 def _from_se(
     method: str, m0: float, m1: float, se: float, margin: float, alpha: float, n0: int, n1: int
-) -> PrimaryResult:
+) -> PrimaryResult | None:
+    """A z from an observed standard error, or None while that error is zero (every outcome
+    seen so far the same, e.g. both arms all right): z would be infinite and promote at any
+    boundary on no measured spread at all, so no statistic is taken until outcomes differ."""
+    if not se > 0:
+        return None
     diff = m1 - m0
     q = float(stats.norm.isf(alpha))
-    z = (diff + margin) / se if se > 0 else (math.inf if diff > -margin else -math.inf)
+    z = (diff + margin) / se
     return PrimaryResult(method, m0, m1, diff, diff - q * se, diff + q * se, z, margin, n0, n1)
