@@ -220,7 +220,7 @@ def test_an_observed_spread_of_zero_gives_no_statistic_and_no_promotion() -> Non
     adaptive = _stage(variant("a"), variant("b"), adaptive=True)
     assert primary_statistic(adaptive, margin=0.02, alpha=0.05) is None
     config = GateConfig(margin=0.02, planning_rate=0.99)
-    decision, looks = evaluate(adaptive, config, [])
+    decision, _ = evaluate(adaptive, config, [])
     assert decision.verdict is Verdict.CONTINUE
     assert decision.record["primary"] is None
     fixed = primary_statistic(_stage(variant("a"), variant("b")), margin=0.02, alpha=0.05)
