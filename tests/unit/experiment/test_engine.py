@@ -18,6 +18,7 @@ from canary.experiment.gates import (
     VariantEvidence,
     Verdict,
     cap_per_variant,
+    champion_estimate,
     evaluate,
     fixed_horizon_n,
     planned_max_requests,
@@ -283,6 +284,20 @@ def test_zero_hundred_stage_uses_the_carried_champion_estimate() -> None:
     assert decision.verdict is Verdict.PROMOTE
     assert decision.record["primary"]["method"] == "carried_champion_score"
     worse = counts_evidence(0, 0, n, int(0.70 * n), weights=(0, 100), carried=carried)
+    assert evaluate(worse, CONFIG)[0].verdict is Verdict.ROLLBACK
+
+
+def test_a_champion_right_on_every_request_is_carried_with_a_spread() -> None:
+    """A 0/100 stage after a champion that never erred: the pooled variance is 0, which would
+    claim its accuracy exactly known (and broke the stage). It is carried as half an error's
+    worth, under one error's, and the stage sizes and judges the challenger against it."""
+    earlier = [counts_evidence(n, n, n, n - 30) for n in (600, 900)]
+    carried = champion_estimate(earlier)
+    assert (carried.mean, carried.n, carried.binary) == (1.0, 1500, True)
+    one_error = champion_estimate([counts_evidence(1500, 1499, 1500, 1470)])
+    assert 0 < carried.variance < one_error.variance
+    n = planned_max_requests(CONFIG, (0, 100), carried.variance).challenger
+    worse = counts_evidence(0, 0, n, int(0.95 * n), weights=(0, 100), carried=carried)
     assert evaluate(worse, CONFIG)[0].verdict is Verdict.ROLLBACK
 
 

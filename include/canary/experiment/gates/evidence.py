@@ -241,7 +241,10 @@ def champion_estimate(stages: list[StageEvidence]) -> CarriedEstimate:
     """Pool the champion's outcomes over earlier stages into the estimate a 0/100 stage carries.
 
     Why pooled sufficient statistics: the stages are disjoint request sets from the same champion,
-    so their union is one larger sample; the variance of its mean is s^2 / n."""
+    so their union is one larger sample; the variance of its mean is s^2 / n. A 0/1 champion
+    right (or wrong) on every request has s^2 = 0, which would claim its accuracy is known
+    exactly: its variance is then that of half a success more (or fewer), (k + 1/2) / (n + 1),
+    below what one opposite outcome would give. (The carried score test uses the counts.)"""
     n = sum(s.champion.outcomes.n for s in stages)
     if n < 2:
         raise ValueError("stages: no champion outcomes to carry forward")
@@ -251,4 +254,8 @@ def champion_estimate(stages: list[StageEvidence]) -> CarriedEstimate:
         sum(s.champion.outcomes.total_sq for s in stages),
         all(s.champion.outcomes.binary for s in stages),
     )
-    return CarriedEstimate(pooled.mean, pooled.variance / n, n, pooled.binary)
+    variance = pooled.variance
+    if pooled.binary and variance == 0:
+        smoothed = (pooled.total + 0.5) / (n + 1)
+        variance = smoothed * (1 - smoothed)
+    return CarriedEstimate(pooled.mean, variance / n, n, pooled.binary)
