@@ -73,13 +73,14 @@ class StageState:
         return json.loads(body.read())
 
     def record(self, decision: Decision, looks: list[dict[str, Any]]) -> None:
-        """Every evaluation leaves its decision record, then the looks it is based on; a final
-        one is also kept as the stage's decision, written last so that it exists only once
-        everything before it does."""
+        """Every evaluation leaves its decision record, then the looks it is based on. A final
+        one is kept as the stage's decision before its looks: if a write fails between them,
+        the retry finds the decision, not a final look it would take as one still to come
+        (and test on past a crossed boundary)."""
         self._put(decision_name(datetime.now(UTC), decision.verdict), decision.to_json().encode())
-        self.save(LOOKS, looks)
         if decision.verdict is not Verdict.CONTINUE:
             self._put(DECIDED, decision.to_json().encode())
+        self.save(LOOKS, looks)
 
     def looks(self) -> list[dict[str, Any]]:
         """The looks taken in this window: its sequential test does not go on from an earlier

@@ -11,7 +11,7 @@ import pytest
 from canary.experiment.gates.decision import Decision, Verdict
 from canary.plan import parse_plan
 from canary.stage.gate import StageGate
-from canary.stage.state import SETTLING, StageState, decision_of
+from canary.stage.state import LOOKS, SETTLING, StageState, decision_of
 from canary.stage.window import StageWindow
 
 
@@ -76,3 +76,40 @@ def test_a_value_is_unchanged_only_after_it_stayed_put_for_the_time_asked(aws) -
     cleared = StageWindow(0, plan.stage_weights(0), started_at=window.started_at + 60)
     anew = StageState(aws.s3, plan, "run", cleared)
     assert anew.unchanged_for(SETTLING, [1, 3], 0.0) is False  # a new window: its own clock
+
+
+class _LooksWriteFails:
+    """The stack's S3, except that saving the looks fails (a worker that dies there)."""
+
+    def __init__(self, s3) -> None:
+        self._s3 = s3
+
+    def put_object(self, **kwargs):
+        if kwargs["Key"].endswith(LOOKS):
+            raise ConnectionError("the worker died while saving the looks")
+        return self._s3.put_object(**kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._s3, name)
+
+
+def test_a_decision_is_kept_before_its_looks_so_a_failed_save_loses_nothing(aws) -> None:
+    """A final decision whose looks could not be saved: the retry must find the decision, not
+    a look history without its final look, from which it would go on testing."""
+    bucket = f"torn-{uuid.uuid4().hex[:8]}"
+    aws.s3.create_bucket(Bucket=bucket)
+    plan = parse_plan({"bucket": bucket})
+    window = StageWindow(0, plan.stage_weights(0), started_at=time.time())
+    opened = window.opened_at.isoformat()
+    final = {"look": 1, "verdict": Verdict.ROLLBACK.value, "at": opened}
+    record = {"verdict": "rollback", "reason": "futility at look 1", "stage_started_at": opened}
+    torn = StageState(_LooksWriteFails(aws.s3), plan, "run", window)
+
+    with pytest.raises(ConnectionError):
+        torn.record(Decision(Verdict.ROLLBACK, record["reason"], record), [final])
+
+    retried = StageState(aws.s3, plan, "run", window)
+    assert retried.looks() == []  # the final look was never saved
+    decided = retried.decided()
+    assert decided is not None and decided.verdict is Verdict.ROLLBACK
+    assert decided.reason == record["reason"]
