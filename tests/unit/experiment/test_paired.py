@@ -104,7 +104,7 @@ def test_exact_p_value_is_the_enumerated_worst_null_tail(b: int, c: int, n: int)
     margin, gamma = 0.02, 0.001
     z_obs = float(tango_z(b, c, n, -margin))
     upper = float(stats.beta.ppf(1 - gamma, b + c + 1, n - b - c))
-    grid = np.linspace(margin, upper, 48)[1:]
+    grid = np.linspace(margin, upper, 48)
     worst = max(_null_tail(z_obs, n, margin, p) for p in grid)
     assert exact_p_value(b, c, n, margin, gamma) == pytest.approx(worst + gamma, rel=1e-6)
 
@@ -117,16 +117,26 @@ def test_exact_test_keeps_its_level_at_the_margin() -> None:
         (b, c)
         for b in range(n + 1)
         for c in range(n + 1 - b)
-        if 0 < b + c < EXACT_BELOW and exact_p_value(b, c, n, margin, 0.001) <= level
+        if b + c < EXACT_BELOW and exact_p_value(b, c, n, margin, 0.001) <= level
     ]
     assert rejections  # the test can reject at this n
-    for p_disc in (0.06, 0.1, 0.2, 0.4):
+    for p_disc in (margin, 0.06, 0.1, 0.2, 0.4):  # from the null's edge: every discordance lost
         pb, pc = (p_disc - margin) / 2, (p_disc + margin) / 2
         size = sum(
             stats.multinomial.pmf([b, c, n - b - c], n, [pb, pc, 1 - pb - pc])
             for b, c in rejections
         )
         assert size <= level
+
+
+def test_no_discordant_pair_is_judged_at_the_edge_of_the_null() -> None:
+    """At theta = -delta the least discordance is p_disc = delta, where no discordant pair
+    among n has probability (1 - delta)^n: 0.0503 at n = 148, so 0 of 148 is no evidence at
+    alpha = 0.05 (the grid once started just past the edge, and gave 0.0494)."""
+    margin, gamma, n = 0.02, 0.001, 148
+    at_edge = (1 - margin) ** n
+    assert at_edge > 0.05
+    assert exact_p_value(0, 0, n, margin, gamma) == pytest.approx(at_edge + gamma, rel=1e-9)
 
 
 def test_small_discordant_counts_use_the_exact_test_and_none_is_evidence_only_when_many() -> None:

@@ -176,7 +176,7 @@ def exact_p_value(b: int, c: int, n: int, margin: float, gamma: float) -> float:
     m_max = int(min(n, stats.binom.isf(1e-12, n, upper) + 1))
     first = _first_reaching(z_obs, n, m_max, margin)
     m = np.arange(m_max + 1)
-    p = np.linspace(margin, upper, NUISANCE_GRID)[1:, None]
+    p = np.linspace(margin, upper, NUISANCE_GRID)[:, None]  # from the edge: p_disc = delta
     # given m, challenger-only ~ Bin(m, pi0) with pi0 = (p_disc - margin) / (2 p_disc)
     tails = stats.binom.sf(first - 1, m, (p - margin) / (2 * p))
     worst = float(np.max(np.sum(stats.binom.pmf(m, n, p) * tails, axis=1)))
