@@ -88,10 +88,9 @@ class EnsureSageMakerEndpointOperator(SageMakerEndpointOperator):
             same_config = existing["EndpointConfigName"] == self.config["EndpointConfigName"]
             if same_config and existing["EndpointStatus"] == "InService":
                 self.log.info("endpoint %s already serves %s", name, existing["EndpointConfigName"])
-                return {"EndpointName": name, "previous_config": existing["EndpointConfigName"]}
+                return {"EndpointName": name}
             self.operation = "update"
             self.config = {key: value for key, value in self.config.items() if key != "Tags"}
-            context["ti"].xcom_push(key="previous_config", value=existing["EndpointConfigName"])
         deferrable, self.deferrable, self.wait_for_completion = self.deferrable, False, False
         super().execute(context)  # the create or update call alone; the wait is ours
         self.deferrable = deferrable

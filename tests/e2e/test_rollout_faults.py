@@ -101,6 +101,7 @@ def test_an_update_that_sagemaker_rolls_back_is_never_taken_for_success(
         assert result.state_of(ids.DEPLOY_ENDPOINT) == TaskInstanceState.FAILED
         assert result.state_of(ids.stage_task(1, ids.GATE)) == TaskInstanceState.UPSTREAM_FAILED
         assert RunOutcome(result.xcom(ids.CLEANUP)["outcome"]) is RunOutcome.FAILED
+        assert result.xcom(ids.LOCK_ENDPOINT)["found_config"] == existing  # what teardown restores
         sm = local_stack.client("sagemaker")
         live = sm.describe_endpoint(EndpointName=name)
         assert (live["EndpointStatus"], live["EndpointConfigName"]) == ("InService", existing)

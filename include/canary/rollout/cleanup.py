@@ -36,7 +36,7 @@ class RunManifest:
     created_models: tuple[str, ...] = ()
     created_configs: tuple[str, ...] = ()
     endpoint_created: bool = False
-    previous_config: str | None = None
+    previous_config: str | None = None  # what the endpoint served when the run took its lease
     uploaded_artifacts: dict[str, str] = field(default_factory=dict)  # role -> s3 uri
 
 
@@ -90,7 +90,7 @@ def finish(
     keep = plan.cleanup is CleanupPolicy.KEEP_WINNER and live is not None
     if not holds_endpoint:
         report.kept.append(f"endpoint {plan.endpoint_name} {NOT_HOLDING}")
-    elif keep and winner_role in manifest.models:
+    elif keep and winner_role in manifest.models and _changed_by_run(sm, plan, manifest):
         _serve_winner_alone(sm, plan, manifest, winner_role, report)
     elif live is not None:
         _remove_or_restore_endpoint(sm, plan, manifest, report)
@@ -100,6 +100,18 @@ def finish(
     else:  # uploads are content-addressed per endpoint: the holder's models may read them
         report.kept += [f"artifact {uri}" for uri in sorted(manifest.uploaded_artifacts.values())]
     return report
+
+
+def _changed_by_run(sm: Any, plan: RolloutPlan, manifest: RunManifest) -> bool:
+    """Whether the endpoint serves what this run deployed: the run created it, or (once any
+    change under way has ended) it no longer serves the config the run found. A run that
+    failed before its deploy leaves the user's endpoint as it was, whatever the policy."""
+    if manifest.endpoint_created:
+        return True
+    if manifest.previous_config is None:  # nothing recorded: not known to be ours
+        return False
+    live = endpoint.wait_settled(sm, plan.endpoint_name)
+    return live["EndpointConfigName"] != manifest.previous_config
 
 
 def _serve_winner_alone(
@@ -124,7 +136,7 @@ def _remove_or_restore_endpoint(
             report.deleted.append(f"endpoint {plan.endpoint_name}")
         endpoint.wait_deleted(sm, plan.endpoint_name)
         return
-    if manifest.previous_config is None:  # deploy never changed it: not ours to touch
+    if manifest.previous_config is None:  # no endpoint when the run took it, none made: not ours
         return
     _switch_config(sm, plan.endpoint_name, manifest.previous_config)
     report.serving_config = manifest.previous_config

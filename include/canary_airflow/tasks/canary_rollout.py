@@ -69,13 +69,21 @@ def validate_plan() -> dict[str, Any]:
 @task(task_id=ids.LOCK_ENDPOINT)
 def lock_endpoint(plan: dict[str, Any]) -> dict[str, Any]:
     """Take the endpoint's lease before anything touches it; another run holding it fails this
-    run here, naming the holder (see :mod:`canary.rollout.lock`)."""
+    run here, naming the holder (see :mod:`canary.rollout.lock`). Also records the config the
+    endpoint serves now (``found_config``, None when there is no endpoint yet): what teardown
+    puts back. Held by the lease, it is the config before this run, which the deploy task
+    cannot tell on a retry after its own update (a retry clears its XComs)."""
     rollout = load_plan(plan)
     lock = endpoint_lock(rollout)
     lock.ensure_table()
     lease = lock.claim(get_current_context()["run_id"], holder_alive=rollout_running)
     _log_lease(rollout, lease)
-    return {"holder": lease.holder, "expires_at": lease.expires_at}
+    found = endpoint.describe_endpoint(clients_for(rollout).sagemaker, rollout.endpoint_name)
+    return {
+        "holder": lease.holder,
+        "expires_at": lease.expires_at,
+        "found_config": found["EndpointConfigName"] if found else None,
+    }
 
 
 def endpoint_lock(rollout: RolloutPlan) -> EndpointLock:
@@ -414,7 +422,7 @@ def run_manifest() -> cleanup_ops.RunManifest:
         created_models=tuple(r["ModelName"] for r in model_results if r.get("created")),
         created_configs=tuple(c["EndpointConfigName"] for c in configs if c.get("created")),
         endpoint_created=bool(ti.xcom_pull(task_ids=ids.DEPLOY_ENDPOINT, key="created")),
-        previous_config=ti.xcom_pull(task_ids=ids.DEPLOY_ENDPOINT, key="previous_config"),
+        previous_config=(ti.xcom_pull(task_ids=ids.LOCK_ENDPOINT) or {}).get("found_config"),
         uploaded_artifacts={
             role: item["model_data_url"] for role, item in staged.items() if item.get("uploaded")
         },

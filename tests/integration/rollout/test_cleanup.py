@@ -145,3 +145,27 @@ def test_a_failed_teardown_keeps_the_lease_for_its_retry(
     assert f"endpoint {plan.endpoint_name}" in report.deleted
     assert sm.list_endpoints(NameContains=plan.endpoint_name)["Endpoints"] == []
     assert lock.current() is None
+
+
+def test_keep_winner_leaves_an_endpoint_the_run_never_changed_as_it_was(
+    deployer, plan: RolloutPlan
+) -> None:
+    """The user's endpoint serves their own config; the run made its champion model and failed
+    before its deploy. keep_winner must not switch the endpoint to a champion-only config of
+    the run: it deletes the run's model and leaves the endpoint serving what it found."""
+    s3, sm = deployer.s3, deployer.sm
+    url = f"s3://{plan.bucket}/{ARTIFACT_KEY}"
+    theirs = deployer.config({"Live": (deployer.model(url, IMAGE), 1.0)})
+    deployer.endpoint(theirs, name=plan.endpoint_name)
+    ours, _ = made_by(deployer, plan, "failed-early")  # its config: a leftover nothing serves
+    keep = plan.model_copy(update={"cleanup": CleanupPolicy.KEEP_WINNER})
+    made = RunManifest(models={"champion": ours}, created_models=(ours,), previous_config=theirs)
+
+    report = finish(sm, s3, keep, made, RunOutcome.FAILED)
+
+    live = sm.describe_endpoint(EndpointName=plan.endpoint_name)
+    assert (live["EndpointStatus"], live["EndpointConfigName"]) == ("InService", theirs)
+    assert report.winner is None and report.serving_config in (None, theirs)
+    assert f"model {ours}" in report.deleted
+    configs = {c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]}
+    assert not [c for c in configs if c.startswith(plan.resource_prefix("config"))]
