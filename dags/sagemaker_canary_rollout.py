@@ -146,7 +146,11 @@ def sagemaker_canary_rollout() -> None:
     # when the plan has no shadow stage; cleanup finds their config by its name and tag)
     setups = [lock, artifacts, champion_model, challenger_model, endpoint_config, deploy]
     report = tasks.report(plan).as_teardown(setups=setups)
-    cleanup = tasks.cleanup(plan).as_teardown(setups=setups)
+    # a cleanup that fails fails the run (Airflow ignores a teardown's failure by default) and
+    # retries: it keeps the endpoint's lease until it has worked
+    cleanup = tasks.cleanup.override(**RESUMABLE)(plan).as_teardown(
+        setups=setups, on_failure_fail_dagrun=True
+    )
     # registry bookkeeping (a no-op unless the challenger is a model package): champion or Rejected
     chain(finished, tasks.update_registry(plan), report, cleanup)
 

@@ -94,6 +94,9 @@ def test_report_and_cleanup_are_teardowns_of_every_setup(rollout) -> None:
         task = rollout.get_task(teardown)
         assert task.is_teardown
         assert setups <= {t.task_id for t in task.upstream_list if t.is_setup}
+    cleanup = rollout.get_task(ids.CLEANUP)
+    assert cleanup.on_failure_fail_dagrun is True  # resources left behind fail the run
+    assert cleanup.retries >= 1  # and are tried again while the run still holds the lease
     report = rollout.get_task(ids.REPORT)
     assert report.downstream_task_ids == {ids.CLEANUP}
     assert {ids.PROMOTE, ids.ROLLBACK} <= report.get_flat_relative_ids(upstream=True)

@@ -360,13 +360,17 @@ def cleanup(plan: dict[str, Any]) -> dict[str, Any]:
     rollout = load_plan(plan)
     aws = clients_for(rollout)
     outcome = outcome_of_run()
-    lock, run_id = endpoint_lock(rollout), get_current_context()["run_id"]
+    context = get_current_context()
+    lock, run_id, ti = endpoint_lock(rollout), context["run_id"], context["ti"]
+    done = False
     try:
         result = cleanup_ops.tear_down(
             lock, run_id, aws.sagemaker, aws.s3, rollout, run_manifest(), outcome
         )
-    finally:
-        notify_outcome(rollout, outcome)
+        done = True
+    finally:  # once: when it worked, or when no retry is left
+        if done or ti.try_number > ti.max_tries:
+            notify_outcome(rollout, outcome)
     log.info("cleanup after %s: deleted %s; kept %s", outcome, result.deleted, result.kept)
     return {
         "outcome": result.outcome.value,
