@@ -8,13 +8,14 @@ The run is scheduled by an **asset with a watcher** (Airflow 3 event-driven sche
   common-messaging's `MessageQueueTrigger` reads the queue. Set `CANARY_REGISTRY_QUEUE_URL`.
 - **Local stack** (no SageMaker events): our `ModelPackageApprovalTrigger` polls the registry.
 
-1. **wait_for_approval**: the approved versions from the triggering events, or a `package_arn`
+1. **check_request**: the group and the rollout's fields, before any wait or AWS call.
+2. **wait_for_approval**: the approved versions from the triggering events, or a `package_arn`
    given in the form, or (a manual run without one) defer until the registry shows an approval.
-2. **claim_rollout**: durable dedupe in the registry. The newest approved version is marked
+3. **claim_rollout**: durable dedupe in the registry. The newest approved version is marked
    `canary:rollout-run=<run id>` *before* anything starts; a version already marked, already
    champion, or a group without champion stops here (short-circuit).
    The rollout gets the form's defaults plus `CANARY_REGISTRY_ROLLOUT_CONF` (a JSON object).
-3. **start_rollout**: triggers `sagemaker_canary_rollout` with both sides as package ARNs under a
+4. **start_rollout**: triggers `sagemaker_canary_rollout` with both sides as package ARNs under a
    run id derived from the version, which Airflow refuses to create twice.
 """
 
@@ -26,17 +27,18 @@ from datetime import datetime, timedelta
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Asset, AssetWatcher, Param, chain, dag
 
-from canary.plan import DEFAULT_PLAN, REGION, SAGEMAKER_NAME, NightlySpec
+from canary.plan import DEFAULT_PLAN, FORM_FIELDS, SAGEMAKER_NAME, NightlySpec
 from canary_airflow import ids
-from canary_airflow.sensors import RegistryApprovalSensor
+from canary_airflow.params import field_schema
+from canary_airflow.sensors import APPROVAL_WAIT_MINUTES, RegistryApprovalSensor
 from canary_airflow.tasks import registry_rollout as tasks
-from canary_airflow.triggers import ModelPackageApprovalTrigger
+from canary_airflow.triggers import REGISTRY_POLL_SECONDS, ModelPackageApprovalTrigger
 
 GROUP = os.environ.get(
     "CANARY_MODEL_PACKAGE_GROUP", NightlySpec.model_fields["model_package_group"].default
 )
 QUEUE_URL = os.environ.get("CANARY_REGISTRY_QUEUE_URL", "")
-POLL_SECONDS = float(os.environ.get("CANARY_REGISTRY_POLL_SECONDS", "15"))
+POLL_SECONDS = float(os.environ.get("CANARY_REGISTRY_POLL_SECONDS", REGISTRY_POLL_SECONDS))
 # An approval starts a run with the form's defaults, not a person's input: these fields (e.g.
 # the bucket and the execution role on AWS) complete it.
 ROLLOUT_CONF = tasks.configured_rollout_conf(os.environ.get("CANARY_REGISTRY_ROLLOUT_CONF"))
@@ -78,14 +80,20 @@ approvals = Asset(f"sagemaker-model-registry://{GROUP}/approved", watchers=[appr
             description="Roll out this approved version now; empty: wait for the next approval.",
             section=SECTION,
         ),
-        "region": Param(
-            DEFAULT_PLAN.region, type="string", pattern=REGION.pattern, section=SECTION
-        ),
-        "endpoint_name": Param(
-            DEFAULT_PLAN.endpoint_name, type="string", pattern=SAGEMAKER_NAME.pattern
-        ),
+        # the rollout's own fields, as its form declares them, in this form's section
+        **{
+            name: Param(
+                getattr(DEFAULT_PLAN, name),
+                **{**field_schema(DEFAULT_PLAN, FORM_FIELDS[name]), "section": SECTION},
+            )
+            for name in ("region", "endpoint_name")
+        },
         "wait_minutes": Param(
-            60, type="number", exclusiveMinimum=0, title="Wait for an approval (minutes)"
+            APPROVAL_WAIT_MINUTES,
+            type="number",
+            exclusiveMinimum=0,
+            title="Wait for an approval (minutes)",
+            section=SECTION,
         ),
         "rollout_conf": Param(
             ROLLOUT_CONF,
@@ -96,11 +104,13 @@ approvals = Asset(f"sagemaker-model-registry://{GROUP}/approved", watchers=[appr
     },
 )
 def model_registry_rollout() -> None:
+    checked = tasks.check_request()
     approved = RegistryApprovalSensor(
         task_id=ids.WAIT_FOR_APPROVAL,
         group="{{ params.model_package_group }}",
         package_arn="{{ params.package_arn }}",
         wait_minutes="{{ params.wait_minutes }}",
+        region_name="{{ params.region }}",
         poll_interval=POLL_SECONDS,
     )
     claim = tasks.claim_rollout(approved.output)
@@ -111,7 +121,7 @@ def model_registry_rollout() -> None:
         conf=f"{{{{ ti.xcom_pull(task_ids='{ids.CLAIM_ROLLOUT}')['conf'] }}}}",
         skip_when_already_exists=True,
     )
-    chain(approved, claim, start)
+    chain(checked, approved, claim, start)
 
 
 model_registry_rollout()

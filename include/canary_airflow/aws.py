@@ -19,8 +19,6 @@ from botocore.config import Config
 from canary.stage import telemetry
 from canary_airflow import ids
 
-DEFAULT_CONN_ID = "aws_default"
-
 
 def cloudwatch_period(hook: AwsBaseHook) -> float:
     """The CloudWatch period of the hook's connection, in seconds."""
@@ -31,7 +29,7 @@ def cloudwatch_period(hook: AwsBaseHook) -> float:
 class AwsClients:
     """Lazily created clients of one connection and region; each is made once per task."""
 
-    conn_id: str = DEFAULT_CONN_ID
+    conn_id: str = ids.DEFAULT_CONN_ID
     region: str | None = None
     pool_size: int = 32
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from canary.plan import SHADOW_NUMBER
 
+DEFAULT_CONN_ID = "aws_default"  # the AWS connection every task, sensor and trigger uses
 # the AWS connection's extra that gives its CloudWatch period (see canary_airflow.aws)
 CLOUDWATCH_PERIOD_EXTRA = "cloudwatch_period_seconds"
 OWNER = "ml-platform"  # every DAG's owner, as the UI shows and filters it
@@ -48,6 +49,7 @@ REGISTRATION = "registration"
 REGISTER_MODEL_VERSION = "register_model_version"
 
 # -- model_registry_rollout ---------------------------------------------------------------------
+CHECK_REQUEST = "check_request"
 WAIT_FOR_APPROVAL = "wait_for_approval"
 CLAIM_ROLLOUT = "claim_rollout"
 START_ROLLOUT = "start_rollout"

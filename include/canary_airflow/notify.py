@@ -20,9 +20,8 @@ from botocore.config import Config
 
 from canary.plan import RolloutPlan
 from canary.reporting.notification import Event, message
-from canary_airflow.aws import DEFAULT_CONN_ID
 from canary_airflow.dashboard.shaping import Links
-from canary_airflow.ids import ROLLOUT_DAG
+from canary_airflow.ids import DEFAULT_CONN_ID, ROLLOUT_DAG
 
 log = logging.getLogger(__name__)
 # Short timeouts and few retries: an unreachable SNS must not hold a stage for minutes.

@@ -20,10 +20,10 @@ from canary.experiment.gates.decision import Verdict
 from canary.models import registry as reg
 from canary.plan import stage_title
 from canary.reporting import notification as news
-from canary_airflow.aws import DEFAULT_CONN_ID
+from canary_airflow.ids import DEFAULT_CONN_ID
 from canary_airflow.notify import publish
 from canary_airflow.tasks.canary_rollout import load_plan, stage_gate
-from canary_airflow.triggers import ModelPackageApprovalTrigger
+from canary_airflow.triggers import REGISTRY_POLL_SECONDS, ModelPackageApprovalTrigger
 
 
 class CanaryGateSensor(BaseSensorOperator):
@@ -74,6 +74,10 @@ class CanaryGateSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=done, xcom_value=decision.record if done else None)
 
 
+#: How long a run without an approval waits for one (minutes).
+APPROVAL_WAIT_MINUTES = 60.0
+
+
 class RegistryApprovalSensor(BaseSensorOperator):
     """The approved package versions this run should roll out.
 
@@ -83,16 +87,17 @@ class RegistryApprovalSensor(BaseSensorOperator):
     until an approval shows up (skipped when none does before ``timeout``).
     """
 
-    template_fields = ("group", "package_arn", "wait_minutes")
+    template_fields = ("group", "package_arn", "wait_minutes", "region_name")
 
     def __init__(
         self,
         *,
         group: str,
         package_arn: str = "",
-        wait_minutes: float | str = 60.0,
-        poll_interval: float = 10.0,
+        wait_minutes: float | str = APPROVAL_WAIT_MINUTES,
+        poll_interval: float = REGISTRY_POLL_SECONDS,
         aws_conn_id: str = DEFAULT_CONN_ID,
+        region_name: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -101,6 +106,7 @@ class RegistryApprovalSensor(BaseSensorOperator):
         self.wait_minutes = wait_minutes
         self.poll_interval = poll_interval
         self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
 
     def execute(self, context: Any) -> list[str]:
         reg.check_group_name(self.group)
@@ -115,6 +121,7 @@ class RegistryApprovalSensor(BaseSensorOperator):
                 poll_interval=self.poll_interval,
                 timeout=float(self.wait_minutes) * 60,
                 aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name or None,
             ),
             method_name="execute_complete",
         )

@@ -32,6 +32,7 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from canary.models import registry as reg
 from canary.rollout.endpoint import IN_PROGRESS
+from canary_airflow.ids import DEFAULT_CONN_ID
 
 
 def serialized(trigger: BaseTrigger, subject: str) -> tuple[str, dict[str, Any]]:
@@ -55,7 +56,7 @@ class EndpointSettledTrigger(BaseTrigger):
         endpoint: str,
         poll_interval: float = 1.0,
         timeout: float = 3600.0,
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None = DEFAULT_CONN_ID,
         region_name: str | None = None,
     ) -> None:
         super().__init__()
@@ -82,6 +83,10 @@ class EndpointSettledTrigger(BaseTrigger):
                 await asyncio.sleep(self.poll_interval)
 
 
+#: Seconds between two looks at the registry, where no SageMaker events reach Airflow.
+REGISTRY_POLL_SECONDS = 15.0
+
+
 class ModelPackageApprovalTrigger(BaseEventTrigger):
     """Fire when the model package group has approved versions that were never rolled out.
 
@@ -94,9 +99,9 @@ class ModelPackageApprovalTrigger(BaseEventTrigger):
     def __init__(
         self,
         group: str,
-        poll_interval: float = 10.0,
+        poll_interval: float = REGISTRY_POLL_SECONDS,
         timeout: float | None = None,
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None = DEFAULT_CONN_ID,
         region_name: str | None = None,
     ) -> None:
         super().__init__()

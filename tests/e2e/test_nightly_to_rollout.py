@@ -147,3 +147,18 @@ def test_better_but_below_the_bar_waits_for_a_person(
         float(package["CustomerMetadataProperties"]["canary:offline:roc_auc-improvement"])
         == (night["improvement"])
     )
+
+
+def test_a_bad_registry_request_fails_before_any_wait(run_dag, unique_name, one_stage) -> None:
+    """A rollout field out of range fails the run at its first task, naming the field: no
+    approval is waited for, nothing is claimed in the registry."""
+    conf = {
+        "endpoint_name": f"registry-{unique_name}",
+        "wait_minutes": 5,
+        "rollout_conf": {**one_stage, "gate_alpha": 2},
+    }
+    failed = run_dag(ids.REGISTRY_DAG, conf)
+    assert failed.state == DagRunState.FAILED
+    assert failed.state_of(ids.CHECK_REQUEST) == TaskInstanceState.FAILED
+    for later in (ids.WAIT_FOR_APPROVAL, ids.CLAIM_ROLLOUT, ids.START_ROLLOUT):
+        assert failed.state_of(later) == TaskInstanceState.UPSTREAM_FAILED

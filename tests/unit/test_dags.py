@@ -148,6 +148,14 @@ def test_registry_rollout_is_scheduled_by_an_asset_watching_the_registry(bag) ->
     assert start.trigger_dag_id == ids.ROLLOUT_DAG
     assert start.skip_when_already_exists is True
     assert registry.get_task(ids.CLAIM_ROLLOUT).upstream_task_ids == {ids.WAIT_FOR_APPROVAL}
+    # the request is checked before the wait: a bad field fails the run at once
+    assert registry.get_task(ids.WAIT_FOR_APPROVAL).upstream_task_ids == {ids.CHECK_REQUEST}
+    rollout_form = bag.dags[ids.ROLLOUT_DAG].params
+    for shared in ("region", "endpoint_name"):  # declared once, on the plan
+        schema = registry.params.get_param(shared).schema
+        assert {k: v for k, v in schema.items() if k != "section"} == {
+            k: v for k, v in rollout_form.get_param(shared).schema.items() if k != "section"
+        }
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,6 @@ from canary.plan import RolloutPlan
 from canary.rollout import layout
 from canary.stage.state import DECISIONS, LOOKS, decision_of
 from canary_airflow import ids
-from canary_airflow.aws import DEFAULT_CONN_ID
 from canary_airflow.dashboard.shaping import (
     STAGE_NUMBERS,
     ApprovalRequest,
@@ -41,6 +40,7 @@ from canary_airflow.dashboard.shaping import (
     plan_numbers,
     plan_of,
 )
+from canary_airflow.ids import DEFAULT_CONN_ID
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from canary.rollout.lock import EndpointLock, Lease
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.approval import rejection
-from canary_airflow.aws import DEFAULT_CONN_ID, AwsClients
+from canary_airflow.aws import AwsClients
+from canary_airflow.ids import DEFAULT_CONN_ID
 from canary_airflow.notify import publish
 
 log = logging.getLogger(__name__)

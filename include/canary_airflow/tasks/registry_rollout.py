@@ -46,6 +46,17 @@ def rollout_run_id(package: Mapping[str, Any]) -> str:
     return f"{ROLLOUT_RUN_PREFIX}{name}-v{version}"
 
 
+@task(task_id=ids.CHECK_REQUEST)
+def check_request() -> None:
+    """Fail fast, before the wait for an approval and any AWS call, naming each bad field: the
+    group, and the rollout an approval would start (its sources aside)."""
+    from canary.stage.capacity import validated_plan  # the numeric stack: in the task
+
+    params = get_current_context()["params"]
+    reg.check_group_name(params["model_package_group"])
+    validated_plan(form_fields(params))
+
+
 @task.short_circuit(task_id=ids.CLAIM_ROLLOUT, retries=3, retry_delay=timedelta(seconds=20))
 def claim_rollout(arns: list[str]) -> dict[str, Any] | None:
     """Claim the newest approved version for one rollout; older ones in the batch are superseded.
@@ -53,10 +64,7 @@ def claim_rollout(arns: list[str]) -> dict[str, Any] | None:
     Why one: every rollout replaces the endpoint's challenger, so rolling out an older version
     that a newer approval already replaces would only delay the newer one.
     """
-    from canary.stage.capacity import validated_plan  # the numeric stack: in the task
-
     params = get_current_context()["params"]
-    validated_plan(form_fields(params))  # sources aside, the rollout's plan
     group = params["model_package_group"]
     sm = AwsClients(region=params["region"]).sagemaker
     packages = sorted(
