@@ -437,11 +437,13 @@ class RolloutPlan(_Frozen):
     def _sane_stages(cls, stages: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
         for index, (_, challenger) in enumerate(stages):
             if challenger == 0:
-                raise ValueError(f"stage {index}: the challenger needs weight > 0 to be judged")
+                raise ValueError(
+                    f"{stage_title(index)}: the challenger needs weight > 0 to be judged"
+                )
         if stages[0][0] == 0:
             raise ValueError(
-                "stage 0: the champion needs weight > 0 in the first stage; a stage without it "
-                "is judged against the champion's quality measured in the stages before"
+                f"{stage_title(0)}: the champion needs weight > 0 in the first stage; a stage "
+                "without it is judged against the champion's quality measured in the stages before"
             )
         shares = [challenger / (champion + challenger) for champion, challenger in stages]
         if any(later < earlier for earlier, later in itertools.pairwise(shares)):
@@ -477,6 +479,17 @@ class RolloutPlan(_Frozen):
                 ("shadow",),
                 f"the paired test judges accuracy on the same requests, not "
                 f"{self.gate.metric.value!r}; set gate_metric to accuracy or shadow off",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _reward_needs_the_replay(self) -> RolloutPlan:
+        if self.gate.metric is Metric.REWARD and not self.traffic.enabled:
+            raise CrossFieldError(
+                ("gate", "metric"),
+                "the reward is known only for replayed requests (AWS telemetry has no reward); "
+                f"turn {flat_name(('traffic', 'enabled'))} on or judge "
+                + " or ".join(m.value for m in Metric if m is not Metric.REWARD),
             )
         return self
 

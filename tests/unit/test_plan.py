@@ -43,7 +43,8 @@ def test_defaults_are_the_documented_rollout() -> None:
     [
         ({"stages": [[50, 50], [-5, 105]]}, "stages.1.0", "greater than or equal to 0"),
         ({"stages": [[50, 50], [0, 100], [50, 50]]}, "stages", "never shrink"),
-        ({"stages": [[100, 0]]}, "stages", "needs weight > 0"),
+        ({"stages": [[100, 0]]}, "stages", "stage 1: the challenger needs weight > 0"),
+        ({"stages": [[50, 50], [100, 0]]}, "stages", "stage 2: the challenger needs weight"),
         ({"stages": [[0, 100]]}, "stages", "champion needs weight > 0 in the first stage"),
         ({"stages": [[50, 50]] * (MAX_STAGES + 1)}, "stages", f"at most {MAX_STAGES} items"),
         ({"challenger_source": "model.zip"}, "challenger_source", "model.tar.gz"),
@@ -65,6 +66,11 @@ def test_defaults_are_the_documented_rollout() -> None:
         ({"gate_metric": "brier"}, "shadow", "judges accuracy"),
         ({"gate_max_stage_minutes": 5}, "gate_settle_seconds", "before its last look"),
         ({"gate_settle_seconds": -1}, "gate_settle_seconds", "greater than or equal to 0"),
+        (
+            {"shadow": False, "gate_metric": "reward", "traffic_enabled": False},
+            "gate_metric",
+            "turn traffic_enabled on or judge accuracy or brier",
+        ),
     ],
 )
 def test_bad_field_is_named(overrides: dict[str, object], field: str, why: str) -> None:
