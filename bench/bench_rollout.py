@@ -113,12 +113,13 @@ def with_scheduler(stack: Any, home: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    from canary.rollout import layout
     from canary_airflow.dev.local_airflow import airflow_output_to
     from local_sagemaker.profile import aws_env
     from local_sagemaker.stack import EmbeddedStack
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
-    os.environ["CANARY_REPORTS_DIR"] = str(scratch / "reports")
+    os.environ[layout.REPORTS_DIR_ENV] = str(scratch / "reports")
     with (
         airflow_output_to(scratch / "airflow.log") as terminal,  # one JSON line on the screen
         EmbeddedStack(log_path=scratch / "stack.log") as stack,

@@ -32,6 +32,7 @@ from botocore.config import Config
 from canary.models import registry as reg
 from canary.models.demo_models import cached_demo_models
 from canary.plan import DEFAULT_PLAN
+from canary.rollout import layout
 from canary.rollout.endpoint import image_uri
 from canary_airflow.dev.local_airflow import airflow_settings
 from local_sagemaker.stack import EmbeddedStack
@@ -40,7 +41,7 @@ from local_sagemaker.stack import EmbeddedStack
 # project's settings must be in place before any test module imports Airflow, so they are set
 # here, at collection time.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="canary-airflow-")
-os.environ["CANARY_REPORTS_DIR"] = str(Path(os.environ["AIRFLOW_HOME"]) / "reports")
+os.environ[layout.REPORTS_DIR_ENV] = str(Path(os.environ["AIRFLOW_HOME"]) / "reports")
 os.environ.update(airflow_settings())
 
 

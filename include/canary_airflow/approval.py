@@ -19,7 +19,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 
-from canary.experiment.gates.decision import Verdict
+from canary.experiment.gates.decision import promoted
 from canary.plan import RolloutPlan
 from canary.reporting import notification as news
 from canary_airflow import ids
@@ -47,9 +47,9 @@ class StageApprovalOperator(ApprovalOperator):
     def execute(self, context: Any) -> Any:
         rollout = RolloutPlan.model_validate(self.plan)
         record = context["ti"].xcom_pull(task_ids=ids.gate_task(self.stage_index + 1))
-        promoted = bool(record) and Verdict(record["verdict"]) is Verdict.PROMOTE
-        if not (promoted and rollout.needs_approval(self.stage_index)):
-            return answer(needed=False, approved=promoted)
+        passed = promoted(record)
+        if not (passed and rollout.needs_approval(self.stage_index)):
+            return answer(needed=False, approved=passed)
         summary = news.decision_summary(record)
         step = next_step(rollout, self.stage_index)
         self.subject = news.approval_subject(rollout.endpoint_name, summary, step)

@@ -9,6 +9,7 @@ evidence starts on a whole period, so no count of the period before mixes into i
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -17,12 +18,19 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 
 from canary.stage import telemetry
+from canary.stage.window import first_whole_period
 from canary_airflow import ids
 
 
 def cloudwatch_period(hook: AwsBaseHook) -> float:
     """The CloudWatch period of the hook's connection, in seconds."""
     return float(hook.conn_config.extra_config.get(ids.CLOUDWATCH_PERIOD_EXTRA, telemetry.PERIOD))
+
+
+def evidence_start(hook: AwsBaseHook) -> float:
+    """When a stage whose weights took effect now starts counting: the first whole CloudWatch
+    period of the hook's connection (a partial one would mix in the traffic before)."""
+    return first_whole_period(time.time(), cloudwatch_period(hook))
 
 
 @dataclass(frozen=True)
@@ -54,10 +62,6 @@ class AwsClients:
     @cached_property
     def sagemaker(self) -> Any:
         return self._client("sagemaker")
-
-    @cached_property
-    def runtime(self) -> Any:
-        return self._client("sagemaker-runtime")
 
     @cached_property
     def dynamodb(self) -> Any:

@@ -11,7 +11,6 @@ provider's register operator gets its run-time decided approval and evidence tem
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,8 +27,7 @@ from airflow.providers.amazon.aws.utils.sagemaker import ApprovalStatus
 from airflow.providers.common.compat.sdk import conf, mask_secret
 
 from canary.rollout import endpoint
-from canary.stage.window import first_whole_period
-from canary_airflow.aws import cloudwatch_period
+from canary_airflow.aws import evidence_start
 from canary_airflow.tasks.canary_rollout import run_key
 from canary_airflow.triggers import EndpointSettledTrigger
 
@@ -148,7 +146,7 @@ class SageMakerUpdateEndpointWeightsOperator(AwsBaseOperator[SageMakerHook]):
         whole CloudWatch period on them."""
         live = endpoint.verify_serving(self.hook.conn, self.endpoint_name, weights=self.weights)
         weights = endpoint.serving_weights(live)
-        started_at = first_whole_period(time.time(), cloudwatch_period(self.hook))
+        started_at = evidence_start(self.hook)
         return {"endpoint": self.endpoint_name, "weights": weights, "started_at": started_at}
 
 

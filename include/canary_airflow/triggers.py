@@ -1,7 +1,8 @@
 """Our triggers: an endpoint whose change has ended, and a registry poller.
 
-``EndpointSettledTrigger`` waits, in the triggerer, until a SageMaker endpoint is no longer
-Creating / Updating / RollingBack / Deleting. The provider's ``SageMakerTrigger`` for endpoints
+``EndpointSettledTrigger`` waits, in the triggerer, until a SageMaker endpoint is no longer in
+a change (``canary.rollout.endpoint.IN_PROGRESS``: Creating, Updating, SystemUpdating,
+RollingBack, Deleting). The provider's ``SageMakerTrigger`` for endpoints
 uses the ``endpoint_in_service`` waiter, whose only failure state is ``Failed``: an endpoint in
 ``UpdateRollbackFailed`` would hold it for its whole budget. This one fires on any final state
 and leaves the judgement to the operator (``verify_serving``).

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from canary.plan import CleanupPolicy
+from canary.rollout import layout
 from canary_airflow import ids
 from canary_airflow.dev.local_airflow import (
     PROJECT,
@@ -206,7 +207,7 @@ def airflow_api(
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            "CANARY_REPORTS_DIR": str(reports),
+            layout.REPORTS_DIR_ENV: str(reports),
             "CANARY_MODEL_PACKAGE_GROUP": scheduler_group,
             "CANARY_REGISTRY_POLL_SECONDS": "2",
             "CANARY_REGISTRY_ROLLOUT_CONF": json.dumps(REGISTRY_ROLLOUT | dict(one_stage)),

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from canary.rollout import layout
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 
@@ -16,7 +17,7 @@ from canary_airflow import ids
 def test_demo_prints_progress_lines_and_keeps_airflows_log_aside(
     airflow_local: dict[str, str], tmp_path: Path, one_stage
 ) -> None:
-    env = {**os.environ, **airflow_local, "CANARY_REPORTS_DIR": str(tmp_path)}
+    env = {**os.environ, **airflow_local, layout.REPORTS_DIR_ENV: str(tmp_path)}
     for stack_variable in ("AWS_ENDPOINT_URL", "AIRFLOW_CONN_AWS_DEFAULT"):
         env.pop(stack_variable, None)  # the demo starts its own local stack
     done = subprocess.run(

@@ -23,13 +23,19 @@ from canary.reporting.report import (
     write_report,
 )
 from canary.rollout.layout import gates_prefix, replay_location, report_key
+from canary.rollout.outcome import RunOutcome
 from canary.stage.state import decision_of
 
 INVOCATION_BUCKET = "5s"
 
 
 def write_run_report(
-    s3: Any, plan: RolloutPlan, run_key: str, outcome: str, models: dict[str, str], out_dir: Path
+    s3: Any,
+    plan: RolloutPlan,
+    run_key: str,
+    outcome: RunOutcome,
+    models: dict[str, str],
+    out_dir: Path,
 ) -> Path:
     """Write ``report.html``, its charts and ``summary.txt`` to ``out_dir`` and copy them to S3."""
     summary = run_summary(s3, plan, run_key, outcome, models)
@@ -43,7 +49,7 @@ def write_run_report(
 
 
 def run_summary(
-    s3: Any, plan: RolloutPlan, run_key: str, outcome: str, models: dict[str, str]
+    s3: Any, plan: RolloutPlan, run_key: str, outcome: RunOutcome, models: dict[str, str]
 ) -> RolloutSummary:
     results = load_results(s3, replay_location(plan, run_key))
     decisions = decision_records(s3, plan, run_key)

@@ -8,10 +8,14 @@
     s3://{bucket}/{prefix}/{endpoint}/{run}/gates/shadow/   the shadow stage's looks and decisions
     s3://{bucket}/{prefix}/{endpoint}/{run}/gates/stage-N/  looks, decisions/*, decided.json
     s3://{bucket}/{prefix}/{endpoint}/{run}/report/         the HTML report and its charts
+
+and on the worker's disk, ``$CANARY_REPORTS_DIR/{run}/`` (the report and its charts).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from canary.plan import RolloutPlan, stage_name
@@ -24,6 +28,15 @@ def run_key(run_id: str) -> str:
     """An Airflow run id as a folder name in S3 and on disk (``manual__2026-…+00:00`` has ``:``
     and ``+``): the key every record of the run is filed under."""
     return "".join(char if char.isalnum() or char in "-_." else "-" for char in run_id)
+
+
+#: Where reports are written on disk, a folder per run; unset: ``reports`` in the working folder.
+REPORTS_DIR_ENV = "CANARY_REPORTS_DIR"
+
+
+def reports_dir(default: Path = Path("reports")) -> Path:
+    """The folder of every run's report folder (:data:`REPORTS_DIR_ENV`, else ``default``)."""
+    return Path(os.environ.get(REPORTS_DIR_ENV, default))
 
 
 def run_prefix(plan: RolloutPlan, run_key: str) -> str:

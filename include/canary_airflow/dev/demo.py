@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from canary_airflow import ids
 from canary_airflow.dev.local_airflow import (
-    PROJECT,
     RunResult,
     airflow_env,
     airflow_output_to,
     ensure_database,
+    project_reports,
 )
 from canary_airflow.ids import ROLLOUT_DAG
 from local_sagemaker.stack import EmbeddedStack
@@ -51,12 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         "challenger_source": args.challenger,
         **json.loads(args.conf),
     }
-    reports = Path(os.environ.get("CANARY_REPORTS_DIR", PROJECT / "reports"))
+    reports = project_reports()
     reports.mkdir(parents=True, exist_ok=True)
     log = reports / "airflow.log"
     print(f"rolling out {args.challenger} against {args.champion}; Airflow's log: {log}")
     result = run(conf, reports, log)
-    report = result.xcom("report")
+    report = result.xcom(ids.REPORT)
     print_outcome(result, report, _beside_report(log, report), time.perf_counter() - started)
     return 0 if result.state == "success" else 1
 

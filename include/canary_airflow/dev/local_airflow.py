@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 import pluggy
 
+from canary.rollout import layout
 from canary.stage.progress import LOGGER as GATE_PROGRESS
 from canary_airflow import ids
 from local_sagemaker.stack import EmbeddedStack
@@ -54,8 +55,14 @@ def airflow_settings() -> dict[str, str]:
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
         # one botocore data loader per process, not per hook
         "AIRFLOW__AWS__SESSION_FACTORY": SESSION_FACTORY,
-        "CANARY_REPORTS_DIR": os.environ.get("CANARY_REPORTS_DIR", str(PROJECT / "reports")),
+        layout.REPORTS_DIR_ENV: str(project_reports()),
     }
+
+
+def project_reports() -> Path:
+    """Where the local tools put reports and logs: the project's ``reports`` folder, unless
+    ``CANARY_REPORTS_DIR`` says otherwise (the tests point it at a scratch folder)."""
+    return layout.reports_dir(PROJECT / "reports")
 
 
 def airflow_env(stack: EmbeddedStack) -> dict[str, str]:

@@ -34,6 +34,7 @@ from canary_airflow.dev.local_airflow import (
     SQL_ALCHEMY_CONN,
     airflow_env,
     ensure_database,
+    project_reports,
 )
 from local_sagemaker.stack import EmbeddedStack, free_port
 
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C, and also SIGTERM or a SIGINT a background shell would ignore: stop everything
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    reports = Path(os.environ.get("CANARY_REPORTS_DIR", PROJECT / "reports"))
+    reports = project_reports()
     reports.mkdir(parents=True, exist_ok=True)
     with (
         EmbeddedStack(port=args.aws_port, log_path=reports / "local-stack.log") as stack,

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk import get_current_context, task
 
-from canary.experiment.gates.decision import Verdict
+from canary.experiment.gates.decision import Verdict, promoted
 from canary.models import registry as reg
 from canary.plan import FLAT_FIELDS, SHADOW_STAGE, RolloutPlan
 from canary.reporting import notification as news
@@ -174,8 +172,7 @@ def enter_shadow(plan: dict[str, Any]) -> dict[str, Any] | None:
     nothing (skip the shadow stage's tasks) when the plan has no shadow stage."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-    from canary.stage.window import first_whole_period
-    from canary_airflow.aws import cloudwatch_period
+    from canary_airflow.aws import evidence_start
 
     rollout = load_plan(plan)
     if not rollout.shadow:
@@ -185,7 +182,7 @@ def enter_shadow(plan: dict[str, Any]) -> dict[str, Any] | None:
     return {
         "endpoint": rollout.endpoint_name,
         "weights": rollout.stage_weights(SHADOW_STAGE),
-        "started_at": first_whole_period(time.time(), cloudwatch_period(hook)),
+        "started_at": evidence_start(hook),
     }
 
 
@@ -193,7 +190,7 @@ def enter_shadow(plan: dict[str, Any]) -> dict[str, Any] | None:
 def shadow_passed() -> bool:
     """Only a shadow gate that promotes lets the endpoint serve the challenger to anyone."""
     record = get_current_context()["ti"].xcom_pull(task_ids=ids.SHADOW_GATE)
-    return bool(record) and Verdict(record["verdict"]) is Verdict.PROMOTE
+    return promoted(record)
 
 
 @task.short_circuit(
@@ -207,12 +204,12 @@ def enter_stage(plan: dict[str, Any], index: int) -> dict[str, float] | None:
         return None
     if index == 0 and rollout.shadow:
         shadow = get_current_context()["ti"].xcom_pull(task_ids=ids.SHADOW_GATE)
-        if not shadow or Verdict(shadow["verdict"]) is not Verdict.PROMOTE:
+        if not promoted(shadow):
             return None
     if index > 0:
         ti = get_current_context()["ti"]
         previous = ti.xcom_pull(task_ids=ids.gate_task(index))
-        if not previous or Verdict(previous["verdict"]) is not Verdict.PROMOTE:
+        if not promoted(previous):
             return None
         if rejection([ti.xcom_pull(task_ids=ids.approve_task(index))]):
             return None
@@ -341,7 +338,7 @@ def report(plan: dict[str, Any]) -> str:
 
     rollout = load_plan(plan)
     key = run_key()
-    out_dir = Path(os.environ.get("CANARY_REPORTS_DIR", "reports")) / key
+    out_dir = layout.reports_dir() / key
     models = run_manifest().models
     path = write_run_report(
         clients_for(rollout).s3, rollout, key, outcome_of_run(), models, out_dir

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -34,6 +35,11 @@ class Decision:
     def to_json(self) -> str:
         """The record as JSON (non-finite numbers become null, so any JSON reader accepts it)."""
         return json.dumps(_finite(self.record), sort_keys=True)
+
+
+def promoted(record: Mapping[str, Any] | None) -> bool:
+    """Whether a stored decision record (XCom, S3) promotes; no record is no promotion."""
+    return bool(record) and Verdict(record["verdict"]) is Verdict.PROMOTE
 
 
 def _finite(value: Any) -> Any:
