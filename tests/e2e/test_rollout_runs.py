@@ -14,7 +14,7 @@ import pytest
 from airflow.utils.state import DagRunState, TaskInstanceState
 
 from canary.experiment.gates.decision import Verdict
-from canary.experiment.gates.guardrails import FAIL
+from canary.experiment.gates.guardrails import Guardrail, Status
 from canary.models import registry as reg
 from canary.plan import SHADOW_STAGE, CleanupPolicy, parse_plan, stage_name
 from canary.reporting.notification import Event
@@ -170,8 +170,12 @@ def test_failing_challenger_is_rolled_back_by_the_5xx_guardrail(
     assert result.state == DagRunState.SUCCESS, result.tasks
     first_gate = result.xcom(ids.SHADOW_GATE if shadow else ids.gate_task(1))
     assert Verdict(first_gate["verdict"]) is Verdict.ROLLBACK
-    failed = {check["name"] for check in first_gate["guardrails"] if check["status"] == FAIL}
-    assert "5xx_ceiling" in failed, first_gate["guardrails"]
+    failed = {
+        check["name"]
+        for check in first_gate["guardrails"]
+        if Status(check["status"]) is Status.FAIL
+    }
+    assert Guardrail.CEILING_5XX in failed, first_gate["guardrails"]
     answered = replayed(local_stack, result, endpoint, SHADOW_STAGE if shadow else 0)
     # callers saw the challenger only in the canary stage; in the shadow stage every request
     # was answered, by the champion (a canary stage's 5XX are mostly hidden by client retries)

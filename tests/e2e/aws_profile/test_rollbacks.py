@@ -7,7 +7,7 @@ import pytest
 from airflow.utils.state import DagRunState
 
 from canary.experiment.gates.decision import Verdict
-from canary.experiment.gates.guardrails import FAIL
+from canary.experiment.gates.guardrails import Guardrail, Status
 from tests.e2e.leftovers import assert_only_winner_left, serving
 from tests.e2e.records import assert_on_whole_periods, gate_records
 
@@ -21,9 +21,13 @@ LOOSE_P99_MS = 5000.0
         (
             "shadow-5xx",  # not "5xx-…": names of one endpoint are not the prefix of another
             {"challenger_environment": {"LOCAL_SAGEMAKER_ERROR_RATE": "0.2"}, "shadow": True},
-            "5xx_ceiling",
+            Guardrail.CEILING_5XX,
         ),
-        ("5xx", {"challenger_environment": {"LOCAL_SAGEMAKER_ERROR_RATE": "0.2"}}, "5xx_ceiling"),
+        (
+            "5xx",
+            {"challenger_environment": {"LOCAL_SAGEMAKER_ERROR_RATE": "0.2"}},
+            Guardrail.CEILING_5XX,
+        ),
         (
             "slow",
             {
@@ -31,7 +35,7 @@ LOOSE_P99_MS = 5000.0
                 "gate_max_p99_latency_ms": 1000.0,
                 "traffic_chunk_size": 200,  # slow requests: look sooner
             },
-            "p99_latency_ceiling",
+            Guardrail.CEILING_P99,
         ),
     ],
 )
@@ -46,7 +50,11 @@ def test_a_bad_challenger_is_rolled_back(aws_stack, rollout, case, conf, failed_
     assert Verdict(record["verdict"]) is Verdict.ROLLBACK, record["reason"]
     assert later == ([None] if shadow else [])  # rolled back in the shadow: no user saw it
     if failed_check:
-        failed = {check["name"] for check in record["guardrails"] if check["status"] == FAIL}
+        failed = {
+            check["name"]
+            for check in record["guardrails"]
+            if Status(check["status"]) is Status.FAIL
+        }
         assert failed_check in failed, record["guardrails"]
     assert_on_whole_periods([record], aws_stack.profile.metrics_period)
     sm = aws_stack.client("sagemaker")

@@ -22,7 +22,7 @@ from canary.experiment.gates import (
     evaluate,
 )
 from canary.experiment.gates.auc import compare_auc, compare_auc_paired, delong_auc
-from canary.experiment.gates.guardrails import FAIL, OK, Check, guardrail_checks
+from canary.experiment.gates.guardrails import Check, Guardrail, Status, guardrail_checks
 from canary.experiment.gates.noninferiority import primary_statistic
 from canary.experiment.gates.srm import pearson_chisquare, sample_ratio_mismatch
 
@@ -242,21 +242,24 @@ def test_guardrails_pass_on_identical_variants_and_fail_on_slow_or_erroring_ones
     rng = np.random.default_rng(8)
     base = rng.gamma(4, 10, 2000)
     same = _checks(_lat_variant("a", base), _lat_variant("b", rng.gamma(4, 10, 2000)))
-    assert all(c.status != FAIL for c in same.values())
+    assert all(c.status != Status.FAIL for c in same.values())
     slow = _checks(_lat_variant("a", base), _lat_variant("b", rng.gamma(4, 10, 2000) * 1.5))
-    assert slow["latency_vs_champion"].status == FAIL
+    assert slow[Guardrail.LATENCY_VS_CHAMPION].status == Status.FAIL
     errs = _checks(_lat_variant("a", base, 2), _lat_variant("b", base, 80))
-    assert errs["5xx_vs_champion"].status == FAIL and errs["5xx_ceiling"].status == FAIL
+    assert (
+        errs[Guardrail.VS_CHAMPION_5XX].status == Status.FAIL
+        and errs[Guardrail.CEILING_5XX].status == Status.FAIL
+    )
 
 
 def test_p99_ceiling_uses_scipy_quantile_test() -> None:
     rng = np.random.default_rng(9)
     lat = rng.gamma(4, 10, 3000) + np.where(rng.random(3000) < 0.05, 600, 0)
-    check = _checks(_lat_variant("a", lat), _lat_variant("b", lat))["p99_latency_ceiling"]
+    check = _checks(_lat_variant("a", lat), _lat_variant("b", lat))[Guardrail.CEILING_P99]
     ref = stats.quantile_test(lat, q=CONFIG.max_p99_latency_ms, p=0.99, alternative="greater")
-    assert check.status == FAIL and check.p_value == pytest.approx(ref.pvalue)
+    assert check.status == Status.FAIL and check.p_value == pytest.approx(ref.pvalue)
     fast = _lat_variant("b", lat[lat < 300])
-    assert _checks(_lat_variant("a", lat), fast)["p99_latency_ceiling"].status == OK
+    assert _checks(_lat_variant("a", lat), fast)[Guardrail.CEILING_P99].status == Status.OK
 
 
 def test_the_shadow_stages_auc_guardrail_is_paired_and_catches_what_unpaired_misses() -> None:
@@ -275,8 +278,8 @@ def test_the_shadow_stages_auc_guardrail_is_paired_and_catches_what_unpaired_mis
         table = PairedOutcomes(both_correct=800, champion_only=60, challenger_only=40)
         shadow = {"paired": table, "weights": (100, 0)}
         stage = _stage(champ, chall, **(shadow if paired else {}))
-        return {c.name: c for c in guardrail_checks(stage, CONFIG)}["auc_vs_champion"]
+        return {c.name: c for c in guardrail_checks(stage, CONFIG)}[Guardrail.AUC_VS_CHAMPION]
 
     paired, unpaired = auc_check(True), auc_check(False)
-    assert paired.status == FAIL and paired.detail.startswith("paired DeLong")
-    assert unpaired.status == OK and unpaired.p_value > paired.p_value
+    assert paired.status == Status.FAIL and paired.detail.startswith("paired DeLong")
+    assert unpaired.status == Status.OK and unpaired.p_value > paired.p_value

@@ -24,6 +24,7 @@ from canary.experiment.gates import (
     planned_max_requests,
 )
 from canary.experiment.gates.engine import FRACTION_STEP
+from canary.experiment.gates.guardrails import Guardrail
 from canary.experiment.gates.paired import EXACT
 
 CONFIG = GateConfig(margin=0.05, planning_rate=0.85)
@@ -246,7 +247,7 @@ SRM_45_55_OF_10000 = (4500, 3825, 5500, 4675)
             SRM_45_55_OF_10000,
             {"errors_5xx": (0, 1100)},
             Verdict.ROLLBACK,
-            "5xx_ceiling",
+            Guardrail.CEILING_5XX,
             id="a-failed-ceiling-rolls-back-even-when-the-split-is-off",
         ),
         pytest.param(

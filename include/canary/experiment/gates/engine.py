@@ -40,7 +40,7 @@ import numpy as np
 from canary.experiment.gates.config import GateConfig
 from canary.experiment.gates.decision import Decision, Verdict, _finite
 from canary.experiment.gates.evidence import StageEvidence, VariantEvidence
-from canary.experiment.gates.guardrails import FAIL, Check, guardrail_checks, per_look_level
+from canary.experiment.gates.guardrails import Check, Status, guardrail_checks, per_look_level
 from canary.experiment.gates.noninferiority import PrimaryResult, primary_statistic
 from canary.experiment.gates.paired import (
     EXACT_BELOW,
@@ -58,6 +58,10 @@ from canary.experiment.gates.sizing import (
     stage_max_information,
 )
 from canary.experiment.gates.srm import SrmResult, sample_ratio_mismatch
+from canary.plan import DeadlinePolicy
+
+#: What a stage still undecided at its deadline ends in, by the plan's policy.
+ON_DEADLINE = {DeadlinePolicy.ROLLBACK: Verdict.ROLLBACK, DeadlinePolicy.HALT: Verdict.HALT}
 
 Look = dict[str, Any]
 
@@ -194,8 +198,8 @@ def _combine(
 ) -> tuple[Verdict, str]:
     # A ceiling judges the challenger on its own, so it holds however the traffic was split;
     # a sample ratio mismatch only voids comparisons with the champion.
-    failed = [c for c in checks if c.status == FAIL]
-    ceilings = [c for c in failed if c.name.endswith("_ceiling")]
+    failed = [c for c in checks if c.status is Status.FAIL]
+    ceilings = [c for c in failed if c.name.ceiling]
     if ceilings:
         return Verdict.ROLLBACK, _guardrail_reason(ceilings[0])
     if srm is not None and srm.mismatch:
@@ -322,7 +326,7 @@ def _deadline_or(
 ) -> Decision:
     """A stage still undecided at its deadline ends by the configured policy."""
     if verdict is Verdict.CONTINUE and ev.elapsed_minutes > config.max_stage_minutes:
-        verdict = Verdict(config.on_deadline.value)
+        verdict = ON_DEADLINE[config.on_deadline]
         reason = (
             f"stage deadline of {config.max_stage_minutes} min passed "
             f"({ev.elapsed_minutes:.1f} min) without a decision; "

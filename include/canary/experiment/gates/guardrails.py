@@ -10,6 +10,7 @@ that keeps the false-rollback rate per guardrail at guardrail_alpha despite repe
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from functools import lru_cache
 
 import numpy as np
@@ -21,15 +22,42 @@ from canary.experiment.gates.config import GateConfig
 from canary.experiment.gates.evidence import StageEvidence, VariantEvidence
 from canary.experiment.gates.sequential import pocock_constant
 
-OK, FAIL, SKIPPED = "ok", "fail", "not_checked"
+
+class Status(StrEnum):
+    """A guardrail's outcome at one look."""
+
+    OK = "ok"
+    FAIL = "fail"
+    SKIPPED = "not_checked"
+
+
+class Guardrail(StrEnum):
+    """Each guardrail, by its name in decision records."""
+
+    CEILING_5XX = "5xx_ceiling"
+    CEILING_4XX = "4xx_ceiling"
+    CEILING_P99 = "p99_latency_ceiling"
+    VS_CHAMPION_5XX = "5xx_vs_champion"
+    VS_CHAMPION_4XX = "4xx_vs_champion"
+    LATENCY_VS_CHAMPION = "latency_vs_champion"
+    AUC_VS_CHAMPION = "auc_vs_champion"
+
+    @property
+    def ceiling(self) -> bool:
+        """A ceiling judges the challenger on its own, not against the champion."""
+        return self in (Guardrail.CEILING_5XX, Guardrail.CEILING_4XX, Guardrail.CEILING_P99)
+
+
+def _status(p: float, level: float) -> Status:
+    return Status.FAIL if p < level else Status.OK
 
 
 @dataclass(frozen=True)
 class Check:
     """One guardrail's outcome with the numbers behind it."""
 
-    name: str
-    status: str
+    name: Guardrail
+    status: Status
     p_value: float | None = None
     threshold: float | None = None
     champion: float | None = None
@@ -52,48 +80,52 @@ def guardrail_checks(evidence: StageEvidence, config: GateConfig) -> list[Check]
     level = per_look_level(config)
     ch = evidence.challenger
     checks = [
-        _ceiling_rate("5xx_ceiling", ch.errors_5xx, ch.requests, config.max_5xx_rate, level),
-        _ceiling_rate("4xx_ceiling", ch.errors_4xx, ch.requests, config.max_4xx_rate, level),
+        _ceiling_rate(
+            Guardrail.CEILING_5XX, ch.errors_5xx, ch.requests, config.max_5xx_rate, level
+        ),
+        _ceiling_rate(
+            Guardrail.CEILING_4XX, ch.errors_4xx, ch.requests, config.max_4xx_rate, level
+        ),
         _p99_ceiling(ch, config.max_p99_latency_ms, level),
     ]
     if evidence.shares[0] > 0:
         champ, m = evidence.champion, config.error_rate_margin
         checks += [
-            _relative_rate("5xx_vs_champion", champ.errors_5xx, champ.requests, ch.errors_5xx,
-                           ch.requests, m, level),
-            _relative_rate("4xx_vs_champion", champ.errors_4xx, champ.requests, ch.errors_4xx,
-                           ch.requests, m, level),
+            _relative_rate(Guardrail.VS_CHAMPION_5XX, champ.errors_5xx, champ.requests,
+                           ch.errors_5xx, ch.requests, m, level),
+            _relative_rate(Guardrail.VS_CHAMPION_4XX, champ.errors_4xx, champ.requests,
+                           ch.errors_4xx, ch.requests, m, level),
             _latency_shift(champ, ch, config.latency_margin, level),
             _auc(champ, ch, evidence.paired is not None, config.auc_margin, level),
         ]  # fmt: skip
     return checks
 
 
-def _ceiling_rate(name: str, errors: int, n: int, ceiling: float, level: float) -> Check:
+def _ceiling_rate(name: Guardrail, errors: int, n: int, ceiling: float, level: float) -> Check:
     """Exact binomial test of H0: rate <= ceiling against 'above the ceiling'."""
     if n == 0:
-        return Check(name, SKIPPED, limit=ceiling, detail="no requests")
+        return Check(name, Status.SKIPPED, limit=ceiling, detail="no requests")
     if ceiling >= 1 or errors == 0:  # p-value is exactly 1
-        return Check(name, OK, 1.0, level, challenger=errors / n, limit=ceiling)
+        return Check(name, Status.OK, 1.0, level, challenger=errors / n, limit=ceiling)
     p = float(stats.binomtest(errors, n, ceiling, alternative="greater").pvalue)
-    return Check(name, FAIL if p < level else OK, p, level, challenger=errors / n, limit=ceiling)
+    return Check(name, _status(p, level), p, level, challenger=errors / n, limit=ceiling)
 
 
 def _relative_rate(
-    name: str, e0: int, n0: int, e1: int, n1: int, margin: float, level: float
+    name: Guardrail, e0: int, n0: int, e1: int, n1: int, margin: float, level: float
 ) -> Check:
     """Score test of H0: rate_1 - rate_0 <= margin against 'worse by more than the margin'."""
     if n0 == 0 or n1 == 0:
-        return Check(name, SKIPPED, limit=margin, detail="a variant has no requests")
+        return Check(name, Status.SKIPPED, limit=margin, detail="a variant has no requests")
     r0, r1 = e0 / n0, e1 / n1
     if r1 - r0 <= margin:
-        return Check(name, OK, 1.0, level, r0, r1, margin, "difference within margin")
+        return Check(name, Status.OK, 1.0, level, r0, r1, margin, "difference within margin")
     with np.errstate(divide="ignore", invalid="ignore"):  # ratio/odds side-results at r0 = 0
         res = test_proportions_2indep(
             e1, n1, e0, n0, value=margin, method="score", compare="diff", alternative="larger"
         )
     p = float(res.pvalue) if np.isfinite(res.pvalue) else 0.0
-    return Check(name, FAIL if p < level else OK, p, level, r0, r1, margin)
+    return Check(name, _status(p, level), p, level, r0, r1, margin)
 
 
 def _p99_ceiling(ch: VariantEvidence, ceiling_ms: float, level: float) -> Check:
@@ -104,13 +136,15 @@ def _p99_ceiling(ch: VariantEvidence, ceiling_ms: float, level: float) -> Check:
         res = stats.quantile_test(lat, q=ceiling_ms, p=0.99, alternative="greater")
         p = float(res.pvalue)
         p99 = float(np.quantile(lat, 0.99))
-        return Check("p99_latency_ceiling", FAIL if p < level else OK, p, level, None, p99,
+        return Check(Guardrail.CEILING_P99, _status(p, level), p, level, None, p99,
                      ceiling_ms, "exact binomial quantile test")  # fmt: skip
     if ch.latency is not None and ch.latency.p99_ms is not None:
-        bad = ch.latency.p99_ms > ceiling_ms
-        return Check("p99_latency_ceiling", FAIL if bad else OK, None, None, None,
-                     ch.latency.p99_ms, ceiling_ms, "CloudWatch p99, point comparison")  # fmt: skip
-    return Check("p99_latency_ceiling", SKIPPED, limit=ceiling_ms, detail="no latency percentiles")
+        status = Status.FAIL if ch.latency.p99_ms > ceiling_ms else Status.OK
+        return Check(Guardrail.CEILING_P99, status, None, None, None, ch.latency.p99_ms,
+                     ceiling_ms, "CloudWatch p99, point comparison")  # fmt: skip
+    return Check(
+        Guardrail.CEILING_P99, Status.SKIPPED, limit=ceiling_ms, detail="no latency percentiles"
+    )
 
 
 def _latency_shift(
@@ -119,11 +153,18 @@ def _latency_shift(
     """Mann-Whitney of challenger latency vs champion latency x (1 + margin), 'greater'."""
     a, b = ch.latencies_ms, champ.latencies_ms
     if a is None or b is None or len(a) < 2 or len(b) < 2:
-        return Check("latency_vs_champion", SKIPPED, limit=margin, detail="no per-request latency")
+        return Check(
+            Guardrail.LATENCY_VS_CHAMPION,
+            Status.SKIPPED,
+            limit=margin,
+            detail="no per-request latency",
+        )
     p = float(stats.mannwhitneyu(a, b * (1 + margin), alternative="greater").pvalue)
     medians = float(np.median(b)), float(np.median(a))
-    status = FAIL if p < level else OK
-    return Check("latency_vs_champion", status, p, level, *medians, margin, "medians; Mann-Whitney")
+    status = _status(p, level)
+    return Check(
+        Guardrail.LATENCY_VS_CHAMPION, status, p, level, *medians, margin, "medians; Mann-Whitney"
+    )
 
 
 def _auc(
@@ -132,9 +173,11 @@ def _auc(
     """DeLong test of H0: AUC_1 - AUC_0 >= -margin against 'worse'; ``paired`` when both
     models scored the same requests (the shadow stage), with DeLong's covariance term."""
     if margin is None:
-        return Check("auc_vs_champion", SKIPPED, detail="auc_margin not set")
+        return Check(Guardrail.AUC_VS_CHAMPION, Status.SKIPPED, detail="auc_margin not set")
     if champ.scores is None or ch.scores is None:
-        return Check("auc_vs_champion", SKIPPED, limit=margin, detail="no per-request scores")
+        return Check(
+            Guardrail.AUC_VS_CHAMPION, Status.SKIPPED, limit=margin, detail="no per-request scores"
+        )
     try:
         if paired:
             cmp = compare_auc_paired(champ.scores, ch.scores, ch.labels, margin)
@@ -143,8 +186,10 @@ def _auc(
                 delong_auc(champ.scores, champ.labels), delong_auc(ch.scores, ch.labels), margin
             )
     except (ValueError, TypeError) as exc:
-        return Check("auc_vs_champion", SKIPPED, limit=margin, detail=f"not computable: {exc}")
-    status = FAIL if cmp.p_worse < level else OK
+        return Check(
+            Guardrail.AUC_VS_CHAMPION, Status.SKIPPED, limit=margin, detail=f"not computable: {exc}"
+        )
+    status = _status(cmp.p_worse, level)
     test = "paired DeLong" if paired else "DeLong"
-    return Check("auc_vs_champion", status, cmp.p_worse, level, cmp.champion_auc,
+    return Check(Guardrail.AUC_VS_CHAMPION, status, cmp.p_worse, level, cmp.champion_auc,
                  cmp.challenger_auc, margin, f"{test} se={cmp.se:.4g}")  # fmt: skip
