@@ -8,8 +8,9 @@ logged propensity is exact by construction rather than reconstructed after the f
   so any process (a shard, a retried Airflow task) puts a user on the same variant without state.
 * ``EpsilonGreedy(epsilon)``: ``1 - epsilon`` on the best observed mean, ``epsilon`` uniformly.
 * ``UCB1``: the arm with the highest ``mean + sqrt(2 ln t / n)``. Deterministic, so on its own the
-  unchosen arm has propensity 0 and IPW is impossible; an ``exploration_floor`` (default 0.02) mixes
-  in a uniform draw so every eligible arm keeps propensity ``>= floor / K``.
+  unchosen arm has propensity 0 and IPW is impossible; an ``exploration_floor``
+  (``EXPLORATION_FLOOR``) mixes in a uniform draw so every eligible arm keeps propensity
+  ``>= floor / K``.
 * ``ThompsonSampling``: Beta(1 + successes, 1 + failures) posteriors. Drawing one value per arm and
   taking the argmax picks arm k with probability ``P(theta_k is max)``; we compute that probability
   by Gauss–Legendre quadrature of ``f_k(x) * prod_j F_j(x)`` and draw from it, which is the same
@@ -28,15 +29,28 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cache, lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
 from scipy import special
 
-from canary.plan import AllocationStrategy
+from canary.plan import AllocationStrategy, TrafficSpec
 
 Weights = Mapping[str, float]
+#: The share mixed uniformly into UCB1's and Thompson's choice, so no arm's propensity is 0.
+EXPLORATION_FLOOR = 0.02
+EPSILON = TrafficSpec.model_fields["epsilon"].default  # the plan's, as the form shows it
+
+
+class AssignmentSource(StrEnum):
+    """What chose a user's variant."""
+
+    HASH = "hash"  # the configured weights, by a hash of the user
+    WARMUP = "warmup"  # uniform while an arm has fewer than ``warmup`` rewards
+    STRATEGY = "strategy"  # the bandit's probabilities
+    STICKY = "sticky"  # the variant the user already had in this stage
 
 
 @dataclass(frozen=True)
@@ -45,7 +59,7 @@ class Assignment:
 
     variant: str
     propensity: float
-    source: str  # "hash" | "warmup" | "strategy" | "sticky"
+    source: AssignmentSource
 
 
 @dataclass
@@ -168,7 +182,7 @@ class EpsilonGreedy(AllocationPolicy):
 
     strategy = AllocationStrategy.EPSILON_GREEDY
 
-    def __init__(self, epsilon: float = 0.1, exploration_floor: float = 0.0) -> None:
+    def __init__(self, epsilon: float = EPSILON, exploration_floor: float = 0.0) -> None:
         super().__init__(exploration_floor)
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon: must lie in [0, 1], got {epsilon!r}")
@@ -189,7 +203,7 @@ class UCB1(AllocationPolicy):
 
     strategy = AllocationStrategy.UCB1
 
-    def __init__(self, exploration_floor: float = 0.02) -> None:
+    def __init__(self, exploration_floor: float = EXPLORATION_FLOOR) -> None:
         super().__init__(exploration_floor)
 
     def _policy(self, base: np.ndarray, n: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -264,7 +278,7 @@ class ThompsonSampling(AllocationPolicy):
 
     strategy = AllocationStrategy.THOMPSON
 
-    def __init__(self, exploration_floor: float = 0.02) -> None:
+    def __init__(self, exploration_floor: float = EXPLORATION_FLOOR) -> None:
         super().__init__(exploration_floor)
 
     def _policy(self, base: np.ndarray, n: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -345,19 +359,19 @@ class Allocator:
     def _distribution(self, weights: Weights) -> tuple[list[str], np.ndarray, str]:
         arms, base = normalise_weights(weights)
         if self.policy.hashed:
-            return arms, base, "hash"
+            return arms, base, AssignmentSource.HASH
         n, s = self.stats.arrays(arms)
         if self._warming(base, n):
-            return arms, base, "warmup"
-        return arms, self.policy.probabilities(base, n, s), "strategy"
+            return arms, base, AssignmentSource.WARMUP
+        return arms, self.policy.probabilities(base, n, s), AssignmentSource.STRATEGY
 
     def assign(self, user_id: str, stage: str, weights: Weights) -> Assignment:
         """The user's variant for this stage: stored if seen before, else drawn now and stored."""
         stored = self.assignments.get(stage, {}).get(user_id)
         if stored is not None:
-            return Assignment(stored[0], stored[1], "sticky")
+            return Assignment(stored[0], stored[1], AssignmentSource.STICKY)
         arms, probs, source = self._distribution(weights)
-        if source == "hash":
+        if source is AssignmentSource.HASH:
             u = hash_uniform(self.salt, stage, user_id)
             k = _pick(probs, u)
             return Assignment(arms[k], float(probs[k]), source)

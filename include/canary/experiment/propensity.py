@@ -23,7 +23,7 @@ reason.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -49,10 +49,6 @@ class IpwEstimate:
     effective_n: float
     z: float
     p_value: float
-
-    def to_dict(self) -> dict:
-        """Plain dict, JSON-ready, for decision records."""
-        return asdict(self)
 
 
 def _validated(

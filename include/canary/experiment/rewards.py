@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from canary.plan import Metric
+
 RewardFn = Callable[[float, Any], float]
 
 
@@ -44,6 +46,18 @@ def correct(scores: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndar
     """Per request, whether ``score >= threshold`` agrees with the 0/1 label: the accuracy
     metric's outcome, for arrays (the gate, telemetry and the shadow stage all judge by it)."""
     return (np.asarray(scores, dtype=float) >= threshold) == (np.asarray(labels, dtype=float) == 1)
+
+
+def metric_outcomes(
+    metric: Metric, scores: np.ndarray, labels: np.ndarray, threshold: float
+) -> np.ndarray:
+    """Per request, what the gate judges from a score and its label: 1/0 for right/wrong
+    (accuracy), minus the squared error (Brier). A reward is logged, not derived."""
+    if metric is Metric.ACCURACY:
+        return correct(scores, labels, threshold).astype(float)
+    if metric is Metric.BRIER:
+        return -np.square(np.asarray(scores, dtype=float) - np.asarray(labels, dtype=float))
+    raise ValueError(f"metric: {metric.value!r} is not derived from scores and labels")
 
 
 def brier_reward(score: float, label: Any) -> float:

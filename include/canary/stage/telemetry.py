@@ -32,7 +32,7 @@ from canary.experiment.gates.evidence import (
     StageEvidence,
     VariantEvidence,
 )
-from canary.experiment.rewards import correct
+from canary.experiment.rewards import metric_outcomes
 from canary.plan import Metric
 
 NAMESPACE = "AWS/SageMaker"
@@ -118,14 +118,10 @@ def _variant(
 ) -> VariantEvidence:
     metrics = variant_metrics(cloudwatch, source.endpoint_name, variant, start, end)
     scores, truth = joined_predictions(answers.captured[variant], answers.labels)
-    accuracy = config.metric is Metric.ACCURACY
-    values = (
-        correct(scores, truth, config.threshold).astype(float)
-        if accuracy
-        else -np.square(scores - truth)
-    )
     if config.metric is Metric.REWARD:
         raise ValueError("metric: 'reward' cannot be read from AWS telemetry; use the replay frame")
+    accuracy = config.metric is Metric.ACCURACY
+    values = metric_outcomes(config.metric, scores, truth, config.threshold)
     return VariantEvidence(
         name=variant,
         requests=metrics["invocations"],

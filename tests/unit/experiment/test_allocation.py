@@ -11,6 +11,7 @@ from scipy import integrate, stats
 from canary.experiment.allocation import (
     UCB1,
     Allocator,
+    AssignmentSource,
     EpsilonGreedy,
     ThompsonSampling,
     WeightedSampling,
@@ -29,7 +30,7 @@ def test_weighted_split_matches_stage_weights() -> None:
     expected = [0.25 * 20_000, 0.75 * 20_000]
     assert stats.chisquare(counts, expected).pvalue > 0.001
     assert {a.propensity for a in picks if a.variant == "Challenger"} == {0.75}
-    assert {a.source for a in picks} == {"hash"}
+    assert {a.source for a in picks} == {AssignmentSource.HASH}
 
 
 def test_zero_weight_variant_is_never_chosen_by_any_strategy() -> None:
@@ -63,7 +64,7 @@ def test_bandit_assignment_is_stored_and_survives_json_round_trip() -> None:
         assert (again.variant, again.propensity, again.source) == (
             a.variant,
             a.propensity,
-            "sticky",
+            AssignmentSource.STICKY,
         )
     assert restored.stats.pulls == alloc.stats.pulls
     # the random stream continues where it stopped, so chunks reproduce a single run

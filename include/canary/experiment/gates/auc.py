@@ -11,7 +11,7 @@ checked against R's pROC (tests/unit/experiment/test_checks.py).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -65,9 +65,6 @@ class AucComparison:
     z: float
     p_worse: float
     margin: float
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 def compare_auc(

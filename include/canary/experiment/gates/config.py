@@ -29,7 +29,7 @@ class GateConfig(GateSpec):
     planning_variance: float | None = Field(None, gt=0)
     looks: int = Field(25, ge=1, le=100, strict=True)
     # Hwang-Shih-DeCani spending of alpha and of beta (futility); the defaults, with a binding
-    # futility bound, come within 0.05 n_fix of Wald's SPRT floor (docs/architecture.md, "The
+    # futility bound, come within 0.06 n_fix of Wald's SPRT floor (docs/architecture.md, "The
     # gate's design"): E[N]/n_fix 0.668 at no difference, 0.493 at the margin, max 1.342.
     alpha_gamma: float = -0.5
     beta_gamma: float = 0.5

@@ -2,7 +2,8 @@
 
 How it stays valid under repeated pokes: the design plans ``config.looks`` analyses at equally
 spaced information fractions of the stage's maximum information. Information comes from labelled
-request counts and the planning variance only, so a poke takes a look only when the counts have
+request counts and the planning variance (a 0/100 stage adds the carried champion's variance, a
+shadow stage estimates its own: see below), so a poke takes a look only when the counts have
 crossed the next planned fraction; every other poke answers "continue" without spending any error.
 When a poke lands past a planned fraction (chunks of traffic overshoot), the look is taken at the
 actual fraction and error spending recomputes the boundaries for the looks actually taken. The

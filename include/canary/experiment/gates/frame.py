@@ -21,7 +21,7 @@ from canary.experiment.gates.evidence import (
     StageEvidence,
     VariantEvidence,
 )
-from canary.experiment.rewards import correct
+from canary.experiment.rewards import metric_outcomes
 from canary.plan import Metric
 
 REQUIRED = ("stage", "variant", "status")
@@ -137,9 +137,7 @@ def _outcome_values(ok: pd.DataFrame, config: GateConfig) -> tuple[np.ndarray, n
             raise ValueError(f"{col}: metric {config.metric.value!r} needs a {col} column")
     used = (ok["label"].notna() & ok["score"].notna()).to_numpy()
     score, label = ok["score"].to_numpy(float)[used], ok["label"].to_numpy(float)[used]
-    if config.metric is Metric.ACCURACY:
-        return correct(score, label, config.threshold).astype(float), used
-    return -np.square(score - label), used
+    return metric_outcomes(config.metric, score, label, config.threshold), used
 
 
 def _is_binary(values: np.ndarray) -> bool:

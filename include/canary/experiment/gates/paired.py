@@ -39,7 +39,7 @@ v = delta (1 - delta), the least null variance: never infinite information.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -81,9 +81,6 @@ class PairedResult:
     margin: float
     champion_mean: float
     challenger_mean: float
-
-    def to_dict(self) -> dict[str, float | int | str]:
-        return asdict(self)
 
     @property
     def primary(self) -> PrimaryResult:

@@ -1,8 +1,11 @@
 """Sample sizes and information: how many requests a stage needs, and how far along it is.
 
-Why sample-size based information: the look schedule depends only on request counts and the
-configured planning variance, never on noisy estimates, so every poke of every run at the same
-counts sees the same boundaries (cacheable) and the DAG can size a stage's traffic up front.
+Why sample-size based information: the look schedule of a stage with a concurrent champion
+depends only on request counts and the configured planning variance, never on noisy estimates,
+so every poke of every run at the same counts sees the same boundaries (cacheable) and the DAG
+can size a stage's traffic up front. Two stages cannot: a 0/100 stage adds the variance of the
+champion estimate it carries, and a shadow stage estimates its paired variance as it goes
+(:mod:`.paired`); both are known when the stage starts looking, not when the plan is made.
 """
 
 from __future__ import annotations
