@@ -32,6 +32,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -104,9 +105,11 @@ class Metrics:
     before they are called is missed.
     """
 
-    def __init__(self, profile: Profile | None = None) -> None:
+    def __init__(
+        self, profile: Profile | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         install_percentiles()  # the latency datums written here answer ExtendedStatistics
-        self.profile = profile or Profile()
+        self.profile, self.clock = profile or Profile(), clock
         self._events: deque[tuple] = deque()
         self._ingesting: deque[tuple] = deque()  # drained, not yet visible in CloudWatch
         self._lock = threading.Lock()
@@ -120,7 +123,7 @@ class Metrics:
         overhead_us: float,
     ) -> None:
         """Count one request; ``where`` is (account, region, endpoint, variant)."""
-        self._events.append((where, time.time(), status, model_us, overhead_us))
+        self._events.append((where, self.clock(), status, model_us, overhead_us))
 
     def _drain(self) -> None:
         """Fold every queued event into the reservoirs and the ingestion queue (caller holds
@@ -139,7 +142,7 @@ class Metrics:
 
     def _visible_buckets(self) -> dict[tuple, _Bucket]:
         """The events older than the ingestion lag, per period (caller holds ``_lock``)."""
-        horizon = time.time() - self.profile.metrics_lag
+        horizon = self.clock() - self.profile.metrics_lag
         buckets: dict[tuple, _Bucket] = {}
         ingesting = self._ingesting
         while ingesting and ingesting[0][1] <= horizon:

@@ -19,7 +19,7 @@ from airflow.utils.state import DagRunState, TaskInstanceState
 from canary.plan import ApprovalMode
 from canary_airflow.ids import ROLLOUT_DAG
 
-RUN_DEADLINE = 1800.0  # seconds; a bound, not a performance claim
+RUN_DEADLINE = 600.0  # seconds; a bound, not a performance claim (below pytest's timeout)
 PARK_DEADLINE = 300.0  # seconds for the scheduler to take a parked task's exit; a bound too
 TEARDOWN_ENDED = {TaskInstanceState.SUCCESS, TaskInstanceState.FAILED, TaskInstanceState.SKIPPED}
 PARALLELISM = 8  # LocalExecutor slots: three rollouts at once, each with mapped replay tasks

@@ -25,7 +25,7 @@ def test_demo_prints_progress_lines_and_keeps_airflows_log_aside(
         env=env,
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=600,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr

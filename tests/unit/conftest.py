@@ -6,6 +6,7 @@ A test that reaches for the network or starts a process belongs in ``tests/integ
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -35,6 +36,10 @@ def _no_sockets_or_processes() -> Iterator[None]:
     """Module scope: it is in place before any module fixture (a DagBag parse) runs, too."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(socket.socket, "connect", _refuse("open a connection"))
+        patch.setattr(socket.socket, "connect_ex", _refuse("open a connection"))
+        patch.setattr(socket, "getaddrinfo", _refuse("look a host up"))
         patch.setattr(socket.socket, "bind", _refuse("listen on a socket"))
         patch.setattr(subprocess.Popen, "__init__", _refuse("start a subprocess"))
+        patch.setattr(os, "system", _refuse("start a subprocess"))
+        patch.setattr(os, "fork", _refuse("fork a process (a process pool)"))
         yield

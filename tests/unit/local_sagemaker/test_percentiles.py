@@ -104,11 +104,13 @@ def test_flushed_latencies_keep_every_value_in_one_datum_per_flush() -> None:
 
 def test_values_reach_cloudwatch_only_after_the_ingestion_lag() -> None:
     endpoint = f"e-{uuid.uuid4().hex[:8]}"
-    metrics = Metrics(Profile(name="aws", metrics_period=60.0, metrics_lag=0.3))
+    now = [time.time()]  # the stack's clock, moved by the test (moto is asked around now)
+    metrics = Metrics(Profile(name="aws", metrics_period=60.0, metrics_lag=90.0), lambda: now[0])
     _record(metrics, endpoint, [500.0, 700.0])
+    now[0] += 89.9
     metrics.flush()
     assert _statistics(endpoint) == []
-    time.sleep(0.35)
+    now[0] += 0.1
     metrics.flush()
     (point,) = _statistics(endpoint, period=60)
     assert percentiles(point.metric_data, parse_extended(["p50"])) == {"p50": 600.0}
