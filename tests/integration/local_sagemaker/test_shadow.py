@@ -193,9 +193,10 @@ def test_a_failing_shadow_is_counted_as_its_5xx_and_never_reaches_the_caller(
 
 
 def test_a_slow_shadow_shows_in_its_model_latency_not_in_the_callers(deployer, models, boosters):
-    # fewer calls than shadow workers, so each copy starts at once and is busy for 2 s after
-    # its caller had the answer; a runtime that waited for its shadow would have none under way
-    latency_ms, n = 2000, SHADOW_WORKERS - 1
+    # fewer calls than shadow workers, so each copy starts at once and is busy for 5 s after
+    # its caller had the answer (ample for the stats call that follows, on a busy box too); a
+    # runtime that waited for its shadow would have none under way
+    latency_ms, n = 5000, SHADOW_WORKERS - 1
     url = deployer.upload(xgboost_tarball(boosters["challenger"]))
     slow = deployer.model(url, env={"LOCAL_SAGEMAKER_LATENCY_MS": str(latency_ms)})
     endpoint = deployer.endpoint(_shadow_config(deployer, models["champion"], slow))
