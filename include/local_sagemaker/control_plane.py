@@ -50,7 +50,6 @@ from local_sagemaker.shadow import ShadowConfigError, check_variants
 _applied = False
 _profile = Profile()
 _settling = threading.RLock()
-IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 # states an endpoint can be updated from (UpdateRollbackFailed: retry the update, or delete)
 UPDATABLE = frozenset({"InService", "UpdateRollbackFailed"})
 

@@ -17,6 +17,7 @@ import pickle
 import tarfile
 import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,11 +182,16 @@ def load_model(artifact: Artifact, image: str | None = None) -> LoadedModel:
     return LoadedModel(framework, artifact.url, artifact.etag, n_features, impl)
 
 
+CACHED_MODELS = 32  # far more than one rollout serves at once (two variants and a shadow)
+
+
 class ModelCache:
-    """Loaded models keyed by (artifact URL, ETag); one load per artifact even under load."""
+    """Loaded models keyed by (artifact URL, ETag); one load per artifact even under load. It
+    keeps the :data:`CACHED_MODELS` most recently loaded: a long-lived stack loads a new
+    challenger every rollout."""
 
     def __init__(self) -> None:
-        self._models: dict[tuple[str, str], LoadedModel] = {}
+        self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, url: str, image: str | None, account_id: str) -> LoadedModel:
@@ -200,6 +206,8 @@ class ModelCache:
                 model = load_model(read_artifact(url, account_id), image)
                 self._drop_stale(url)
                 self._models[key] = model
+                while len(self._models) > CACHED_MODELS:
+                    self._models.popitem(last=False)
         return model
 
     def _drop_stale(self, url: str) -> None:

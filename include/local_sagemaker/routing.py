@@ -178,8 +178,17 @@ class Router:
         if cached is not None and cached[0] == key:
             return cached[1]
         table = self._build(backend, endpoint, dict(key[2]))
+        self._forget_deleted()
         self._tables[slot] = (key, table)
         return table
+
+    def _forget_deleted(self) -> None:
+        """Drop the tables (and so the loaded models) of endpoints that no longer exist: a
+        long-lived stack sees a new endpoint per rollout. Runs only when a table is built."""
+        for slot in list(self._tables):
+            account_id, region, name = slot
+            if name not in sagemaker_backend(account_id, region).endpoints:
+                self._tables.pop(slot, None)
 
     def _build(self, backend: Any, endpoint: Any, weights: dict[str, float]) -> EndpointTable:
         specs = getattr(endpoint, "config_variants", None)

@@ -7,7 +7,7 @@ Public API (see each module for why it is shaped so):
 * ``ReplaySession`` (session): ``run_chunk(n)``, ``replay_until(stop, chunk_size, max_requests)``,
   ``open(...)`` to resume from S3 state; ``runtime_config(concurrency)`` for the boto3 client.
 * ``S3Location``, ``load_results``, ``RESULT_COLUMNS`` (records): the results contract on S3.
-* ``shard_configs``, ``split_requests``, ``merge_results``, ``merge_stats``, ``merge_states``.
+* ``shard_configs``, ``split_requests``, ``merge_results``, ``merge_states``.
 """
 
 from canary.replay.config import ReplayConfig
@@ -18,7 +18,6 @@ from canary.replay.session import ChunkResult, ReplaySession, runtime_config
 from canary.replay.shards import (
     merge_results,
     merge_states,
-    merge_stats,
     shard_configs,
     split_requests,
 )
@@ -37,7 +36,6 @@ __all__ = [
     "load_results",
     "merge_results",
     "merge_states",
-    "merge_stats",
     "runtime_config",
     "shard_configs",
     "split_requests",

@@ -17,7 +17,6 @@ import pandas as pd
 from canary.experiment.allocation import ArmStats
 from canary.replay.config import ReplayConfig
 from canary.replay.records import empty_results, typed_results
-from canary.replay.stats import ReplayStats
 
 
 def shard_configs(config: ReplayConfig, shards: int) -> list[dict[str, Any]]:
@@ -51,15 +50,6 @@ def merge_results(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
             if shared:
                 raise ValueError(f"user_id: shards share users, e.g. {sorted(shared)[0]!r}")
     return merged.sort_values("timestamp", kind="stable").reset_index(drop=True)
-
-
-def merge_stats(stats: Sequence[ReplayStats]) -> ReplayStats:
-    """Sum shard counters; elapsed is the slowest shard's (they run in parallel)."""
-    out = ReplayStats()
-    for s in stats:
-        out = out.merge(s)
-    out.elapsed_s = max((s.elapsed_s for s in stats), default=0.0)
-    return out
 
 
 def merge_states(states: Sequence[dict[str, Any]]) -> ArmStats:
