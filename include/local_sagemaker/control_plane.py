@@ -36,7 +36,8 @@ import copy
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from moto.sagemaker import models as sm_models
@@ -126,6 +127,14 @@ def _schedule(endpoint: Any, status: str, steps: list[tuple[float, Callable[[], 
             pending.append((due, step))
         endpoint.pending = pending
         settle(endpoint)
+
+
+@contextmanager
+def changes_held() -> Iterator[None]:
+    """Hold every control-plane change off while a reader takes a view of several fields of
+    an endpoint: a change (a switch of config, new weights) then runs whole or not at all."""
+    with _settling:
+        yield
 
 
 def settle(endpoint: Any) -> None:

@@ -20,7 +20,7 @@ from moto.sagemaker.models import sagemaker_backends
 
 from local_sagemaker.artifact_store import ArtifactError
 from local_sagemaker.capture import CaptureConfig, capture_config
-from local_sagemaker.control_plane import settle, variant_summaries
+from local_sagemaker.control_plane import changes_held, settle, variant_summaries
 from local_sagemaker.errors import internal_failure, validation_error
 from local_sagemaker.faults import Faults, faults_from_environment
 from local_sagemaker.loader import LoadedModel, ModelCache
@@ -131,6 +131,11 @@ def _variant(backend: Any, spec: dict[str, Any], weights: dict[str, float]) -> V
     return variant
 
 
+def _key(endpoint: Any) -> tuple[int, str, tuple[tuple[str, float], ...]]:
+    """What a routing table depends on: the endpoint object, its config and its weights."""
+    return id(endpoint), endpoint.endpoint_config_name, _weights(endpoint)
+
+
 def _weights(endpoint: Any) -> tuple[tuple[str, float], ...]:
     return tuple(
         (v["VariantName"], float(v.get("CurrentWeight", 1.0) or 0.0))
@@ -172,12 +177,13 @@ class Router:
             endpoint = backend.endpoints.get(endpoint_name)
         if endpoint is None or endpoint.endpoint_status in NOT_SERVING:
             raise validation_error(f"Endpoint {endpoint_name} of account {account_id} not found.")
-        key = (id(endpoint), endpoint.endpoint_config_name, _weights(endpoint))
         slot = (account_id, region, endpoint_name)
         cached = self._tables.get(slot)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        table = self._build(backend, endpoint, dict(key[2]))
+        if cached is not None and cached[0] == _key(endpoint):
+            return cached[1]  # a table built from one whole state, which the key still names
+        with changes_held():  # built from one whole state: no change half applied
+            key = _key(endpoint)
+            table = self._build(backend, endpoint, dict(key[2]))
         self._forget_deleted()
         self._tables[slot] = (key, table)
         return table
