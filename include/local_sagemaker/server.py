@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -105,7 +106,7 @@ class LocalSageMakerApp:
 
     def _admin(self, environ: dict, start_response: Callable, route: str):
         if route == "health":
-            payload: dict[str, Any] = {"status": "ok"}
+            payload: dict[str, Any] = {"status": "ok", "pid": os.getpid()}
         elif route == "flush" and environ["REQUEST_METHOD"] == "POST":
             payload = flush(self.runtime)
         elif route == "stats":

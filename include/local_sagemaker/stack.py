@@ -115,10 +115,17 @@ class EmbeddedStack:
                     f"local_sagemaker exited with code {self._proc.returncode} on port {self.port}"
                 )
             try:
-                self.admin("GET", "health", timeout=1.0)
-                return
+                answered = self.admin("GET", "health", timeout=1.0).get("pid")
             except OSError:
                 time.sleep(0.05)
+                continue
+            if answered == self._proc.pid:
+                return
+            # the port was free when chosen; another process took it before ours bound it
+            self.stop()
+            raise EmbeddedStackError(
+                f"port {self.port} is another process's (pid {answered}), not our stack's"
+            )
         self.stop()
         raise EmbeddedStackError(f"local_sagemaker did not answer on {self.endpoint_url} in time")
 

@@ -61,3 +61,15 @@ def test_every_service_through_aws_endpoint_url_only(local_stack):
     assert out["queue"].endswith("/env-only")
     assert out["rule"].endswith(":rule/env-only")
     assert out["code"] == "ValidationError"
+
+
+def test_a_stack_never_takes_another_process_on_its_port_for_itself(local_stack):
+    """The port was free when chosen, then taken: the new stack fails, naming the port, instead
+    of sending its tests to the process that answers there."""
+    from local_sagemaker.stack import EmbeddedStack, EmbeddedStackError
+
+    late = EmbeddedStack(port=local_stack.port, start_timeout=60.0)
+    with pytest.raises(EmbeddedStackError, match=str(local_stack.port)):
+        late.start()
+    assert late._proc is None  # stopped and reaped
+    assert local_stack.admin("GET", "health")["pid"] == local_stack._proc.pid  # still the first
