@@ -12,7 +12,9 @@ import pytest
 import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
 
-ROLE = "arn:aws:iam::123456789012:role/local-test"
+from local_sagemaker.stack import EmbeddedStack
+from tests.integration.deployed import ROLE
+
 N_FEATURES = 4
 
 
@@ -69,3 +71,14 @@ def deployer(make_deployer: Any) -> Iterator[Any]:
 def csv_rows(x: np.ndarray) -> str:
     """Rows as SageMaker's text/csv payload."""
     return "\n".join(",".join(repr(float(v)) for v in row) for row in x)
+
+
+@pytest.fixture(scope="module")
+def aws_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EmbeddedStack]:
+    """A stack of its own under the ``aws`` profile the test module declares as ``PROFILE``
+    (``local_sagemaker.profile.aws_env``): each module sets its own clock."""
+    log = tmp_path_factory.mktemp(f"{request.module.__name__}_aws") / "local_stack.log"
+    with EmbeddedStack(log_path=log, profile_env=request.module.PROFILE) as stack:
+        yield stack

@@ -22,20 +22,13 @@ from canary.models.training import xgboost_tarball
 from canary.rollout.endpoint import EndpointError, verify_serving, wait_deleted, wait_settled
 from local_sagemaker.profile import AWS_VALUES, aws_env
 from local_sagemaker.stack import EmbeddedStack
+from tests.integration.deployed import ROLE
 
 SCALE = 0.02
 WEIGHTS_SECONDS = 300.0  # AWS-side, so 6 s here
 PROFILE = aws_env(SCALE, weights_seconds=WEIGHTS_SECONDS, delete_seconds=250, metrics_lag=250)
 ROW = "1,2,3,4"
 AT_ONCE = 10  # requests sent together: as many as botocore's default connection pool
-ROLE = "arn:aws:iam::123456789012:role/local-test"
-
-
-@pytest.fixture(scope="module")
-def aws_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
-    log = tmp_path_factory.mktemp("aws_stack") / "local_stack.log"
-    with EmbeddedStack(log_path=log, profile_env=PROFILE) as stack:
-        yield stack
 
 
 @pytest.fixture

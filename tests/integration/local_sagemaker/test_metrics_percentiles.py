@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,10 +16,9 @@ from botocore.exceptions import ClientError
 from canary.models.training import xgboost_tarball
 from canary.stage.telemetry import variant_metrics
 from local_sagemaker.profile import aws_env
-from local_sagemaker.stack import EmbeddedStack
+from tests.integration.deployed import ROLE
 
 ROW = "1,2,3,4"
-ROLE = "arn:aws:iam::123456789012:role/local-test"
 LATENCY_MS = 100  # far above a fast call, even one a busy box preempted
 
 
@@ -143,13 +141,6 @@ def test_an_invalid_extended_statistic_is_refused_as_cloudwatch_does(deployer, e
 
 SCALE = 0.02  # a 60 s period is 1.2 s; the ingestion lag 6 s, longer than sending takes
 PROFILE = aws_env(SCALE, metrics_lag=300)
-
-
-@pytest.fixture(scope="module")
-def aws_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
-    log = tmp_path_factory.mktemp("percentiles_aws_stack") / "local_stack.log"
-    with EmbeddedStack(log_path=log, profile_env=PROFILE) as stack:
-        yield stack
 
 
 def test_percentiles_appear_with_their_period_after_the_ingestion_lag(

@@ -8,6 +8,7 @@ import numpy as np
 import xgboost as xgb
 
 from canary.models.training import sklearn_tarball, xgboost_tarball
+from tests.integration.deployed import IMAGE
 
 
 def _scores(body: bytes) -> np.ndarray:
@@ -18,9 +19,8 @@ def test_sklearn_joblib_model_serves_predict_proba(deployer, sklearn_model):
     from local_sagemaker.loader import framework_from_image
 
     url = deployer.upload(sklearn_tarball(sklearn_model))
-    image = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-    assert framework_from_image(image) == "sklearn"
-    endpoint = deployer.endpoint(deployer.config({"V": (deployer.model(url, image=image), 1)}))
+    assert framework_from_image(IMAGE) == "sklearn"
+    endpoint = deployer.endpoint(deployer.config({"V": (deployer.model(url, image=IMAGE), 1)}))
     x, _ = deployer.synthetic(seed=11, n=6)
     _, body = deployer.invoke(endpoint, deployer.csv(x))
     np.testing.assert_allclose(_scores(body), sklearn_model.predict_proba(x)[:, 1], rtol=1e-9)

@@ -19,9 +19,9 @@ from canary.rollout.endpoint import wait_settled
 from local_sagemaker.profile import aws_env
 from local_sagemaker.shadow import SHADOW_WORKERS
 from local_sagemaker.stack import EmbeddedStack
+from tests.integration.deployed import ROLE
 
 ALPHA = 1e-4
-ROLE = "arn:aws:iam::123456789012:role/local-test"
 PREFIX = "datacapture"
 CAPTURE = {
     "EnableCapture": True,
@@ -237,13 +237,6 @@ def test_the_shadow_weight_can_be_updated_like_a_production_variants(deployer, m
 
 # a 240 s create takes 1.2 s; an update 5 s, long enough to watch the old config serve
 PROFILE = aws_env(0.005, update_seconds=1000)
-
-
-@pytest.fixture(scope="module")
-def aws_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
-    log = tmp_path_factory.mktemp("shadow_aws_stack") / "local_stack.log"
-    with EmbeddedStack(log_path=log, profile_env=PROFILE) as stack:
-        yield stack
 
 
 @pytest.fixture

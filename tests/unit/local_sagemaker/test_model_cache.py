@@ -11,8 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from canary.models.training import sklearn_tarball
 from local_sagemaker import loader
 from local_sagemaker.errors import ACCOUNT_ID
-
-SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1"
+from tests.integration.deployed import IMAGE as SKLEARN_IMAGE
 
 
 def _artifacts(count: int) -> list[str]:
