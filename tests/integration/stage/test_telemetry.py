@@ -80,8 +80,9 @@ def test_collects_counts_and_joined_outcomes_from_the_local_stack(
         scores = {i: r[1] for i, r in sent.rows.items() if r[0] == variant}
         assert evidence.outcomes.total == sent.correct(scores)
     decision, _ = evaluate(ev, config)
-    assert decision.verdict is not Verdict.HALT
     record = json.loads(json.dumps(decision.record))
+    assert record["srm"]["observed"] == [ev.champion.requests, ev.challenger.requests]
+    assert record["srm"]["mismatch"] is False and decision.verdict is not Verdict.HALT
     assert record["variants"]["Champion"]["requests"] == len(served["Champion"])
 
 
