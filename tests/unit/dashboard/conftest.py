@@ -149,55 +149,45 @@ def finished_run(stage_records: list[list[dict[str, Any]]]) -> RunRecords:
     )
 
 
+def looking_run(
+    run_id: str, plan: RolloutPlan, xcoms: dict[str, Any], number: int, looking: list[dict]
+) -> RunRecords:
+    """A running run whose stage ``number`` gate is still looking: its records only in S3."""
+    newest = looking[-1]
+    files = StageFiles(newest=newest, looks=newest["looks"], look_records=_looked(looking))
+    return RunRecords(
+        dag_id=ids.ROLLOUT_DAG,
+        run_id=run_id,
+        state="running",
+        start_date=START,
+        xcoms={ids.VALIDATE_PLAN: plan.model_dump(mode="json"), **xcoms},
+        tasks={ids.gate_task(number): TaskRecord("up_for_reschedule", START)},
+        stage_files={number: files},
+    )
+
+
 @pytest.fixture()
 def running_run(stage_records: list[list[dict[str, Any]]]) -> RunRecords:
     """Stage 1 promoted; stage 2's gate is still looking (its records are only in S3)."""
-    looking = stage_records[1][:-1]
-    newest = looking[-1]
-    return RunRecords(
-        dag_id=ids.ROLLOUT_DAG,
-        run_id="manual__running",
-        state="running",
-        start_date=START,
-        xcoms={
-            ids.VALIDATE_PLAN: PLAN.model_dump(mode="json"),
-            ids.stage_task(1, ids.SET_WEIGHTS): set_weights(0),
-            ids.gate_task(1): stage_records[0][-1],
-            ids.stage_task(2, ids.SET_WEIGHTS): set_weights(1),
-        },
-        tasks={ids.gate_task(2): TaskRecord("up_for_reschedule", START)},
-        stage_files={
-            2: StageFiles(newest=newest, looks=newest["looks"], look_records=_looked(looking))
-        },
-    )
+    xcoms = {
+        ids.stage_task(1, ids.SET_WEIGHTS): set_weights(0),
+        ids.gate_task(1): stage_records[0][-1],
+        ids.stage_task(2, ids.SET_WEIGHTS): set_weights(1),
+    }
+    return looking_run("manual__running", PLAN, xcoms, 2, stage_records[1][:-1])
 
 
 @pytest.fixture()
 def shadow_run() -> RunRecords:
     """A run in its shadow stage: the endpoint mirrors to the challenger, the gate still looks."""
-    looking = shadow_records(looks=3, seed=6)  # with this seed no look decides
-    newest = looking[-1]
     window = {
         "endpoint": SHADOW_PLAN.endpoint_name,
         "weights": SHADOW_PLAN.stage_weights(SHADOW_STAGE),
         "started_at": START.timestamp(),
     }
-    return RunRecords(
-        dag_id=ids.ROLLOUT_DAG,
-        run_id="manual__shadow",
-        state="running",
-        start_date=START,
-        xcoms={
-            ids.VALIDATE_PLAN: SHADOW_PLAN.model_dump(mode="json"),
-            ids.shadow_task(ids.ENTER_STAGE): window,
-        },
-        tasks={ids.SHADOW_GATE: TaskRecord("up_for_reschedule", START)},
-        stage_files={
-            SHADOW_NUMBER: StageFiles(
-                newest=newest, looks=newest["looks"], look_records=_looked(looking)
-            )
-        },
-    )
+    looking = shadow_records(looks=3, seed=6)  # with this seed no look decides
+    xcoms = {ids.shadow_task(ids.ENTER_STAGE): window}
+    return looking_run("manual__shadow", SHADOW_PLAN, xcoms, SHADOW_NUMBER, looking)
 
 
 @pytest.fixture()
