@@ -36,8 +36,10 @@ class EnsureSageMakerModelOperator(SageMakerModelOperator):
     """Create a SageMaker model, or accept the identical one a previous try created.
 
     The container environment may hold secrets: its values are masked as soon as the request
-    is rendered, before Airflow keeps the rendered fields and before the provider logs the
-    whole request (``preprocess_config``)."""
+    is rendered, before Airflow keeps the rendered fields. The provider's ``preprocess_config``
+    is not called: for our requests (a full role ARN, which the plan checks; no S3 operations)
+    it only logs the whole request, and not every copy of a task's log is masked (the
+    LocalExecutor's copy on the worker's stdout is not)."""
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
         super().render_template_fields(context, jinja_env)
@@ -45,7 +47,6 @@ class EnsureSageMakerModelOperator(SageMakerModelOperator):
             mask_secret(value)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        self.preprocess_config()
         created = endpoint.ensure_model(self.hook.conn, self.config)
         return {"ModelName": self.config["ModelName"], "created": created}
 

@@ -300,10 +300,12 @@ def _not_ready(
 def _after_last(looks: list[Look], fraction: float, n: int) -> float:
     """Where an early last look goes: one more look after every look taken (so the alpha they
     spent stays spent; when to take it was decided by the traffic, not by the outcomes), at
-    the information reached. When that estimate is no further than the previous look's (a
-    paired variance estimate that grew), the information is taken to have grown with the
-    sample, ``n`` over the previous look's: placing it just after would assume the two
-    statistics nearly identical and leak alpha. Only the same counts go just after it."""
+    the larger of the information reached and the previous look's grown with the sample
+    (``n`` over its own). An estimate that barely moved (a paired variance estimate that grew)
+    would place the look just after the previous one, assume the two statistics nearly
+    identical and leak alpha; the larger fraction assumes them less alike, which never does.
+    Its price: with arms that grew unevenly, ``n`` overstates the information and the last
+    look spends a little less than it could. Only the same counts go just after it."""
     if not looks:
         return fraction
     last = looks[-1]
