@@ -27,7 +27,7 @@ PARALLELISM = 8  # LocalExecutor slots: three rollouts at once, each with mapped
 REGISTRY_ROLLOUT = {"approval": ApprovalMode.EVERY_STAGE.value, "approval_timeout_minutes": 0.2}
 #: How often the scheduler answers timed-out HITL questions (Airflow's default: 15 s).
 TIMEOUT_CHECK_SECONDS = 3
-KILL_POLL_SECONDS = 0.02  # how often kill_first_try_at_start looks for the task's process
+KILL_POLL_SECONDS = 0.02  # how often the kill helpers look for a task's process
 TAKEN_UP = {TaskInstanceState.SCHEDULED, TaskInstanceState.QUEUED, TaskInstanceState.RUNNING}
 #: A task in one of these states has no process of its first try to kill, and never will.
 NO_FIRST_TRY = {
@@ -159,9 +159,13 @@ def _kill(pids: list[str]) -> None:
 
 
 def kill_task_process(api: Api, run_id: str, task_id: str) -> None:
-    """SIGKILL the process running a task instance."""
-    pids = _task_pids(api.task(ROLLOUT_DAG, run_id, task_id)["id"])
-    assert pids, f"no process runs {task_id}"
+    """SIGKILL the process running a task instance. A rescheduling sensor has none between
+    two pokes: its next poke's process is waited for (PARK_DEADLINE), unless the task ends."""
+    end = time.monotonic() + PARK_DEADLINE
+    while not (pids := _task_pids((task := api.task(ROLLOUT_DAG, run_id, task_id))["id"])):
+        assert task["state"] not in TEARDOWN_ENDED, f"{task_id} ended ({task['state']}) unkilled"
+        assert time.monotonic() < end, f"no process ran {task_id} for {PARK_DEADLINE:.0f} s"
+        time.sleep(KILL_POLL_SECONDS)
     _kill(pids)
 
 
