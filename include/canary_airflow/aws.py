@@ -17,14 +17,13 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 
-from canary.stage import telemetry
-from canary.stage.window import first_whole_period
+from canary.stage.window import PERIOD, first_whole_period
 from canary_airflow import ids
 
 
 def cloudwatch_period(hook: AwsBaseHook) -> float:
     """The CloudWatch period of the hook's connection, in seconds."""
-    return float(hook.conn_config.extra_config.get(ids.CLOUDWATCH_PERIOD_EXTRA, telemetry.PERIOD))
+    return float(hook.conn_config.extra_config.get(ids.CLOUDWATCH_PERIOD_EXTRA, PERIOD))
 
 
 def evidence_start(hook: AwsBaseHook) -> float:

@@ -34,9 +34,9 @@ from canary.experiment.gates.evidence import (
 )
 from canary.experiment.rewards import metric_outcomes
 from canary.plan import Metric
+from canary.stage.window import PERIOD
 
 NAMESPACE = "AWS/SageMaker"
-PERIOD = 60
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from canary.plan import SHADOW_STAGE, RolloutPlan, stage_name
 
+PERIOD = 60  # seconds: CloudWatch's standard period for SageMaker endpoint metrics
+
 
 @dataclass(frozen=True)
 class StageWindow:
