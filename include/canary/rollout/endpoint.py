@@ -240,6 +240,20 @@ def _shares(weights: Mapping[str, float]) -> dict[str, float]:
     return {name: round(float(w) / total, 9) for name, w in weights.items()}
 
 
+def settled_config(
+    sm: Any, endpoint: str, delay: float = 1.0, timeout: float = 3600.0
+) -> str | None:
+    """The config the endpoint serves once any change under way has ended (an Updating
+    endpoint still names the config it is leaving); None when there is no endpoint, or it was
+    being deleted."""
+
+    def settled(live: dict[str, Any] | None) -> bool:
+        return live is None or live["EndpointStatus"] not in IN_PROGRESS
+
+    live = _poll(sm, endpoint, settled, delay, timeout)
+    return live["EndpointConfigName"] if live else None
+
+
 def wait_settled(sm: Any, endpoint: str, delay: float = 1.0, timeout: float = 3600.0) -> dict:
     """The endpoint's description once no change is under way (InService, or where a change
     ended: UpdateRollbackFailed, Failed).

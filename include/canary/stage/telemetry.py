@@ -118,8 +118,6 @@ def _variant(
 ) -> VariantEvidence:
     metrics = variant_metrics(cloudwatch, source.endpoint_name, variant, start, end)
     scores, truth = joined_predictions(answers.captured[variant], answers.labels)
-    if config.metric is Metric.REWARD:
-        raise ValueError("metric: 'reward' cannot be read from AWS telemetry; use the replay frame")
     accuracy = config.metric is Metric.ACCURACY
     values = metric_outcomes(config.metric, scores, truth, config.threshold)
     return VariantEvidence(

@@ -77,11 +77,12 @@ def lock_endpoint(plan: dict[str, Any]) -> dict[str, Any]:
     lock.ensure_table()
     lease = lock.claim(get_current_context()["run_id"], holder_alive=rollout_running)
     _log_lease(rollout, lease)
-    found = endpoint.describe_endpoint(clients_for(rollout).sagemaker, rollout.endpoint_name)
     return {
         "holder": lease.holder,
         "expires_at": lease.expires_at,
-        "found_config": found["EndpointConfigName"] if found else None,
+        "found_config": endpoint.settled_config(
+            clients_for(rollout).sagemaker, rollout.endpoint_name
+        ),
     }
 
 
@@ -366,9 +367,9 @@ def cleanup(plan: dict[str, Any]) -> dict[str, Any]:
             lock, run_id, aws.sagemaker, aws.s3, rollout, run_manifest(), outcome
         )
         done = True
-    finally:  # once: when it worked, or when no retry is left
+    finally:  # once: when it worked, or when no retry is left (saying so)
         if done or ti.try_number > ti.max_tries:
-            notify_outcome(rollout, outcome)
+            notify_outcome(rollout, outcome, cleaned_up=done)
     log.info("cleanup after %s: deleted %s; kept %s", outcome, result.deleted, result.kept)
     return {
         "outcome": result.outcome.value,
@@ -379,17 +380,18 @@ def cleanup(plan: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def notify_outcome(rollout: RolloutPlan, outcome: RunOutcome) -> None:
-    """Tell the plan's topic how the run ended, with the last decision and any rejection. Only
-    logged when it fails: it neither fails a finished teardown (whose retry would no longer
-    hold the endpoint) nor hides the error of one that failed."""
+def notify_outcome(rollout: RolloutPlan, outcome: RunOutcome, cleaned_up: bool) -> None:
+    """Tell the plan's topic how the run ended, with the last decision, any rejection and
+    whether teardown worked (``cleaned_up``: when not, resources may be left and the run
+    fails). Only logged when it fails: it neither fails a finished teardown (whose retry would
+    no longer hold the endpoint) nor hides the error of one that failed."""
     try:
-        _publish_outcome(rollout, outcome)
+        _publish_outcome(rollout, outcome, cleaned_up)
     except Exception:
         log.exception("could not notify the outcome of run %s", get_current_context()["run_id"])
 
 
-def _publish_outcome(rollout: RolloutPlan, outcome: RunOutcome) -> None:
+def _publish_outcome(rollout: RolloutPlan, outcome: RunOutcome, cleaned_up: bool) -> None:
     from canary.reporting.report import PAGE_FILE
 
     context = get_current_context()
@@ -402,6 +404,7 @@ def _publish_outcome(rollout: RolloutPlan, outcome: RunOutcome) -> None:
         outcome=outcome.value,
         last_decision=news.decision_summary(last) if last else None,
         rejected=rejection(approval_answers(rollout)),
+        cleaned_up=cleaned_up,
         report=f"s3://{rollout.bucket}/{layout.report_key(rollout, run_key(), PAGE_FILE)}",
     )
 

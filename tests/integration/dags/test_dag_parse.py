@@ -1,8 +1,8 @@
 """Parsing a DAG file imports no numeric stack.
 
 Why it matters: the dag-processor parses every file again and again, and on Airflow 3 every
-task process parses its DAG file before it runs. pandas, scipy and statsmodels cost about a
-second of CPU per import; the tasks that need them import them when they run. A parse that
+task process parses its DAG file before it runs. numpy, pandas, scipy and statsmodels cost
+about a second of CPU to import; the tasks that need them import them when they run. A parse that
 pulled them in (through a module-level import of the telemetry, once) made every task of a
 rollout about a second slower on the real scheduler. Checked in a fresh interpreter, since this
 one has imported them long ago.
@@ -21,7 +21,7 @@ import pytest
 from canary_airflow import ids
 
 DAGS = Path(__file__).parents[3] / "dags"
-HEAVY = ("pandas", "scipy", "statsmodels", "sklearn", "xgboost", "matplotlib", "pyarrow")
+HEAVY = ("numpy", "pandas", "scipy", "statsmodels", "sklearn", "xgboost", "matplotlib", "pyarrow")
 PARSE = """
 import json, sys
 from airflow.models.dagbag import DagBag

@@ -19,7 +19,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from canary.models.training import xgboost_tarball
-from canary.rollout.endpoint import EndpointError, verify_serving, wait_deleted, wait_settled
+from canary.rollout.endpoint import (
+    EndpointError,
+    settled_config,
+    verify_serving,
+    wait_deleted,
+    wait_settled,
+)
 from local_sagemaker.profile import AWS_VALUES, aws_env
 from local_sagemaker.stack import EmbeddedStack
 from tests.integration.deployed import ROLE
@@ -108,12 +114,18 @@ def test_create_update_weights_and_delete_pass_through_sagemakers_states(
 
     sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=champion_config["one"])
     assert _status(sm, endpoint) == "Updating"
+    # the config it is leaving, until the switch: what a lease taken now must not record
+    assert (
+        sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+        == (champion_config["two"])
+    )
     assert _invoked(aws_stack, endpoint, 3) == {"Challenger"}  # the old config until the switch
-    wait_settled(sm, endpoint, delay=0.1)
+    assert settled_config(sm, endpoint, delay=0.1) == champion_config["one"]
     verify_serving(sm, endpoint, config_name=champion_config["one"])
 
     sm.delete_endpoint(EndpointName=endpoint)
     assert _status(sm, endpoint) == "Deleting"
+    assert settled_config(sm, endpoint, delay=0.1) is None  # gone: nothing to put back
     wait_deleted(sm, endpoint, delay=0.1)
     with pytest.raises(ClientError, match="Could not find endpoint"):
         sm.describe_endpoint(EndpointName=endpoint)

@@ -207,24 +207,28 @@ def test_ipw_primary_recovers_truth_under_adaptive_allocation() -> None:
     assert abs(res.diff) < 3 * (res.ci_high - res.ci_low) / (2 * 1.645)
 
 
-def test_an_observed_spread_of_zero_gives_no_statistic_and_no_promotion() -> None:
-    """Both arms all right under adaptive allocation: the IPW standard error is 0, and a z of
-    +inf would promote at any boundary on 40 requests an arm. No statistic until outcomes
-    differ; the same counts unadaptive get the score test, which has a spread under its null."""
-    right = np.ones(40)
+def test_zero_observed_spread_is_floored_so_it_neither_decides_early_nor_never() -> None:
+    """Both arms all right under adaptive allocation: the IPW standard error is 0. z = +inf
+    would promote on 40 requests an arm, and no statistic would keep two perfect models waiting
+    for the deadline. The binomial floor judges 40 all-right requests as weak evidence and
+    20,000 as strong; an arm wrong on every request rolls back."""
 
-    def variant(name: str) -> VariantEvidence:
-        return VariantEvidence(name, 40, outcomes=Outcomes.of(right, True), values=right,
-                               propensities=np.full(40, 0.5))  # fmt: skip
+    def variant(name: str, n: int, value: float) -> VariantEvidence:
+        values = np.full(n, value)
+        return VariantEvidence(name, n, outcomes=Outcomes.of(values, True), values=values,
+                               propensities=np.full(n, 0.5))  # fmt: skip
 
-    adaptive = _stage(variant("a"), variant("b"), adaptive=True)
-    assert primary_statistic(adaptive, margin=0.02, alpha=0.05) is None
+    def z(n: int, challenger_value: float) -> float:
+        stage = _stage(variant("a", n, 1.0), variant("b", n, challenger_value), adaptive=True)
+        return primary_statistic(stage, margin=0.02, alpha=0.05).z
+
+    p = 40.5 / 41  # (k + 1/2) / (n + 1)
+    assert z(40, 1.0) == pytest.approx(0.02 / np.sqrt(2 * p * (1 - p) / 40))
+    assert 0 < z(40, 1.0) < 1.645 < z(20_000, 1.0)
+    assert z(20_000, 0.0) < -100
     config = GateConfig(margin=0.02, planning_rate=0.99)
-    decision, _ = evaluate(adaptive, config, [])
-    assert decision.verdict is Verdict.CONTINUE
-    assert decision.record["primary"] is None
-    fixed = primary_statistic(_stage(variant("a"), variant("b")), margin=0.02, alpha=0.05)
-    assert fixed.method == "farrington_manning_score" and 0 < fixed.z < 2
+    early = _stage(variant("a", 40, 1.0), variant("b", 40, 1.0), adaptive=True)
+    assert evaluate(early, config, [])[0].verdict is Verdict.CONTINUE
 
 
 # --- guardrails --------------------------------------------------------------------------------

@@ -212,7 +212,10 @@ def _combine(
     if failed:
         return Verdict.ROLLBACK, _guardrail_reason(failed[0])
     if primary is None:
-        return Verdict.CONTINUE, "no primary statistic yet (too few labelled outcomes)"
+        return (
+            Verdict.CONTINUE,
+            "no primary statistic yet (too few labelled outcomes, or no spread)",
+        )
     b, a = bounds.efficacy[-1], bounds.futility[-1]
     summary = (
         f"diff={primary.diff:+.4f} (CI {primary.ci_low:+.4f}..{primary.ci_high:+.4f}), "

@@ -141,9 +141,21 @@ def _ipw(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult | None
         alpha=2 * alpha,
     )
     m0 = _hajek_mean(champ.values, champ.propensities)
+    se = max(est.se, _bernoulli_floor(champ.values, chall.values))
     return _from_se(
-        "ipw_hajek", m0, m0 + est.mean, est.se, margin, alpha, len(champ.values), len(chall.values)
+        "ipw_hajek", m0, m0 + est.mean, se, margin, alpha, len(champ.values), len(chall.values)
     )
+
+
+def _bernoulli_floor(*arms: np.ndarray) -> float:
+    """For 0/1 outcomes, the least standard error the IPW difference is given: each arm's as a
+    binomial at its rate moved half a success toward 1/2, (k + 1/2) / (n + 1). The observed
+    spread is small exactly when an arm did well by chance near 0 or 1, and zero when every
+    outcome agrees; it then would promote (or roll back) on no measured spread at all."""
+    if not all(np.isin(arm, (0.0, 1.0)).all() for arm in arms):
+        return 0.0
+    smoothed = [(np.sum(arm) + 0.5) / (len(arm) + 1) for arm in arms]
+    return math.sqrt(sum(p * (1 - p) / len(arm) for p, arm in zip(smoothed, arms, strict=True)))
 
 
 def _hajek_mean(values: np.ndarray, propensities: np.ndarray) -> float:
@@ -154,9 +166,10 @@ def _hajek_mean(values: np.ndarray, propensities: np.ndarray) -> float:
 def _from_se(
     method: str, m0: float, m1: float, se: float, margin: float, alpha: float, n0: int, n1: int
 ) -> PrimaryResult | None:
-    """A z from an observed standard error, or None while that error is zero (every outcome
-    seen so far the same, e.g. both arms all right): z would be infinite and promote at any
-    boundary on no measured spread at all, so no statistic is taken until outcomes differ."""
+    """A z from an observed standard error, or None while that error is zero: z would be
+    infinite and decide at any boundary on no measured spread. For 0/1 outcomes it never is
+    (:func:`_bernoulli_floor`); constant rewards of another kind give no statistic, and the
+    stage's deadline ends it."""
     if not se > 0:
         return None
     diff = m1 - m0
