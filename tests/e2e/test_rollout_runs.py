@@ -57,6 +57,7 @@ def news_of(inbox: Any, result: RunResult) -> list[tuple[Event, int, Verdict | R
         body = received["body"]
         assert body["run_id"] == result.run_id and Event(received["event"]) is Event(body["event"])
         if Event(body["event"]) is Event.OUTCOME:
+            assert body["cleaned_up"] is True  # teardown worked: nothing of the run is left
             found.append(
                 (Event.OUTCOME, body["last_decision"]["stage"], RunOutcome(body["outcome"]))
             )
