@@ -109,6 +109,19 @@ class VariantEvidence:
         return self.latency.p99_ms if self.latency else None
 
 
+def is_binary(values: np.ndarray) -> bool:
+    """Whether there are outcomes and every one is 0 or 1."""
+    return bool(len(values)) and bool(np.isin(values, (0.0, 1.0)).all())
+
+
+def smoothed_bernoulli_variance(successes: float, n: int) -> float:
+    """p(1 - p) at the rate moved half a success toward 1/2, (k + 1/2) / (n + 1): never 0, and
+    below what one opposite outcome would give. Where an observed 0/1 spread of 0 (every
+    outcome alike) would claim a rate known exactly."""
+    smoothed = (successes + 0.5) / (n + 1)
+    return smoothed * (1 - smoothed)
+
+
 @dataclass(frozen=True)
 class CarriedEstimate:
     """The champion's quality measured in earlier stages, carried into a stage without a
@@ -243,8 +256,8 @@ def champion_estimate(stages: list[StageEvidence]) -> CarriedEstimate:
     Why pooled sufficient statistics: the stages are disjoint request sets from the same champion,
     so their union is one larger sample; the variance of its mean is s^2 / n. A 0/1 champion
     right (or wrong) on every request has s^2 = 0, which would claim its accuracy is known
-    exactly: its variance is then that of half a success more (or fewer), (k + 1/2) / (n + 1),
-    below what one opposite outcome would give. (The carried score test uses the counts.)"""
+    exactly: it is carried with :func:`smoothed_bernoulli_variance` instead. (The carried score
+    test uses the counts.)"""
     n = sum(s.champion.outcomes.n for s in stages)
     if n < 2:
         raise ValueError("stages: no champion outcomes to carry forward")
@@ -256,6 +269,5 @@ def champion_estimate(stages: list[StageEvidence]) -> CarriedEstimate:
     )
     variance = pooled.variance
     if pooled.binary and variance == 0:
-        smoothed = (pooled.total + 0.5) / (n + 1)
-        variance = smoothed * (1 - smoothed)
+        variance = smoothed_bernoulli_variance(pooled.total, n)
     return CarriedEstimate(pooled.mean, variance / n, n, pooled.binary)

@@ -20,6 +20,7 @@ from canary.experiment.gates.evidence import (
     PairedOutcomes,
     StageEvidence,
     VariantEvidence,
+    is_binary,
 )
 from canary.experiment.rewards import metric_outcomes
 from canary.plan import Metric
@@ -116,7 +117,7 @@ def _variant(rows: pd.DataFrame, name: str, config: GateConfig, adaptive: bool) 
         requests=len(rows),
         errors_4xx=int(((status >= 400) & (status < 500)).sum()),
         errors_5xx=int((status >= 500).sum()),
-        outcomes=Outcomes.of(values, binary=config.metric is Metric.ACCURACY or _is_binary(values)),
+        outcomes=Outcomes.of(values, binary=config.metric is Metric.ACCURACY or is_binary(values)),
         latencies_ms=latencies,
         scores=scores,
         labels=labels,
@@ -138,7 +139,3 @@ def _outcome_values(ok: pd.DataFrame, config: GateConfig) -> tuple[np.ndarray, n
     used = (ok["label"].notna() & ok["score"].notna()).to_numpy()
     score, label = ok["score"].to_numpy(float)[used], ok["label"].to_numpy(float)[used]
     return metric_outcomes(config.metric, score, label, config.threshold), used
-
-
-def _is_binary(values: np.ndarray) -> bool:
-    return bool(len(values)) and bool(np.isin(values, (0.0, 1.0)).all())

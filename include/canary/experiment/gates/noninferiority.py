@@ -23,7 +23,11 @@ from statsmodels.stats.proportion import (
     test_proportions_2indep,
 )
 
-from canary.experiment.gates.evidence import StageEvidence
+from canary.experiment.gates.evidence import (
+    StageEvidence,
+    is_binary,
+    smoothed_bernoulli_variance,
+)
 from canary.experiment.propensity import ipw_difference
 
 
@@ -149,13 +153,14 @@ def _ipw(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult | None
 
 def _bernoulli_floor(*arms: np.ndarray) -> float:
     """For 0/1 outcomes, the least standard error the IPW difference is given: each arm's as a
-    binomial at its rate moved half a success toward 1/2, (k + 1/2) / (n + 1). The observed
-    spread is small exactly when an arm did well by chance near 0 or 1, and zero when every
-    outcome agrees; it then would promote (or roll back) on no measured spread at all."""
-    if not all(np.isin(arm, (0.0, 1.0)).all() for arm in arms):
+    binomial with :func:`smoothed_bernoulli_variance`. The observed spread is small exactly
+    when an arm did well by chance near 0 or 1, and zero when every outcome agrees; it then
+    would promote (or roll back) on no measured spread at all."""
+    if not all(is_binary(arm) for arm in arms):
         return 0.0
-    smoothed = [(np.sum(arm) + 0.5) / (len(arm) + 1) for arm in arms]
-    return math.sqrt(sum(p * (1 - p) / len(arm) for p, arm in zip(smoothed, arms, strict=True)))
+    return math.sqrt(
+        sum(smoothed_bernoulli_variance(arm.sum(), len(arm)) / len(arm) for arm in arms)
+    )
 
 
 def _hajek_mean(values: np.ndarray, propensities: np.ndarray) -> float:
