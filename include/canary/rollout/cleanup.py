@@ -110,8 +110,7 @@ def _changed_by_run(sm: Any, plan: RolloutPlan, manifest: RunManifest) -> bool:
         return True
     if manifest.previous_config is None:  # nothing recorded: not known to be ours
         return False
-    live = endpoint.wait_settled(sm, plan.endpoint_name)
-    return live["EndpointConfigName"] != manifest.previous_config
+    return endpoint.settled_config(sm, plan.endpoint_name) != manifest.previous_config
 
 
 def _serve_winner_alone(

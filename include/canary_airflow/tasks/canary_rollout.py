@@ -361,15 +361,15 @@ def cleanup(plan: dict[str, Any]) -> dict[str, Any]:
     outcome = outcome_of_run()
     context = get_current_context()
     lock, run_id, ti = endpoint_lock(rollout), context["run_id"], context["ti"]
-    done = False
     try:
         result = cleanup_ops.tear_down(
             lock, run_id, aws.sagemaker, aws.s3, rollout, run_manifest(), outcome
         )
-        done = True
-    finally:  # once: when it worked, or when no retry is left (saying so)
-        if done or ti.try_number > ti.max_tries:
-            notify_outcome(rollout, outcome, cleaned_up=done)
+    except Exception:
+        if ti.try_number > ti.max_tries:  # notified once: no retry is left, say so
+            notify_outcome(rollout, outcome, cleaned_up=False)
+        raise
+    notify_outcome(rollout, outcome, cleaned_up=True)
     log.info("cleanup after %s: deleted %s; kept %s", outcome, result.deleted, result.kept)
     return {
         "outcome": result.outcome.value,
