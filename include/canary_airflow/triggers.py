@@ -32,7 +32,7 @@ from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from canary.models import registry as reg
-from canary.rollout.endpoint import IN_PROGRESS
+from canary.rollout.endpoint import IN_PROGRESS, POLL_SECONDS, SETTLE_TIMEOUT_SECONDS
 from canary_airflow.ids import DEFAULT_CONN_ID
 
 
@@ -55,8 +55,8 @@ class EndpointSettledTrigger(BaseTrigger):
     def __init__(
         self,
         endpoint: str,
-        poll_interval: float = 1.0,
-        timeout: float = 3600.0,
+        poll_interval: float = POLL_SECONDS,
+        timeout: float = SETTLE_TIMEOUT_SECONDS,
         aws_conn_id: str | None = DEFAULT_CONN_ID,
         region_name: str | None = None,
     ) -> None:

@@ -31,6 +31,11 @@ IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"
 ENDPOINT_TAG = "canary:endpoint"
 SHADOWS = "ShadowProductionVariants"  # a config's (and DescribeEndpoint's) shadow variants
 RUN_TAG = "canary:run"  # on an endpoint: the run that created it
+# How the waits below poll DescribeEndpoint, and how long each waits: SageMaker's own
+# endpoint_in_service waiter allows an hour (120 x 30 s), endpoint_deleted half an hour.
+POLL_SECONDS = 1.0
+SETTLE_TIMEOUT_SECONDS = 3600.0
+DELETE_TIMEOUT_SECONDS = 1800.0
 
 
 class EndpointError(RuntimeError):
@@ -241,7 +246,7 @@ def _shares(weights: Mapping[str, float]) -> dict[str, float]:
 
 
 def settled_config(
-    sm: Any, endpoint: str, delay: float = 1.0, timeout: float = 3600.0
+    sm: Any, endpoint: str, delay: float = POLL_SECONDS, timeout: float = SETTLE_TIMEOUT_SECONDS
 ) -> str | None:
     """The config the endpoint serves once any change under way has ended (an Updating
     endpoint still names the config it is leaving); None when there is no endpoint, or it was
@@ -254,7 +259,9 @@ def settled_config(
     return live["EndpointConfigName"] if live else None
 
 
-def wait_settled(sm: Any, endpoint: str, delay: float = 1.0, timeout: float = 3600.0) -> dict:
+def wait_settled(
+    sm: Any, endpoint: str, delay: float = POLL_SECONDS, timeout: float = SETTLE_TIMEOUT_SECONDS
+) -> dict:
     """The endpoint's description once no change is under way (InService, or where a change
     ended: UpdateRollbackFailed, Failed).
 
@@ -271,7 +278,9 @@ def wait_settled(sm: Any, endpoint: str, delay: float = 1.0, timeout: float = 36
     return _poll(sm, endpoint, settled, delay, timeout)
 
 
-def wait_deleted(sm: Any, endpoint: str, delay: float = 1.0, timeout: float = 1800.0) -> None:
+def wait_deleted(
+    sm: Any, endpoint: str, delay: float = POLL_SECONDS, timeout: float = DELETE_TIMEOUT_SECONDS
+) -> None:
     """Until DescribeEndpoint no longer finds the endpoint (it is Deleting for a while)."""
     _poll(sm, endpoint, lambda live: live is None, delay, timeout)
 
