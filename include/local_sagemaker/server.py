@@ -10,7 +10,7 @@ under ``/_local_sagemaker/`` exist for tests and benchmarks:
   shadow-variant calls under way have ended.
 * ``GET  /_local_sagemaker/stats[?reset=1]``: raw latency percentiles per variant, capture
   errors, the number of throttled control-plane calls and of shadow calls still under way
-  (read, not waited for).
+  (read, not waited for) or dropped on a full backlog.
 * ``GET  /_local_sagemaker/profile``: the timing profile in force (see :mod:`.profile`).
 
 A background thread flushes metrics every ``flush_interval`` seconds (CloudWatch shows what the
@@ -116,6 +116,7 @@ class LocalSageMakerApp:
                 "capture_errors": list(self.runtime.capture.errors),
                 "throttled": self.throttle.refused,
                 "shadow_calls_pending": self.runtime.shadows.pending,
+                "shadow_calls_dropped": self.runtime.shadows.dropped,
             }
         elif route == "profile":
             payload = asdict(self.profile)

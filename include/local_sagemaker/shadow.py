@@ -30,6 +30,10 @@ from typing import Any
 # threads than the machine's 2 cores keep a slow shadow's backlog short without crowding out
 # the request threads.
 SHADOW_WORKERS = 4
+# Calls waiting for a worker at most: a shadow slower than its traffic would otherwise queue
+# request bodies without bound in a long-lived stack, and answer minutes late. Past it a
+# replicated request is dropped (counted, logged): the shadow sees a smaller share.
+SHADOW_BACKLOG = 1000
 log = logging.getLogger("local_sagemaker")
 
 
@@ -71,19 +75,29 @@ class ShadowPool:
 
     ``drain`` waits until every call submitted so far has recorded its metrics and capture, so
     an explicit flush (tests, shutdown) sees them all. The count is kept under a lock, taken
-    only for requests that are replicated.
+    only for requests that are replicated. At most ``workers + backlog`` calls are under way;
+    ``dropped`` counts the ones refused past that.
     """
 
-    def __init__(self, workers: int = SHADOW_WORKERS) -> None:
+    def __init__(self, workers: int = SHADOW_WORKERS, backlog: int = SHADOW_BACKLOG) -> None:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="local-sagemaker-shadow")
         self._idle = threading.Condition()
         self._in_flight = 0
+        self._limit = workers + backlog
+        self.dropped = 0
 
-    def submit(self, call: Callable[[], object]) -> None:
-        """Run ``call`` on a worker; its failures are logged, never raised to anyone."""
+    def submit(self, call: Callable[[], object]) -> bool:
+        """Run ``call`` on a worker (False: dropped, the backlog is full); its failures are
+        logged, never raised to anyone."""
         with self._idle:
+            if self._in_flight >= self._limit:
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % self._limit == 0:
+                    log.warning("shadow backlog full: %d replicated requests dropped", self.dropped)
+                return False
             self._in_flight += 1
         self._executor.submit(self._run, call)
+        return True
 
     def _run(self, call: Callable[[], object]) -> None:
         try:

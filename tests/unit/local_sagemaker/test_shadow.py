@@ -73,3 +73,20 @@ def test_drain_waits_for_every_call_and_a_failing_one_does_not_stop_the_pool() -
     release.set()
     assert pool.drain(timeout=5) == 0
     assert len(done) == 3
+
+
+def test_a_full_backlog_drops_replicated_calls_and_counts_them() -> None:
+    pool, release, done = ShadowPool(workers=1, backlog=2), threading.Event(), []
+
+    def slow() -> None:
+        release.wait(5)
+        done.append(1)
+
+    accepted = [pool.submit(slow) for _ in range(5)]
+    assert accepted == [True, True, True, False, False]  # one running, two waiting
+    assert (pool.pending, pool.dropped) == (3, 2)
+    release.set()
+    assert pool.drain(timeout=5) == 0
+    assert pool.submit(slow)  # room again once the backlog has drained
+    assert pool.drain(timeout=5) == 0
+    assert len(done) == 4
