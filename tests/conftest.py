@@ -172,10 +172,12 @@ class StackDeployer:
         self.created.append(("config", name))
         return name
 
-    def endpoint(self, config: str, name: str | None = None) -> str:
+    def endpoint(
+        self, config: str, name: str | None = None, tags: Sequence[dict[str, str]] = ()
+    ) -> str:
         """CreateEndpoint and wait (as the provider's sensor would) until InService."""
         name = name or f"e-{uuid.uuid4().hex[:10]}"
-        self.sm.create_endpoint(EndpointName=name, EndpointConfigName=config)
+        self.sm.create_endpoint(EndpointName=name, EndpointConfigName=config, Tags=[*tags])
         self.created.append(("endpoint", name))
         waiter = self.sm.get_waiter("endpoint_in_service")
         waiter.wait(EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})

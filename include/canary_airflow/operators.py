@@ -28,7 +28,6 @@ from airflow.providers.common.compat.sdk import conf, mask_secret
 
 from canary.rollout import endpoint
 from canary_airflow.aws import evidence_start
-from canary_airflow.tasks.canary_rollout import run_key
 from canary_airflow.triggers import EndpointSettledTrigger
 
 
@@ -69,18 +68,15 @@ class EnsureSageMakerEndpointConfigOperator(SageMakerEndpointConfigOperator):
 class EnsureSageMakerEndpointOperator(SageMakerEndpointOperator):
     """Create the endpoint, update it when it serves another config, skip when already there.
 
-    Whether this run created the endpoint is pushed to XCom (``created``) before any deferral,
-    because teardown must never delete an endpoint the user already had. On a retry the endpoint
-    exists already; its run tag tells whether the first try created it.
+    A created endpoint carries the run's tag (``canary.rollout.endpoint.RUN_TAG``, in the
+    request): teardown reads it to tell an endpoint this run created, which it may delete,
+    from one the user already had. A retry finds the endpoint its first try created, tag and
+    all, and only waits for it or updates it.
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
         name = self.config["EndpointName"]
         existing = endpoint.describe_endpoint(self.hook.conn, name)
-        created = existing is None or endpoint.created_by(
-            self.hook.conn, existing["EndpointArn"], run_key()
-        )
-        context["ti"].xcom_push(key="created", value=created)
         if existing is not None:
             if existing["EndpointStatus"] in endpoint.IN_PROGRESS:  # e.g. a retry's own update
                 existing = endpoint.wait_settled(self.hook.conn, name, self.check_interval)

@@ -18,6 +18,8 @@ from canary.experiment.gates.guardrails import Guardrail, Status
 from canary.models import registry as reg
 from canary.plan import SHADOW_STAGE, CleanupPolicy, parse_plan, stage_name
 from canary.reporting.notification import Event
+from canary.rollout import layout
+from canary.rollout.endpoint import RUN_TAG
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.dev.local_airflow import RunResult
@@ -110,7 +112,9 @@ def test_better_challenger_is_promoted_and_a_rerun_duplicates_nothing(
 
     again = rollout("canary-better", **{**one_stage, "cleanup": CleanupPolicy.KEEP_WINNER.value})
     assert again.state == DagRunState.SUCCESS, again.tasks
-    assert again.xcom(ids.DEPLOY_ENDPOINT, key="created") is False
+    live = sm.describe_endpoint(EndpointName="canary-better")
+    tags = sm.list_tags(ResourceArn=live["EndpointArn"])["Tags"]
+    assert {"Key": RUN_TAG, "Value": layout.run_key(result.run_id)} in tags  # not the re-run's
     assert again.xcom(ids.CREATE_MODEL["challenger"])["created"] is False
     assert_only_winner_left(sm, "canary-better", "challenger")
 

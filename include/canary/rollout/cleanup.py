@@ -35,9 +35,10 @@ class RunManifest:
     models: dict[str, str] = field(default_factory=dict)  # role -> model name
     created_models: tuple[str, ...] = ()
     created_configs: tuple[str, ...] = ()
-    endpoint_created: bool = False
+    run_key: str | None = None  # the endpoint's run tag when this run created it
     previous_config: str | None = None  # what the endpoint served when the run took its lease
-    uploaded_artifacts: dict[str, str] = field(default_factory=dict)  # role -> s3 uri
+    artifacts: dict[str, str] = field(default_factory=dict)  # role -> s3 uri its model reads
+    uploaded_artifacts: dict[str, str] = field(default_factory=dict)  # role -> s3 uri uploaded
 
 
 @dataclass
@@ -88,12 +89,13 @@ def finish(
     report = CleanupReport(outcome=outcome, winner=None)
     live = endpoint.describe_endpoint(sm, plan.endpoint_name) if holds_endpoint else None
     keep = plan.cleanup is CleanupPolicy.KEEP_WINNER and live is not None
+    created = live is not None and _created_by_run(sm, live, manifest)
     if not holds_endpoint:
         report.kept.append(f"endpoint {plan.endpoint_name} {NOT_HOLDING}")
-    elif keep and winner_role in manifest.models and _changed_by_run(sm, plan, manifest):
+    elif keep and winner_role in manifest.models and _changed_by_run(sm, plan, manifest, created):
         _serve_winner_alone(sm, plan, manifest, winner_role, report)
     elif live is not None:
-        _remove_or_restore_endpoint(sm, plan, manifest, report)
+        _remove_or_restore_endpoint(sm, plan, manifest, report, created)
     _delete_unused(sm, plan, manifest, report, leftovers=holds_endpoint)
     if holds_endpoint:
         _delete_artifacts(s3, manifest, winner_role if report.winner else None, report)
@@ -102,11 +104,20 @@ def finish(
     return report
 
 
-def _changed_by_run(sm: Any, plan: RolloutPlan, manifest: RunManifest) -> bool:
-    """Whether the endpoint serves what this run deployed: the run created it, or (once any
+def _created_by_run(sm: Any, live: dict[str, Any], manifest: RunManifest) -> bool:
+    """Whether this run created the endpoint: its run tag says so. Not the deploy task's
+    XCom: a retry clears it, and a last try that failed before writing it would leave an
+    endpoint this run created up and billing."""
+    return manifest.run_key is not None and endpoint.created_by(
+        sm, live["EndpointArn"], manifest.run_key
+    )
+
+
+def _changed_by_run(sm: Any, plan: RolloutPlan, manifest: RunManifest, created: bool) -> bool:
+    """Whether the endpoint serves what this run deployed: the run ``created`` it, or (once any
     change under way has ended) it no longer serves the config the run found. A run that
     failed before its deploy leaves the user's endpoint as it was, whatever the policy."""
-    if manifest.endpoint_created:
+    if created:
         return True
     if manifest.previous_config is None:  # nothing recorded: not known to be ours
         return False
@@ -128,9 +139,9 @@ def _serve_winner_alone(
 
 
 def _remove_or_restore_endpoint(
-    sm: Any, plan: RolloutPlan, manifest: RunManifest, report: CleanupReport
+    sm: Any, plan: RolloutPlan, manifest: RunManifest, report: CleanupReport, created: bool
 ) -> None:
-    if manifest.endpoint_created:
+    if created:
         if endpoint.delete_quietly(sm, "endpoint", plan.endpoint_name):
             report.deleted.append(f"endpoint {plan.endpoint_name}")
         endpoint.wait_deleted(sm, plan.endpoint_name)
@@ -177,8 +188,9 @@ def _delete_unused(
 def _delete_artifacts(
     s3: Any, manifest: RunManifest, kept_role: str | None, report: CleanupReport
 ) -> None:
-    """Artifacts this run uploaded for models that are gone; the serving model's must stay."""
-    kept_uri = manifest.uploaded_artifacts.get(kept_role) if kept_role else None
+    """Artifacts this run uploaded for models that are gone; the one the serving model reads
+    must stay, also when the other side uploaded it (both sides from one file)."""
+    kept_uri = manifest.artifacts.get(kept_role) if kept_role else None
     for uri in set(manifest.uploaded_artifacts.values()) - {kept_uri}:
         bucket, key = split_s3_uri(uri)
         s3.delete_object(Bucket=bucket, Key=key)

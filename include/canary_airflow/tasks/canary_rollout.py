@@ -426,8 +426,9 @@ def run_manifest() -> cleanup_ops.RunManifest:
         models={role: req["ModelName"] for role, req in requests.items() if req},
         created_models=tuple(r["ModelName"] for r in model_results if r.get("created")),
         created_configs=tuple(c["EndpointConfigName"] for c in configs if c.get("created")),
-        endpoint_created=bool(ti.xcom_pull(task_ids=ids.DEPLOY_ENDPOINT, key="created")),
+        run_key=run_key(),
         previous_config=(ti.xcom_pull(task_ids=ids.LOCK_ENDPOINT) or {}).get("found_config"),
+        artifacts={role: item["model_data_url"] for role, item in staged.items()},
         uploaded_artifacts={
             role: item["model_data_url"] for role, item in staged.items() if item.get("uploaded")
         },

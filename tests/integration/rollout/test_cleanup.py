@@ -14,7 +14,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from canary.plan import CleanupPolicy, RolloutPlan, parse_plan
 from canary.rollout.cleanup import NOT_HOLDING, RunManifest, finish, tear_down
-from canary.rollout.endpoint import ENDPOINT_TAG
+from canary.rollout.endpoint import ENDPOINT_TAG, RUN_TAG
 from canary.rollout.lock import EndpointLock
 from canary.rollout.outcome import RunOutcome
 from tests.integration.deployed import IMAGE, ROLE, artifact
@@ -56,6 +56,11 @@ def made_by(deployer: Any, plan: RolloutPlan, run: str) -> tuple[str, str]:
     return model, config
 
 
+def endpoint_of(deployer: Any, plan: RolloutPlan, config: str, run: str) -> str:
+    """The plan's endpoint serving ``config``, created (and so tagged) by run ``run``."""
+    return deployer.endpoint(config, plan.endpoint_name, tags=[{"Key": RUN_TAG, "Value": run}])
+
+
 def switch(sm: Any, plan: RolloutPlan, config: str) -> None:
     """What another run's stage does: serve ``config`` on the plan's endpoint."""
     sm.update_endpoint(EndpointName=plan.endpoint_name, EndpointConfigName=config)
@@ -64,13 +69,15 @@ def switch(sm: Any, plan: RolloutPlan, config: str) -> None:
     )
 
 
-def manifest_of(plan: RolloutPlan, made: tuple[str, str]) -> RunManifest:
-    """What a run that created the endpoint and uploaded the artifact recorded."""
+def manifest_of(plan: RolloutPlan, made: tuple[str, str], run: str) -> RunManifest:
+    """What run ``run``, which uploaded the artifact, recorded."""
+    url = f"s3://{plan.bucket}/{ARTIFACT_KEY}"
     return RunManifest(
         created_models=(made[0],),
         created_configs=(made[1],),
-        endpoint_created=True,
-        uploaded_artifacts={"champion": f"s3://{plan.bucket}/{ARTIFACT_KEY}"},
+        run_key=run,
+        artifacts={"champion": url},
+        uploaded_artifacts={"champion": url},
     )
 
 
@@ -84,8 +91,8 @@ def test_a_run_whose_lease_was_taken_over_leaves_the_endpoint_to_its_holder(
     may read."""
     s3, sm = deployer.s3, deployer.sm
     names = {run: made_by(deployer, plan, run) for run in ("holder", "holder-next", "lost")}
-    deployer.endpoint(names["holder"][1], name=plan.endpoint_name)
-    made = manifest_of(plan, names["lost"])
+    endpoint_of(deployer, plan, names["holder"][1], "lost")
+    made = manifest_of(plan, names["lost"], "lost")
 
     report = finish(sm, s3, plan, made, RunOutcome.ROLLED_BACK, holds_endpoint=False)
 
@@ -110,12 +117,14 @@ def test_a_late_teardown_after_the_taker_released_keeps_its_hands_off(
     s3, sm = deployer.s3, deployer.sm
     lock.claim("run-a", lambda holder: True)
     ours, theirs = made_by(deployer, plan, "run-a"), made_by(deployer, plan, "run-b")
-    deployer.endpoint(ours[1], name=plan.endpoint_name)
+    endpoint_of(deployer, plan, ours[1], "run-a")
     lock.claim("run-b", holder_alive=lambda holder: holder != "run-a")
     switch(sm, plan, theirs[1])
     lock.release("run-b")
 
-    report = tear_down(lock, "run-a", sm, s3, plan, manifest_of(plan, ours), RunOutcome.FAILED)
+    report = tear_down(
+        lock, "run-a", sm, s3, plan, manifest_of(plan, ours, "run-a"), RunOutcome.FAILED
+    )
 
     assert sm.describe_endpoint(EndpointName=plan.endpoint_name)["EndpointConfigName"] == theirs[1]
     assert sm.describe_model(ModelName=theirs[0])["ModelName"] == theirs[0]
@@ -132,8 +141,8 @@ def test_a_failed_teardown_keeps_the_lease_for_its_retry(
     s3, sm = deployer.s3, deployer.sm
     lock.claim("run-a", lambda holder: True)
     ours = made_by(deployer, plan, "run-a")
-    deployer.endpoint(ours[1], name=plan.endpoint_name)
-    made = manifest_of(plan, ours)
+    endpoint_of(deployer, plan, ours[1], "run-a")
+    made = manifest_of(plan, ours, "run-a")
     down = Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1})
     dead = boto3.client("sagemaker", endpoint_url=UNREACHABLE, region_name=plan.region, config=down)
     with pytest.raises(EndpointConnectionError):
@@ -169,3 +178,55 @@ def test_keep_winner_leaves_an_endpoint_the_run_never_changed_as_it_was(
     assert f"model {ours}" in report.deleted
     configs = {c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]}
     assert not [c for c in configs if c.startswith(plan.resource_prefix("config"))]
+
+
+def test_keep_winner_keeps_the_artifact_the_winner_reads_whichever_side_uploaded_it(
+    deployer, plan: RolloutPlan
+) -> None:
+    """Champion and challenger from one file (a canary of a new environment, say): the
+    champion's side uploaded it, the challenger's found it there. The promoted challenger
+    serves alone; its artifact must stay, though the run recorded it as the champion's upload."""
+    s3, sm = deployer.s3, deployer.sm
+    tags = [{"Key": ENDPOINT_TAG, "Value": plan.endpoint_name}]
+    url = f"s3://{plan.bucket}/{ARTIFACT_KEY}"
+    models = {
+        role: deployer.model(url, IMAGE, name=plan.resource_name(role, "run-a"), tags=tags)
+        for role in ("champion", "challenger")
+    }
+    halves = {
+        variant: (models[role], 0.5) for role, variant in zip(models, plan.variants, strict=True)
+    }
+    config = deployer.config(halves, name=plan.resource_name("config", "run-a"), tags=tags)
+    endpoint_of(deployer, plan, config, "run-a")
+    keep = plan.model_copy(update={"cleanup": CleanupPolicy.KEEP_WINNER})
+    made = RunManifest(
+        models=models, created_models=tuple(models.values()), created_configs=(config,),
+        run_key="run-a", artifacts={"champion": url, "challenger": url},
+        uploaded_artifacts={"champion": url},
+    )  # fmt: skip
+
+    report = finish(sm, s3, keep, made, RunOutcome.PROMOTED)
+
+    assert report.winner == plan.challenger.variant_name
+    assert f"model {models['champion']}" in report.deleted
+    assert not [item for item in report.deleted if item.startswith("artifact")]
+    assert s3.head_object(Bucket=plan.bucket, Key=ARTIFACT_KEY)["ContentLength"] > 0
+
+
+def test_delete_all_restores_an_endpoint_another_run_created(deployer, plan: RolloutPlan) -> None:
+    """Whether the run created the endpoint is read from its run tag: an endpoint tagged by
+    another run (an earlier rollout made it) is put back on the config this run found, never
+    deleted, even under delete_all."""
+    sm = deployer.sm
+    before, ours = made_by(deployer, plan, "earlier"), made_by(deployer, plan, "run-a")
+    endpoint_of(deployer, plan, before[1], "earlier")
+    switch(sm, plan, ours[1])  # run-a's deploy
+    made = manifest_of(plan, ours, "run-a")
+    made = RunManifest(**{**made.__dict__, "previous_config": before[1]})
+
+    report = finish(sm, deployer.s3, plan, made, RunOutcome.ROLLED_BACK)
+
+    live = sm.describe_endpoint(EndpointName=plan.endpoint_name)
+    assert (live["EndpointStatus"], live["EndpointConfigName"]) == ("InService", before[1])
+    assert report.serving_config == before[1]
+    assert f"endpoint {plan.endpoint_name}" not in report.deleted
