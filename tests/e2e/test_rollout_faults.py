@@ -63,18 +63,44 @@ def test_failure_mid_rollout_still_cleans_up_to_the_champion(
 def test_a_crashed_holders_lease_is_taken_over_and_released_at_the_end(
     local_stack, rollout: Rollout, one_stage
 ) -> None:
-    """A lease left by a run that no longer runs (Airflow has no such active run) does not lock
-    the endpoint forever: the next rollout takes it over, and gives it up in its teardown."""
+    """A lease left by a run that has ended (this Airflow knows the run, and it is over) does
+    not lock the endpoint until it expires: the next rollout takes it over, and gives it up in
+    its teardown. The ended run is a real one, refused at validation; its lease is put back
+    as a run that crashed holding it would have left it."""
+    ended = rollout("canary-relock", **{**one_stage, "stages": [[50, 50], [60, 40]]})
+    assert ended.state_of(ids.VALIDATE_PLAN) == TaskInstanceState.FAILED
     plan = parse_plan({**one_stage, "endpoint_name": "canary-relock"})
     lock = EndpointLock(local_stack.client("dynamodb"), plan)
     lock.ensure_table()
-    lock.claim("crashed-run", holder_alive=lambda holder: True)
+    lock.claim(ended.run_id, holder_alive=lambda holder: True)
 
     result = rollout("canary-relock", **one_stage)
 
     assert result.state == DagRunState.SUCCESS, result.tasks
     assert result.xcom(ids.LOCK_ENDPOINT)["holder"] == result.run_id
     assert lock.current() is None
+
+
+def test_a_lease_held_by_a_run_this_airflow_never_had_waits_for_its_expiry(
+    local_stack, rollout: Rollout, one_stage
+) -> None:
+    """Rollouts may start from another Airflow deployment against the same account: a holder
+    this Airflow does not know may be at work, so its live lease is not taken over. The run
+    fails at its claim, names the holder, and touches nothing."""
+    plan = parse_plan({**one_stage, "endpoint_name": "canary-foreign"})
+    lock = EndpointLock(local_stack.client("dynamodb"), plan)
+    lock.ensure_table()
+    lock.claim("another-airflows-run", holder_alive=lambda holder: True)
+    try:
+        result = rollout("canary-foreign", **one_stage)
+
+        assert result.state == DagRunState.FAILED
+        assert result.state_of(ids.LOCK_ENDPOINT) == TaskInstanceState.FAILED
+        assert result.state_of(ids.STAGE_ARTIFACTS) == TaskInstanceState.UPSTREAM_FAILED
+        assert lock.current().holder == "another-airflows-run"
+        assert_nothing_left(local_stack.client("sagemaker"), "canary-foreign")
+    finally:
+        lock.release("another-airflows-run")
 
 
 def test_an_update_that_sagemaker_rolls_back_is_never_taken_for_success(

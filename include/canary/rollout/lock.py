@@ -8,7 +8,8 @@ exactly one succeeds, whatever the timing.
 
 A holder that crashed never releases; its lease is taken over when it has expired (it is meant
 to outlive any run of the plan, :func:`lease_seconds`, and each stage's entry renews it for as
-long again) or when the holder's run is no longer running (``holder_alive``, asked of Airflow).
+long again) or when the holder's run is known to have ended (``holder_alive``, asked of
+Airflow: a run another deployment started is unknown there, so only expiry frees its lease).
 The takeover is itself conditional on the stale lease being unchanged (its holder, claim and
 expiry: a renewal in the meantime makes it fail), so two runs taking over race-free too.
 """
@@ -92,9 +93,9 @@ class EndpointLock:
             return self.claim(holder, holder_alive)
         if current.expires_at > now and holder_alive(current.holder):
             raise EndpointBusy(
-                f"endpoint {self.key[KEY]['S']} is held by run {current.holder!r} "
-                f"(since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(current.claimed_at))})"
-                "; this run touched nothing"
+                f"endpoint {self.key[KEY]['S']} is held by run {current.holder!r} (since "
+                f"{_utc(current.claimed_at)}, until {_utc(current.expires_at)} unless it ends "
+                "first); this run touched nothing"
             )
         if self._take_over(holder, now, current):
             return Lease(holder, now, now + self.seconds)
@@ -195,3 +196,7 @@ class EndpointLock:
                 return False
             raise
         return True
+
+
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))

@@ -91,12 +91,18 @@ def endpoint_lock(rollout: RolloutPlan) -> EndpointLock:
 
 
 def rollout_running(run_id: str) -> bool:
-    """Whether a lease holder's run is still queued or running (asked of Airflow)."""
+    """Whether a lease holder's run may still be at work, asked of this Airflow: queued or
+    running here, or unknown here. A run id this Airflow never had is another deployment's
+    run against the same account (or a run deleted since): its state cannot be read from
+    here, so only its lease's expiry frees the endpoint."""
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
     from airflow.utils.state import DagRunState
 
+    def runs(**states: list[str]) -> int:
+        return RuntimeTaskInstance.get_dr_count(ids.ROLLOUT_DAG, run_ids=[run_id], **states)
+
     active = [DagRunState.QUEUED.value, DagRunState.RUNNING.value]
-    return RuntimeTaskInstance.get_dr_count(ids.ROLLOUT_DAG, run_ids=[run_id], states=active) > 0
+    return runs(states=active) > 0 or runs() == 0
 
 
 @task(task_id=ids.STAGE_ARTIFACTS)
