@@ -50,12 +50,14 @@ def validation_error(message: str) -> InvokeError:
 
 
 def model_error(reason: str, endpoint: str, original_status: int = 400) -> InvokeError:
-    """424 ModelError: the model container rejected the payload (SageMaker's wording)."""
+    """424 ModelError: the model container answered ``original_status``: it rejected the
+    payload (4xx) or failed on it (5xx) (SageMaker's wording)."""
     log_stream = (
         f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
     )
+    side = "server" if original_status >= 500 else "client"
     message = (
-        f'Received client error ({original_status}) from primary with message "{reason}". '
+        f'Received {side} error ({original_status}) from primary with message "{reason}". '
         f"See {log_stream} in account {ACCOUNT_ID} for more information."
     )
     extra = {

@@ -126,9 +126,13 @@ class Runtime:
         except InvokeError as error:
             model_us = getattr(error, "model_us", None)
             answer = error_answer(error)
+            status = error.extra.get("OriginalStatusCode", error.status)
+        else:
+            status = answer.status
         total_us = (perf_counter() - started) * 1e6
         where = (self.account_id, call.region, call.endpoint, variant.name)
-        self.metrics.record(where, answer.status, model_us, total_us - (model_us or 0.0))
+        # CloudWatch counts a ModelError (424) by the status the container returned
+        self.metrics.record(where, status, model_us, total_us - (model_us or 0.0))
         return answer
 
     def _predict(self, call: Invocation, variant: Variant) -> tuple[float, str, bytes]:
@@ -145,7 +149,15 @@ class Runtime:
                 faults.delay()
             out = encode(model.predict(rows), out_type)
         except (PayloadError, ModelInputError) as exc:
-            error = model_error(str(exc), call.endpoint, getattr(exc, "status", 400))
-            error.model_us = (perf_counter() - began) * 1e6  # type: ignore[attr-defined]
-            raise error from None
+            status = getattr(exc, "status", 400)
+            raise _timed(model_error(str(exc), call.endpoint, status), began) from None
+        except Exception as exc:  # the container crashed on this request: a 500 from the model
+            reason = f"{type(exc).__name__}: {exc}"
+            raise _timed(model_error(reason, call.endpoint, 500), began) from exc
         return (perf_counter() - began) * 1e6, out_type, out
+
+
+def _timed(error: InvokeError, began: float) -> InvokeError:
+    """``error`` with the container's time until it failed (its ModelLatency)."""
+    error.model_us = (perf_counter() - began) * 1e6  # type: ignore[attr-defined]
+    return error

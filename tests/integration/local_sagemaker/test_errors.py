@@ -8,7 +8,8 @@ import socket
 import pytest
 from botocore.exceptions import ClientError
 
-from canary.models.training import xgboost_tarball
+from canary.models.training import sklearn_tarball, xgboost_tarball
+from tests.integration.deployed import IMAGE, model
 
 
 @pytest.fixture
@@ -106,3 +107,22 @@ def test_server_survives_garbage(local_stack, deployer, endpoint):
     assert garbage.status == 424
     assert b"ModelError" in garbage.read()
     assert deployer.invoke(endpoint, "1,2,3,4")[0] == "Good"
+
+
+def test_a_model_that_crashes_on_a_request_is_a_model_error_counted_as_5xx(deployer):
+    """The container failed on the request (here a scikit-learn model whose coefficients are
+    gone raises AttributeError): SageMaker answers ModelError with the container's 500, and
+    CloudWatch counts it as 5XX. A shadow that crashes is counted the same way, so the
+    rollout's 5XX guardrail sees it."""
+    crashing = model(0)
+    crashing.coef_ = None
+    url = deployer.upload(sklearn_tarball(crashing))
+    endpoint = deployer.endpoint(deployer.config({"Crashing": (deployer.model(url, IMAGE), 1.0)}))
+    response = _error(deployer, endpoint, "1,2,3")
+    assert response["Error"]["Code"] == "ModelError"
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert response["OriginalStatusCode"] == 500
+    assert response["OriginalMessage"].startswith("AttributeError: ")
+    assert "Received server error (500)" in response["Error"]["Message"]
+    assert deployer.metric(endpoint, "Crashing", "Invocation5XXErrors") == 1
+    assert deployer.metric(endpoint, "Crashing", "Invocation4XXErrors") == 0
