@@ -49,18 +49,17 @@ class StageTraffic:
 
     @cached_property
     def gate_cap(self) -> int:
-        """Requests the gate's top-ups may send after the burst: the planned maximum
-        (:attr:`planned_cap`), and beyond it, within the user's cap, what is left of one pass
-        over the gate's slice of the dataset. The gate stops replaying once it decides, so going
-        past the plan matters only when its information grows slower than planned (the models
-        disagree more than the planning rate assumed, a bandit starves an arm, requests fail);
-        it then sends only rows it has not sent, since a row replayed again gets the same
-        answers and counting it twice would overstate the information. (A dataset smaller than
-        the plan's need is still replayed round, as the plan sized it.) Once this is spent the
-        gate takes its last look at the information reached."""
+        """Requests the gate's top-ups may send after the burst: one pass over the gate's
+        slice of the dataset, within the user's cap. The gate stops replaying once it decides,
+        so a pass longer than the plan (:attr:`planned_cap`) is used only when its information
+        grows slower than planned (the models disagree more than the planning rate assumed, a
+        bandit starves an arm, requests fail). Never more than one pass: a row replayed again
+        gets the same answers (the models are deterministic), so counting it twice would
+        overstate the information and the false promotion rate would exceed alpha. A slice
+        smaller than the plan's need is spent before the planned last look, and the gate takes
+        its last look there, at the information reached (less power, alpha kept)."""
         first_pass = len(self.dataset.shard_rows(*self._gate_slice))
-        need = max(self.planned_cap - self.burst_total, first_pass)
-        return min(self.request_cap - self.burst_total, need)
+        return min(self.request_cap - self.burst_total, first_pass)
 
     @cached_property
     def planned_cap(self) -> int:
