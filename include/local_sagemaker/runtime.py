@@ -95,8 +95,20 @@ class Runtime:
         answer = self._serve(call, table, variant, call.started)
         shadow = table.mirrored()
         if shadow is not None:
-            self.shadows.submit(lambda: self._serve(call, table, shadow, perf_counter()))
+            self.shadows.submit(lambda: self._shadow(call, table, shadow))
         return answer
+
+    def _shadow(self, call: Invocation, table: EndpointTable, shadow: Variant) -> None:
+        """Serve a replicated request on the shadow, unless the endpoint has since moved on to
+        another config or is gone: the shadow fleet that would answer it is gone too, and its
+        metrics would land on a variant of the new config that may bear the same name (the
+        challenger's, when a shadow stage hands over to a canary stage)."""
+        try:
+            current = self.router.table(self.account_id, call.region, call.endpoint)
+        except InvokeError:
+            return
+        if current.config_name == table.config_name:
+            self._serve(call, table, shadow, perf_counter())
 
     def _serve(
         self, call: Invocation, table: EndpointTable, variant: Variant, started: float

@@ -209,6 +209,27 @@ def test_a_slow_shadow_shows_in_its_model_latency_not_in_the_callers(deployer, m
     assert deployer.metric(endpoint, "Shadow", "Invocations") == n
 
 
+def test_copies_still_queued_when_the_endpoint_moves_on_are_never_served(
+    deployer, models, boosters
+):
+    """A slow shadow's backlog, then the endpoint switches to two production variants, one
+    named like the shadow (as a shadow stage hands over to its first canary stage). The copies
+    that had not started are dropped with the old fleet: none is counted for the new config's
+    variant of that name."""
+    latency_ms, n = 5000, SHADOW_WORKERS + 6
+    url = deployer.upload(xgboost_tarball(boosters["challenger"]))
+    slow = deployer.model(url, env={"LOCAL_SAGEMAKER_LATENCY_MS": str(latency_ms)})
+    endpoint = deployer.endpoint(_shadow_config(deployer, models["champion"], slow))
+    deployer.stack.flush()  # no shadow call of an earlier test is left in the count
+    _send(deployer, endpoint, n)
+    both = deployer.config({"Prod": (models["champion"], 0.5), "Shadow": (slow, 0.5)})
+    deployer.sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=both)
+    wait_settled(deployer.sm, endpoint)
+    deployer.stack.flush()
+    served = deployer.metric(endpoint, "Shadow", "Invocations")
+    assert SHADOW_WORKERS <= served < n  # those under way when it switched, not the queued
+
+
 def test_target_variant_names_production_variants_only(deployer, models):
     endpoint = deployer.endpoint(_shadow_config(deployer, models["champion"], models["challenger"]))
     assert deployer.invoke(endpoint, "1,2,3,4", TargetVariant="Prod")[0] == "Prod"
