@@ -135,12 +135,17 @@ def _variant(
 def variant_metrics(
     cloudwatch: Any, endpoint: str, variant: str, start: datetime, end: datetime
 ) -> dict[str, Any]:
-    """Request and error counts and a latency summary of one variant in [start, end)."""
+    """Request and error counts and a latency summary of one variant in [start, end).
+
+    Errors are read before requests: the counts only grow while a period is ingested, and
+    every error is also a request, so requests read last are never fewer than the errors
+    read first (the other order can see a flush land between the calls, and more errors
+    than requests)."""
     counts: dict[str, Any] = {}
     for key, name in (
-        ("invocations", "Invocations"),
         ("errors_4xx", "Invocation4XXErrors"),
         ("errors_5xx", "Invocation5XXErrors"),
+        ("invocations", "Invocations"),
     ):
         points = _datapoints(cloudwatch, name, endpoint, variant, start, end)
         counts[key] = round(sum(p.get("Sum", 0.0) for p in points))
