@@ -39,7 +39,8 @@ DEFAULT_BUCKET = "canary-rollouts"
 DEFAULT_FRAMEWORK_VERSION = "1.7-1"
 DEMO_MODELS = ("champion", "challenger", "worse")
 DEFAULT_STAGES = ((50, 50), (25, 75), (0, 100))
-DIGEST_LENGTH = 10
+DIGEST_LENGTH = 10  # hex digits of a resource's inputs in its name
+ENDPOINT_DIGEST_LENGTH = 8  # of an endpoint name too long for resource names to carry whole
 MAX_STAGES = 5  # the rollout DAG has one task group per possible stage
 StageWeight = Annotated[int, Field(ge=0)]
 #: The shadow stage's index: it comes before canary stage 0 and serves the champion alone.
@@ -537,8 +538,18 @@ class RolloutPlan(_Frozen):
         return self.resource_prefix(kind) + digest
 
     def resource_prefix(self, kind: str) -> str:
-        """What every canary resource of this endpoint and kind is named with."""
-        return f"{self.endpoint_name}-{kind}"[: 63 - DIGEST_LENGTH - 1] + "-"
+        """What every canary resource of this endpoint and kind is named with, within
+        SageMaker's 63 characters. When the endpoint's whole name does not fit, the prefix
+        keeps its start and a digest of the whole: two long names that differ only at the end
+        must not share a prefix, or one endpoint's run would reuse (and its teardown delete)
+        the other's models and configs."""
+        room = 63 - DIGEST_LENGTH - 1  # the inputs' digest and the '-' before it follow
+        whole = f"{self.endpoint_name}-{kind}"
+        if len(whole) <= room:
+            return whole + "-"
+        digest = hashlib.sha256(self.endpoint_name.encode()).hexdigest()[:ENDPOINT_DIGEST_LENGTH]
+        head = self.endpoint_name[: room - len(kind) - ENDPOINT_DIGEST_LENGTH - 2]
+        return f"{head}-{digest}-{kind}-"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from canary.plan import (
+    DIGEST_LENGTH,
     MAX_STAGES,
     SHADOW_STAGE,
     AllocationStrategy,
@@ -133,6 +134,19 @@ def test_resource_names_are_stable_and_valid() -> None:
     assert name != plan.resource_name("champion", "image", "s3://b/model.tar.gz")
     assert len(name) <= 63
     assert name.startswith(plan.resource_prefix("champion"))
+
+
+def test_long_endpoint_names_that_differ_at_the_end_never_share_resource_names() -> None:
+    """Names are cut to fit SageMaker's 63 characters; a digest of the whole endpoint name
+    keeps two endpoints' canary resources (and their teardowns) apart."""
+    base = "recommendation-ranking-model-production-eu-west-1-canary-"
+    plans = [parse_plan(plan_fields(endpoint_name=base + end)) for end in ("1", "2")]
+    for kind in ("champion", "challenger", "config"):
+        first, second = (plan.resource_name(kind, "same", "inputs") for plan in plans)
+        assert first != second and len(first) <= 63 and len(second) <= 63
+        assert first.endswith(f"-{kind}-{first[-DIGEST_LENGTH:]}")
+    short = parse_plan(plan_fields(endpoint_name="churn"))
+    assert short.resource_prefix("config") == "churn-config-"
 
 
 def test_bandit_strategies_need_target_variant_routing() -> None:
