@@ -70,19 +70,28 @@ def _image_cache() -> Path:
 def model_request(
     plan: RolloutPlan, spec: ModelSpec, image: str, model_data_url: str
 ) -> dict[str, Any]:
-    """A CreateModel request whose name is stable for the same artifact, image and environment."""
-    environment = dict(sorted(spec.environment.items()))
-    name = plan.resource_name(spec.role, image, model_data_url, repr(environment))
-    return {
-        "ModelName": name,
+    """A CreateModel request named by a digest of what it asks for (container and role), so a
+    retry reuses the model and a changed plan never does."""
+    body = {
         "PrimaryContainer": {
             "Image": image,
             "ModelDataUrl": model_data_url,
-            "Environment": environment,
+            "Environment": dict(sorted(spec.environment.items())),
         },
         "ExecutionRoleArn": plan.execution_role_arn,
+    }
+    return {
+        "ModelName": plan.resource_name(spec.role, _identity(body)),
+        **body,
         "Tags": [{"Key": ENDPOINT_TAG, "Value": plan.endpoint_name}],
     }
+
+
+def _identity(body: Mapping[str, Any]) -> str:
+    """What names a resource: every field of its request but the name and the tags.
+    ``ensure_*`` accepts an existing resource by name, so the name must change with any of
+    them (a config capturing into another bucket, a model run under another role)."""
+    return json.dumps(body, sort_keys=True)
 
 
 def endpoint_config_request(
@@ -121,24 +130,22 @@ def _variant(spec: ModelSpec, model_name: str, weight: float) -> dict[str, Any]:
 
 
 def _config_request(plan: RolloutPlan, variants: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """The request around ``variants``; its name is a digest of them, so a retry reuses it."""
-    production = [repr(sorted(v.items())) for v in variants["ProductionVariants"]]
-    shadows = [f"shadow:{sorted(v.items())!r}" for v in variants.get(SHADOWS, [])]
-    identity = [*production, *shadows]
-    request: dict[str, Any] = {
-        "EndpointConfigName": plan.resource_name("config", *identity, str(plan.data_capture)),
-        **variants,
-        "Tags": [{"Key": ENDPOINT_TAG, "Value": plan.endpoint_name}],
-    }
+    """The request around ``variants`` (and Data Capture), named by a digest of both, so a
+    retry reuses it and a changed plan never does."""
+    body: dict[str, Any] = dict(variants)
     if plan.data_capture:
-        request["DataCaptureConfig"] = {
+        body["DataCaptureConfig"] = {
             "EnableCapture": True,
             "InitialSamplingPercentage": CAPTURE_SAMPLING_PERCENT,
             "DestinationS3Uri": capture_uri(plan),
             "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
             "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]},
         }
-    return request
+    return {
+        "EndpointConfigName": plan.resource_name("config", _identity(body)),
+        **body,
+        "Tags": [{"Key": ENDPOINT_TAG, "Value": plan.endpoint_name}],
+    }
 
 
 def ensure_model(sm: Any, request: Mapping[str, Any]) -> bool:
