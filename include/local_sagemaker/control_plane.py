@@ -14,7 +14,9 @@ Each patch exists because moto 5.2.5 differs from SageMaker in a way our rollout
    (``EnableCapture``, ``CaptureStatus``, ``CurrentSamplingPercentage``, ``DestinationS3Uri``).
 5. An update can fail on AWS (a container that does not start): SageMaker rolls the endpoint
    back to its previous config and reports it InService with a ``FailureReason``, or ends in
-   ``UpdateRollbackFailed``. A model's ``LOCAL_SAGEMAKER_UPDATE_FAILS`` asks for either.
+   ``UpdateRollbackFailed``. A model's ``LOCAL_SAGEMAKER_UPDATE_FAILS`` asks for either. A
+   CreateEndpoint with such a model ends ``Failed`` (there is nothing to roll back to), where
+   DeleteEndpoint is all SageMaker still accepts.
 6. moto's control plane is instant. Under the ``aws`` profile (:mod:`local_sagemaker.profile`)
    every change passes through SageMaker's states on a schedule: an endpoint is Creating,
    Updating (the old config and the old CurrentWeight serve until the switch; DesiredWeight
@@ -150,6 +152,11 @@ def settle(endpoint: Any) -> None:
 
 def _require_updatable(endpoint: Any) -> None:
     settle(endpoint)
+    if endpoint.endpoint_status == "Failed":
+        raise AWSValidationException(
+            f'Cannot update endpoint "{endpoint.arn}" in Failed state; delete it and create '
+            "it again."
+        )
     if endpoint.endpoint_status not in UPDATABLE:
         raise AWSValidationException(f'Cannot update in-progress endpoint "{endpoint.arn}".')
 
@@ -162,9 +169,22 @@ _original_list_endpoints = sm_models.SageMakerModelBackend.list_endpoints
 def create_endpoint(self: Any, *args: Any, **kwargs: Any) -> Any:
     """CreateEndpoint: Creating for the profile's create time, then InService."""
     endpoint = _original_create_endpoint(self, *args, **kwargs)
-    _take_variants(endpoint, self.endpoint_configs[endpoint.endpoint_config_name], {})
-    _schedule(endpoint, "Creating", [(_profile.create_seconds, _status(endpoint, "InService"))])
+    config = self.endpoint_configs[endpoint.endpoint_config_name]
+    _take_variants(endpoint, config, {})
+    ends = "InService" if _update_failure(self, config) is None else "Failed"
+    _schedule(endpoint, "Creating", [(_profile.create_seconds, _created(endpoint, ends))])
     return endpoint
+
+
+def _created(endpoint: Any, status: str) -> Callable[[], None]:
+    def step() -> None:
+        if status == "Failed":
+            endpoint.failure_reason = (
+                "The primary container for production variant failed to pass the ping health check."
+            )
+        endpoint.endpoint_status = status
+
+    return step
 
 
 def delete_endpoint(self: Any, endpoint_name: str) -> None:

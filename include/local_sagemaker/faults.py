@@ -8,7 +8,7 @@ So that the rollback path can be exercised for real, a model can ask the runtime
 * ``LOCAL_SAGEMAKER_UPDATE_FAILS``: an UpdateEndpoint that brings this model fails the way
   SageMaker's do: ``1`` rolls back by itself (the endpoint is InService again, on the previous
   config, with a FailureReason; the provider's waiter calls that success), ``rollback_failed``
-  ends in UpdateRollbackFailed.
+  ends in UpdateRollbackFailed. A CreateEndpoint that brings it (either value) ends Failed.
 
 The model of a shadow variant misbehaves the same way, on the requests replayed on it only:
 its failures and delays show in the shadow's metrics, never to the caller.

@@ -88,7 +88,10 @@ def finish(
     winner_role = "challenger" if outcome is RunOutcome.PROMOTED else "champion"
     report = CleanupReport(outcome=outcome, winner=None)
     live = endpoint.describe_endpoint(sm, plan.endpoint_name) if holds_endpoint else None
-    keep = plan.cleanup is CleanupPolicy.KEEP_WINNER and live is not None
+    # a Failed endpoint (its creation failed) serves nothing and takes no update: deleting it
+    # is all there is left to do, when the run created it
+    serves = live is not None and live["EndpointStatus"] != "Failed"
+    keep = plan.cleanup is CleanupPolicy.KEEP_WINNER and serves
     created = live is not None and _created_by_run(sm, live, manifest)
     if not holds_endpoint:
         report.kept.append(f"endpoint {plan.endpoint_name} {NOT_HOLDING}")

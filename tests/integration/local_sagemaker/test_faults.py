@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from botocore.exceptions import ClientError
 from scipy.stats import binomtest
 
 from canary.models.training import xgboost_tarball
-from canary.rollout.endpoint import EndpointError, verify_serving
+from canary.rollout.endpoint import EndpointError, verify_serving, wait_deleted, wait_settled
 
 ALPHA = 1e-4
 
@@ -82,3 +84,24 @@ def test_a_failing_update_rolls_back_as_sagemaker_does_and_verify_serving_sees_i
         verify_serving(deployer.sm, endpoint_name, config_name=bad)
     if status == "InService":  # what the provider's waiter sees: success
         deployer.sm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint_name)
+
+
+def test_a_create_whose_model_cannot_start_ends_failed_and_takes_only_a_delete(deployer, boosters):
+    """Nothing to roll back to: the endpoint ends Failed, with a FailureReason; SageMaker then
+    refuses updates (weights or config) and accepts a delete."""
+    url = deployer.upload(xgboost_tarball(boosters["champion"]))
+    broken = deployer.model(url, env={"LOCAL_SAGEMAKER_UPDATE_FAILS": "1"})
+    name = f"failed-{uuid.uuid4().hex[:8]}"
+    deployer.sm.create_endpoint(
+        EndpointName=name, EndpointConfigName=deployer.config({"Champion": (broken, 1.0)})
+    )
+    live = wait_settled(deployer.sm, name)
+    assert live["EndpointStatus"] == "Failed"
+    assert "ping health check" in live["FailureReason"]
+    with pytest.raises(EndpointError, match="is Failed"):
+        verify_serving(deployer.sm, name)
+    good = deployer.config({"Champion": (deployer.model(url), 1.0)})
+    with pytest.raises(ClientError, match="in Failed state"):
+        deployer.sm.update_endpoint(EndpointName=name, EndpointConfigName=good)
+    deployer.sm.delete_endpoint(EndpointName=name)
+    wait_deleted(deployer.sm, name)

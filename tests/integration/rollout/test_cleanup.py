@@ -14,7 +14,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from canary.plan import CleanupPolicy, RolloutPlan, parse_plan
 from canary.rollout.cleanup import NOT_HOLDING, RunManifest, finish, tear_down
-from canary.rollout.endpoint import ENDPOINT_TAG, RUN_TAG
+from canary.rollout.endpoint import ENDPOINT_TAG, RUN_TAG, wait_settled
 from canary.rollout.lock import EndpointLock
 from canary.rollout.outcome import RunOutcome
 from tests.integration.deployed import IMAGE, ROLE, artifact
@@ -230,3 +230,24 @@ def test_delete_all_restores_an_endpoint_another_run_created(deployer, plan: Rol
     assert (live["EndpointStatus"], live["EndpointConfigName"]) == ("InService", before[1])
     assert report.serving_config == before[1]
     assert f"endpoint {plan.endpoint_name}" not in report.deleted
+
+
+def test_an_endpoint_the_run_created_that_ended_failed_is_deleted_under_keep_winner(
+    deployer, plan: RolloutPlan
+) -> None:
+    """Its container never started, so CreateEndpoint ended Failed, where SageMaker accepts
+    only a delete: there is no winner to keep on it, and an update would fail every retry."""
+    s3, sm = deployer.s3, deployer.sm
+    url = f"s3://{plan.bucket}/{ARTIFACT_KEY}"
+    broken = deployer.model(url, IMAGE, env={"LOCAL_SAGEMAKER_UPDATE_FAILS": "1"})
+    config = deployer.config({"Champion": (broken, 1.0)})
+    sm.create_endpoint(EndpointName=plan.endpoint_name, EndpointConfigName=config,
+                       Tags=[{"Key": RUN_TAG, "Value": "run-a"}])  # fmt: skip
+    assert wait_settled(sm, plan.endpoint_name)["EndpointStatus"] == "Failed"
+    keep = plan.model_copy(update={"cleanup": CleanupPolicy.KEEP_WINNER})
+    made = RunManifest(models={"champion": broken}, run_key="run-a")
+
+    report = finish(sm, s3, keep, made, RunOutcome.FAILED)
+
+    assert f"endpoint {plan.endpoint_name}" in report.deleted and report.winner is None
+    assert sm.list_endpoints(NameContains=plan.endpoint_name)["Endpoints"] == []
