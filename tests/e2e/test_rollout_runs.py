@@ -43,13 +43,15 @@ def verdicts(result: RunResult, stages: int = 3, shadow: bool = False) -> list[V
 
 
 def replayed(local_stack, result: RunResult, endpoint: str, stage: int) -> Any:
-    """What callers got back in one stage: the replay's results (one row per request)."""
+    """What callers got back in one stage (its only window): the replay's results (one row
+    per request)."""
     from canary.replay import load_results
     from canary.rollout.layout import replay_location, run_key
 
     plan = parse_plan({"endpoint_name": endpoint, "bucket": BUCKET})
     location = replay_location(plan, run_key(result.run_id))
-    return load_results(local_stack.client("s3"), location, stage_name(stage))
+    rows = load_results(local_stack.client("s3"), location)
+    return rows[rows["stage"].str.startswith(f"{stage_name(stage)}_")]
 
 
 def news_of(inbox: Any, result: RunResult) -> list[tuple[Event, int, Verdict | RunOutcome]]:

@@ -127,7 +127,7 @@ class StageTraffic:
         greedy = strategy is AllocationStrategy.EPSILON_GREEDY
         config = ReplayConfig(
             endpoint_name=self.plan.endpoint_name,
-            stage=self.window.name,
+            stage=self.window.replay_stage,
             weights=self.window.weights,
             run_id=hashlib.sha256(self.run_key.encode()).hexdigest()[:12],
             mode=mode,
@@ -150,8 +150,8 @@ class StageTraffic:
         )
 
     def results(self) -> pd.DataFrame:
-        """Every request replayed in this stage so far, by any task."""
-        return load_results(self.aws.s3, self.location, self.window.name)
+        """Every request replayed in this window of the stage so far, by any task."""
+        return load_results(self.aws.s3, self.location, self.window.replay_stage)
 
     @cached_property
     def runtime(self) -> Any:

@@ -25,6 +25,14 @@ class StageWindow:
         return stage_name(self.index)
 
     @property
+    def replay_stage(self) -> str:
+        """The replay's name for this window of the stage (its cursors, results and inference
+        ids). Per window, not per stage: a cleared stage opens a new window and judges only
+        what is sent in it, so its replay must start afresh too (rows no window sent yet,
+        counted from nothing), not find its traffic already spent by an earlier window."""
+        return f"{self.name}_{int(self.started_at)}"
+
+    @property
     def opened_at(self) -> datetime:
         """When the window opened, as the evidence and the decision records stamp it."""
         return datetime.fromtimestamp(self.started_at, UTC)

@@ -83,3 +83,26 @@ def test_a_gate_without_replay_never_reads_the_replay_dataset(make_deployer, aws
     assert decision.verdict is Verdict.CONTINUE
     assert decision.record["variants"][plan.variants[1]]["requests"] == 0
     assert "look" not in decision.record  # no look taken: it waits for traffic
+
+
+def test_a_cleared_stage_replays_afresh_in_its_new_window(make_deployer, aws_conn, tmp_path):
+    """Clearing a stage's tasks opens a new window. Its replay starts from nothing, on rows no
+    window sent, and its gate judges only those: it neither finds the stage's traffic spent by
+    the first window nor waits for CloudWatch to count the first window's requests as its own
+    (it never would: they came before the new window opened)."""
+    fields = {"traffic_dataset": _rows(str(tmp_path / "rows.csv"), 1000),
+              "traffic_label_column": "label", "traffic_requests_per_stage": CAP,
+              "traffic_chunk_size": 100, "gate_settle_seconds": 2}  # fmt: skip
+    with deployed(make_deployer, False, **fields) as plan:
+        weights = plan.stage_weights(0)
+        _, first = _poke_until_decided(plan, StageWindow(0, weights, time.time() - 1))
+        time.sleep(1)  # a window opens on a later second than the last
+        cleared = StageWindow(0, weights, time.time())
+        decision, second = _poke_until_decided(plan, cleared)
+        before, after = first.traffic.results(), second.traffic.results()
+    assert decision.verdict is not Verdict.CONTINUE
+    assert decision.record["stage_started_at"] == cleared.opened_at.isoformat()
+    assert len(after) == CAP and (after["timestamp"] >= cleared.opened_at).all()
+    assert set(after["inference_id"]).isdisjoint(before["inference_id"])
+    look = decision.record["look"]
+    assert look["n_champion"] + look["n_challenger"] <= CAP  # none of the first window's
