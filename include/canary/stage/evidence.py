@@ -26,7 +26,7 @@ from canary.experiment.gates.evidence import (
     champion_estimate,
 )
 from canary.experiment.gates.frame import evidence_from_frame
-from canary.plan import RolloutPlan
+from canary.plan import SHADOW_STAGE, RolloutPlan
 from canary.rollout.layout import capture_uri, ground_truth_uri
 from canary.stage import shadow, telemetry
 from canary.stage.state import CHAMPION, StageState
@@ -193,8 +193,9 @@ def carried_champion(state: StageState) -> CarriedEstimate | None:
     plan, window = state.plan, state.window
     if window.pair(plan)[0] > 0:
         return None
-    # the shadow stage measured the champion on the same traffic too (it served every request)
     before = [index for index in plan.stage_indices if index < window.index]
+    if _shadow_rows_replayed_again(plan):
+        before = [index for index in before if index != SHADOW_STAGE]
     earlier = {index: state.load(CHAMPION, None, stage=index) for index in before}
     opened = window.opened_at  # may lie ahead: a period boundary
     stages = [
@@ -210,3 +211,12 @@ def carried_champion(state: StageState) -> CarriedEstimate | None:
         if outcomes and outcomes["n"] > 1
     ]
     return champion_estimate(stages) if stages else None
+
+
+def _shadow_rows_replayed_again(plan: RolloutPlan) -> bool:
+    """Whether the canary stages replay rows the shadow stage already sent. The shadow stage
+    measured the champion on the same kind of traffic (it served every request), so its
+    outcomes join the carried estimate; but canary stages replayed in mapped shards start
+    their slices of users afresh, on rows the shadow stage sent, and a row counted twice
+    would understate the estimate's variance."""
+    return plan.traffic.enabled and plan.traffic.shards > 0

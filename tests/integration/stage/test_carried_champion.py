@@ -9,7 +9,7 @@ from dataclasses import asdict
 import pytest
 
 from canary.experiment.gates.evidence import Outcomes
-from canary.plan import parse_plan
+from canary.plan import SHADOW_STAGE, parse_plan
 from canary.stage.evidence import carried_champion
 from canary.stage.state import CHAMPION, StageState
 from canary.stage.window import StageWindow
@@ -32,3 +32,27 @@ def test_a_window_that_opens_on_a_later_period_still_carries_the_champion(local_
 
     assert carried is not None
     assert (carried.n, carried.mean) == (600, pytest.approx(542 / 600))
+
+
+@pytest.mark.parametrize(("shards", "n"), [(0, 1000), (2, 600)])
+def test_the_shadow_stages_champion_joins_unless_sharded_stages_replay_its_rows(
+    local_stack, shards: int, n: int
+) -> None:
+    """The shadow stage served the champion every request: its outcomes count, unless the
+    canary stages replay in mapped shards, which start their slices of users afresh on rows
+    the shadow stage already sent (the same rows twice would understate the variance)."""
+    bucket = f"carried-{uuid.uuid4().hex[:8]}"
+    s3 = local_stack.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    plan = parse_plan({"bucket": bucket, "traffic_shards": shards})
+    for index, (count, correct) in zip(
+        (SHADOW_STAGE, 0, 1), [(400, 370), (400, 360), (200, 182)], strict=True
+    ):
+        earlier = StageWindow(index, plan.stage_weights(index), started_at=time.time())
+        outcomes = Outcomes(count, correct, correct)
+        StageState(s3, plan, "run", earlier).save(CHAMPION, asdict(outcomes))
+    window = StageWindow(index=2, weights=plan.stage_weights(2), started_at=time.time())
+
+    carried = carried_champion(StageState(s3, plan, "run", window))
+
+    assert carried is not None and carried.n == n
