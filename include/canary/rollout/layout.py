@@ -14,6 +14,7 @@ and on the worker's disk, ``$CANARY_REPORTS_DIR/{run}/`` (the report and its cha
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,10 +25,18 @@ if TYPE_CHECKING:
     from canary.replay.records import S3Location
 
 
+RUN_DIGEST_LENGTH = 8  # hex digits of a run id's digest in its key
+
+
 def run_key(run_id: str) -> str:
-    """An Airflow run id as a folder name in S3 and on disk (``manual__2026-…+00:00`` has ``:``
-    and ``+``): the key every record of the run is filed under."""
-    return "".join(char if char.isalnum() or char in "-_." else "-" for char in run_id)
+    """An Airflow run id as a folder name in S3 and on disk: the key every record of the run
+    is filed under. The readable part keeps letters, digits, ``-``, ``_`` and ``.`` (a
+    ``manual__2026-…+00:00`` id has ``:`` and ``+``); a digest of the whole id follows it,
+    because that mapping is not one to one (``…T00:00`` and ``…T00-00`` would share a folder,
+    and with it decisions) and Airflow accepts ``..`` as a run id (its folder would be the
+    reports folder's parent)."""
+    readable = "".join(char if char.isalnum() or char in "-_." else "-" for char in run_id)
+    return f"{readable}-{hashlib.sha256(run_id.encode()).hexdigest()[:RUN_DIGEST_LENGTH]}"
 
 
 #: Where reports are written on disk, a folder per run; unset: ``reports`` in the working folder.

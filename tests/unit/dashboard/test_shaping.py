@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -198,7 +200,18 @@ def test_variant_metrics_per_look_carry_error_rate_and_p99(
 
 def test_run_key_is_the_report_folder_of_a_run() -> None:
     run_id = "manual__2026-12-03T10:00:54.073356+00:00"
-    assert layout.run_key(run_id) == "manual__2026-12-03T10-00-54.073356-00-00"
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    assert layout.run_key(run_id) == f"manual__2026-12-03T10-00-54.073356-00-00-{digest}"
+
+
+@pytest.mark.parametrize(("one", "other"), [("a:b", "a-b"), ("..", "--"), (".", "-")])
+def test_run_keys_are_one_to_one_and_never_a_relative_folder(one: str, other: str) -> None:
+    """Airflow accepts ``..`` as a run id; as a folder it would be the reports folder's
+    parent, where a report's upload would take every file from."""
+    assert layout.run_key(one) != layout.run_key(other)
+    for key in (layout.run_key(one), layout.run_key(other)):
+        reports = Path("reports").resolve()
+        assert (reports / key).resolve().parent == reports
 
 
 def test_only_the_rollout_dag_is_a_rollout() -> None:
