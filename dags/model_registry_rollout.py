@@ -107,7 +107,7 @@ def model_registry_rollout() -> None:
     checked = tasks.check_request()
     approved = RegistryApprovalSensor(
         task_id=ids.WAIT_FOR_APPROVAL,
-        group="{{ params.model_package_group }}",
+        group=checked,
         package_arn="{{ params.package_arn }}",
         wait_minutes="{{ params.wait_minutes }}",
         region_name="{{ params.region }}",

@@ -49,12 +49,12 @@ def nightly_challenger() -> None:
         task_id=ids.REGISTER_MODEL_VERSION,
         image_uri=request["image_uri"],
         model_url=request["model_url"],
-        package_group_name="{{ params.model_package_group }}",
+        package_group_name=request["group"],
         package_group_desc="Churn models trained nightly and rolled out by canary",
         package_desc=request["package_desc"],
         model_approval=request["model_approval"],
         extras=request["extras"],
-        region_name="{{ params.region }}",
+        region_name=request["region"],
     )
     chain(night, better, request, register)
 

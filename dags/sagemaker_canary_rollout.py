@@ -43,7 +43,6 @@ from canary_airflow.params import rollout_params
 from canary_airflow.sensors import CanaryGateSensor
 from canary_airflow.tasks import canary_rollout as tasks
 
-ENDPOINT_NAME = f"{{{{ ti.xcom_pull(task_ids='{ids.VALIDATE_PLAN}')['endpoint_name'] }}}}"
 MAX_ACTIVE_ROLLOUTS = 16
 # Tasks that resume where they stopped are retried: the deferrable waits (Airflow 3.3 can fail a
 # deferred task whose trigger fires before the scheduler has seen it defer, apache/airflow#72716;
@@ -69,23 +68,28 @@ RESUMABLE = {"retries": 2, "retry_delay": timedelta(seconds=5)}
 def sagemaker_canary_rollout() -> None:
     # -- setup --------------------------------------------------------------------------------
     plan = tasks.validate_plan()
+    # the plan's region for every SageMaker operator (not the connection's); plan values are
+    # passed as XComs, never rendered from a template: with native rendering an endpoint
+    # named "123" or "None" would reach boto as a number or None
+    in_region = {"region_name": plan["region"]}
     lock = tasks.lock_endpoint(plan)
     artifacts = tasks.stage_artifacts(plan)
     requests = tasks.build_requests(plan, artifacts)
     champion_model = EnsureSageMakerModelOperator(
-        task_id=ids.CREATE_MODEL["champion"], config=requests["champion_model"]
+        task_id=ids.CREATE_MODEL["champion"], config=requests["champion_model"], **in_region
     )
     challenger_model = EnsureSageMakerModelOperator(
-        task_id=ids.CREATE_MODEL["challenger"], config=requests["challenger_model"]
+        task_id=ids.CREATE_MODEL["challenger"], config=requests["challenger_model"], **in_region
     )
     endpoint_config = EnsureSageMakerEndpointConfigOperator(
-        task_id=ids.CREATE_ENDPOINT_CONFIG, config=requests["endpoint_config"]
+        task_id=ids.CREATE_ENDPOINT_CONFIG, config=requests["endpoint_config"], **in_region
     )
     deploy = EnsureSageMakerEndpointOperator(
         task_id=ids.DEPLOY_ENDPOINT,
         config=requests["endpoint"],
         deferrable=True,
         check_interval=1,
+        **in_region,
         **RESUMABLE,
     )
     chain(
@@ -99,13 +103,16 @@ def sagemaker_canary_rollout() -> None:
             task_id=ids.GATE, plan=plan, stage=window, stage_index=SHADOW_STAGE, **RESUMABLE
         )
         canary_config = EnsureSageMakerEndpointConfigOperator(
-            task_id=ids.CREATE_ENDPOINT_CONFIG, config=requests["canary_endpoint_config"]
+            task_id=ids.CREATE_ENDPOINT_CONFIG,
+            config=requests["canary_endpoint_config"],
+            **in_region,
         )
         go_live = EnsureSageMakerEndpointOperator(
             task_id=ids.GO_LIVE,
             config=requests["canary_endpoint"],
             deferrable=True,
             check_interval=1,
+            **in_region,
             **RESUMABLE,
         )
         chain(window, shadow_gate, tasks.shadow_passed(), canary_config, go_live)
@@ -118,10 +125,11 @@ def sagemaker_canary_rollout() -> None:
             entered = tasks.enter_stage(plan, index)
             weights = SageMakerUpdateEndpointWeightsOperator(
                 task_id=ids.SET_WEIGHTS,
-                endpoint_name=ENDPOINT_NAME,
+                endpoint_name=plan["endpoint_name"],
                 weights=entered,
                 deferrable=True,
                 check_interval=1,
+                **in_region,
                 **RESUMABLE,
             )
             shards = tasks.plan_burst(plan, weights.output, index)

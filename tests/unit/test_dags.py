@@ -57,6 +57,29 @@ def rollout(bag):
     return bag.dags[ids.ROLLOUT_DAG]
 
 
+def test_every_sagemaker_operator_works_in_the_plans_region(rollout) -> None:
+    """Not the connection's region: the lock, the artifacts, the gate and teardown all use the
+    plan's, and a model made elsewhere would neither find its artifact nor be cleaned up. The
+    region and the endpoint's name come as the plan's XComs, never from a natively rendered
+    template (an endpoint named "123" would reach boto as a number)."""
+    from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+
+    operators = [task for task in rollout.tasks if isinstance(task, AwsBaseOperator)]
+    assert len(operators) == 6 + MAX_STAGES  # models, configs, deploy, go live, weights
+    for task in operators:
+        assert _plan_value(task.region_name) == "region", task.task_id
+        if task.task_id.endswith(ids.SET_WEIGHTS):
+            assert _plan_value(task.endpoint_name) == "endpoint_name", task.task_id
+
+
+def _plan_value(value: object) -> str | None:
+    """The key of the validated plan's XCom that ``value`` is, if it is one."""
+    operator = getattr(value, "operator", None)
+    if operator is None or operator.task_id != ids.VALIDATE_PLAN:
+        return None
+    return value.key
+
+
 def test_rollout_is_started_only_from_outside(rollout) -> None:
     from airflow.sdk.definitions.timetables.simple import NullTimetable
 

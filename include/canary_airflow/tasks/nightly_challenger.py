@@ -72,7 +72,9 @@ def registration(result: dict[str, Any]) -> dict[str, Any]:
         }
     )
     approval = ApprovalStatus.APPROVED if night.approve else ApprovalStatus.PENDING_MANUAL_APPROVAL
-    return {
+    return {  # the group and region as XComs: a natively rendered "123" becomes a number
+        "group": spec.model_package_group,
+        "region": spec.region,
         "image_uri": image_uri(model, spec.region),
         "model_url": night.model_data_url,
         "model_approval": approval.value,

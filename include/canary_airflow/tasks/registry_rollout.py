@@ -47,14 +47,17 @@ def rollout_run_id(package: Mapping[str, Any]) -> str:
 
 
 @task(task_id=ids.CHECK_REQUEST)
-def check_request() -> None:
+def check_request() -> str:
     """Fail fast, before the wait for an approval and any AWS call, naming each bad field: the
-    group, and the rollout an approval would start (its sources aside)."""
+    group, and the rollout an approval would start (its sources aside). Returns the group, for
+    the sensor as an XCom: a template rendered natively would turn a group named "123" into
+    a number."""
     from canary.stage.capacity import validated_plan  # the numeric stack: in the task
 
     params = get_current_context()["params"]
-    reg.check_group_name(params["model_package_group"])
+    group = reg.check_group_name(params["model_package_group"])
     validated_plan(form_fields(params))
+    return group
 
 
 @task.short_circuit(task_id=ids.CLAIM_ROLLOUT, retries=3, retry_delay=timedelta(seconds=20))
