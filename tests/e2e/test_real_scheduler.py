@@ -120,6 +120,13 @@ def test_people_approve_each_stage_and_follow_it_on_the_dashboard(
     browser.screenshot(page, "dashboard-run")
     detail = airflow_api.fetch("GET", f"/canary/api/rollouts/{run_id}")
     assert [Verdict(s["decision"]["verdict"]) for s in detail["stages"]] == [Verdict.PROMOTE] * 2
+    # the run's report, read from the plan's bucket: no script may run, its charts still show
+    report = page.goto(f"{airflow_api.base}{finished['report_link']}")
+    assert "script-src" not in report.headers["content-security-policy"]
+    assert report.headers["content-security-policy"].startswith("default-src 'none'")
+    charts = page.locator("img")
+    assert charts.count() >= 3
+    assert all(img.evaluate("i => i.complete && i.naturalWidth > 0") for img in charts.all())
 
     # the environment reached the model's request masked, and no component's or task's log has it
     model = airflow_api.call(

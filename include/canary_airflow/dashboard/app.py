@@ -117,7 +117,17 @@ def report_file(run_id: str, name: str, session: SessionDep) -> Response:
             raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"S3: {error}") from error
     if body is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id!r} has no report yet")
-    return Response(body, media_type=report_files()[name])
+    return Response(body, media_type=report_files()[name], headers=REPORT_HEADERS)
+
+
+#: A report is read from the bucket its run's plan named, which the person who triggered the
+#: run chose: served on Airflow's own origin, a planted page could run script as the viewer.
+#: The report has no script; it may show only its own charts and inline styles.
+REPORT_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; "
+    "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 @app.get("/static/{name}")
