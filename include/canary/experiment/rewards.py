@@ -44,19 +44,31 @@ def correct_at(threshold: float = 0.5) -> RewardFn:
 
 def correct(scores: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
     """Per request, whether ``score >= threshold`` agrees with the 0/1 label: the accuracy
-    metric's outcome, for arrays (the gate, telemetry and the shadow stage all judge by it)."""
-    return (np.asarray(scores, dtype=float) >= threshold) == (np.asarray(labels, dtype=float) == 1)
+    metric's outcome, for arrays (the gate, telemetry and the shadow stage all judge by it).
+    An answer without a usable score (NaN: a body that was no number) is wrong, never right
+    by chance (NaN >= t is False, which "agrees" with every 0 label)."""
+    scores = np.asarray(scores, dtype=float)
+    agrees = (scores >= threshold) == (np.asarray(labels, dtype=float) == 1)
+    return agrees & np.isfinite(scores)
+
+
+#: The Brier outcome of an answer without a usable score: the worst a 0/1 label allows.
+WORST_BRIER = -1.0
 
 
 def metric_outcomes(
     metric: Metric, scores: np.ndarray, labels: np.ndarray, threshold: float
 ) -> np.ndarray:
     """Per request, what the gate judges from a score and its label: 1/0 for right/wrong
-    (accuracy), minus the squared error (Brier). A reward is logged, not derived."""
+    (accuracy), minus the squared error (Brier). A reward is logged, not derived. An answer
+    without a usable score gets the worst outcome: a model that answers garbage has not
+    answered well, and leaving it out would judge it only where it did answer."""
     if metric is Metric.ACCURACY:
         return correct(scores, labels, threshold).astype(float)
     if metric is Metric.BRIER:
-        return -np.square(np.asarray(scores, dtype=float) - np.asarray(labels, dtype=float))
+        scores = np.asarray(scores, dtype=float)
+        squared = np.square(scores - np.asarray(labels, dtype=float))
+        return np.where(np.isfinite(scores), -squared, WORST_BRIER)
     raise ValueError(f"metric: {metric.value!r} is not derived from scores and labels")
 
 

@@ -248,13 +248,15 @@ class ReplaySession:
         """Reward for the row; fed to the bandit when it can be attributed to a variant.
 
         A failed request is worth ``error_reward`` (default 0: a variant that errors is a bad
-        variant, and a 424 on every row is what a schema mismatch looks like). When the endpoint
-        routed and the answer was an error, nobody knows which variant failed: reward is NaN.
+        variant, and a 424 on every row is what a schema mismatch looks like). An answer with no
+        usable score (a body that was no number) is worth 0, the least a reward can be. When
+        the endpoint routed and the answer was an error, nobody knows which variant failed:
+        reward is NaN.
         """
-        if status == 200 and not math.isnan(score):
+        if status == 200:
             if label is None or (isinstance(label, float) and math.isnan(label)):
                 return math.nan
-            reward = check_reward(self.reward_fn(score, label))
+            reward = 0.0 if math.isnan(score) else check_reward(self.reward_fn(score, label))
         elif status != 200 and variant is not None and self.config.error_reward is not None:
             reward = float(self.config.error_reward)
         else:

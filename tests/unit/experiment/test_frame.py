@@ -61,3 +61,41 @@ def test_frame_errors_name_the_column() -> None:
     df.loc[0, "variant"] = "ghost"
     with pytest.raises(ValueError, match="ghost"):
         evidence_from_frame(df, stage=1, weights=(50, 50), variants=VARIANTS, config=GateConfig())
+
+
+def test_an_answer_that_is_no_number_counts_as_wrong_not_as_missing() -> None:
+    """A challenger answering 200 with a body that is no number on a quarter of its requests
+    (score NaN) is judged on every labelled answer: those are wrong. Left out, it would be
+    judged only where it answered, and promoted at 90 % accuracy while a caller got nothing
+    useful from one request in four."""
+    df = _frame(4000, 4)
+    df["status"], df["score"] = 200, np.where(df["label"] == 1, 0.9, 0.1)  # always right
+    chall = np.flatnonzero(df["variant"] == "chall")
+    df.loc[chall[: len(chall) // 4], "score"] = np.nan
+    ev = evidence_from_frame(df, stage=1, weights=(50, 50), variants=VARIANTS, config=GateConfig())
+    assert ev.challenger.outcomes.n == len(chall)
+    assert ev.challenger.outcomes.mean == pytest.approx(1 - (len(chall) // 4) / len(chall))
+    assert ev.champion.outcomes.mean == 1.0
+    decision, _ = evaluate(ev, GateConfig(margin=0.05))
+    assert decision.verdict is Verdict.ROLLBACK
+
+
+@pytest.mark.parametrize(("metric", "worst"), [("accuracy", 0.0), ("brier", -1.0)])
+def test_metric_outcomes_give_an_unusable_score_the_worst_outcome(metric, worst) -> None:
+    from canary.experiment.rewards import metric_outcomes
+    from canary.plan import Metric
+
+    scores, labels = np.array([np.nan, np.nan, 0.9]), np.array([0, 1, 1])
+    outcomes = metric_outcomes(Metric(metric), scores, labels, 0.5)
+    assert list(outcomes[:2]) == [worst, worst] and outcomes[2] > worst
+
+
+def test_an_unusable_score_ranks_worst_for_its_label_in_the_auc() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from canary.experiment.gates.auc import delong_auc
+
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    scores = np.array([0.9, 0.8, np.nan, 0.2, 0.1, np.nan])
+    worst = np.array([0.9, 0.8, -1.0, 0.2, 0.1, 2.0])  # NaN as the worst for its label
+    assert delong_auc(scores, labels).auc == pytest.approx(roc_auc_score(labels, worst))

@@ -39,9 +39,12 @@ def delong_auc(scores: np.ndarray, labels: np.ndarray) -> AucEstimate:
 
 def _placements(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """DeLong's structural components: for each positive the share of negatives scored below it
-    (ties one half), for each negative the share of positives scored above it."""
+    (ties one half), for each negative the share of positives scored above it. An answer
+    without a usable score (NaN) ranks worst for its label, as the accuracy metric counts it
+    wrong: below every negative when positive, above every positive when negative."""
     if not np.isin(y, (0, 1)).all():
         raise ValueError("labels: must be 0 or 1")
+    s = np.where(np.isnan(s), np.where(y == 1, -np.inf, np.inf), s)
     pos, neg = s[y == 1], s[y == 0]
     m, n = len(pos), len(neg)
     if m < 2 or n < 2:

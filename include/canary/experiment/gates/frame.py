@@ -136,6 +136,7 @@ def _outcome_values(ok: pd.DataFrame, config: GateConfig) -> tuple[np.ndarray, n
     for col in ("score", "label"):
         if col not in ok:
             raise ValueError(f"{col}: metric {config.metric.value!r} needs a {col} column")
-    used = (ok["label"].notna() & ok["score"].notna()).to_numpy()
+    # every labelled answer counts; one without a usable score as the worst (metric_outcomes)
+    used = ok["label"].notna().to_numpy()
     score, label = ok["score"].to_numpy(float)[used], ok["label"].to_numpy(float)[used]
     return metric_outcomes(config.metric, score, label, config.threshold), used
