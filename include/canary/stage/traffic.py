@@ -58,8 +58,7 @@ class StageTraffic:
         overstate the information and the false promotion rate would exceed alpha. A slice
         smaller than the plan's need is spent before the planned last look, and the gate takes
         its last look there, at the information reached (less power, alpha kept)."""
-        first_pass = len(self.dataset.shard_rows(*self._gate_slice))
-        return min(self.request_cap - self.burst_total, first_pass)
+        return min(self.request_cap - self.burst_total, self._first_pass(*self._gate_slice))
 
     @cached_property
     def planned_cap(self) -> int:
@@ -88,7 +87,16 @@ class StageTraffic:
         if shards == 0:
             return [{"index": 0, "count": 1, "requests": 0}]
         parts = split_requests(self.planned_cap // 2, shards)
-        return [{"index": k, "count": shards + 1, "requests": n} for k, n in enumerate(parts)]
+        count = shards + 1
+        return [
+            {"index": k, "count": count, "requests": min(n, self._first_pass(k, count))}
+            for k, n in enumerate(parts)
+        ]
+
+    def _first_pass(self, shard_index: int, shard_count: int) -> int:
+        """Rows in one slice of users: the most a task may send in a stage, since a row sent
+        twice gets the same answers and is no new evidence (see :attr:`gate_cap`)."""
+        return len(self.dataset.shard_rows(shard_index, shard_count))
 
     @property
     def burst_total(self) -> int:

@@ -74,6 +74,16 @@ def test_the_gates_top_ups_send_each_row_of_its_slice_once_within_the_cap(
     assert (stage.gate_cap < planned) == (rows == 1_000)
 
 
+def test_no_burst_task_sends_a_row_of_its_slice_twice(tmp_path: Path) -> None:
+    """1,000 rows over 4 burst slices and the gate's: 200 rows each, far less than half the
+    stage's planned need; each task sends its slice once at most."""
+    csv = dataset(tmp_path / "rows.csv", 1_000)
+    stage = traffic(0, {"Champion": 50.0, "Challenger": 50.0}, traffic_dataset=csv)
+    shards = stage.burst_shards()
+    assert [shard["requests"] for shard in shards] == [200] * 4
+    assert stage.burst_total < stage.planned_cap // 2
+
+
 def test_the_shadow_stage_has_no_burst_so_its_gate_sends_the_whole_cap() -> None:
     """Its task group maps no replay tasks: a burst counted here would never be sent."""
     stage = traffic(SHADOW_STAGE, {"Champion": 100.0, "Challenger": 0.0})
