@@ -287,3 +287,23 @@ def test_the_shadow_stages_auc_guardrail_is_paired_and_catches_what_unpaired_mis
     paired, unpaired = auc_check(True), auc_check(False)
     assert paired.status == Status.FAIL and paired.detail.startswith("paired DeLong")
     assert unpaired.status == Status.OK and unpaired.p_value > paired.p_value
+
+
+def test_the_sample_ratio_test_halts_a_healthy_stage_at_srm_alpha_over_all_its_looks() -> None:
+    """20,000 healthy 50/50 stages, 25 looks of 100 requests each, tested at the per-look
+    level: about srm_alpha of them are halted over the whole stage (at 0.05 here, so the
+    simulation can see it; se 0.0015), where srm_alpha at every look would halt 4 times as
+    many."""
+    from scipy import special
+
+    from canary.experiment.gates.guardrails import srm_per_look_level
+
+    config = GateConfig(srm_alpha=0.05, looks=25)
+    rng = np.random.default_rng(7)
+    n = np.arange(1, 26) * 100
+    challenger = rng.binomial(100, 0.5, (20_000, 25)).cumsum(axis=1)
+    statistic = (2 * challenger - n) ** 2 / n  # Pearson's X^2 of a 50/50 split
+    p = special.chdtrc(1, statistic)
+    halted = (p < srm_per_look_level(config)).any(axis=1).mean()
+    assert abs(halted - 0.05) < 3 * 0.0015 + 0.005  # MC error and the counts' discreteness
+    assert (p < config.srm_alpha).any(axis=1).mean() > 3 * 0.05

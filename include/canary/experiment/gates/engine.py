@@ -41,7 +41,13 @@ import numpy as np
 from canary.experiment.gates.config import GateConfig
 from canary.experiment.gates.decision import Decision, Verdict, _finite
 from canary.experiment.gates.evidence import StageEvidence, VariantEvidence
-from canary.experiment.gates.guardrails import Check, Status, guardrail_checks, per_look_level
+from canary.experiment.gates.guardrails import (
+    Check,
+    Status,
+    guardrail_checks,
+    per_look_level,
+    srm_per_look_level,
+)
 from canary.experiment.gates.noninferiority import PrimaryResult, primary_statistic
 from canary.experiment.gates.paired import (
     EXACT_BELOW,
@@ -116,7 +122,7 @@ def _take_look(
     srm = None if ev.paired else sample_ratio_mismatch(
         (ev.champion.requests, ev.challenger.requests),
         ev.expected_shares or ev.shares,
-        config.srm_alpha,
+        srm_per_look_level(config),
     )  # fmt: skip
     checks = guardrail_checks(ev, config)
     paired = paired_statistic(ev.paired, config.margin, config.alpha) if ev.paired else None

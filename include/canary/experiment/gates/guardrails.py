@@ -75,6 +75,16 @@ def per_look_level(config: GateConfig) -> float:
     return float(stats.norm.sf(pocock_constant(config.guardrail_alpha, config.looks)))
 
 
+@lru_cache(maxsize=256)
+def srm_per_look_level(config: GateConfig) -> float:
+    """The p-value the sample-ratio test must fall below at one look: ``srm_alpha`` spread
+    over the stage's looks by a two-sided Pocock constant, so a healthy stage is halted by
+    chance with probability ``srm_alpha`` over all its looks, not at each one (25 looks at
+    0.001 each halt about 0.9 % of healthy stages)."""
+    c = pocock_constant(config.srm_alpha / 2, config.looks)
+    return float(2 * stats.norm.sf(c))
+
+
 def guardrail_checks(evidence: StageEvidence, config: GateConfig) -> list[Check]:
     """All guardrails; relative ones only when the champion runs concurrently."""
     level = per_look_level(config)
