@@ -106,8 +106,9 @@ def test_nightly_approval_rolls_out_once_and_crowns_the_winner(
     # 3. the same approval seen again starts nothing
     again = run_dag(ids.REGISTRY_DAG, {**registry_conf, "package_arn": challenger})
     assert again.state == DagRunState.SUCCESS
-    # decided: already rolled out
+    # the claim is already this version's rollout's: its run exists, so the trigger is skipped
     assert again.state_of(ids.CLAIM_ROLLOUT) == TaskInstanceState.SUCCESS
+    assert again.xcom(ids.CLAIM_ROLLOUT)["run_id"] == claim["run_id"]
     assert again.state_of(ids.START_ROLLOUT) == TaskInstanceState.SKIPPED
     registry_runs = [r["run_id"] for r in dag_runs(ids.ROLLOUT_DAG)]
     assert [run_id for run_id in registry_runs if run_id.startswith("registry__")] == [

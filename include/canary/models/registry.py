@@ -191,9 +191,11 @@ class Claim:
 def claim_rollout(sm: Any, group: str, arn: str, run_id: str) -> Claim:
     """Reserve the rollout of an approved package for ``run_id``, at most once per package.
 
-    Refused when the package is not approved, already claimed (by this run id too: a retry must
-    not trigger twice), is itself the champion, or when the group has no champion to compare with.
-    """
+    Refused when the package is not approved, claimed by another run, is itself the champion,
+    or when the group has no champion to compare with. Granted again to the run that holds the
+    claim: a retry after its claim was written (say, a throttled call after it) must go on
+    with the same version, not claim an older one instead. The rollout's run id is fixed per
+    version, so starting it twice starts one run."""
     package = describe(sm, arn)
     arn = package["ModelPackageArn"]
     props = properties(package)
@@ -203,13 +205,15 @@ def claim_rollout(sm: Any, group: str, arn: str, run_id: str) -> Claim:
         )
     if package.get("ModelApprovalStatus") != APPROVED:
         return Claim(arn, False, f"status is {package.get('ModelApprovalStatus')}, not Approved")
-    if props.get(ROLLOUT_KEY):
+    if props.get(ROLLOUT_KEY) not in (None, "", run_id):
         return Claim(arn, False, f"already rolled out by {props[ROLLOUT_KEY]}")
     if props.get(ROLE_KEY) == CHAMPION:
         return Claim(arn, False, "it is already the champion")
     champion = find_champion(sm, group)
     if champion is None:
         return Claim(arn, False, f"group {group} has no champion to compare against")
+    if props.get(ROLLOUT_KEY) == run_id:
+        return Claim(arn, True, "claimed already by this run (a retry)", champion, run_id)
     update(sm, arn, set_properties={ROLLOUT_KEY: run_id})
     return Claim(arn, True, "claimed", champion, run_id)
 

@@ -81,8 +81,10 @@ def test_registry_poller_reports_an_approval_once_and_never_a_claimed_one(
     sm = local_stack.client("sagemaker")
     claim = reg.claim_rollout(sm, group.name, challenger, "registry__test-v2")
     assert claim.granted and claim.champion_arn == group.packages["champion"]
-    again = reg.claim_rollout(sm, group.name, challenger, "registry__test-v2")
-    assert not again.granted and "already rolled out" in again.reason
+    retried = reg.claim_rollout(sm, group.name, challenger, "registry__test-v2")
+    assert retried.granted and "a retry" in retried.reason  # the same version goes on
+    other = reg.claim_rollout(sm, group.name, challenger, "registry__another")
+    assert not other.granted and "already rolled out by registry__test-v2" in other.reason
 
     quiet = ModelPackageApprovalTrigger(group.name, poll_interval=0.5, timeout=1.5)
     assert first_event(quiet) == {"status": "timeout", "group": group.name, "arns": []}
