@@ -46,7 +46,8 @@ from canary_airflow.tasks import canary_rollout as tasks
 MAX_ACTIVE_ROLLOUTS = 16
 # Tasks that resume where they stopped are retried: the deferrable waits (Airflow 3.3 can fail a
 # deferred task whose trigger fires before the scheduler has seen it defer, apache/airflow#72716;
-# both are idempotent) and the gate, whose looks live in S3 (a killed worker costs one poke).
+# both are idempotent), the gate, whose looks live in S3 (a killed worker costs one poke), and
+# the burst tasks, whose replay state lives there too.
 RESUMABLE = {"retries": 2, "retry_delay": timedelta(seconds=5)}
 
 
@@ -133,8 +134,11 @@ def sagemaker_canary_rollout() -> None:
                 **RESUMABLE,
             )
             shards = tasks.plan_burst(plan, weights.output, index)
-            burst = tasks.replay_burst.partial(plan=plan, stage=weights.output, index=index).expand(
-                shard=shards
+            # a burst task resumes from its saved replay state: a retry sends only what is left
+            burst = (
+                tasks.replay_burst.override(**RESUMABLE)
+                .partial(plan=plan, stage=weights.output, index=index)
+                .expand(shard=shards)
             )
             gate = CanaryGateSensor(
                 task_id=ids.GATE, plan=plan, stage=weights.output, stage_index=index, **RESUMABLE
@@ -159,8 +163,12 @@ def sagemaker_canary_rollout() -> None:
     cleanup = tasks.cleanup.override(**RESUMABLE)(plan).as_teardown(
         setups=setups, on_failure_fail_dagrun=True
     )
-    # registry bookkeeping (a no-op unless the challenger is a model package): champion or Rejected
-    chain(finished, tasks.update_registry(plan), report, cleanup)
+    # registry bookkeeping (a no-op unless the challenger is a model package): champion,
+    # Rejected, or a note that the run failed; it runs whenever the run held the endpoint.
+    # Not on_failure_fail_dagrun: then it would be the run's leaf in place of promote and
+    # rollback, and a run whose stage failed would end "success" once its note was written
+    registry = tasks.update_registry.override(**RESUMABLE)(plan).as_teardown(setups=lock)
+    chain(finished, registry, report, cleanup)
 
 
 sagemaker_canary_rollout()

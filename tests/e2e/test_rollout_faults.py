@@ -9,6 +9,7 @@ from pathlib import Path
 
 from airflow.utils.state import DagRunState, TaskInstanceState
 
+from canary.models import registry as reg
 from canary.plan import CleanupPolicy, parse_plan
 from canary.rollout.lock import EndpointLock
 from canary.rollout.outcome import RunOutcome
@@ -58,6 +59,28 @@ def test_failure_mid_rollout_still_cleans_up_to_the_champion(
     sm = local_stack.client("sagemaker")
     assert serving(sm, "canary-broken") == {"Champion": 1.0}
     assert_only_winner_left(sm, "canary-broken", "champion")
+
+
+def test_a_failed_rollout_of_a_package_is_noted_in_the_registry(
+    local_stack, rollout: Rollout, one_stage, seed_group
+) -> None:
+    """A run that fails before it concludes proved nothing either way: the version keeps its
+    status, and the registry says the run failed (not silence, and not a claim that hangs
+    with no word of what happened)."""
+    group = seed_group(champion="champion", challenger="challenger")
+    champion, challenger = group.packages["champion"], group.packages["challenger"]
+    sources = {"champion_source": champion, "challenger_source": challenger}
+    result = rollout(
+        "canary-failed-package", **one_stage, **sources, traffic_label_column="no_such_column"
+    )
+    assert result.state == DagRunState.FAILED
+    assert result.state_of(ids.gate_task(1)) == TaskInstanceState.FAILED
+    record = result.xcom(ids.UPDATE_REGISTRY)
+    assert RunOutcome(record["outcome"]) is RunOutcome.FAILED
+    package = local_stack.client("sagemaker").describe_model_package(ModelPackageName=challenger)
+    assert package["ModelApprovalStatus"] == reg.APPROVED
+    assert package["CustomerMetadataProperties"][reg.OUTCOME_KEY] == RunOutcome.FAILED.value
+    assert package["ApprovalDescription"].startswith("rollout failed: the run failed")
 
 
 def test_a_crashed_holders_lease_is_taken_over_and_released_at_the_end(

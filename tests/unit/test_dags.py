@@ -128,15 +128,18 @@ def test_report_and_cleanup_are_teardowns_of_every_setup(rollout) -> None:
 def test_the_endpoint_is_locked_before_anything_touches_it(rollout) -> None:
     lock = rollout.get_task(ids.LOCK_ENDPOINT)
     assert lock.upstream_task_ids == {ids.VALIDATE_PLAN}
-    assert lock.downstream_task_ids == {ids.STAGE_ARTIFACTS, ids.REPORT, ids.CLEANUP}
+    teardowns = {ids.UPDATE_REGISTRY, ids.REPORT, ids.CLEANUP}
+    assert lock.downstream_task_ids == {ids.STAGE_ARTIFACTS, *teardowns}
     assert lock.is_setup
 
 
 def test_update_registry_sits_between_the_outcome_and_the_report(rollout) -> None:
+    """A teardown of the lease: it records a failed run too, whenever the run held the
+    endpoint (not when the plan was refused before the claim)."""
     update = rollout.get_task(ids.UPDATE_REGISTRY)
-    assert update.upstream_task_ids >= {ids.PROMOTE, ids.ROLLBACK}
+    assert update.upstream_task_ids >= {ids.PROMOTE, ids.ROLLBACK, ids.LOCK_ENDPOINT}
     assert ids.REPORT in update.downstream_task_ids
-    assert update.trigger_rule == "none_failed_min_one_success"
+    assert update.is_teardown and update.trigger_rule == "all_done_setup_success"
 
 
 # -- nightly_challenger and model_registry_rollout ------------------------------------------------

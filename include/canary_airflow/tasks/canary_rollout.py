@@ -441,9 +441,12 @@ def run_manifest() -> cleanup_ops.RunManifest:
     )
 
 
-@task(task_id=ids.UPDATE_REGISTRY, trigger_rule="none_failed_min_one_success")
+@task(task_id=ids.UPDATE_REGISTRY)
 def update_registry(plan: dict[str, Any]) -> dict[str, Any]:
-    """Record the outcome in the registry: the winner becomes champion, a loser is Rejected.
+    """Record the outcome in the registry: the winner becomes champion, a loser is Rejected,
+    and a run that failed before it concluded says so on the version (which keeps its status
+    for a person to decide). A teardown of the lease, so it runs whenever the run held the
+    endpoint, also after a failed task.
 
     A no-op unless the challenger came from the registry (a model package ARN).
     """
@@ -451,12 +454,13 @@ def update_registry(plan: dict[str, Any]) -> dict[str, Any]:
     if not rollout.challenger.is_model_package:
         return {"updated": False, "reason": "challenger is not a model package"}
     ti = get_current_context()["ti"]
+    outcome = outcome_of_run()
     reason = rejection(approval_answers(rollout)) or last_decision(ti, rollout).get("reason")
+    reason = reason or "no gate decision was recorded"
+    if outcome is RunOutcome.FAILED:
+        reason = f"the run failed before it concluded (last gate decision: {reason})"
     record = reg.record_outcome(
-        clients_for(rollout).sagemaker,
-        rollout.challenger.source,
-        outcome_of_run(),
-        reason or "no gate decision was recorded",
+        clients_for(rollout).sagemaker, rollout.challenger.source, outcome, reason
     )
     log.info("registry updated: %s", record)
     return record
