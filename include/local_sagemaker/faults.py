@@ -3,8 +3,9 @@
 So that the rollback path can be exercised for real, a model can ask the runtime to misbehave:
 
 * ``LOCAL_SAGEMAKER_LATENCY_MS``: milliseconds added to every model call (shows in ModelLatency).
-* ``LOCAL_SAGEMAKER_ERROR_RATE``: share of requests in [0, 1] that fail with a 500
-  InternalFailure (counted in Invocation5XXErrors), drawn independently per request.
+* ``LOCAL_SAGEMAKER_ERROR_RATE``: share of requests in [0, 1] that fail as a model failing
+  on a request does on AWS: a 424 ModelError carrying the container's 500 (final for a
+  client, not retried; counted in Invocation5XXErrors), drawn independently per request.
 * ``LOCAL_SAGEMAKER_UPDATE_FAILS``: an UpdateEndpoint that brings this model fails the way
   SageMaker's do: ``1`` rolls back by itself (the endpoint is InService again, on the previous
   config, with a FailureReason; the provider's waiter calls that success), ``rollback_failed``

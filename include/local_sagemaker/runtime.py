@@ -18,7 +18,6 @@ from local_sagemaker.capture import CaptureWriter
 from local_sagemaker.errors import (
     ACCOUNT_ID,
     InvokeError,
-    internal_failure,
     model_error,
 )
 from local_sagemaker.loader import ModelCache, ModelInputError
@@ -151,7 +150,10 @@ class Runtime:
         """The 'container' part: decode, predict, encode. Timed as ModelLatency."""
         faults = variant.faults
         if faults.active and faults.should_fail():
-            raise internal_failure(f"injected failure in variant {variant.name}")
+            # as a model failing on a request does: a ModelError carrying the container's
+            # 500 (final for a client, counted as 5XX), not a retryable InternalFailure
+            reason = f"injected failure in variant {variant.name}"
+            raise _timed(model_error(reason, call.endpoint, 500), perf_counter())
         model = variant.ensure_model(self.models, self.account_id)
         began = perf_counter()
         try:

@@ -34,9 +34,10 @@ def test_error_rate_fails_a_share_counted_as_5xx(deployer, boosters):
     for _ in range(n):
         try:
             deployer.invoke(endpoint, "1,2,3,4")
-        except ClientError as exc:
-            assert exc.response["Error"]["Code"] == "InternalFailure"
-            assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        except ClientError as exc:  # as a model failing on a request: final, not retried
+            assert exc.response["Error"]["Code"] == "ModelError"
+            assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 424
+            assert exc.response["OriginalStatusCode"] == 500
             failed += 1
     assert binomtest(failed, n, 0.5).pvalue > ALPHA
     assert deployer.metric(endpoint, "Flaky", "Invocation5XXErrors") == failed

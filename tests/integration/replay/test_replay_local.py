@@ -188,13 +188,14 @@ def test_replay_until_stops_when_the_caller_says(
 
 
 def test_faults_are_counted_exactly_and_match_cloudwatch(replay_env, replay_frame) -> None:
-    """Challenger fails every request (5XX, retried); malformed rows get 424 ModelError (4XX).
+    """Challenger fails every request with a 500 InternalFailure (a variant that cannot serve:
+    here an unusable fault setting; retried); malformed rows get 424 ModelError (4XX).
 
     Assignments are the weighted hash, so which request goes where is known before sending.
     """
     endpoint = replay_env.endpoint(
         {"Champion": 1.0, "Challenger": 1.0},
-        envs={"Challenger": {"LOCAL_SAGEMAKER_ERROR_RATE": "1.0"}},
+        envs={"Challenger": {"LOCAL_SAGEMAKER_LATENCY_MS": "-5"}},
     )
     frame = replay_frame.head(60).astype({"f1": object})
     bad_rows = [3, 17, 18, 42, 55]
