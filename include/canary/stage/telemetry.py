@@ -16,6 +16,7 @@ Propensities are not in Data Capture, so evidence from AWS is never treated as a
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -154,6 +155,18 @@ def variant_metrics(
     return counts
 
 
+#: GetMetricStatistics refuses a request for more data points than this.
+MAX_DATAPOINTS = 1440
+
+
+def period_for(start: datetime, end: datetime) -> int:
+    """The period to read [start, end) with: CloudWatch's 60 s, or a multiple of it when a
+    stage runs so long (more than a day; a stage may run a week) that 60 s periods would be
+    more data points than one request may return."""
+    span = (end - start).total_seconds()
+    return PERIOD * max(1, math.ceil(span / (PERIOD * MAX_DATAPOINTS)))
+
+
 def _datapoints(
     cloudwatch: Any,
     metric: str,
@@ -163,6 +176,10 @@ def _datapoints(
     end: datetime,
     latency: bool = False,
 ) -> list[dict[str, Any]]:
+    """One variant's data points of ``metric`` in [start, end). Latency needs percentiles too,
+    asked for in a call of their own: the API reference allows Statistics or
+    ExtendedStatistics in one call, not both."""
+    until = max(end, start + timedelta(seconds=1)) + timedelta(seconds=1)
     kwargs: dict[str, Any] = {
         "Namespace": NAMESPACE,
         "MetricName": metric,
@@ -171,13 +188,16 @@ def _datapoints(
             {"Name": "VariantName", "Value": variant},
         ],
         "StartTime": start,
-        "EndTime": max(end, start + timedelta(seconds=1)) + timedelta(seconds=1),
-        "Period": PERIOD,
-        "Statistics": ["Sum", "SampleCount", "Maximum"] if latency else ["Sum"],
+        "EndTime": until,
+        "Period": period_for(start, until),
     }
-    if latency:
-        kwargs["ExtendedStatistics"] = ["p99"]
-    return cloudwatch.get_metric_statistics(**kwargs).get("Datapoints", [])
+    statistics = ["Sum", "SampleCount", "Maximum"] if latency else ["Sum"]
+    points = cloudwatch.get_metric_statistics(**kwargs, Statistics=statistics)["Datapoints"]
+    if not latency:
+        return points
+    extended = cloudwatch.get_metric_statistics(**kwargs, ExtendedStatistics=["p99"])
+    p99s = {p["Timestamp"]: p.get("ExtendedStatistics", {}) for p in extended["Datapoints"]}
+    return [{**p, "ExtendedStatistics": p99s.get(p["Timestamp"], {})} for p in points]
 
 
 def _latency(points: list[dict[str, Any]]) -> LatencySummary | None:

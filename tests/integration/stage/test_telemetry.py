@@ -76,6 +76,9 @@ def test_collects_counts_and_joined_outcomes_from_the_local_stack(
     assert ev.champion.outcomes.n + ev.challenger.outcomes.n == len(labelled)
     assert ev.champion.errors_5xx == ev.challenger.errors_5xx == 0
     assert ev.champion.latency is not None and ev.champion.latency.mean_ms > 0
+    # the p99 comes from a call of its own (Statistics and ExtendedStatistics never together)
+    assert ev.champion.latency.p99_ms is not None
+    assert 0 < ev.champion.latency.p99_ms <= ev.champion.latency.max_ms
     for variant, evidence in zip(plan.variants, (ev.champion, ev.challenger), strict=True):
         scores = {i: r[1] for i, r in sent.rows.items() if r[0] == variant}
         assert evidence.outcomes.total == sent.correct(scores)
