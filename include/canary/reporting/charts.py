@@ -242,13 +242,13 @@ def paired_chart(
         return _save(fig, path)
     left, right = fig.subplots(1, 2)
     n = [look["n_pairs"] for look in looks]
-    left.plot(n, [look["z"] for look in looks], "o-", color="#1d1d1d", label="z (paired)")
+    z = [_plottable(look["z"]) for look in looks]
+    left.plot(n, z, "o-", color="#1d1d1d", label="z (paired)")
     for key, color in (
         ("efficacy", VERDICT_COLORS[Verdict.PROMOTE]),
         ("futility", VERDICT_COLORS[Verdict.ROLLBACK]),
     ):
-        bound = [look[key] if np.isfinite(look[key]) else np.nan for look in looks]
-        left.plot(n, bound, "--", color=color, label=key)
+        left.plot(n, [_plottable(look[key]) for look in looks], "--", color=color, label=key)
     left.set_xlabel("pairs")
     left.set_title("Statistic vs boundaries", loc="left", fontweight="bold")
     left.legend(frameon=False, fontsize=8)
@@ -270,3 +270,9 @@ def paired_chart(
     right.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _plottable(value: float | None) -> float:
+    """A statistic or bound as a point to draw: none where it is infinite, or missing (records
+    store an infinite bound as null: JSON has no infinity)."""
+    return float(value) if value is not None and np.isfinite(value) else np.nan

@@ -266,3 +266,19 @@ def test_bad_summary_fields_are_named(change: dict, field: str) -> None:
     }
     with pytest.raises(ValueError, match=field):
         report.RolloutSummary(**{**base, **change})
+
+
+def test_the_shadow_chart_draws_looks_with_missing_bounds(tmp_path: Path) -> None:
+    """A record stores an infinite bound as null (JSON has no infinity): a look the design
+    gave no futility bound, or no statistic yet, is drawn without that point."""
+    from canary.reporting.charts import paired_chart
+
+    looks = [
+        {"n_pairs": 200, "z": 0.4, "efficacy": 3.1, "futility": -1.2,
+         "champion_only": 9, "challenger_only": 11},
+        {"n_pairs": 400, "z": None, "efficacy": 2.4, "futility": None,
+         "champion_only": 17, "challenger_only": 22},
+    ]  # fmt: skip
+    colors = {"champion": "#1f77b4", "challenger": "#ff7f0e"}
+    path = paired_chart(looks, colors, tmp_path / "paired.png")
+    assert imread(path).shape[0] > 100
