@@ -95,6 +95,9 @@ class RolloutSummary:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     shadow: bool = False  # a shadow stage ran before the canary ``stages``
+    # why a person stopped the rollout (Reject, or no answer in time): every gate may have
+    # promoted, and without it the page would show a rollback no decision explains
+    rejected: str | None = None
 
     @property
     def stage_indices(self) -> tuple[int, ...]:
@@ -298,6 +301,7 @@ def summary_text(summary: RolloutSummary) -> str:
     lines = [
         f"Rollout {summary.run_id} on {summary.endpoint_name}: "
         f"{summary.outcome.upper().replace('_', ' ')}",
+        *([f"  rejected: {summary.rejected}"] if summary.rejected else []),
         f"  champion   {summary.champion_variant} (model {summary.champion_model})",
         f"  challenger {summary.challenger_variant} (model {summary.challenger_model})",
         f"  {_period(summary)}",
@@ -543,6 +547,7 @@ def render_html(summary: RolloutSummary, chart_paths: Mapping[str, Path]) -> str
 <title>Rollout {html.escape(s.run_id)}: {html.escape(s.outcome)}</title>
 <style>{_CSS}</style></head><body>
 <h1>Canary rollout {_badge(s.outcome.upper().replace("_", " "), outcome_color)}</h1>
+{_rejected_html(s)}
 <p class="meta">run <code>{html.escape(s.run_id)}</code> · endpoint
 <code>{html.escape(s.endpoint_name)}</code> · {html.escape(_period(s))}</p>
 <table><tbody>
@@ -564,6 +569,12 @@ def render_html(summary: RolloutSummary, chart_paths: Mapping[str, Path]) -> str
 """
 
 
+def _rejected_html(s: RolloutSummary) -> str:
+    if not s.rejected:
+        return ""
+    return f'<p class="rejected"><strong>Rejected:</strong> {html.escape(s.rejected)}</p>'
+
+
 def report_data(summary: RolloutSummary) -> dict[str, Any]:
     """The report as data (``report.json``): what the page shows, for programs to read."""
     variants = summary.variant_results.astype(object)
@@ -572,6 +583,7 @@ def report_data(summary: RolloutSummary) -> dict[str, Any]:
         "run_id": summary.run_id,
         "endpoint_name": summary.endpoint_name,
         "outcome": summary.outcome.value,
+        "rejected": summary.rejected,
         "champion": {"variant": summary.champion_variant, "model": summary.champion_model},
         "challenger": {"variant": summary.challenger_variant, "model": summary.challenger_model},
         "started_at": summary.started_at.isoformat() if summary.started_at else None,

@@ -7,6 +7,7 @@ left in S3 is shown, and what it did not get to is simply absent.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,11 @@ def write_run_report(
     outcome: RunOutcome,
     models: dict[str, str],
     out_dir: Path,
+    rejected: str | None = None,
 ) -> Path:
-    """Write ``report.html``, its charts and ``summary.txt`` to ``out_dir`` and copy them to S3."""
-    summary = run_summary(s3, plan, run_key, outcome, models)
+    """Write ``report.html``, its charts and ``summary.txt`` to ``out_dir`` and copy them to S3.
+    ``rejected``: why a person stopped the rollout, if one did."""
+    summary = replace(run_summary(s3, plan, run_key, outcome, models), rejected=rejected)
     path = write_report(summary, out_dir)
     (out_dir / "summary.txt").write_text(summary_text(summary), encoding="utf-8")
     for item in sorted(out_dir.iterdir()):

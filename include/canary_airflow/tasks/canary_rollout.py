@@ -347,8 +347,9 @@ def report(plan: dict[str, Any]) -> str:
     key = run_key()
     out_dir = layout.reports_dir() / key
     models = run_manifest().models
+    rejected = rejection(approval_answers(rollout))
     path = write_run_report(
-        clients_for(rollout).s3, rollout, key, outcome_of_run(), models, out_dir
+        clients_for(rollout).s3, rollout, key, outcome_of_run(), models, out_dir, rejected
     )
     log.info(
         "report: %s (a copy is in s3://%s/%s/report/)",

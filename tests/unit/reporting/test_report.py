@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -282,3 +283,18 @@ def test_the_shadow_chart_draws_looks_with_missing_bounds(tmp_path: Path) -> Non
     colors = {"champion": "#1f77b4", "challenger": "#ff7f0e"}
     path = paired_chart(looks, colors, tmp_path / "paired.png")
     assert imread(path).shape[0] > 100
+
+
+def test_a_persons_rejection_is_said_in_the_report(
+    summary: report.RolloutSummary, tmp_path: Path
+) -> None:
+    """Every gate may have promoted: a rollback a person decided must say so, on the page,
+    in report.json and in summary.txt, not look like a gate's decision."""
+    why = "stage 2: alice rejected the promotion"
+    rejected = dataclasses.replace(summary, rejected=why)
+    page = report.write_report(rejected, tmp_path)
+    assert lxml.html.parse(str(page)).xpath("string(//p[@class='rejected'])") == f"Rejected: {why}"
+    assert json.loads((tmp_path / report.DATA_FILE).read_text())["rejected"] == why
+    assert f"rejected: {why}" in report.summary_text(rejected)
+    assert json.loads((report.write_report(summary, tmp_path / "plain").parent
+                       / report.DATA_FILE).read_text())["rejected"] is None  # fmt: skip
