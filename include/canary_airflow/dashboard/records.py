@@ -50,6 +50,7 @@ TASK_IDS: tuple[str, ...] = (
     ids.PROMOTE,
     ids.ROLLBACK,
     ids.REPORT,
+    ids.CLEANUP,
     *(
         ids.stage_task(number, task)
         for number in STAGE_NUMBERS

@@ -160,8 +160,14 @@ def outcome(run: RunRecords) -> RunOutcome | None:
 
 
 def current_weights(run: RunRecords, plan: RolloutPlan | None) -> dict[str, float] | None:
-    """Traffic shares now (fractions of 1): the winner's 100 % once concluded, else the weights
-    the current stage set."""
+    """Traffic shares now (fractions of 1). Teardown has the last word: the variant it left
+    serving alone, or none when it deleted or restored the endpoint (a failed run's stage
+    weights no longer hold once it ran). Before it, the winner's 100 % once concluded, else
+    the weights the current stage set."""
+    torn_down = run.xcoms.get(ids.CLEANUP)
+    if isinstance(torn_down, Mapping) and plan is not None:
+        winner = torn_down.get("winner")
+        return {v: 1.0 if v == winner else 0.0 for v in plan.variants} if winner else None
     concluded = conclusion(run)
     if concluded and plan is not None:
         return {v: 1.0 if v == concluded["winner"] else 0.0 for v in plan.variants}

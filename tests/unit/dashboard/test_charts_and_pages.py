@@ -72,3 +72,12 @@ def test_page_text_is_escaped(finished_run: RunRecords) -> None:
     doc = lxml.html.fromstring(page.rollouts_page([row], LINKS))
     assert not doc.xpath("//td//script")
     assert "<script>alert(1)</script>" in doc.text_content()
+
+
+def test_the_shadow_stage_shows_as_such_not_as_no_stage(shadow_run: RunRecords) -> None:
+    """Its number is 0: a page that tested it for truth showed "–", as before any stage."""
+    detail = rollout_detail(shadow_run, LINKS)
+    doc = lxml.html.fromstring(page.run_page(detail, LINKS))
+    assert doc.xpath("string(//dt[.='Stage']/following-sibling::dd[1])") == "shadow"
+    rows = lxml.html.fromstring(page.rollouts_page([rollout_summary(shadow_run, LINKS)], LINKS))
+    assert "shadow" in [cell.text_content().strip() for cell in rows.xpath("//tr/td")]

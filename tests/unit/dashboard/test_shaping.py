@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -229,3 +230,20 @@ def test_look_records_are_the_first_files_written_at_or_after_each_look() -> Non
     ]
     looks = [{"at": at.isoformat()}, {"at": (at + timedelta(seconds=8)).isoformat()}]
     assert records.look_record_keys(keys, looks) == [keys[1], keys[2]]
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_after_teardown_the_weights_are_what_teardown_left(
+    running_run: RunRecords, kept: bool
+) -> None:
+    """A run that failed in stage 2: its stage weights no longer hold once cleanup ran. It left
+    the champion serving alone (keep_winner), or deleted or restored the endpoint (none of
+    the rollout's variants serve)."""
+    champion = plan_of(running_run).variants[0]
+    failed = dataclasses.replace(
+        running_run,
+        state="failed",
+        xcoms={**running_run.xcoms, ids.CLEANUP: {"winner": champion if kept else None}},
+    )
+    expected = champion_serves_all(running_run) if kept else None
+    assert rollout_summary(failed, LINKS)["current_weights"] == expected
