@@ -66,6 +66,13 @@ def stage_name(index: int) -> str:
     return "shadow" if index == SHADOW_STAGE else f"stage-{index + 1}"
 
 
+def stage_label(stage: Sequence[float]) -> str:
+    """``(1, 3)`` -> ``"25/75"``: weights as percentages of traffic, champion first (a
+    stage's weights are relative: ``(9, 1)`` and ``(90, 10)`` are one split)."""
+    total = stage[0] + stage[1]
+    return f"{100 * stage[0] / total:.0f}/{100 * stage[1] / total:.0f}"
+
+
 def stage_title(index: int) -> str:
     """A stage as people read it: ``shadow stage``, ``stage 1``, ``stage 2`` …"""
     return "shadow stage" if index == SHADOW_STAGE else f"stage {index + 1}"

@@ -20,7 +20,7 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 
 from canary.experiment.gates.decision import promoted
-from canary.plan import RolloutPlan
+from canary.plan import RolloutPlan, stage_label
 from canary.reporting import notification as news
 from canary_airflow import ids
 from canary_airflow.notify import base_url, publish
@@ -94,8 +94,7 @@ def answer(
 def next_step(plan: RolloutPlan, index: int) -> str:
     """What Approve lets happen after stage ``index``, in words."""
     if index + 1 < len(plan.stages):
-        champion, challenger = plan.stages[index + 1]
-        return f"stage {index + 2} ({champion}/{challenger})"
+        return f"stage {index + 2} ({stage_label(plan.stages[index + 1])})"
     return "the promotion (challenger at 100 %)"
 
 

@@ -63,3 +63,14 @@ def test_a_rejection_names_who_or_the_timeout() -> None:
     )
     timed_out = answer(needed=True, approved=False, by=None, at="t")
     assert "nobody answered" in rejection([timed_out])
+
+
+def test_the_next_step_names_its_split_as_shares_of_traffic() -> None:
+    """Weights are relative: (1, 3) is the stage where the challenger serves 75 %, as the
+    report and the dashboard name it, not "1/3"."""
+    from canary.plan import parse_plan
+    from canary_airflow.approval import next_step
+
+    plan = parse_plan({"stages": [[9, 1], [3, 1], [1, 3]]})
+    assert next_step(plan, 1) == "stage 3 (25/75)"
+    assert next_step(plan, 2) == "the promotion (challenger at 100 %)"

@@ -79,7 +79,7 @@ def test_statistics_not_computed_yet_read_n_a() -> None:
     record = {"stage": 0, "weights": {"a": 0.5, "b": 0.5}, "look": look}
     record["design"] = {"planned_looks": 5}
     line = look_line(Decision(Verdict.CONTINUE, "no primary statistic", record))
-    assert line is not None and "[0.5/0.5]" in line
+    assert line is not None and "[50/50]" in line  # weights as shares of traffic
     assert "z=n/a vs promote >= n/a / rollback <= -1.00" in line
 
 

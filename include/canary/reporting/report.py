@@ -26,6 +26,7 @@ from canary.experiment.gates.decision import Verdict
 from canary.plan import (
     SHADOW_NUMBER,
     SHADOW_STAGE,
+    stage_label,
     stage_sequence,
     stage_split,
     stage_title,
@@ -158,12 +159,6 @@ def invocations_from_results(results: pd.DataFrame, freq: str = "1min") -> pd.Da
 
 
 # ---------------------------------------------------------------- stages and verdicts
-
-
-def stage_label(stage: Sequence[float]) -> str:
-    """``(1, 3)`` -> ``"25/75"``: weights as percentages of traffic, champion first."""
-    total = stage[0] + stage[1]
-    return f"{100 * stage[0] / total:.0f}/{100 * stage[1] / total:.0f}"
 
 
 def _stage_index(record: Mapping[str, Any]) -> int | None:
@@ -312,7 +307,8 @@ def summary_text(summary: RolloutSummary) -> str:
         verdict_text = (row["verdict"] or "not reached").upper()
         label = _row_label(row)
         judged = row["decided_on_requests"]
-        on = f" [on {judged} requests]" if judged is not None else ""
+        unit = "pairs" if row["number"] == SHADOW_NUMBER else "requests"
+        on = f" [on {judged} {unit}]" if judged is not None else ""
         lines.append(f"  {row['number']}. {label:>7}  {verdict_text:<11} {row['reason'] or ''}{on}")
     lines += ["", "Per variant:", _text_table(summary.variant_results)]
     return "\n".join(lines).rstrip() + "\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from canary.experiment.gates.decision import Decision, Verdict
-from canary.plan import SHADOW_STAGE, stage_title
+from canary.plan import SHADOW_STAGE, stage_label, stage_title
 
 LOGGER = logging.getLogger("canary.progress")
 
@@ -27,7 +27,7 @@ def look_line(decision: Decision) -> str | None:
     look = record.get("look")
     if look is None and decision.verdict is Verdict.CONTINUE:
         return None
-    weights = "/".join(f"{weight:g}" for weight in record["weights"].values())
+    weights = stage_label(list(record["weights"].values()))
     shadow = record["stage"] == SHADOW_STAGE
     head = f"  {stage_title(record['stage'])}{'' if shadow else f' [{weights}]'}  "
     if look is None:

@@ -15,7 +15,7 @@ from matplotlib.image import imread
 
 from canary.experiment.gates.decision import Verdict
 from canary.models import churn, evaluation, training
-from canary.plan import Framework
+from canary.plan import Framework, stage_label
 from canary.reporting import report
 from canary.rollout.outcome import RunOutcome
 
@@ -167,7 +167,7 @@ def test_html_stage_table_matches_the_data(written: Path) -> None:
     expected = [
         [
             str(stage["number"]),
-            report.stage_label(stage["weights"]),
+            stage_label(stage["weights"]),
             (stage["verdict"] or "not reached").upper(),
             stage["reason"] or "",
         ]
