@@ -418,7 +418,8 @@ class RolloutPlan(_Frozen):
         ApprovalMode.NONE,
         title="Human approval",
         description="before_final_stage: a person approves before the last stage; every_stage: "
-        "after every gate that promotes. Reject rolls back and cleans up.",
+        "after every canary stage's gate that promotes (the shadow stage's verdict starts the "
+        "first canary stage without asking). Reject rolls back and cleans up.",
         section=PEOPLE,
     )
     approval_timeout_minutes: float = setting(
