@@ -3,7 +3,9 @@
 Why our own retry loop: the rollout judges variants by their error rates, so a retried 5XX must
 be *seen* (counted) even when the retry succeeds. Throttling, 5XX and dropped connections are
 retried with capped exponential backoff and full jitter (AWS's recommendation); 4XX such as a
-424 ModelError (the model rejected this row) are final at once: the row is bad, not the service.
+424 ModelError (the model container rejected or failed on this row) are final at once. A
+ModelError carries the status the container returned (``OriginalStatusCode``), which the outcome
+keeps: CloudWatch counts the request by it (a container's 500 is a 5XX).
 Retries botocore did by itself are read back from ``ResponseMetadata.RetryAttempts`` and counted
 separately, so a client configured with SDK retries cannot hide failures either.
 """
@@ -58,32 +60,53 @@ class Outcome:
     retries: int
     sdk_retries: int
     throttles: int
+    model_status: int | None = None  # a ModelError's OriginalStatusCode
+
+    @property
+    def counted_status(self) -> int:
+        """The status the endpoint counts the request by (its CloudWatch 4XX/5XX): the
+        container's own for a ModelError, else the HTTP status."""
+        return self.model_status or self.status
 
 
 def _retryable(status: int, code: str | None) -> bool:
     return status >= 500 or status == 429 or status == NO_RESPONSE or code in RETRYABLE_CODES
 
 
-def _attempt(client: Any, kwargs: dict[str, Any]) -> tuple[int, str | None, str | None, str, int]:
-    """One HTTP exchange: (status, error code, invoked variant, body text, SDK retries)."""
+@dataclass(frozen=True)
+class _Exchange:
+    """One HTTP exchange's answer."""
+
+    status: int
+    code: str | None = None
+    variant: str | None = None
+    body: str = ""
+    sdk_retries: int = 0
+    model_status: int | None = None
+
+
+def _attempt(client: Any, kwargs: dict[str, Any]) -> _Exchange:
+    """One HTTP exchange: status, error code, invoked variant, body text, SDK retries."""
     try:
         resp = client.invoke_endpoint(**kwargs)
     except ClientError as exc:
         meta = exc.response.get("ResponseMetadata", {})
-        code = exc.response.get("Error", {}).get("Code") or "ClientError"
-        return (
+        original = exc.response.get("OriginalStatusCode")
+        return _Exchange(
             int(meta.get("HTTPStatusCode", NO_RESPONSE)),
-            code,
-            None,
-            "",
-            meta.get("RetryAttempts", 0),
+            exc.response.get("Error", {}).get("Code") or "ClientError",
+            sdk_retries=meta.get("RetryAttempts", 0),
+            model_status=int(original) if original is not None else None,
         )
     except (ConnectionError, HTTPClientError) as exc:
-        return NO_RESPONSE, type(exc).__name__, None, "", 0
-    body = resp["Body"].read().decode("utf-8", errors="replace")
+        return _Exchange(NO_RESPONSE, type(exc).__name__)
     meta = resp.get("ResponseMetadata", {})
-    status = int(meta.get("HTTPStatusCode", 200))
-    return status, None, resp.get("InvokedProductionVariant"), body, meta.get("RetryAttempts", 0)
+    return _Exchange(
+        int(meta.get("HTTPStatusCode", 200)),
+        variant=resp.get("InvokedProductionVariant"),
+        body=resp["Body"].read().decode("utf-8", errors="replace"),
+        sdk_retries=meta.get("RetryAttempts", 0),
+    )
 
 
 _local = threading.local()
@@ -102,12 +125,16 @@ def invoke_with_retries(client: Any, kwargs: dict[str, Any], policy: RetryPolicy
     retries = sdk_retries = throttles = 0
     while True:
         began = time.perf_counter()
-        status, code, variant, body, sdk = _attempt(client, kwargs)
+        got = _attempt(client, kwargs)
         latency_ms = (time.perf_counter() - began) * 1000.0
-        sdk_retries += int(sdk)
-        throttles += int(code in RETRYABLE_CODES or status == 429)
-        if status == 200 or not _retryable(status, code) or retries + 1 >= policy.max_attempts:
-            return Outcome(status, code, variant, body, latency_ms, retries, sdk_retries, throttles)
+        sdk_retries += int(got.sdk_retries)
+        throttles += int(got.code in RETRYABLE_CODES or got.status == 429)
+        final = not _retryable(got.status, got.code) or retries + 1 >= policy.max_attempts
+        if got.status == 200 or final:
+            return Outcome(
+                got.status, got.code, got.variant, got.body, latency_ms, retries, sdk_retries,
+                throttles, got.model_status,
+            )  # fmt: skip
         retries += 1
         time.sleep(policy.delay(retries, _thread_rng()))
 

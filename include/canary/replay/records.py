@@ -3,7 +3,9 @@
 Results: JSON lines, one object per request, exactly the columns of ``RESULT_COLUMNS``, under
 ``{prefix}/results/stage={stage}/shard={k}/chunk-{first_seq:08d}.jsonl``. The key depends only on
 where the chunk starts, so a retried Airflow task overwrites its own earlier attempt instead of
-duplicating it.
+duplicating it. ``status`` is what the endpoint counts the request by: the HTTP status, except
+for a ModelError (HTTP 424, ``error_code`` "ModelError"), whose row holds the status the model
+container returned, as CloudWatch counts it (400: the row was bad; 500: the model failed).
 
 Ground truth: Model Monitor's merge format, one record per request keyed by inference id, under
 ``{ground_truth_prefix}/{yyyy}/{mm}/{dd}/{hh}/{run}-{stage}-{shard}-{first_seq}.jsonl`` so

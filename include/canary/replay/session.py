@@ -223,10 +223,10 @@ class ReplaySession:
             except (ValueError, TypeError, KeyError, IndexError):
                 error_code = "UnparseableResponse"
                 stats.unparseable += 1
-        reward = self._reward(outcome.status, score, planned.request.label, variant)
-        stats.count(
-            outcome.status, variant, outcome.retries, outcome.sdk_retries, outcome.throttles
-        )
+        # counted as the endpoint counts it: a container's 500 behind a 424 is a 5XX
+        status = outcome.counted_status
+        reward = self._reward(status, score, planned.request.label, variant)
+        stats.count(status, variant, outcome.retries, outcome.sdk_retries, outcome.throttles)
         return {
             "stage": self.config.stage,
             "user_id": planned.request.user_id,
@@ -238,7 +238,7 @@ class ReplaySession:
             "label": planned.request.label,
             "reward": reward,
             "latency_ms": outcome.latency_ms,
-            "status": outcome.status,
+            "status": status,
             "error_code": error_code,
             "timestamp": planned.timestamp,
             "_seq": planned.request.seq,

@@ -222,7 +222,8 @@ def test_faults_are_counted_exactly_and_match_cloudwatch(replay_env, replay_fram
     assert s.ok == 60 - n_challenger - n_bad_champion
     assert s.retries == 2 * n_challenger  # 5XX retried to max_attempts; 424 never retried
     assert set(f.error_code[f.status == 500]) == {"InternalFailure"}
-    assert set(f.error_code[f.status == 424]) == {"ModelError"}
+    # a ModelError's row holds the container's status, as CloudWatch counts it (here 400)
+    assert set(f.error_code[f.status == 400]) == {"ModelError"}
     assert (f.reward[f.status != 200] == 0.0).all()  # failures penalise the variant
     # the runtime saw every attempt: CloudWatch agrees with our count of attempts
     assert replay_env.metric(endpoint, "Challenger", "Invocation5XXErrors") == 3 * n_challenger
