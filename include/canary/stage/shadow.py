@@ -60,8 +60,11 @@ def pair_answers(champion: Answers, challenger: Answers, labels: Answers) -> Pai
 
 
 def served_answers(frame: pd.DataFrame) -> tuple[Answers, Answers]:
-    """The champion's answers and the labels, by inference id, from the replay's results."""
-    ok = frame[(frame["status"] == 200) & frame["score"].notna() & frame["label"].notna()]
+    """The champion's answers and the labels, by inference id, from the replay's results.
+    An answer without a usable score (NaN) stays: it pairs as a wrong answer of the champion's,
+    as the challenger's unusable answers pair as wrong ones (``rewards.correct``); dropping only
+    the champion's would bias the paired test against the challenger."""
+    ok = frame[(frame["status"] == 200) & frame["label"].notna()]
     ids = ok["inference_id"].astype(str)
     scores = dict(zip(ids, ([s] for s in ok["score"].astype(float)), strict=True))
     labels = dict(zip(ids, ([float(v)] for v in ok["label"].astype(float)), strict=True))

@@ -36,17 +36,20 @@ def test_a_request_answered_with_different_row_counts_is_an_error_naming_it() ->
 
 
 def test_the_served_answers_are_the_labelled_successes_of_the_replay() -> None:
+    """A labelled 200 whose body was no number (e) stays, as a wrong answer, as the
+    challenger's unusable answers do: dropping only the champion's would bias the test."""
     frame = pd.DataFrame(
         {
-            "inference_id": ["a", "b", "c", "d"],
-            "status": [200, 500, 200, 200],
-            "score": [0.9, np.nan, 0.4, 0.7],
-            "label": [1, None, 0, None],
+            "inference_id": ["a", "b", "c", "d", "e"],
+            "status": [200, 500, 200, 200, 200],
+            "score": [0.9, np.nan, 0.4, 0.7, np.nan],
+            "label": [1, None, 0, None, 1],
         }
     )
     scores, labels = served_answers(frame)
-    assert scores == {"a": [0.9], "c": [0.4]}
-    assert labels == {"a": [1.0], "c": [0.0]}
+    assert scores.keys() == {"a", "c", "e"} and np.isnan(scores["e"][0])
+    assert (scores["a"], scores["c"]) == ([0.9], [0.4])
+    assert labels == {"a": [1.0], "c": [0.0], "e": [1.0]}
 
 
 def test_the_challenger_keeps_its_metrics_and_both_take_their_scores_from_the_pairs() -> None:
