@@ -163,7 +163,7 @@ class ApprovalMode(StrEnum):
 
     NONE = "none"
     BEFORE_FINAL_STAGE = "before_final_stage"  # before the traffic goes to the last stage
-    EVERY_STAGE = "every_stage"  # after every gate that promotes, before traffic moves on
+    EVERY_STAGE = "every_stage"  # after every canary stage's gate that promotes
 
 
 class _Frozen(BaseModel):
@@ -510,7 +510,8 @@ class RolloutPlan(_Frozen):
         """Whether a person approves the promotion of stage ``index`` before traffic moves on.
 
         ``before_final_stage`` asks before the last stage's weights (with one stage: before the
-        challenger takes all traffic); ``every_stage`` asks after every gate.
+        challenger takes all traffic); ``every_stage`` asks after every canary stage's gate
+        (not after the shadow stage's).
         """
         if self.approval is ApprovalMode.EVERY_STAGE:
             return True

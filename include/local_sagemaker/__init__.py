@@ -17,11 +17,11 @@ Capture), ``faults`` (fault injection), ``errors`` (SageMaker error shapes), ``c
 Fault injection, set in a SageMaker Model's ``PrimaryContainer.Environment``:
 
 * ``LOCAL_SAGEMAKER_LATENCY_MS``: extra milliseconds per model call (shows in ModelLatency).
-* ``LOCAL_SAGEMAKER_ERROR_RATE``: share in [0, 1] of requests failing 500 InternalFailure
-  (counted in Invocation5XXErrors).
+* ``LOCAL_SAGEMAKER_ERROR_RATE``: share in [0, 1] of requests failing as a failing model's do:
+  a 424 ModelError carrying the container's 500 (counted in Invocation5XXErrors).
 * ``LOCAL_SAGEMAKER_UPDATE_FAILS``: ``1``: an UpdateEndpoint bringing this model rolls back by
   itself (InService on the previous config, with a FailureReason); ``rollback_failed``: it ends
-  in UpdateRollbackFailed.
+  in UpdateRollbackFailed. A CreateEndpoint bringing it ends Failed.
 
 Process tuning: ``LOCAL_SAGEMAKER_SWITCH_INTERVAL_S`` (GIL switch interval, default 0.005).
 """

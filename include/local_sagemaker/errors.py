@@ -69,5 +69,6 @@ def model_error(reason: str, endpoint: str, original_status: int = 400) -> Invok
 
 
 def internal_failure(message: str) -> InvokeError:
-    """500 InternalFailure: the variant could not serve (artifact broken, injected fault)."""
+    """500 InternalFailure: the variant could not serve (artifact broken, a fault setting it
+    cannot use)."""
     return InvokeError(500, "InternalFailure", message)
