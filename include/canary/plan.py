@@ -66,6 +66,12 @@ def stage_name(index: int) -> str:
     return "shadow" if index == SHADOW_STAGE else f"stage-{index + 1}"
 
 
+def short_digest(text: str, length: int) -> str:
+    """The first ``length`` hex digits of ``text``'s SHA-256: what tells apart names that must
+    stay short and stable (resource names, run keys, inference ids)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
 def stage_label(stage: Sequence[float]) -> str:
     """``(1, 3)`` -> ``"25/75"``: weights as percentages of traffic, champion first (a
     stage's weights are relative: ``(9, 1)`` and ``(90, 10)`` are one split)."""
@@ -543,8 +549,7 @@ class RolloutPlan(_Frozen):
 
     def resource_name(self, kind: str, *parts: str) -> str:
         """A SageMaker resource name that is the same on every retry of the same inputs."""
-        digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:DIGEST_LENGTH]
-        return self.resource_prefix(kind) + digest
+        return self.resource_prefix(kind) + short_digest("|".join(parts), DIGEST_LENGTH)
 
     def resource_prefix(self, kind: str) -> str:
         """What every canary resource of this endpoint and kind is named with, within
@@ -556,7 +561,7 @@ class RolloutPlan(_Frozen):
         whole = f"{self.endpoint_name}-{kind}"
         if len(whole) <= room:
             return whole + "-"
-        digest = hashlib.sha256(self.endpoint_name.encode()).hexdigest()[:ENDPOINT_DIGEST_LENGTH]
+        digest = short_digest(self.endpoint_name, ENDPOINT_DIGEST_LENGTH)
         head = self.endpoint_name[: room - len(kind) - ENDPOINT_DIGEST_LENGTH - 2]
         return f"{head}-{digest}-{kind}-"
 

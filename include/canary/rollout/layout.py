@@ -14,12 +14,11 @@ and on the worker's disk, ``$CANARY_REPORTS_DIR/{run}/`` (the report and its cha
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from canary.plan import RolloutPlan, stage_name
+from canary.plan import RolloutPlan, short_digest, stage_name
 
 if TYPE_CHECKING:
     from canary.replay.records import S3Location
@@ -36,7 +35,7 @@ def run_key(run_id: str) -> str:
     and with it decisions) and Airflow accepts ``..`` as a run id (its folder would be the
     reports folder's parent)."""
     readable = "".join(char if char.isalnum() or char in "-_." else "-" for char in run_id)
-    return f"{readable}-{hashlib.sha256(run_id.encode()).hexdigest()[:RUN_DIGEST_LENGTH]}"
+    return f"{readable}-{short_digest(run_id, RUN_DIGEST_LENGTH)}"
 
 
 #: Where reports are written on disk, a folder per run; unset: ``reports`` in the working folder.

@@ -4,7 +4,6 @@ replay sessions that send it (in production, real traffic does this and none of 
 
 from __future__ import annotations
 
-import hashlib
 from functools import cached_property
 from typing import Any
 
@@ -12,7 +11,7 @@ import pandas as pd
 
 from canary.experiment.gates.config import GateConfig
 from canary.experiment.rewards import brier_reward
-from canary.plan import AllocationStrategy, Metric, RolloutPlan, TrafficMode
+from canary.plan import AllocationStrategy, Metric, RolloutPlan, TrafficMode, short_digest
 from canary.replay import (
     ReplayConfig,
     ReplayDataset,
@@ -25,6 +24,8 @@ from canary.replay.session import runtime_config
 from canary.rollout.layout import replay_location
 from canary.stage.capacity import planned_requests
 from canary.stage.window import StageWindow
+
+REPLAY_RUN_DIGEST_LENGTH = 12  # the run's part of every inference id the replay sends
 
 
 class StageTraffic:
@@ -137,7 +138,7 @@ class StageTraffic:
             endpoint_name=self.plan.endpoint_name,
             stage=self.window.replay_stage,
             weights=self.window.weights,
-            run_id=hashlib.sha256(self.run_key.encode()).hexdigest()[:12],
+            run_id=short_digest(self.run_key, REPLAY_RUN_DIGEST_LENGTH),
             mode=mode,
             strategy=strategy,
             strategy_params={"epsilon": traffic.epsilon} if greedy else {},
