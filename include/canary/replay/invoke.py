@@ -16,7 +16,7 @@ import json
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
@@ -53,13 +53,13 @@ class Outcome:
     """The final answer to one request plus everything it took to get there."""
 
     status: int
-    error_code: str | None
-    invoked_variant: str | None
-    body: str | None
-    latency_ms: float
-    retries: int
-    sdk_retries: int
-    throttles: int
+    error_code: str | None = None
+    invoked_variant: str | None = None
+    body: str = ""
+    latency_ms: float = 0.0
+    retries: int = 0
+    sdk_retries: int = 0
+    throttles: int = 0
     model_status: int | None = None  # a ModelError's OriginalStatusCode
 
     @property
@@ -73,37 +73,25 @@ def _retryable(status: int, code: str | None) -> bool:
     return status >= 500 or status == 429 or status == NO_RESPONSE or code in RETRYABLE_CODES
 
 
-@dataclass(frozen=True)
-class _Exchange:
-    """One HTTP exchange's answer."""
-
-    status: int
-    code: str | None = None
-    variant: str | None = None
-    body: str = ""
-    sdk_retries: int = 0
-    model_status: int | None = None
-
-
-def _attempt(client: Any, kwargs: dict[str, Any]) -> _Exchange:
-    """One HTTP exchange: status, error code, invoked variant, body text, SDK retries."""
+def _attempt(client: Any, kwargs: dict[str, Any]) -> Outcome:
+    """One HTTP exchange, as an outcome of its own (no latency or retries counted yet)."""
     try:
         resp = client.invoke_endpoint(**kwargs)
     except ClientError as exc:
         meta = exc.response.get("ResponseMetadata", {})
         original = exc.response.get("OriginalStatusCode")
-        return _Exchange(
+        return Outcome(
             int(meta.get("HTTPStatusCode", NO_RESPONSE)),
             exc.response.get("Error", {}).get("Code") or "ClientError",
             sdk_retries=meta.get("RetryAttempts", 0),
             model_status=int(original) if original is not None else None,
         )
     except (ConnectionError, HTTPClientError) as exc:
-        return _Exchange(NO_RESPONSE, type(exc).__name__)
+        return Outcome(NO_RESPONSE, type(exc).__name__)
     meta = resp.get("ResponseMetadata", {})
-    return _Exchange(
+    return Outcome(
         int(meta.get("HTTPStatusCode", 200)),
-        variant=resp.get("InvokedProductionVariant"),
+        invoked_variant=resp.get("InvokedProductionVariant"),
         body=resp["Body"].read().decode("utf-8", errors="replace"),
         sdk_retries=meta.get("RetryAttempts", 0),
     )
@@ -128,12 +116,12 @@ def invoke_with_retries(client: Any, kwargs: dict[str, Any], policy: RetryPolicy
         got = _attempt(client, kwargs)
         latency_ms = (time.perf_counter() - began) * 1000.0
         sdk_retries += int(got.sdk_retries)
-        throttles += int(got.code in RETRYABLE_CODES or got.status == 429)
-        final = not _retryable(got.status, got.code) or retries + 1 >= policy.max_attempts
+        throttles += int(got.error_code in RETRYABLE_CODES or got.status == 429)
+        final = not _retryable(got.status, got.error_code) or retries + 1 >= policy.max_attempts
         if got.status == 200 or final:
-            return Outcome(
-                got.status, got.code, got.variant, got.body, latency_ms, retries, sdk_retries,
-                throttles, got.model_status,
+            return replace(
+                got, latency_ms=latency_ms, retries=retries, sdk_retries=sdk_retries,
+                throttles=throttles,
             )  # fmt: skip
         retries += 1
         time.sleep(policy.delay(retries, _thread_rng()))
