@@ -167,13 +167,18 @@ def current_weights(run: RunRecords, plan: RolloutPlan | None) -> dict[str, floa
     torn_down = run.xcoms.get(ids.CLEANUP)
     if isinstance(torn_down, Mapping) and plan is not None:
         winner = torn_down.get("winner")
-        return {v: 1.0 if v == winner else 0.0 for v in plan.variants} if winner else None
+        return _alone(plan, winner) if winner else None
     concluded = conclusion(run)
     if concluded and plan is not None:
-        return {v: 1.0 if v == concluded["winner"] else 0.0 for v in plan.variants}
+        return _alone(plan, concluded["winner"])
     stage = current_stage(run)
     window = _window(run, stage) if stage is not None else None
     return shares(window["weights"]) if window else None
+
+
+def _alone(plan: RolloutPlan, winner: str) -> dict[str, float]:
+    """The shares when ``winner`` serves all traffic."""
+    return {variant: 1.0 if variant == winner else 0.0 for variant in plan.variants}
 
 
 def shares(weights: Mapping[str, float]) -> dict[str, float]:
