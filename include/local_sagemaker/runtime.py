@@ -151,9 +151,9 @@ class Runtime:
         faults = variant.faults
         if faults.active and faults.should_fail():
             # as a model failing on a request does: a ModelError carrying the container's
-            # 500 (final for a client, counted as 5XX), not a retryable InternalFailure
-            reason = f"injected failure in variant {variant.name}"
-            raise _timed(model_error(reason, call.endpoint, 500), perf_counter())
+            # 500 (final for a client, counted as 5XX), not a retryable InternalFailure; it
+            # fails before the model runs, so it records no ModelLatency
+            raise model_error(f"injected failure in variant {variant.name}", call.endpoint, 500)
         model = variant.ensure_model(self.models, self.account_id)
         began = perf_counter()
         try:
