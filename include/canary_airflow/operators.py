@@ -80,7 +80,7 @@ class EnsureSageMakerEndpointOperator(SageMakerEndpointOperator):
         if existing is not None:
             if existing["EndpointStatus"] in endpoint.IN_PROGRESS:  # e.g. a retry's own update
                 existing = endpoint.wait_settled(self.hook.conn, name, self.check_interval)
-            if existing["EndpointStatus"] == "Failed":  # takes no update: say why it failed
+            if existing["EndpointStatus"] == endpoint.FAILED:  # takes no update: say why
                 endpoint.verify_serving(self.hook.conn, name)
             same_config = existing["EndpointConfigName"] == self.config["EndpointConfigName"]
             if same_config and existing["EndpointStatus"] == "InService":

@@ -90,7 +90,7 @@ def finish(
     live = endpoint.describe_endpoint(sm, plan.endpoint_name) if holds_endpoint else None
     # a Failed endpoint (its creation failed) serves nothing and takes no update: deleting it
     # is all there is left to do, when the run created it
-    serves = live is not None and live["EndpointStatus"] != "Failed"
+    serves = live is not None and live["EndpointStatus"] != endpoint.FAILED
     keep = plan.cleanup is CleanupPolicy.KEEP_WINNER and serves
     created = live is not None and _created_by_run(sm, live, manifest)
     if not holds_endpoint:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 CAPTURE_SAMPLING_PERCENT = 100
 # SageMaker refuses an update in these states and serves (at most) the old config meanwhile
 IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+FAILED = "Failed"  # a create that failed: SageMaker takes no update there, only a delete
 ENDPOINT_TAG = "canary:endpoint"
 SHADOWS = "ShadowProductionVariants"  # a config's (and DescribeEndpoint's) shadow variants
 RUN_TAG = "canary:run"  # on an endpoint: the run that created it
