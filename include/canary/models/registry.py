@@ -205,14 +205,15 @@ def claim_rollout(sm: Any, group: str, arn: str, run_id: str) -> Claim:
         )
     if package.get("ModelApprovalStatus") != APPROVED:
         return Claim(arn, False, f"status is {package.get('ModelApprovalStatus')}, not Approved")
-    if props.get(ROLLOUT_KEY) not in (None, "", run_id):
-        return Claim(arn, False, f"already rolled out by {props[ROLLOUT_KEY]}")
+    holder = props.get(ROLLOUT_KEY) or None
+    if holder not in (None, run_id):
+        return Claim(arn, False, f"already rolled out by {holder}")
     if props.get(ROLE_KEY) == CHAMPION:
         return Claim(arn, False, "it is already the champion")
     champion = find_champion(sm, group)
     if champion is None:
         return Claim(arn, False, f"group {group} has no champion to compare against")
-    if props.get(ROLLOUT_KEY) == run_id:
+    if holder == run_id:
         return Claim(arn, True, "claimed already by this run (a retry)", champion, run_id)
     update(sm, arn, set_properties={ROLLOUT_KEY: run_id})
     return Claim(arn, True, "claimed", champion, run_id)
