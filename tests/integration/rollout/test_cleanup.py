@@ -3,6 +3,7 @@ teardown itself fails: the lease decides who may touch the endpoint."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -221,8 +222,7 @@ def test_delete_all_restores_an_endpoint_another_run_created(deployer, plan: Rol
     before, ours = made_by(deployer, plan, "earlier"), made_by(deployer, plan, "run-a")
     endpoint_of(deployer, plan, before[1], "earlier")
     switch(sm, plan, ours[1])  # run-a's deploy
-    made = manifest_of(plan, ours, "run-a")
-    made = RunManifest(**{**made.__dict__, "previous_config": before[1]})
+    made = dataclasses.replace(manifest_of(plan, ours, "run-a"), previous_config=before[1])
 
     report = finish(sm, deployer.s3, plan, made, RunOutcome.ROLLED_BACK)
 
