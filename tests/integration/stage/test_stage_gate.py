@@ -95,9 +95,11 @@ def test_a_cleared_stage_replays_afresh_in_its_new_window(make_deployer, aws_con
               "traffic_chunk_size": 100, "gate_settle_seconds": 2}  # fmt: skip
     with deployed(make_deployer, False, **fields) as plan:
         weights = plan.stage_weights(0)
-        _, first = _poke_until_decided(plan, StageWindow(0, weights, time.time() - 1))
-        time.sleep(1)  # a window opens on a later second than the last
-        cleared = StageWindow(0, weights, time.time())
+        opened = StageWindow(0, weights, time.time() - 1)
+        _, first = _poke_until_decided(plan, opened)
+        # the new window opens now, and on a later second than the first (windows are keyed
+        # by their second): the gate waits for a start that lies ahead
+        cleared = StageWindow(0, weights, max(time.time(), int(opened.started_at) + 1))
         decision, second = _poke_until_decided(plan, cleared)
         before, after = first.traffic.results(), second.traffic.results()
     assert decision.verdict is not Verdict.CONTINUE
