@@ -2,9 +2,10 @@
 ### Canary rollout of a SageMaker model: champion → challenger, one gated stage at a time
 
 1. **Setup**: validate the plan (before any AWS call), take the endpoint's lease (one rollout
-   per endpoint; another run holding it fails this one before it touches anything), stage both
-   artifacts in S3, create both models, an endpoint config with Data Capture (the shadow
-   stage's, or two production variants without one), deploy the endpoint.
+   per endpoint; while another run holds it, this one waits its turn, touching nothing, up to
+   `lock_wait_minutes`), stage both artifacts in S3, create both models, an endpoint config
+   with Data Capture (the shadow stage's, or two production variants without one), deploy the
+   endpoint.
 2. **Shadow stage** (`shadow`, on by default): the endpoint starts with the champion as its only
    production variant and the challenger as a shadow variant, which answers a copy of
    `shadow_sampling_percent` of the requests into Data Capture only. A paired sequential test on

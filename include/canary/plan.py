@@ -42,6 +42,7 @@ DEFAULT_STAGES = ((50, 50), (25, 75), (0, 100))
 DIGEST_LENGTH = 10  # hex digits of a resource's inputs in its name
 ENDPOINT_DIGEST_LENGTH = 8  # of an endpoint name too long for resource names to carry whole
 MAX_STAGES = 5  # the rollout DAG has one task group per possible stage
+MAX_WAIT_MINUTES = 7 * 24 * 60  # the longest a run waits on anything: a stage, a person, a lease
 StageWeight = Annotated[int, Field(ge=0)]
 #: The shadow stage's index: it comes before canary stage 0 and serves the champion alone.
 SHADOW_STAGE = -1
@@ -312,7 +313,9 @@ class GateSpec(_Frozen):
     max_5xx_rate: float = setting(0.01, title="Ceiling on the 5XX rate", ge=0, le=1)
     max_4xx_rate: float = setting(0.05, title="Ceiling on the 4XX rate", ge=0, le=1)
     max_p99_latency_ms: float = setting(500.0, title="Ceiling on p99 latency (ms)", gt=0)
-    max_stage_minutes: float = setting(30.0, title="Stage deadline (minutes)", gt=0, le=7 * 24 * 60)
+    max_stage_minutes: float = setting(
+        30.0, title="Stage deadline (minutes)", gt=0, le=MAX_WAIT_MINUTES
+    )
     on_deadline: DeadlinePolicy = setting(DeadlinePolicy.ROLLBACK, title="At the stage deadline")
     poke_interval_seconds: float = setting(
         5.0, title="Seconds between gate looks (real traffic)", ge=1, le=3600
@@ -379,6 +382,16 @@ class RolloutPlan(_Frozen):
         section="Endpoint",
         pattern=DYNAMODB_TABLE.pattern,
     )
+    lock_wait_minutes: float = setting(
+        120.0,
+        title="Wait for a busy endpoint (minutes)",
+        description="Another rollout holds the endpoint: this run waits for it to end, then "
+        "takes its turn; still held after this long, the run fails naming the holder, having "
+        "touched nothing. 0: fail at once.",
+        section="Endpoint",
+        ge=0,
+        le=MAX_WAIT_MINUTES,
+    )
     champion: ModelSpec = section(
         "Champion model",
         ModelSpec(role="champion", variant_name="Champion", source="demo:champion"),
@@ -434,7 +447,7 @@ class RolloutPlan(_Frozen):
         description="Unanswered by then: Reject.",
         section=PEOPLE,
         gt=0,
-        le=7 * 24 * 60,
+        le=MAX_WAIT_MINUTES,
     )
     notify_topic_arn: str = setting(
         "",

@@ -58,6 +58,8 @@ def test_defaults_are_the_documented_rollout() -> None:
         ({"challenger_variant_name": "Champion"}, "challenger_variant_name", "different variant"),
         ({"approval": "maybe"}, "approval", "'none', 'before_final_stage' or 'every_stage'"),
         ({"approval_timeout_minutes": -5}, "approval_timeout_minutes", "greater than 0"),
+        ({"lock_wait_minutes": -1}, "lock_wait_minutes", "greater than or equal to 0"),
+        ({"lock_wait_minutes": 10**6}, "lock_wait_minutes", "less than or equal"),
         ({"notify_topic_arn": "arn:aws:sqs:us-east-1:1:q"}, "notify_topic_arn", "pattern"),
         ({"notify_topic_arn": "my-topic"}, "notify_topic_arn", "pattern"),
         ({"shadow_sampling_percent": 0}, "shadow_sampling_percent", "greater than 0"),

@@ -201,6 +201,14 @@ def pending_approval(run: RunRecords, links: Links) -> dict[str, Any] | None:
     return None
 
 
+def waiting_for_endpoint(run: RunRecords) -> bool:
+    """Whether the run is queued behind another rollout of its endpoint: its lock task runs
+    only to claim the lease, which takes a moment unless another run holds it (then it waits,
+    up to ``lock_wait_minutes``)."""
+    task = run.tasks.get(ids.LOCK_ENDPOINT)
+    return task is not None and _ti_state(task) is TaskInstanceState.RUNNING
+
+
 def last_verdict(run: RunRecords, plan: RolloutPlan | None) -> dict[str, Any] | None:
     """The newest gate decision of the run: the highest stage that has a record."""
     numbers = plan_numbers(plan) if plan else STAGE_NUMBERS
@@ -228,6 +236,7 @@ def rollout_summary(run: RunRecords, links: Links) -> dict[str, Any]:
         "current_weights": current_weights(run, plan),
         "last_verdict": last_verdict(run, plan),
         "pending_approval": pending_approval(run, links),
+        "waiting_for_endpoint": waiting_for_endpoint(run),
         "start_date": _iso(run.start_date),
         "end_date": _iso(run.end_date),
         "link": links.run_page(run.run_id),

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from canary.reporting import notification as news
 from canary.rollout import artifacts as artifact_ops
 from canary.rollout import cleanup as cleanup_ops
 from canary.rollout import endpoint, layout
-from canary.rollout.lock import EndpointLock, Lease
+from canary.rollout.lock import EndpointBusy, EndpointLock, Lease
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.approval import rejection
@@ -65,21 +67,46 @@ def validate_plan() -> dict[str, Any]:
     return plan.model_dump(mode="json")
 
 
+#: Seconds between a queued run's claims on a busy endpoint's lease (an environment variable
+#: for tests; how long it waits at most is the plan's ``lock_wait_minutes``).
+LOCK_POLL_SECONDS = float(os.environ.get("CANARY_LOCK_POLL_SECONDS", "30"))
+
+
+# The wait is a loop in the task, which keeps its worker slot while it waits. Not a reschedule
+# or deferred wait: Airflow 3 fails a task whose previous poke's (or deferral's) executor event
+# arrives after it was queued again (apache/airflow#71172), and short waits hit that often.
 @task(task_id=ids.LOCK_ENDPOINT)
 def lock_endpoint(plan: dict[str, Any]) -> dict[str, Any]:
-    """Take the endpoint's lease before anything touches it; another run holding it fails this
-    run here, naming the holder (see :mod:`canary.rollout.lock`). Also records the config the
-    endpoint serves now (``found_config``, None when there is no endpoint yet): what teardown
-    puts back. Held by the lease, it is the config before this run, which the deploy task
-    cannot tell on a retry after its own update (a retry clears its XComs)."""
+    """Take the endpoint's lease before anything touches it (see :mod:`canary.rollout.lock`).
+    Another run holding it: wait for its turn, claiming again every ``LOCK_POLL_SECONDS``, up
+    to the plan's ``lock_wait_minutes``; then fail naming the holder, with nothing touched.
+
+    Also records the config the endpoint serves now (``found_config``, None when there is no
+    endpoint yet): what teardown puts back. Held by the lease, it is the config before this
+    run, which the deploy task cannot tell on a retry after its own update (a retry clears its
+    XComs)."""
     rollout = load_plan(plan)
     lock = endpoint_lock(rollout)
     lock.ensure_table()
-    lease = lock.claim(get_current_context()["run_id"], holder_alive=rollout_running)
+    run_id, since = get_current_context()["run_id"], time.monotonic()
+    while True:
+        waited = time.monotonic() - since
+        try:
+            lease = lock.claim(run_id, holder_alive=rollout_running)
+            break
+        except EndpointBusy as busy:
+            if waited >= 60 * rollout.lock_wait_minutes:
+                raise EndpointBusy(
+                    f"{busy}; waited {waited / 60:.1f} of lock_wait_minutes="
+                    f"{rollout.lock_wait_minutes:g}"
+                ) from None
+            log.info("waiting for the endpoint (%.0f s so far): %s", waited, busy)
+            time.sleep(LOCK_POLL_SECONDS)
     _log_lease(rollout, lease)
     return {
         "holder": lease.holder,
         "expires_at": lease.expires_at,
+        "waited_seconds": round(waited, 1),
         "found_config": endpoint.settled_config(
             clients_for(rollout).sagemaker, rollout.endpoint_name
         ),

@@ -21,6 +21,7 @@ from canary_airflow.dashboard import records
 from canary_airflow.dashboard.shaping import (
     Links,
     RunRecords,
+    TaskRecord,
     is_rollout,
     plan_of,
     rollout_detail,
@@ -129,6 +130,19 @@ def test_pending_approval_links_to_the_required_actions_page(
         f"/dags/{ids.ROLLOUT_DAG}/runs/{quote(run.run_id, safe='')}/tasks/{task_id}"
         "/required_actions"
     )
+
+
+@pytest.mark.parametrize(
+    ("lock_state", "waiting"), [("running", True), ("success", False), (None, False)]
+)
+def test_a_run_queued_behind_another_rollout_says_it_waits_for_the_endpoint(
+    running_run: RunRecords, lock_state: str | None, waiting: bool
+) -> None:
+    """While its lock runs (another run holds the endpoint's lease) a run is waiting, not at a
+    stage; once the lease is its own, or before the lock ran, it is not."""
+    tasks = {**running_run.tasks, ids.LOCK_ENDPOINT: TaskRecord(lock_state, None)}
+    run = dataclasses.replace(running_run, tasks=tasks)
+    assert rollout_summary(run, LINKS)["waiting_for_endpoint"] is waiting
 
 
 @pytest.mark.parametrize(("responded", "state"), [(ANSWERED, "awaiting_input"), (None, "success")])
