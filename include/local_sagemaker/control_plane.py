@@ -28,6 +28,9 @@ Each patch exists because moto 5.2.5 differs from SageMaker in a way our rollout
    checks it (:mod:`local_sagemaker.shadow`), kept on the config (DescribeEndpointConfig shows
    it) and on the endpoint, whose DescribeEndpoint shows the shadow's weights and counts like a
    production variant's; UpdateEndpoint and UpdateEndpointWeightsAndCapacities treat it alike.
+8. ``CreateModelPackage`` ignored its ``ClientToken``: a retried registration made a second
+   version. SageMaker makes the call idempotent; a token already used in the group returns the
+   version it created.
 
 Patches are applied once per process, before the server starts.
 """
@@ -414,6 +417,18 @@ def _create_endpoint_config_response(self: Any) -> Any:
     return result
 
 
+_create_model_package = sm_models.SageMakerModelBackend.create_model_package
+
+
+def create_model_package(self: Any, *args: Any, **kwargs: Any) -> str:
+    """moto's, unless the group already has a version made with this ``ClientToken``."""
+    token, group = kwargs.get("client_token"), kwargs.get("model_package_group_name")
+    for package in self.model_packages.values() if token else ():
+        if package.client_token == token and package.model_package_group_name == group:
+            return package.arn
+    return _create_model_package(self, *args, **kwargs)
+
+
 def apply_patches(profile: Profile | None = None) -> None:
     """Install the fixes above into moto (idempotent), with ``profile``'s timing."""
     global _applied, _profile
@@ -431,6 +446,7 @@ def apply_patches(profile: Profile | None = None) -> None:
     backend_cls.delete_endpoint = delete_endpoint
     backend_cls.list_endpoints = list_endpoints
     backend_cls.describe_endpoint = describe_endpoint
+    backend_cls.create_model_package = create_model_package
     sm_responses.SageMakerResponse.update_endpoint = _update_endpoint_response
     sm_responses.SageMakerResponse.create_endpoint_config = _create_endpoint_config_response
     _applied = True

@@ -15,7 +15,14 @@ from airflow.providers.amazon.aws.utils.sagemaker import ApprovalStatus
 from airflow.sdk import get_current_context, task
 
 from canary.models import registry as reg
-from canary.plan import DEFAULT_PLAN, NIGHTLY_FIELDS, Framework, NightlySpec, parse_nightly
+from canary.plan import (
+    DEFAULT_PLAN,
+    NIGHTLY_FIELDS,
+    Framework,
+    NightlySpec,
+    parse_nightly,
+    short_digest,
+)
 from canary.rollout.endpoint import image_uri
 from canary_airflow import ids
 from canary_airflow.aws import AwsClients
@@ -72,6 +79,9 @@ def registration(result: dict[str, Any]) -> dict[str, Any]:
         }
     )
     approval = ApprovalStatus.APPROVED if night.approve else ApprovalStatus.PENDING_MANUAL_APPROVAL
+    # one version per night's model: a retried register (its call made, its XCom not) gets the
+    # version it created back from SageMaker instead of registering the model twice
+    token = short_digest(f"{get_current_context()['run_id']}|{night.model_data_url}", 32)
     return {  # the group and region as XComs: a natively rendered "123" becomes a number
         "group": spec.model_package_group,
         "region": spec.region,
@@ -80,6 +90,7 @@ def registration(result: dict[str, Any]) -> dict[str, Any]:
         "model_approval": approval.value,
         "package_desc": nightly.package_description(night)[: reg.MAX_DESCRIPTION],
         "extras": {
+            "ClientToken": token,
             "CustomerMetadataProperties": nightly.package_properties(night),
             **({"ModelMetrics": metrics} if (metrics := nightly.model_metrics(night)) else {}),
         },

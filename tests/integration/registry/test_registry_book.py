@@ -58,3 +58,26 @@ def test_bad_input_names_the_field(local_stack) -> None:
         reg.check_group_name("no spaces allowed")
     with pytest.raises(reg.RegistryError, match="reason"):
         reg.reject(sm, "arn:aws:sagemaker:us-east-1:123456789012:model-package/x/1", "")
+
+
+def test_a_retried_registration_gets_its_version_back(local_stack, seed_group) -> None:
+    """CreateModelPackage with a ClientToken already used in the group is idempotent, as on
+    SageMaker: the nightly register task's retry must not register the night's model twice."""
+    group = seed_group(champion="champion")
+    sm = local_stack.client("sagemaker")
+    champion = sm.describe_model_package(ModelPackageName=group.packages["champion"])
+    request = {
+        "ModelPackageGroupName": group.name,
+        "InferenceSpecification": champion["InferenceSpecification"],
+        "ModelApprovalStatus": "PendingManualApproval",
+    }
+
+    first = sm.create_model_package(**request, ClientToken="night-1")["ModelPackageArn"]
+    again = sm.create_model_package(**request, ClientToken="night-1")["ModelPackageArn"]
+    other = sm.create_model_package(**request, ClientToken="night-2")["ModelPackageArn"]
+
+    assert again == first and other != first
+    listed = sm.list_model_packages(ModelPackageGroupName=group.name)["ModelPackageSummaryList"]
+    assert sorted(p["ModelPackageArn"] for p in listed) == sorted(
+        {group.packages["champion"], first, other}
+    )
