@@ -16,6 +16,7 @@ expiry: a renewal in the meantime makes it fail), so two runs taking over race-f
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from botocore.exceptions import ClientError
 
 from canary.aws_errors import error_code
 from canary.plan import RolloutPlan
+
+log = logging.getLogger(__name__)
 
 # a lease already taken over or a table already deleted: releasing it is done
 _NOTHING_TO_RELEASE = frozenset({"ConditionalCheckFailedException", "ResourceNotFoundException"})
@@ -65,6 +68,7 @@ class EndpointLock:
         self.db, self.table = dynamodb, plan.lock_table
         self.key = {KEY: {"S": f"{plan.region}/{plan.endpoint_name}"}}
         self.seconds = lease_seconds(plan)
+        self.patience = 60.0 * plan.lock_wait_minutes  # how long a claim waits its turn
 
     def ensure_table(self) -> None:
         """Create the table (on demand billing) unless it exists; wait until it is active."""
@@ -100,6 +104,23 @@ class EndpointLock:
         if self._take_over(holder, now, current):
             return Lease(holder, now, now + self.seconds)
         return self.claim(holder, holder_alive)  # another run took it over first: look again
+
+    def claim_in_turn(
+        self, holder: str, holder_alive: Callable[[str], bool], poll_seconds: float
+    ) -> Lease:
+        """:meth:`claim`, queued behind another run's lease: claim again every
+        ``poll_seconds`` until the holder gives the endpoint up, for up to the plan's
+        ``lock_wait_minutes``; then :class:`EndpointBusy`, naming the holder."""
+        since = time.monotonic()
+        while True:
+            try:
+                return self.claim(holder, holder_alive)
+            except EndpointBusy as busy:
+                waited = time.monotonic() - since
+                if waited >= self.patience:
+                    raise EndpointBusy(f"{busy}; waited {waited / 60:.1f} minutes") from None
+                log.info("waiting for the endpoint (%.0f s so far): %s", waited, busy)
+                time.sleep(poll_seconds)
 
     def _take_over(self, holder: str, now: float, stale: Lease) -> bool:
         """Replace the ``stale`` lease, only if it is still exactly that one: a renewal since

@@ -25,7 +25,7 @@ from canary.reporting import notification as news
 from canary.rollout import artifacts as artifact_ops
 from canary.rollout import cleanup as cleanup_ops
 from canary.rollout import endpoint, layout
-from canary.rollout.lock import EndpointBusy, EndpointLock, Lease
+from canary.rollout.lock import EndpointLock, Lease
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.approval import rejection
@@ -79,7 +79,8 @@ LOCK_POLL_SECONDS = float(os.environ.get("CANARY_LOCK_POLL_SECONDS", "30"))
 def lock_endpoint(plan: dict[str, Any]) -> dict[str, Any]:
     """Take the endpoint's lease before anything touches it (see :mod:`canary.rollout.lock`).
     Another run holding it: wait for its turn, claiming again every ``LOCK_POLL_SECONDS``, up
-    to the plan's ``lock_wait_minutes``; then fail naming the holder, with nothing touched.
+    to the plan's ``lock_wait_minutes``; then fail naming the holder, with nothing touched
+    (:meth:`EndpointLock.claim_in_turn`).
 
     Also records the config the endpoint serves now (``found_config``, None when there is no
     endpoint yet): what teardown puts back. Held by the lease, it is the config before this
@@ -88,25 +89,15 @@ def lock_endpoint(plan: dict[str, Any]) -> dict[str, Any]:
     rollout = load_plan(plan)
     lock = endpoint_lock(rollout)
     lock.ensure_table()
-    run_id, since = get_current_context()["run_id"], time.monotonic()
-    while True:
-        waited = time.monotonic() - since
-        try:
-            lease = lock.claim(run_id, holder_alive=rollout_running)
-            break
-        except EndpointBusy as busy:
-            if waited >= 60 * rollout.lock_wait_minutes:
-                raise EndpointBusy(
-                    f"{busy}; waited {waited / 60:.1f} of lock_wait_minutes="
-                    f"{rollout.lock_wait_minutes:g}"
-                ) from None
-            log.info("waiting for the endpoint (%.0f s so far): %s", waited, busy)
-            time.sleep(LOCK_POLL_SECONDS)
+    asked_at = time.time()
+    lease = lock.claim_in_turn(
+        get_current_context()["run_id"], rollout_running, poll_seconds=LOCK_POLL_SECONDS
+    )
     _log_lease(rollout, lease)
     return {
         "holder": lease.holder,
         "expires_at": lease.expires_at,
-        "waited_seconds": round(waited, 1),
+        "waited_seconds": round(lease.claimed_at - asked_at, 1),
         "found_config": endpoint.settled_config(
             clients_for(rollout).sagemaker, rollout.endpoint_name
         ),

@@ -58,6 +58,43 @@ def test_a_holder_whose_run_ended_is_taken_over(lock: EndpointLock) -> None:
     assert taken.holder == "next-run" and lock.current().holder == "next-run"
 
 
+def test_a_claim_in_turn_waits_for_the_holder_to_give_the_endpoint_up(
+    lock: EndpointLock,
+) -> None:
+    """A second rollout of the endpoint is queued, not refused: it claims again until the
+    holder releases (here: once it has been refused at least once), then holds the lease."""
+    lock.claim("first-run", alive)
+    refused = threading.Event()
+
+    def first_alive(holder: str) -> bool:  # asked on every refusal
+        refused.set()
+        return True
+
+    queued: list[str] = []
+    waiter = threading.Thread(
+        target=lambda: queued.append(lock.claim_in_turn("second-run", first_alive, 0.05).holder)
+    )
+    waiter.start()
+    assert refused.wait(30), "the second run was never refused"
+    assert lock.release("first-run") is True
+    waiter.join(30)
+    assert queued == ["second-run"] and lock.current().holder == "second-run"
+
+
+@pytest.mark.parametrize("minutes", [0.0, 0.002])
+def test_a_claim_in_turn_gives_up_after_lock_wait_minutes_naming_the_holder(
+    lock_of, unique_name, minutes: float
+) -> None:
+    """0 refuses at once; past a wait the refusal says how long it waited. The holder keeps
+    the lease either way."""
+    plan = parse_plan({"endpoint_name": f"lock-{unique_name}", "lock_wait_minutes": minutes})
+    lock = lock_of(plan)
+    lock.claim("first-run", alive)
+    with pytest.raises(EndpointBusy, match=r"held by run 'first-run'.*; waited [\d.]+ minutes"):
+        lock.claim_in_turn("second-run", alive, poll_seconds=0.01)
+    assert lock.current().holder == "first-run"
+
+
 def test_an_expired_lease_is_taken_over_even_if_the_holder_looks_alive(
     lock: EndpointLock,
 ) -> None:
