@@ -43,9 +43,6 @@ from local_sagemaker.stack import EmbeddedStack
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="canary-airflow-")
 os.environ[layout.REPORTS_DIR_ENV] = str(Path(os.environ["AIRFLOW_HOME"]) / "reports")
 os.environ.update(airflow_settings())
-# a run queued behind another's lease claims again every 2 s, not every 30 (the DAG reads it
-# when parsed; Airflow's processes in the scheduler tests inherit it)
-os.environ["CANARY_LOCK_POLL_SECONDS"] = "2"
 
 
 TIERS = ("unit", "integration", "e2e")

@@ -392,6 +392,13 @@ class RolloutPlan(_Frozen):
         ge=0,
         le=MAX_WAIT_MINUTES,
     )
+    lock_poll_seconds: float = setting(
+        30.0,
+        title="Seconds between claims on a busy endpoint",
+        section="Endpoint",
+        ge=1,
+        le=3600,
+    )
     champion: ModelSpec = section(
         "Champion model",
         ModelSpec(role="champion", variant_name="Champion", source="demo:champion"),

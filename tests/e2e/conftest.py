@@ -43,6 +43,7 @@ FAST_ROLLOUT = {
     "bucket": BUCKET,
     "shadow": False,
     "gate_poke_interval_seconds": 1,
+    "lock_poll_seconds": 1,
     "traffic_chunk_size": 500,
     "gate_max_p99_latency_ms": 5000.0,
     "cleanup": CleanupPolicy.DELETE_ALL.value,

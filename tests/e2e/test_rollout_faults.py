@@ -104,19 +104,18 @@ def test_a_crashed_holders_lease_is_taken_over_and_released_at_the_end(
     assert lock.current() is None
 
 
-def test_a_lease_held_by_a_run_this_airflow_never_had_is_waited_for_then_named(
+def test_a_lease_held_by_a_run_this_airflow_never_had_is_not_taken_over(
     local_stack, rollout: Rollout, one_stage
 ) -> None:
     """Rollouts may start from another Airflow deployment against the same account: a holder
-    this Airflow does not know may be at work, so its live lease is not taken over. The run
-    waits its ``lock_wait_minutes`` (a few pokes here), fails at its claim, and touches
-    nothing."""
+    this Airflow does not know may be at work, so its live lease is not taken over. With no
+    wait (``lock_wait_minutes`` 0) the run fails at its claim and touches nothing."""
     plan = parse_plan({**one_stage, "endpoint_name": "canary-foreign"})
     lock = EndpointLock(local_stack.client("dynamodb"), plan)
     lock.ensure_table()
     lock.claim("another-airflows-run", holder_alive=lambda holder: True)
     try:
-        result = rollout("canary-foreign", **one_stage, lock_wait_minutes=0.05)
+        result = rollout("canary-foreign", **one_stage, lock_wait_minutes=0)
 
         assert result.state == DagRunState.FAILED
         assert result.state_of(ids.LOCK_ENDPOINT) == TaskInstanceState.FAILED

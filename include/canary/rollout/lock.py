@@ -38,7 +38,21 @@ UPDATE_MINUTES = 30.0  # the endpoint update before each stage (a config going l
 
 
 class EndpointBusy(RuntimeError):
-    """Another run holds the endpoint; the message names it."""
+    """Another run holds the endpoint (``holder``; None: the lease was released); the message
+    names it."""
+
+    def __init__(self, message: str, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A lease taken in turn: the runs whose leases it waited behind, in order (none: the
+    endpoint was free)."""
+
+    lease: Lease
+    behind: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,7 @@ class EndpointLock:
         self.key = {KEY: {"S": f"{plan.region}/{plan.endpoint_name}"}}
         self.seconds = lease_seconds(plan)
         self.patience = 60.0 * plan.lock_wait_minutes  # how long a claim waits its turn
+        self.poll_seconds = plan.lock_poll_seconds  # and how often it asks meanwhile
 
     def ensure_table(self) -> None:
         """Create the table (on demand billing) unless it exists; wait until it is active."""
@@ -99,28 +114,31 @@ class EndpointLock:
             raise EndpointBusy(
                 f"endpoint {self.key[KEY]['S']} is held by run {current.holder!r} (since "
                 f"{_utc(current.claimed_at)}, until {_utc(current.expires_at)} unless it ends "
-                "first); this run touched nothing"
+                "first); this run touched nothing",
+                current.holder,
             )
         if self._take_over(holder, now, current):
             return Lease(holder, now, now + self.seconds)
         return self.claim(holder, holder_alive)  # another run took it over first: look again
 
-    def claim_in_turn(
-        self, holder: str, holder_alive: Callable[[str], bool], poll_seconds: float
-    ) -> Lease:
+    def claim_in_turn(self, holder: str, holder_alive: Callable[[str], bool]) -> Turn:
         """:meth:`claim`, queued behind another run's lease: claim again every
-        ``poll_seconds`` until the holder gives the endpoint up, for up to the plan's
+        ``lock_poll_seconds`` until the holder gives the endpoint up, for up to the plan's
         ``lock_wait_minutes``; then :class:`EndpointBusy`, naming the holder."""
-        since = time.monotonic()
+        since, behind = time.monotonic(), []
         while True:
             try:
-                return self.claim(holder, holder_alive)
+                return Turn(self.claim(holder, holder_alive), tuple(behind))
             except EndpointBusy as busy:
                 waited = time.monotonic() - since
                 if waited >= self.patience:
-                    raise EndpointBusy(f"{busy}; waited {waited / 60:.1f} minutes") from None
+                    raise EndpointBusy(
+                        f"{busy}; waited {waited / 60:.1f} minutes", busy.holder
+                    ) from None
+                if busy.holder not in behind:
+                    behind.append(busy.holder)
                 log.info("waiting for the endpoint (%.0f s so far): %s", waited, busy)
-                time.sleep(poll_seconds)
+                time.sleep(self.poll_seconds)
 
     def _take_over(self, holder: str, now: float, stale: Lease) -> bool:
         """Replace the ``stale`` lease, only if it is still exactly that one: a renewal since
@@ -143,7 +161,8 @@ class EndpointLock:
             current = self.current()
             now_held = f"held by run {current.holder!r}" if current else "released"
             raise EndpointBusy(
-                f"endpoint {self.key[KEY]['S']} is no longer run {holder!r}'s lease: {now_held}"
+                f"endpoint {self.key[KEY]['S']} is no longer run {holder!r}'s lease: {now_held}",
+                current.holder if current else None,
             )
         return lease
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -67,19 +66,14 @@ def validate_plan() -> dict[str, Any]:
     return plan.model_dump(mode="json")
 
 
-#: Seconds between a queued run's claims on a busy endpoint's lease (an environment variable
-#: for tests; how long it waits at most is the plan's ``lock_wait_minutes``).
-LOCK_POLL_SECONDS = float(os.environ.get("CANARY_LOCK_POLL_SECONDS", "30"))
-
-
 # The wait is a loop in the task, which keeps its worker slot while it waits. Not a reschedule
 # or deferred wait: Airflow 3 fails a task whose previous poke's (or deferral's) executor event
 # arrives after it was queued again (apache/airflow#71172), and short waits hit that often.
 @task(task_id=ids.LOCK_ENDPOINT)
 def lock_endpoint(plan: dict[str, Any]) -> dict[str, Any]:
     """Take the endpoint's lease before anything touches it (see :mod:`canary.rollout.lock`).
-    Another run holding it: wait for its turn, claiming again every ``LOCK_POLL_SECONDS``, up
-    to the plan's ``lock_wait_minutes``; then fail naming the holder, with nothing touched
+    Another run holding it: wait for its turn, claiming again every ``lock_poll_seconds``, up
+    to the ``lock_wait_minutes``; then fail naming the holder, with nothing touched
     (:meth:`EndpointLock.claim_in_turn`).
 
     Also records the config the endpoint serves now (``found_config``, None when there is no
@@ -90,14 +84,14 @@ def lock_endpoint(plan: dict[str, Any]) -> dict[str, Any]:
     lock = endpoint_lock(rollout)
     lock.ensure_table()
     asked_at = time.time()
-    lease = lock.claim_in_turn(
-        get_current_context()["run_id"], rollout_running, poll_seconds=LOCK_POLL_SECONDS
-    )
+    turn = lock.claim_in_turn(get_current_context()["run_id"], rollout_running)
+    lease = turn.lease
     _log_lease(rollout, lease)
     return {
         "holder": lease.holder,
         "expires_at": lease.expires_at,
         "waited_seconds": round(lease.claimed_at - asked_at, 1),
+        "waited_behind": list(turn.behind),
         "found_config": endpoint.settled_config(
             clients_for(rollout).sagemaker, rollout.endpoint_name
         ),

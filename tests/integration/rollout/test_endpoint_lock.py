@@ -9,7 +9,7 @@ import time
 import pytest
 
 from canary.plan import parse_plan
-from canary.rollout.lock import EndpointBusy, EndpointLock
+from canary.rollout.lock import EndpointBusy, EndpointLock, Turn
 
 
 @pytest.fixture
@@ -58,11 +58,12 @@ def test_a_holder_whose_run_ended_is_taken_over(lock: EndpointLock) -> None:
     assert taken.holder == "next-run" and lock.current().holder == "next-run"
 
 
-def test_a_claim_in_turn_waits_for_the_holder_to_give_the_endpoint_up(
-    lock: EndpointLock,
-) -> None:
+def test_a_claim_in_turn_waits_for_the_holder_to_give_the_endpoint_up(lock_of, unique_name) -> None:
     """A second rollout of the endpoint is queued, not refused: it claims again until the
-    holder releases (here: once it has been refused at least once), then holds the lease."""
+    holder releases (here: once it has been refused at least once), then holds the lease and
+    names the run it waited behind."""
+    plan = parse_plan({"endpoint_name": f"lock-{unique_name}", "lock_poll_seconds": 1})
+    lock = lock_of(plan)
     lock.claim("first-run", alive)
     refused = threading.Event()
 
@@ -70,28 +71,40 @@ def test_a_claim_in_turn_waits_for_the_holder_to_give_the_endpoint_up(
         refused.set()
         return True
 
-    queued: list[str] = []
+    turns: list[Turn] = []
     waiter = threading.Thread(
-        target=lambda: queued.append(lock.claim_in_turn("second-run", first_alive, 0.05).holder)
+        target=lambda: turns.append(lock.claim_in_turn("second-run", first_alive))
     )
     waiter.start()
     assert refused.wait(30), "the second run was never refused"
     assert lock.release("first-run") is True
     waiter.join(30)
-    assert queued == ["second-run"] and lock.current().holder == "second-run"
+    [turn] = turns
+    assert turn.lease.holder == "second-run" and turn.behind == ("first-run",)
+    assert lock.current().holder == "second-run"
 
 
-@pytest.mark.parametrize("minutes", [0.0, 0.002])
+@pytest.mark.parametrize(("minutes", "refusals"), [(0.0, 1), (0.03, 2)])
 def test_a_claim_in_turn_gives_up_after_lock_wait_minutes_naming_the_holder(
-    lock_of, unique_name, minutes: float
+    lock_of, unique_name, minutes: float, refusals: int
 ) -> None:
-    """0 refuses at once; past a wait the refusal says how long it waited. The holder keeps
-    the lease either way."""
-    plan = parse_plan({"endpoint_name": f"lock-{unique_name}", "lock_wait_minutes": minutes})
+    """0 refuses at the first claim; a wait of 1.8 s with a claim a second claims at least
+    twice. The refusal names the holder and the wait, and the holder keeps the lease."""
+    plan = parse_plan(
+        {"endpoint_name": f"lock-{unique_name}", "lock_wait_minutes": minutes,
+         "lock_poll_seconds": 1}
+    )  # fmt: skip
     lock = lock_of(plan)
     lock.claim("first-run", alive)
+    asked: list[str] = []
+
+    def first_alive(holder: str) -> bool:
+        asked.append(holder)
+        return True
+
     with pytest.raises(EndpointBusy, match=r"held by run 'first-run'.*; waited [\d.]+ minutes"):
-        lock.claim_in_turn("second-run", alive, poll_seconds=0.01)
+        lock.claim_in_turn("second-run", first_alive)
+    assert len(asked) >= refusals and set(asked) == {"first-run"}
     assert lock.current().holder == "first-run"
 
 
