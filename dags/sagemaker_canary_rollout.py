@@ -59,7 +59,8 @@ RESUMABLE = {"retries": 2, "retry_delay": timedelta(seconds=5)}
     catchup=False,
     params=rollout_params(),
     render_template_as_native_obj=True,
-    # Rollouts of different endpoints run at once; lock_endpoint keeps one per endpoint.
+    # Rollouts of different endpoints run at once; lock_endpoint keeps one per endpoint. A run
+    # queued behind a busy endpoint takes one of these slots (and a worker) while it waits.
     max_active_runs=MAX_ACTIVE_ROLLOUTS,
     # No blanket retries: a failed step must reach rollback and cleanup quickly, and the steps
     # that wait on AWS (deploy, set_weights) retry on their own.

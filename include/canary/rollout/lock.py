@@ -38,21 +38,7 @@ UPDATE_MINUTES = 30.0  # the endpoint update before each stage (a config going l
 
 
 class EndpointBusy(RuntimeError):
-    """Another run holds the endpoint (``holder``; None: the lease was released); the message
-    names it."""
-
-    def __init__(self, message: str, holder: str | None = None) -> None:
-        super().__init__(message)
-        self.holder = holder
-
-
-@dataclass(frozen=True)
-class Turn:
-    """A lease taken in turn: the runs whose leases it waited behind, in order (none: the
-    endpoint was free)."""
-
-    lease: Lease
-    behind: tuple[str, ...] = ()
+    """Another run holds the endpoint; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -114,29 +100,24 @@ class EndpointLock:
             raise EndpointBusy(
                 f"endpoint {self.key[KEY]['S']} is held by run {current.holder!r} (since "
                 f"{_utc(current.claimed_at)}, until {_utc(current.expires_at)} unless it ends "
-                "first); this run touched nothing",
-                current.holder,
+                "first); this run touched nothing"
             )
         if self._take_over(holder, now, current):
             return Lease(holder, now, now + self.seconds)
         return self.claim(holder, holder_alive)  # another run took it over first: look again
 
-    def claim_in_turn(self, holder: str, holder_alive: Callable[[str], bool]) -> Turn:
+    def claim_in_turn(self, holder: str, holder_alive: Callable[[str], bool]) -> Lease:
         """:meth:`claim`, queued behind another run's lease: claim again every
         ``lock_poll_seconds`` until the holder gives the endpoint up, for up to the plan's
         ``lock_wait_minutes``; then :class:`EndpointBusy`, naming the holder."""
-        since, behind = time.monotonic(), []
+        since = time.monotonic()
         while True:
             try:
-                return Turn(self.claim(holder, holder_alive), tuple(behind))
+                return self.claim(holder, holder_alive)
             except EndpointBusy as busy:
                 waited = time.monotonic() - since
                 if waited >= self.patience:
-                    raise EndpointBusy(
-                        f"{busy}; waited {waited / 60:.1f} minutes", busy.holder
-                    ) from None
-                if busy.holder not in behind:
-                    behind.append(busy.holder)
+                    raise EndpointBusy(f"{busy}; waited {waited / 60:.1f} minutes") from None
                 log.info("waiting for the endpoint (%.0f s so far): %s", waited, busy)
                 time.sleep(self.poll_seconds)
 
@@ -161,8 +142,7 @@ class EndpointLock:
             current = self.current()
             now_held = f"held by run {current.holder!r}" if current else "released"
             raise EndpointBusy(
-                f"endpoint {self.key[KEY]['S']} is no longer run {holder!r}'s lease: {now_held}",
-                current.holder if current else None,
+                f"endpoint {self.key[KEY]['S']} is no longer run {holder!r}'s lease: {now_held}"
             )
         return lease
 

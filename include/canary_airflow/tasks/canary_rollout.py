@@ -84,14 +84,12 @@ def lock_endpoint(plan: dict[str, Any]) -> dict[str, Any]:
     lock = endpoint_lock(rollout)
     lock.ensure_table()
     asked_at = time.time()
-    turn = lock.claim_in_turn(get_current_context()["run_id"], rollout_running)
-    lease = turn.lease
+    lease = lock.claim_in_turn(get_current_context()["run_id"], rollout_running)
     _log_lease(rollout, lease)
     return {
         "holder": lease.holder,
         "expires_at": lease.expires_at,
         "waited_seconds": round(lease.claimed_at - asked_at, 1),
-        "waited_behind": list(turn.behind),
         "found_config": endpoint.settled_config(
             clients_for(rollout).sagemaker, rollout.endpoint_name
         ),
@@ -103,18 +101,16 @@ def endpoint_lock(rollout: RolloutPlan) -> EndpointLock:
 
 
 def rollout_running(run_id: str) -> bool:
-    """Whether a lease holder's run may still be at work, asked of this Airflow: queued or
-    running here, or unknown here. A run id this Airflow never had is another deployment's
-    run against the same account (or a run deleted since): its state cannot be read from
-    here, so only its lease's expiry frees the endpoint."""
+    """Whether a lease holder's run may still be at work, asked of this Airflow: not known
+    here to have ended (queued or running here, or unknown here). A run id this Airflow never
+    had is another deployment's run against the same account (or a run deleted since): its
+    state cannot be read from here, so only its lease's expiry frees the endpoint."""
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-    from airflow.utils.state import DagRunState
+    from airflow.utils.state import State
 
-    def runs(**states: list[str]) -> int:
-        return RuntimeTaskInstance.get_dr_count(ids.ROLLOUT_DAG, run_ids=[run_id], **states)
-
-    active = [DagRunState.QUEUED.value, DagRunState.RUNNING.value]
-    return runs(states=active) > 0 or runs() == 0
+    finished = sorted(state.value for state in State.finished_dr_states)
+    ended = RuntimeTaskInstance.get_dr_count(ids.ROLLOUT_DAG, run_ids=[run_id], states=finished)
+    return ended == 0
 
 
 @task(task_id=ids.STAGE_ARTIFACTS)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from canary.plan import parse_plan
-from canary.rollout.lock import EndpointBusy, EndpointLock, Turn
+from canary.rollout.lock import EndpointBusy, EndpointLock, Lease
 
 
 @pytest.fixture
@@ -60,8 +60,7 @@ def test_a_holder_whose_run_ended_is_taken_over(lock: EndpointLock) -> None:
 
 def test_a_claim_in_turn_waits_for_the_holder_to_give_the_endpoint_up(lock_of, unique_name) -> None:
     """A second rollout of the endpoint is queued, not refused: it claims again until the
-    holder releases (here: once it has been refused at least once), then holds the lease and
-    names the run it waited behind."""
+    holder releases (here: once it has been refused at least once), then holds the lease."""
     plan = parse_plan({"endpoint_name": f"lock-{unique_name}", "lock_poll_seconds": 1})
     lock = lock_of(plan)
     lock.claim("first-run", alive)
@@ -71,17 +70,16 @@ def test_a_claim_in_turn_waits_for_the_holder_to_give_the_endpoint_up(lock_of, u
         refused.set()
         return True
 
-    turns: list[Turn] = []
+    leases: list[Lease] = []
     waiter = threading.Thread(
-        target=lambda: turns.append(lock.claim_in_turn("second-run", first_alive))
+        target=lambda: leases.append(lock.claim_in_turn("second-run", first_alive))
     )
     waiter.start()
     assert refused.wait(30), "the second run was never refused"
     assert lock.release("first-run") is True
     waiter.join(30)
-    [turn] = turns
-    assert turn.lease.holder == "second-run" and turn.behind == ("first-run",)
-    assert lock.current().holder == "second-run"
+    [lease] = leases
+    assert lease.holder == "second-run" and lock.current() == lease
 
 
 @pytest.mark.parametrize(("minutes", "refusals"), [(0.0, 1), (0.03, 2)])
