@@ -81,9 +81,9 @@ class EnsureSageMakerEndpointOperator(SageMakerEndpointOperator):
             if existing["EndpointStatus"] in endpoint.IN_PROGRESS:  # e.g. a retry's own update
                 existing = endpoint.wait_settled(self.hook.conn, name, self.check_interval)
             if existing["EndpointStatus"] == endpoint.FAILED:  # takes no update: say why
-                endpoint.verify_serving(self.hook.conn, name)
+                endpoint.check_in_service(name, existing)
             same_config = existing["EndpointConfigName"] == self.config["EndpointConfigName"]
-            if same_config and existing["EndpointStatus"] == "InService":
+            if same_config and existing["EndpointStatus"] == endpoint.IN_SERVICE:
                 self.log.info("endpoint %s already serves %s", name, existing["EndpointConfigName"])
                 return {"EndpointName": name}
             self.operation = "update"

@@ -29,6 +29,7 @@ CAPTURE_SAMPLING_PERCENT = 100
 # SageMaker refuses an update in these states and serves (at most) the old config meanwhile
 IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 FAILED = "Failed"  # a create that failed: SageMaker takes no update there, only a delete
+IN_SERVICE = "InService"
 ENDPOINT_TAG = "canary:endpoint"
 SHADOWS = "ShadowProductionVariants"  # a config's (and DescribeEndpoint's) shadow variants
 RUN_TAG = "canary:run"  # on an endpoint: the run that created it
@@ -231,9 +232,8 @@ def verify_serving(
     live = describe_endpoint(sm, endpoint)
     if live is None:
         raise EndpointError(f"endpoint {endpoint!r} does not exist")
+    check_in_service(endpoint, live)
     reason = live.get("FailureReason") or "no FailureReason given"
-    if live["EndpointStatus"] != "InService":
-        raise EndpointError(f"endpoint {endpoint!r} is {live['EndpointStatus']}: {reason}")
     if config_name is not None and live["EndpointConfigName"] != config_name:
         raise EndpointError(
             f"endpoint {endpoint!r} serves {live['EndpointConfigName']!r}, not {config_name!r}: "
@@ -246,6 +246,14 @@ def verify_serving(
                 f"endpoint {endpoint!r} serves weights {serving}, not {dict(weights)}"
             )
     return live
+
+
+def check_in_service(endpoint: str, live: Mapping[str, Any]) -> None:
+    """Raise :class:`EndpointError` with SageMaker's ``FailureReason`` unless the described
+    endpoint (``live``) is InService."""
+    if live["EndpointStatus"] != IN_SERVICE:
+        reason = live.get("FailureReason") or "no FailureReason given"
+        raise EndpointError(f"endpoint {endpoint!r} is {live['EndpointStatus']}: {reason}")
 
 
 def _shares(weights: Mapping[str, float]) -> dict[str, float]:
