@@ -58,6 +58,7 @@ _profile = Profile()
 _settling = threading.RLock()
 # states an endpoint can be updated from (UpdateRollbackFailed: retry the update, or delete)
 UPDATABLE = frozenset({"InService", "UpdateRollbackFailed"})
+FAILED = "Failed"  # a create whose container never started: only DeleteEndpoint is accepted
 
 
 def _process_production_variants(
@@ -155,7 +156,7 @@ def settle(endpoint: Any) -> None:
 
 def _require_updatable(endpoint: Any) -> None:
     settle(endpoint)
-    if endpoint.endpoint_status == "Failed":
+    if endpoint.endpoint_status == FAILED:
         raise AWSValidationException(
             f'Cannot update endpoint "{endpoint.arn}" in Failed state; delete it and create '
             "it again."
@@ -174,18 +175,18 @@ def create_endpoint(self: Any, *args: Any, **kwargs: Any) -> Any:
     endpoint = _original_create_endpoint(self, *args, **kwargs)
     config = self.endpoint_configs[endpoint.endpoint_config_name]
     _take_variants(endpoint, config, {})
-    ends = "InService" if _update_failure(self, config) is None else "Failed"
-    _schedule(endpoint, "Creating", [(_profile.create_seconds, _created(endpoint, ends))])
+    failure = _update_failure(self, config)
+    step = _status(endpoint, "InService") if failure is None else _create_failed(endpoint)
+    _schedule(endpoint, "Creating", [(_profile.create_seconds, step)])
     return endpoint
 
 
-def _created(endpoint: Any, status: str) -> Callable[[], None]:
+def _create_failed(endpoint: Any) -> Callable[[], None]:
     def step() -> None:
-        if status == "Failed":
-            endpoint.failure_reason = (
-                "The primary container for production variant failed to pass the ping health check."
-            )
-        endpoint.endpoint_status = status
+        endpoint.failure_reason = (
+            "The primary container for production variant failed to pass the ping health check."
+        )
+        endpoint.endpoint_status = FAILED
 
     return step
 
@@ -423,9 +424,14 @@ _create_model_package = sm_models.SageMakerModelBackend.create_model_package
 def create_model_package(self: Any, *args: Any, **kwargs: Any) -> str:
     """moto's, unless the group already has a version made with this ``ClientToken``."""
     token, group = kwargs.get("client_token"), kwargs.get("model_package_group_name")
-    for package in self.model_packages.values() if token else ():
-        if package.client_token == token and package.model_package_group_name == group:
-            return package.arn
+    if token:
+        made = (
+            package.arn
+            for package in self.model_packages.values()
+            if package.client_token == token and package.model_package_group_name == group
+        )
+        if (arn := next(made, None)) is not None:
+            return arn
     return _create_model_package(self, *args, **kwargs)
 
 

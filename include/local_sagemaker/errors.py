@@ -23,6 +23,8 @@ class InvokeError(Exception):
     code: str
     message: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # the model's time until it failed, for its ModelLatency (None: it never ran); not sent
+    model_us: float | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

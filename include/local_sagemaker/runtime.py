@@ -135,7 +135,7 @@ class Runtime:
                     call.inference_id,
                 )
         except InvokeError as error:
-            model_us = getattr(error, "model_us", None)
+            model_us = error.model_us
             answer = error_answer(error)
             status = error.extra.get("OriginalStatusCode", error.status)
         else:
@@ -173,5 +173,5 @@ class Runtime:
 
 def _timed(error: InvokeError, began: float) -> InvokeError:
     """``error`` with the container's time until it failed (its ModelLatency)."""
-    error.model_us = (perf_counter() - began) * 1e6  # type: ignore[attr-defined]
+    error.model_us = (perf_counter() - began) * 1e6
     return error
