@@ -567,9 +567,10 @@ class RolloutPlan(_Frozen):
         """What each variant serves in stage ``index`` (the shadow serves no one)."""
         return dict(zip(self.variants, stage_split(self.stages, index), strict=True))
 
-    def resource_name(self, kind: str, *parts: str) -> str:
-        """A SageMaker resource name that is the same on every retry of the same inputs."""
-        return self.resource_prefix(kind) + short_digest("|".join(parts), DIGEST_LENGTH)
+    def resource_name(self, kind: str, identity: str) -> str:
+        """A SageMaker resource name that is the same on every retry of the same inputs
+        (``identity``: what tells them apart)."""
+        return self.resource_prefix(kind) + short_digest(identity, DIGEST_LENGTH)
 
     def resource_prefix(self, kind: str) -> str:
         """What every canary resource of this endpoint and kind is named with, within

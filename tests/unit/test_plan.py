@@ -131,9 +131,9 @@ def test_every_bad_field_is_reported_at_once() -> None:
 
 def test_resource_names_are_stable_and_valid() -> None:
     plan = parse_plan(plan_fields(endpoint_name="e" * 63))
-    name = plan.resource_name("champion", "image", "s3://a/model.tar.gz")
-    assert name == plan.resource_name("champion", "image", "s3://a/model.tar.gz")
-    assert name != plan.resource_name("champion", "image", "s3://b/model.tar.gz")
+    name = plan.resource_name("champion", "image s3://a/model.tar.gz")
+    assert name == plan.resource_name("champion", "image s3://a/model.tar.gz")
+    assert name != plan.resource_name("champion", "image s3://b/model.tar.gz")
     assert len(name) <= 63
     assert name.startswith(plan.resource_prefix("champion"))
 
@@ -144,7 +144,7 @@ def test_long_endpoint_names_that_differ_at_the_end_never_share_resource_names()
     base = "recommendation-ranking-model-production-eu-west-1-canary-"
     plans = [parse_plan(plan_fields(endpoint_name=base + end)) for end in ("1", "2")]
     for kind in ("champion", "challenger", "config"):
-        first, second = (plan.resource_name(kind, "same", "inputs") for plan in plans)
+        first, second = (plan.resource_name(kind, "same inputs") for plan in plans)
         assert first != second and len(first) <= 63 and len(second) <= 63
         assert first.endswith(f"-{kind}-{first[-DIGEST_LENGTH:]}")
     short = parse_plan(plan_fields(endpoint_name="churn"))

@@ -6,13 +6,13 @@ Training is deterministic, so the cache key is the code that trains (the ``churn
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 from pathlib import Path
 
 from canary.models import churn, training
 from canary.models.training import DemoModels, demo_models
+from canary.plan import short_digest
 
 _MODELS = ("champion", "challenger", "worse", "sklearn_challenger")
 
@@ -24,7 +24,7 @@ def cache_root() -> Path:
 def cached_demo_models(seed: int = 0) -> DemoModels:
     """The demo models for ``seed``, trained on first use and read from disk afterwards."""
     source = inspect.getsource(churn) + inspect.getsource(training)
-    digest = hashlib.sha256(f"{seed}|{source}".encode()).hexdigest()[:12]
+    digest = short_digest(f"{seed}|{source}", 12)
     folder = cache_root() / "demo" / f"{seed}-{digest}"
     done = folder / "COMPLETE"
     if not done.is_file():

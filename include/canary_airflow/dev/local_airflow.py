@@ -8,7 +8,6 @@ and, for a person watching, progress lines on the terminal while Airflow's own l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any, TextIO
 
 import pluggy
 
+from canary.plan import short_digest
 from canary.rollout import layout
 from canary.stage.progress import LOGGER as GATE_PROGRESS
 from canary_airflow import ids
@@ -85,7 +85,7 @@ def ensure_database(env: dict[str, str]) -> None:
     so switching a home between SQLite and PostgreSQL migrates the one not yet migrated.
     """
     database = env.get(SQL_ALCHEMY_CONN, "sqlite")
-    digest = hashlib.sha256(database.encode()).hexdigest()[:8]
+    digest = short_digest(database, 8)
     marker = Path(env["AIRFLOW_HOME"]) / f".migrated-{digest}"
     if marker.is_file():
         return
