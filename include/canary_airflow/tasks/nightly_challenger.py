@@ -28,6 +28,7 @@ from canary_airflow import ids
 from canary_airflow.aws import AwsClients
 
 log = logging.getLogger(__name__)
+CLIENT_TOKEN_LENGTH = 32  # hex digits; CreateModelPackage takes at most 36 characters
 
 
 def nightly_spec() -> NightlySpec:
@@ -79,9 +80,10 @@ def registration(result: dict[str, Any]) -> dict[str, Any]:
         }
     )
     approval = ApprovalStatus.APPROVED if night.approve else ApprovalStatus.PENDING_MANUAL_APPROVAL
-    # one version per night's model: a retried register (its call made, its XCom not) gets the
-    # version it created back from SageMaker instead of registering the model twice
-    token = short_digest(f"{get_current_context()['run_id']}|{night.model_data_url}", 32)
+    # one version per model artifact (its URL names the group, the night and the seed): a
+    # retried register (its call made, its XCom not) or a re-run of the night gets the version
+    # already made back from SageMaker instead of registering the model twice
+    token = short_digest(night.model_data_url, CLIENT_TOKEN_LENGTH)
     return {  # the group and region as XComs: a natively rendered "123" becomes a number
         "group": spec.model_package_group,
         "region": spec.region,
