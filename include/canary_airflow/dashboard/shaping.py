@@ -202,9 +202,10 @@ def pending_approval(run: RunRecords, links: Links) -> dict[str, Any] | None:
 
 
 def waiting_for_endpoint(run: RunRecords) -> bool:
-    """Whether the run is queued behind another rollout of its endpoint: its lock task runs
-    only to claim the lease, which takes a moment unless another run holds it (then it waits,
-    up to ``lock_wait_minutes``)."""
+    """Whether the run is queued behind another rollout of its endpoint: its lock task claims
+    the lease, which takes a moment unless another run holds it (then it waits, up to
+    ``lock_wait_minutes``). Also true while a first claim creates the lock table, or while the
+    claim waits for an endpoint mid-update to settle: the endpoint is not the run's yet."""
     task = run.tasks.get(ids.LOCK_ENDPOINT)
     return task is not None and _ti_state(task) is TaskInstanceState.RUNNING
 
