@@ -13,6 +13,7 @@ separately, so a client configured with SDK retries cannot hide failures either.
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -128,7 +129,9 @@ def invoke_with_retries(client: Any, kwargs: dict[str, Any], policy: RetryPolicy
 
 
 def parse_score(body: str) -> float:
-    """The first probability of a ``text/csv`` or JSON answer (one row per request)."""
+    """The first probability of a ``text/csv`` or JSON answer (one row per request). Raises
+    ``ValueError`` when there is none, or when it is not finite ("nan", "inf"): an answer with
+    no usable score, which the replay records as unparseable."""
     text = body.strip()
     if text[:1] in "[{":
         data = json.loads(text)
@@ -138,5 +141,9 @@ def parse_score(body: str) -> float:
             data = data[0]
         if isinstance(data, dict):
             data = data.get("score", data.get("probability"))
-        return float(data)
-    return float(text.splitlines()[0].split(",")[0])
+        score = float(data)
+    else:
+        score = float(text.splitlines()[0].split(",")[0])
+    if not math.isfinite(score):
+        raise ValueError(f"score: {score} is not a usable probability")
+    return score

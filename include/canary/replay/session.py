@@ -219,7 +219,7 @@ class ReplaySession:
         score, error_code = math.nan, outcome.error_code
         if outcome.status == 200:
             try:
-                score = parse_score(outcome.body or "")
+                score = parse_score(outcome.body)
             except (ValueError, TypeError, KeyError, IndexError):
                 error_code = "UnparseableResponse"
                 stats.unparseable += 1

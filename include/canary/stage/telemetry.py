@@ -262,7 +262,7 @@ def captured_predictions(
         inference_id = meta.get("inferenceId")
         if inference_id is None or _when(meta) < start:
             continue
-        found[inference_id] = _csv_numbers(record["captureData"]["endpointOutput"]["data"])
+        found[inference_id] = captured_scores(record["captureData"]["endpointOutput"]["data"])
     return found
 
 
@@ -274,7 +274,26 @@ def _when(meta: dict[str, Any]) -> datetime:
 
 
 def _csv_numbers(data: str) -> list[float]:
-    return [float(x) for x in data.replace("\n", ",").split(",") if x.strip()]
+    return [float(x) for x in _csv_tokens(data)]
+
+
+def captured_scores(data: str) -> list[float]:
+    """A captured answer's scores, one per row. A token that is no finite number is an answer
+    without a usable score: NaN, which the gate judges the worst outcome (as the replay
+    records an unparseable answer), not a reason to fail the look."""
+    return [_finite_or_nan(token) for token in _csv_tokens(data)]
+
+
+def _finite_or_nan(token: str) -> float:
+    try:
+        value = float(token)
+    except ValueError:
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
+def _csv_tokens(data: str) -> list[str]:
+    return [x for x in data.replace("\n", ",").split(",") if x.strip()]
 
 
 def _jsonl_records(s3: Any, uri: str, since: datetime | None = None) -> Iterator[dict[str, Any]]:

@@ -113,6 +113,16 @@ def test_parse_score_rejects_garbage() -> None:
             parse_score(body)
 
 
+@pytest.mark.parametrize(
+    "body", ["nan", "inf", "-inf", "1e400", '{"predictions": [{"score": NaN}]}', "[Infinity]"]
+)
+def test_a_score_that_is_not_finite_is_no_score(body: str) -> None:
+    """An answer of "nan" or "inf" is as unusable as "oops": the replay records it as
+    unparseable (and the gate judges it the worst outcome) rather than as a score."""
+    with pytest.raises(ValueError, match="not a usable probability"):
+        parse_score(body)
+
+
 def test_backoff_is_capped_exponential_with_full_jitter() -> None:
     policy = RetryPolicy(max_attempts=5, base_s=0.1, cap_s=0.5)
     rng = random.Random(0)
