@@ -19,6 +19,7 @@ import pandas as pd
 from canary.experiment.gates.config import GateConfig
 from canary.experiment.gates.evidence import (
     CarriedEstimate,
+    LatencySummary,
     Outcomes,
     PairedOutcomes,
     StageEvidence,
@@ -149,8 +150,8 @@ class EvidenceSource:
         variants = (evidence.champion, evidence.challenger)
         weights = self.window.pair(self.plan)
         deadline = time.monotonic() + METRICS_CATCH_UP_SECONDS
-        while True:
-            metrics = [self._metrics(variant.name, evidence.started_at) for variant in variants]
+        while True:  # counts only: latency is read once they have caught up
+            metrics = [self._counts(variant.name, evidence.started_at) for variant in variants]
             # a shadow's invocations are copies: only the serving variants answered callers
             counted = sum(m["invocations"] for m, w in zip(metrics, weights, strict=True) if w > 0)
             if counted >= answered or time.monotonic() > deadline:
@@ -168,15 +169,24 @@ class EvidenceSource:
                 errors_4xx=m["errors_4xx"],
                 errors_5xx=m["errors_5xx"],
                 # a shadow (weight 0) answered no caller: only the endpoint timed it
-                latency=variant.latency if w > 0 else m["latency"],
+                latency=variant.latency if w > 0 else self._latency(variant.name, evidence),
             )
             for variant, m, w in zip(variants, metrics, weights, strict=True)
         )
         return replace(evidence, champion=champion, challenger=challenger)
 
-    def _metrics(self, variant: str, since: datetime) -> dict[str, Any]:
-        return telemetry.variant_metrics(
+    def _counts(self, variant: str, since: datetime) -> dict[str, int]:
+        return telemetry.variant_counts(
             self.cloudwatch, self.plan.endpoint_name, variant, since, datetime.now(UTC)
+        )
+
+    def _latency(self, variant: str, evidence: StageEvidence) -> LatencySummary | None:
+        return telemetry.variant_latency(
+            self.cloudwatch,
+            self.plan.endpoint_name,
+            variant,
+            evidence.started_at,
+            datetime.now(UTC),
         )
 
 

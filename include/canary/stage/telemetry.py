@@ -136,13 +136,22 @@ def _variant(
 def variant_metrics(
     cloudwatch: Any, endpoint: str, variant: str, start: datetime, end: datetime
 ) -> dict[str, Any]:
-    """Request and error counts and a latency summary of one variant in [start, end).
+    """Request and error counts (:func:`variant_counts`) and a latency summary
+    (:func:`variant_latency`) of one variant in [start, end)."""
+    counts: dict[str, Any] = variant_counts(cloudwatch, endpoint, variant, start, end)
+    return {**counts, "latency": variant_latency(cloudwatch, endpoint, variant, start, end)}
+
+
+def variant_counts(
+    cloudwatch: Any, endpoint: str, variant: str, start: datetime, end: datetime
+) -> dict[str, int]:
+    """Requests and 4XX/5XX errors of one variant in [start, end).
 
     Errors are read before requests: the counts only grow while a period is ingested, and
     every error is also a request, so requests read last are never fewer than the errors
     read first (the other order can see a flush land between the calls, and more errors
     than requests)."""
-    counts: dict[str, Any] = {}
+    counts: dict[str, int] = {}
     for key, name in (
         ("errors_4xx", "Invocation4XXErrors"),
         ("errors_5xx", "Invocation5XXErrors"),
@@ -150,9 +159,15 @@ def variant_metrics(
     ):
         points = _datapoints(cloudwatch, name, endpoint, variant, start, end)
         counts[key] = round(sum(p.get("Sum", 0.0) for p in points))
-    points = _datapoints(cloudwatch, "ModelLatency", endpoint, variant, start, end, latency=True)
-    counts["latency"] = _latency(points)
     return counts
+
+
+def variant_latency(
+    cloudwatch: Any, endpoint: str, variant: str, start: datetime, end: datetime
+) -> LatencySummary | None:
+    """One variant's ModelLatency in [start, end), in milliseconds."""
+    points = _datapoints(cloudwatch, "ModelLatency", endpoint, variant, start, end, latency=True)
+    return _latency(points)
 
 
 #: GetMetricStatistics refuses a request for more data points than this.
