@@ -213,7 +213,7 @@ def _combine(
         return Verdict.HALT, (
             f"sample ratio mismatch: observed {srm.observed} vs expected "
             f"({srm.expected[0]:.0f}, {srm.expected[1]:.0f}), chi-square p={srm.p_value:.2g} "
-            f"< {srm.threshold}"
+            f"< {srm.threshold:.2g}"
         )
     if failed:
         return Verdict.ROLLBACK, _guardrail_reason(failed[0])

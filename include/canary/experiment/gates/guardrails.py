@@ -70,19 +70,23 @@ class Check:
 
 
 @lru_cache(maxsize=256)
+def pocock_level(alpha: float, looks: int, sides: int = 1) -> float:
+    """The p-value a test must fall below at each of ``looks`` looks for ``alpha`` over all
+    of them (a Pocock constant, one- or two-sided)."""
+    return float(sides * stats.norm.sf(pocock_constant(alpha / sides, looks)))
+
+
 def per_look_level(config: GateConfig) -> float:
     """The p-value a guardrail must beat at one look (Pocock-adjusted guardrail_alpha)."""
-    return float(stats.norm.sf(pocock_constant(config.guardrail_alpha, config.looks)))
+    return pocock_level(config.guardrail_alpha, config.looks)
 
 
-@lru_cache(maxsize=256)
 def srm_per_look_level(config: GateConfig) -> float:
     """The p-value the sample-ratio test must fall below at one look: ``srm_alpha`` spread
-    over the stage's looks by a two-sided Pocock constant, so a healthy stage is halted by
-    chance with probability ``srm_alpha`` over all its looks, not at each one (25 looks at
-    0.001 each halt about 0.9 % of healthy stages)."""
-    c = pocock_constant(config.srm_alpha / 2, config.looks)
-    return float(2 * stats.norm.sf(c))
+    over the stage's looks, two-sided, so a healthy stage is halted by chance with probability
+    ``srm_alpha`` over all its looks, not at each one (25 looks at 0.001 each halt about
+    0.9 % of healthy stages)."""
+    return pocock_level(config.srm_alpha, config.looks, sides=2)
 
 
 def guardrail_checks(evidence: StageEvidence, config: GateConfig) -> list[Check]:
