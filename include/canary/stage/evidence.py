@@ -29,7 +29,7 @@ from canary.experiment.gates.evidence import (
 from canary.experiment.gates.frame import evidence_from_frame
 from canary.plan import SHADOW_STAGE, RolloutPlan
 from canary.rollout.layout import capture_uri, ground_truth_uri
-from canary.stage import shadow, telemetry
+from canary.stage import shadow, telemetry, traffic
 from canary.stage.state import CHAMPION, StageState
 from canary.stage.window import StageWindow
 
@@ -229,4 +229,4 @@ def _shadow_rows_replayed_again(plan: RolloutPlan) -> bool:
     outcomes join the carried estimate; but canary stages replayed in mapped shards start
     their slices of users afresh, on rows the shadow stage sent, and a row counted twice
     would understate the estimate's variance."""
-    return plan.traffic.enabled and plan.traffic.shards > 0
+    return traffic.gate_slice(plan, shadow=False) != traffic.gate_slice(plan, shadow=True)

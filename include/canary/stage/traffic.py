@@ -28,6 +28,15 @@ from canary.stage.window import StageWindow
 REPLAY_RUN_DIGEST_LENGTH = 12  # the run's part of every inference id the replay sends
 
 
+def gate_slice(plan: RolloutPlan, shadow: bool) -> tuple[int, int]:
+    """The gate's (slice index, slice count) of the users: the last of ``traffic.shards`` + 1
+    slices when a stage's first burst is mapped over tasks (the burst takes the others), else
+    every user. The shadow stage never has a burst (its task group maps no replay tasks)."""
+    traffic = plan.traffic
+    count = traffic.shards + 1 if traffic.enabled and not shadow else 1
+    return count - 1, count
+
+
 class StageTraffic:
     """The replay of one stage of one run: its cap, its burst shards and its sessions."""
 
@@ -83,12 +92,14 @@ class StageTraffic:
         its gate sends the whole cap (a burst counted here would be subtracted from the gate's
         share, unsent).
         """
-        enabled = self.plan.traffic.enabled and not self.window.shadow
-        shards = self.plan.traffic.shards if enabled else 0
-        if shards == 0:
+        return self._burst
+
+    @cached_property
+    def _burst(self) -> list[dict[str, int]]:
+        _, count = self._gate_slice
+        if count == 1:
             return [{"index": 0, "count": 1, "requests": 0}]
-        parts = split_requests(self.planned_cap // 2, shards)
-        count = shards + 1
+        parts = split_requests(self.planned_cap // 2, count - 1)
         return [
             {"index": k, "count": count, "requests": min(n, self._first_pass(k, count))}
             for k, n in enumerate(parts)
@@ -122,9 +133,7 @@ class StageTraffic:
 
     @property
     def _gate_slice(self) -> tuple[int, int]:
-        """The gate's (shard index, shard count) of the users."""
-        count = self.burst_shards()[0]["count"]
-        return count - 1, count
+        return gate_slice(self.plan, self.window.shadow)
 
     def session(self, shard_index: int, shard_count: int) -> ReplaySession:
         """One shard's replay session for this stage's window."""
