@@ -63,7 +63,8 @@ def stage_split(stages: Sequence[Sequence[float]], index: int) -> tuple[float, f
 
 
 def stage_name(index: int) -> str:
-    """A stage as folders and replay records name it: ``shadow``, ``stage-1``, ``stage-2`` …"""
+    """A stage as its folders name it: ``shadow``, ``stage-1``, ``stage-2`` … (the replay names
+    each window of a stage after it, ``StageWindow.replay_stage``)."""
     return "shadow" if index == SHADOW_STAGE else f"stage-{index + 1}"
 
 

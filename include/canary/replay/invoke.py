@@ -51,7 +51,9 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Outcome:
-    """The final answer to one request plus everything it took to get there."""
+    """One answer to a request: of one attempt, or (from :func:`invoke_with_retries`) the
+    final one, with everything it took to get there (``retries``, ``sdk_retries`` and
+    ``throttles`` summed over the attempts)."""
 
     status: int
     error_code: str | None = None

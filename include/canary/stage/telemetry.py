@@ -9,7 +9,8 @@ goes through the boto3 clients passed in, so the same code reads real AWS and th
 
 Limits: CloudWatch gives no per-request latency, so the latency guardrail uses the p99 extended
 statistic where the service provides one (real AWS and the local stack) and the per-request
-Mann-Whitney test is skipped. The stage-level p99 is the largest per-minute p99 (conservative).
+Mann-Whitney test is skipped. The stage-level p99 is the largest per-period p99 (conservative;
+a period is a minute unless the stage is longer than a day, :func:`period_for`).
 Propensities are not in Data Capture, so evidence from AWS is never treated as adaptive.
 """
 

@@ -21,16 +21,12 @@ class StageWindow:
     started_at: float
 
     @property
-    def name(self) -> str:
-        return stage_name(self.index)
-
-    @property
     def replay_stage(self) -> str:
         """The replay's name for this window of the stage (its cursors, results and inference
         ids). Per window, not per stage: a cleared stage opens a new window and judges only
         what is sent in it, so its replay must start afresh too (rows no window sent yet,
         counted from nothing), not find its traffic already spent by an earlier window."""
-        return f"{self.name}_{int(self.started_at)}"
+        return f"{stage_name(self.index)}_{int(self.started_at)}"
 
     @property
     def opened_at(self) -> datetime:

@@ -1,7 +1,8 @@
 """Build a stage's evidence from a replay-results DataFrame.
 
 Columns: stage, user_id, inference_id, variant, target_variant, propensity, score, label, reward,
-latency_ms, status (HTTP int, 200 ok), error_code, timestamp. Why a builder here and not in the
+latency_ms, status (HTTP int, 200 ok; for a ModelError the model container's own, as CloudWatch
+counts it), error_code, timestamp. Why a builder here and not in the
 replay: the gate owns what counts as an outcome (accuracy at a threshold, reward, Brier), so the
 replay just logs and the gate interprets.
 """
