@@ -7,7 +7,6 @@ left in S3 is shown, and what it did not get to is simply absent.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ def write_run_report(
 ) -> Path:
     """Write ``report.html``, its charts and ``summary.txt`` to ``out_dir`` and copy them to S3.
     ``rejected``: why a person stopped the rollout, if one did."""
-    summary = replace(run_summary(s3, plan, run_key, outcome, models), rejected=rejected)
+    summary = run_summary(s3, plan, run_key, outcome, models, rejected)
     path = write_report(summary, out_dir)
     (out_dir / "summary.txt").write_text(summary_text(summary), encoding="utf-8")
     for item in sorted(out_dir.iterdir()):
@@ -52,7 +51,12 @@ def write_run_report(
 
 
 def run_summary(
-    s3: Any, plan: RolloutPlan, run_key: str, outcome: RunOutcome, models: dict[str, str]
+    s3: Any,
+    plan: RolloutPlan,
+    run_key: str,
+    outcome: RunOutcome,
+    models: dict[str, str],
+    rejected: str | None = None,
 ) -> RolloutSummary:
     results = load_results(s3, replay_location(plan, run_key))
     decisions = decision_records(s3, plan, run_key)
@@ -74,6 +78,7 @@ def run_summary(
         shadow=plan.shadow,
         started_at=_time(results["timestamp"].min()) if len(results) else None,
         ended_at=datetime.now(UTC),
+        rejected=rejected,
     )
 
 
