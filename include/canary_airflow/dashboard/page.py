@@ -12,6 +12,8 @@ from typing import Any, Final
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from canary.plan import stage_title
+from canary_airflow import ids
 from canary_airflow.dashboard import TITLE
 from canary_airflow.dashboard.shaping import Links
 
@@ -36,8 +38,15 @@ def _weights(weights: Mapping[str, float] | None) -> str:
     return " · ".join(f"{variant} {_percent(share)}" for variant, share in weights.items())
 
 
+def _stage_title(number: int) -> str:
+    """A dashboard stage number (its index + 1; 0 is the shadow stage) as people read it."""
+    return stage_title(number - 1)
+
+
 _ENV.filters["percent"] = _percent
 _ENV.filters["weights"] = _weights
+_ENV.filters["stage_title"] = _stage_title
+_ENV.globals["SHADOW_NUMBER"] = ids.SHADOW_NUMBER
 
 
 def rollouts_page(rows: Sequence[Mapping[str, Any]], links: Links) -> str:
