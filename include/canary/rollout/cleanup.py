@@ -38,7 +38,12 @@ class RunManifest:
     run_key: str | None = None  # the endpoint's run tag when this run created it
     previous_config: str | None = None  # what the endpoint served when the run took its lease
     artifacts: dict[str, str] = field(default_factory=dict)  # role -> s3 uri its model reads
-    uploaded_artifacts: dict[str, str] = field(default_factory=dict)  # role -> s3 uri uploaded
+    uploaded: tuple[str, ...] = ()  # the roles whose artifact this run uploaded
+
+    @property
+    def uploaded_artifacts(self) -> set[str]:
+        """The S3 objects this run uploaded (both roles may share one)."""
+        return {self.artifacts[role] for role in self.uploaded}
 
 
 @dataclass
@@ -103,7 +108,7 @@ def finish(
     if holds_endpoint:
         _delete_artifacts(s3, manifest, winner_role if report.winner else None, report)
     else:  # uploads are content-addressed per endpoint: the holder's models may read them
-        report.kept += [f"artifact {uri}" for uri in sorted(manifest.uploaded_artifacts.values())]
+        report.kept += [f"artifact {uri}" for uri in sorted(manifest.uploaded_artifacts)]
     return report
 
 
@@ -194,7 +199,7 @@ def _delete_artifacts(
     """Artifacts this run uploaded for models that are gone; the one the serving model reads
     must stay, also when the other side uploaded it (both sides from one file)."""
     kept_uri = manifest.artifacts.get(kept_role) if kept_role else None
-    for uri in set(manifest.uploaded_artifacts.values()) - {kept_uri}:
+    for uri in manifest.uploaded_artifacts - {kept_uri}:
         bucket, key = split_s3_uri(uri)
         s3.delete_object(Bucket=bucket, Key=key)
         report.deleted.append(f"artifact {uri}")

@@ -444,9 +444,7 @@ def run_manifest() -> cleanup_ops.RunManifest:
         run_key=run_key(),
         previous_config=(ti.xcom_pull(task_ids=ids.LOCK_ENDPOINT) or {}).get("found_config"),
         artifacts={role: item["model_data_url"] for role, item in staged.items()},
-        uploaded_artifacts={
-            role: item["model_data_url"] for role, item in staged.items() if item.get("uploaded")
-        },
+        uploaded=tuple(role for role, item in staged.items() if item.get("uploaded")),
     )
 
 

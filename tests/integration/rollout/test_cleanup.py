@@ -78,7 +78,7 @@ def manifest_of(plan: RolloutPlan, made: tuple[str, str], run: str) -> RunManife
         created_configs=(made[1],),
         run_key=run,
         artifacts={"champion": url},
-        uploaded_artifacts={"champion": url},
+        uploaded=("champion",),
     )
 
 
@@ -105,7 +105,7 @@ def test_a_run_whose_lease_was_taken_over_leaves_the_endpoint_to_its_holder(
     assert {names["holder"][1], names["holder-next"][1]} <= left
     assert names["lost"][1] not in left
     lost = f"endpoint {plan.endpoint_name} {NOT_HOLDING}"
-    assert report.kept == [lost, f"artifact {made.uploaded_artifacts['champion']}"]
+    assert report.kept == [lost, f"artifact {made.artifacts['champion']}"]
     assert s3.head_object(Bucket=plan.bucket, Key=ARTIFACT_KEY)["ContentLength"] > 0
 
 
@@ -203,7 +203,7 @@ def test_keep_winner_keeps_the_artifact_the_winner_reads_whichever_side_uploaded
     made = RunManifest(
         models=models, created_models=tuple(models.values()), created_configs=(config,),
         run_key="run-a", artifacts={"champion": url, "challenger": url},
-        uploaded_artifacts={"champion": url},
+        uploaded=("champion",),
     )  # fmt: skip
 
     report = finish(sm, s3, keep, made, RunOutcome.PROMOTED)
