@@ -173,12 +173,19 @@ class StackDeployer:
         return name
 
     def endpoint(
-        self, config: str, name: str | None = None, tags: Sequence[dict[str, str]] = ()
+        self,
+        config: str,
+        name: str | None = None,
+        tags: Sequence[dict[str, str]] = (),
+        wait: bool = True,
     ) -> str:
-        """CreateEndpoint and wait (as the provider's sensor would) until InService."""
+        """CreateEndpoint and wait (as the provider's sensor would) until InService; without
+        ``wait``, for an endpoint meant to end otherwise (Failed)."""
         name = name or f"e-{uuid.uuid4().hex[:10]}"
         self.sm.create_endpoint(EndpointName=name, EndpointConfigName=config, Tags=[*tags])
         self.created.append(("endpoint", name))
+        if not wait:
+            return name
         waiter = self.sm.get_waiter("endpoint_in_service")
         waiter.wait(EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
         return name

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from botocore.exceptions import ClientError
 from scipy.stats import binomtest
@@ -92,10 +90,7 @@ def test_a_create_whose_model_cannot_start_ends_failed_and_takes_only_a_delete(d
     refuses updates (weights or config) and accepts a delete."""
     url = deployer.upload(xgboost_tarball(boosters["champion"]))
     broken = deployer.model(url, env={"LOCAL_SAGEMAKER_UPDATE_FAILS": "1"})
-    name = f"failed-{uuid.uuid4().hex[:8]}"
-    deployer.sm.create_endpoint(
-        EndpointName=name, EndpointConfigName=deployer.config({"Champion": (broken, 1.0)})
-    )
+    name = deployer.endpoint(deployer.config({"Champion": (broken, 1.0)}), wait=False)
     live = wait_settled(deployer.sm, name)
     assert live["EndpointStatus"] == "Failed"
     assert "ping health check" in live["FailureReason"]

@@ -223,6 +223,8 @@ def test_copies_still_queued_when_the_endpoint_moves_on_are_never_served(
     deployer.stack.flush()  # no shadow call of an earlier test is left in the count
     _send(deployer, endpoint, n)
     both = deployer.config({"Prod": (models["champion"], 0.5), "Shadow": (slow, 0.5)})
+    # copies wait behind the busy workers: some are still queued when the endpoint switches
+    assert deployer.stack.admin("GET", "stats")["shadow_calls_pending"] > SHADOW_WORKERS
     deployer.sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=both)
     wait_settled(deployer.sm, endpoint)
     deployer.stack.flush()

@@ -82,7 +82,9 @@ def test_registry_poller_reports_an_approval_once_and_never_a_claimed_one(
     claim = reg.claim_rollout(sm, group.name, challenger, "registry__test-v2")
     assert claim.granted and claim.champion_arn == group.packages["champion"]
     retried = reg.claim_rollout(sm, group.name, challenger, "registry__test-v2")
-    assert retried.granted and "a retry" in retried.reason  # the same version goes on
+    # a retry of the claim: the same version goes on, under the same run, against the champion
+    assert retried.granted and retried.run_id == claim.run_id == "registry__test-v2"
+    assert retried.package_arn == challenger and retried.champion_arn == claim.champion_arn
     other = reg.claim_rollout(sm, group.name, challenger, "registry__another")
     assert not other.granted and "already rolled out by registry__test-v2" in other.reason
 

@@ -230,6 +230,34 @@ def test_faults_are_counted_exactly_and_match_cloudwatch(replay_env, replay_fram
     assert replay_env.metric(endpoint, "Champion", "Invocation4XXErrors") == n_bad_champion
 
 
+def test_a_model_failing_on_requests_counts_as_5xx_and_is_never_retried(
+    replay_env, replay_frame
+) -> None:
+    """A model that fails on a request answers a final 424 ModelError carrying its 500: the
+    replay records the container's status (a 5XX, as CloudWatch counts it) and sends it once,
+    so the challenger's request count is not inflated by retries."""
+    endpoint = replay_env.endpoint(
+        {"Champion": 1.0, "Challenger": 1.0},
+        envs={"Challenger": {"LOCAL_SAGEMAKER_ERROR_RATE": "1.0"}},
+    )
+    config = ReplayConfig(
+        endpoint,
+        "model-fails",
+        HALF,
+        run_id="mdl",
+        mode="target_variant",
+        retry=RetryPolicy(max_attempts=3, base_s=0.001, cap_s=0.01),
+    )
+    dataset = ReplayDataset(replay_frame.head(40), "label")
+    chunk = ReplaySession(replay_env.runtime, dataset, config).run_chunk(40)
+
+    failed = chunk.frame[chunk.frame.variant == "Challenger"]
+    assert len(failed) > 0 and (failed.status == 500).all()
+    assert set(failed.error_code) == {"ModelError"}
+    assert chunk.stats.server_errors == len(failed) and chunk.stats.retries == 0
+    assert replay_env.metric(endpoint, "Challenger", "Invocation5XXErrors") == len(failed)
+
+
 def test_refused_connections_are_retried_counted_and_recorded(replay_env, replay_frame) -> None:
     """A dead endpoint URL (nothing listens) must not crash the replay or vanish from counts."""
     import boto3

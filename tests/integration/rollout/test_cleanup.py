@@ -241,8 +241,8 @@ def test_an_endpoint_the_run_created_that_ended_failed_is_deleted_under_keep_win
     url = f"s3://{plan.bucket}/{ARTIFACT_KEY}"
     broken = deployer.model(url, IMAGE, env={"LOCAL_SAGEMAKER_UPDATE_FAILS": "1"})
     config = deployer.config({"Champion": (broken, 1.0)})
-    sm.create_endpoint(EndpointName=plan.endpoint_name, EndpointConfigName=config,
-                       Tags=[{"Key": RUN_TAG, "Value": "run-a"}])  # fmt: skip
+    tags = [{"Key": RUN_TAG, "Value": "run-a"}]
+    deployer.endpoint(config, name=plan.endpoint_name, tags=tags, wait=False)
     assert wait_settled(sm, plan.endpoint_name)["EndpointStatus"] == "Failed"
     keep = plan.model_copy(update={"cleanup": CleanupPolicy.KEEP_WINNER})
     made = RunManifest(models={"champion": broken}, run_key="run-a")

@@ -272,7 +272,10 @@ def test_bad_summary_fields_are_named(change: dict, field: str) -> None:
 def test_the_shadow_chart_draws_looks_with_missing_bounds(tmp_path: Path) -> None:
     """A record stores an infinite bound as null (JSON has no infinity): a look the design
     gave no futility bound, or no statistic yet, is drawn without that point."""
-    from canary.reporting.charts import paired_chart
+    from canary.reporting.charts import _plottable, paired_chart
+
+    assert np.isnan([_plottable(v) for v in (None, np.inf, -np.inf)]).all()
+    assert _plottable(2.4) == 2.4
 
     looks = [
         {"n_pairs": 200, "z": 0.4, "efficacy": 3.1, "futility": -1.2,
