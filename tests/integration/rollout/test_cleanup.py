@@ -48,13 +48,24 @@ def lock(lock_of, plan: RolloutPlan) -> EndpointLock:
 def made_by(deployer: Any, plan: RolloutPlan, run: str) -> tuple[str, str]:
     """A champion model and a config serving it, named and tagged as run ``run``'s canary
     resources of the plan's endpoint."""
+    models, config = canary_resources(deployer, plan, run, ("champion",))
+    return models["champion"], config
+
+
+def canary_resources(
+    deployer: Any, plan: RolloutPlan, run: str, roles: tuple[str, ...]
+) -> tuple[dict[str, str], str]:
+    """A model per role (all from the one staged artifact) and a config serving them in equal
+    shares, named and tagged as run ``run``'s canary resources of the plan's endpoint."""
     tags = [{"Key": ENDPOINT_TAG, "Value": plan.endpoint_name}]
     url = f"s3://{plan.bucket}/{ARTIFACT_KEY}"
-    model = deployer.model(url, IMAGE, name=plan.resource_name("champion", run), tags=tags)
-    config = deployer.config(
-        {"Champion": (model, 1.0)}, name=plan.resource_name("config", run), tags=tags
-    )
-    return model, config
+    models = {
+        role: deployer.model(url, IMAGE, name=plan.resource_name(role, run), tags=tags)
+        for role in roles
+    }
+    variants = dict(zip(("champion", "challenger"), plan.variants, strict=True))
+    shares = {variants[role]: (model, 1.0) for role, model in models.items()}
+    return models, deployer.config(shares, name=plan.resource_name("config", run), tags=tags)
 
 
 def endpoint_of(deployer: Any, plan: RolloutPlan, config: str, run: str) -> str:
@@ -188,16 +199,8 @@ def test_keep_winner_keeps_the_artifact_the_winner_reads_whichever_side_uploaded
     champion's side uploaded it, the challenger's found it there. The promoted challenger
     serves alone; its artifact must stay, though the run recorded it as the champion's upload."""
     s3, sm = deployer.s3, deployer.sm
-    tags = [{"Key": ENDPOINT_TAG, "Value": plan.endpoint_name}]
     url = f"s3://{plan.bucket}/{ARTIFACT_KEY}"
-    models = {
-        role: deployer.model(url, IMAGE, name=plan.resource_name(role, "run-a"), tags=tags)
-        for role in ("champion", "challenger")
-    }
-    halves = {
-        variant: (models[role], 0.5) for role, variant in zip(models, plan.variants, strict=True)
-    }
-    config = deployer.config(halves, name=plan.resource_name("config", "run-a"), tags=tags)
+    models, config = canary_resources(deployer, plan, "run-a", ("champion", "challenger"))
     endpoint_of(deployer, plan, config, "run-a")
     keep = plan.model_copy(update={"cleanup": CleanupPolicy.KEEP_WINNER})
     made = RunManifest(
