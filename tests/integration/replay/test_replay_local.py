@@ -28,6 +28,14 @@ from canary.replay import (
 )
 
 HALF = {"Champion": 0.5, "Challenger": 0.5}
+QUICK_RETRIES = RetryPolicy(max_attempts=3, base_s=0.001, cap_s=0.01)
+
+
+def targeted(endpoint: str, stage: str, run_id: str) -> ReplayConfig:
+    """Half the users to each variant by ``TargetVariant``, failures retried quickly."""
+    return ReplayConfig(
+        endpoint, stage, HALF, run_id=run_id, mode="target_variant", retry=QUICK_RETRIES
+    )
 
 
 def _location(env) -> S3Location:
@@ -201,14 +209,7 @@ def test_faults_are_counted_exactly_and_match_cloudwatch(replay_env, replay_fram
     bad_rows = [3, 17, 18, 42, 55]
     frame.loc[bad_rows, "f1"] = "not-a-number"
     dataset = ReplayDataset(frame, "label")
-    config = ReplayConfig(
-        endpoint,
-        "faults",
-        HALF,
-        run_id="flt",
-        mode="target_variant",
-        retry=RetryPolicy(max_attempts=3, base_s=0.001, cap_s=0.01),
-    )
+    config = targeted(endpoint, "faults", "flt")
     chunk = ReplaySession(replay_env.runtime, dataset, config).run_chunk(60)
 
     hashed = Allocator(WeightedSampling(), salt="flt")
@@ -240,14 +241,7 @@ def test_a_model_failing_on_requests_counts_as_5xx_and_is_never_retried(
         {"Champion": 1.0, "Challenger": 1.0},
         envs={"Challenger": {"LOCAL_SAGEMAKER_ERROR_RATE": "1.0"}},
     )
-    config = ReplayConfig(
-        endpoint,
-        "model-fails",
-        HALF,
-        run_id="mdl",
-        mode="target_variant",
-        retry=RetryPolicy(max_attempts=3, base_s=0.001, cap_s=0.01),
-    )
+    config = targeted(endpoint, "model-fails", "mdl")
     dataset = ReplayDataset(replay_frame.head(40), "label")
     chunk = ReplaySession(replay_env.runtime, dataset, config).run_chunk(40)
 
