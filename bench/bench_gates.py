@@ -17,11 +17,13 @@ the score statistic standardises with the variance restricted to the null, which
 Why vectorised: information comes from request counts only, so every stream takes its looks at
 the same counts and meets the same boundaries. All streams of a scenario are simulated at once:
 the engine's statistic (statsmodels' Farrington-Manning score z, which takes arrays) at every
-look, then each stream's first crossing. A cross-check drives the real ``evaluate`` on the first
-streams of each scenario (the same draws) and reports how many verdicts and decision sizes agree.
-For p = 0.97, delta = 0.02, where the gate misses the targets, ``exact_optimum`` is what the best
-test that knows p can reach on the same pokes (bench/optimal.py): the bound no test beats, and a
-test near it. ``early_last_look``: the p = 0.9 streams again, their traffic spent at half the
+look, then each stream's first crossing. Where errors are rare (p = 0.97, delta = 0.02: 29
+expected per variant by n_fix) the gate runs the exact lattice test instead (``sizing.exact_plan``,
+lattice.py), whose policy is read at each poke's counts; its entry carries its exact figures
+(``exact``: forward on the lattice, no Monte Carlo error, and the bound no test deciding at the
+same pairs beats). A cross-check drives the real ``evaluate`` on the first streams of each
+scenario (the same draws) and reports how many verdicts and decision sizes agree.
+``early_last_look``: the p = 0.9 streams again, their traffic spent at half the
 planned maximum, where the engine takes its last look early (``StageEvidence.complete``): the
 false promotion rate must stay at alpha; power drops, as the analytic figures say it must.
 Prints one JSON line.
@@ -52,7 +54,6 @@ from bench.montecarlo import (
     reference_n_fix,
     share,
 )
-from bench.optimal import Problem, forward, optimal_test
 from canary.experiment.gates import (
     GateConfig,
     Outcomes,
@@ -64,13 +65,14 @@ from canary.experiment.gates import (
 )
 from canary.experiment.gates.engine import is_final, looks_passed
 from canary.experiment.gates.guardrails import per_look_level
+from canary.experiment.gates.lattice import CONTINUE, PAST_CAP, PROMOTE, ExactTest, forward
 from canary.experiment.gates.sequential import (
     FRACTION_DIGITS,
     Boundaries,
     crossing_probabilities,
     sprt_expected_fraction,
 )
-from canary.experiment.gates.sizing import information, stage_max_information
+from canary.experiment.gates.sizing import exact_plan, information, stage_max_information
 
 RUNS = int(os.environ.get("BENCH_GATES_RUNS", "100000"))
 CROSS_CHECK_RUNS = int(os.environ.get("BENCH_GATES_CROSS_CHECK_RUNS", "100"))
@@ -79,9 +81,6 @@ CHUNK = 50  # requests per variant between pokes
 ALPHA, POWER = 0.05, 0.8
 CASES = ((0.7, 0.02), (0.9, 0.02), (0.97, 0.02), (0.97, 0.005))  # (champion accuracy, margin)
 SCENARIOS = {"equal": 0.0, "worse_by_delta": -1.0}  # true difference, in margins
-# Cases whose exact optimum is computed (bench/optimal.py): the one the gate misses. The lattice
-# grows with n_fix^3, so p = 0.7 (n_fix ~6,500 per variant) is out of reach.
-OPTIMUM_CASES = ((0.97, 0.02),)
 MAX_OVER_NFIX = 1.45  # the issue's bound on the most requests a stage may take
 # A stage whose replay is spent early (p = 0.9, at half the planned maximum) takes its last look
 # there (``StageEvidence.complete``): its power drops, its false promotions must not rise.
@@ -154,10 +153,40 @@ def score_z(k1: np.ndarray, k0: np.ndarray, n: np.ndarray, margin: float) -> np.
 
 
 def verdicts(
+    config: GateConfig, sched: Schedule, k0: np.ndarray, k1: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each stream's verdict (promote?) and requests per variant at its decision, by the
+    exact test where the gate runs it, else by the z design."""
+    exact = exact_plan(config)
+    if exact is not None:
+        return exact_verdicts(exact, sched.pokes, k0, k1)
+    return z_verdicts(sched, config.margin, k0, k1)
+
+
+def exact_verdicts(
+    test: ExactTest, pokes: np.ndarray, k0: np.ndarray, k1: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The exact test's verdicts: every poke adds CHUNK pairs, a multiple of its step, so each
+    poke's counts are the walk's state at a decision (no arrangement to draw), and the policy
+    is read there; the last decision always stops."""
+    problem = test.problem
+    n = pokes[(pokes <= problem.max_pairs) & (pokes % problem.step == 0)]
+    cap = problem.errors_cap
+    actions = []
+    for i, pairs in enumerate(n):
+        e0, e1 = pairs - k0[:, i], pairs - k1[:, i]
+        inside = test.policy[int(pairs)][np.minimum(e0, cap), np.minimum(e1, cap)]
+        actions.append(np.where((e0 > cap) | (e1 > cap), PAST_CAP, inside))
+    acts = np.stack(actions, axis=1)
+    first = np.argmax(acts != CONTINUE, axis=1)
+    return acts[np.arange(len(acts)), first] == PROMOTE, n[first]
+
+
+def z_verdicts(
     sched: Schedule, margin: float, k0: np.ndarray, k1: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each stream's verdict (promote?) and requests per variant at its decision. The last
-    look's bounds meet, so every stream decides; promote is checked first, as the engine does."""
+    """The z design's verdicts. The last look's bounds meet, so every stream decides; promote
+    is checked first, as the engine does."""
     n = sched.pokes[sched.at]
     z = score_z(k1[:, sched.at], k0[:, sched.at], np.broadcast_to(n, (len(k0), len(n))), margin)
     up, down = z >= np.array(sched.bounds.efficacy), z <= np.array(sched.bounds.futility)
@@ -176,7 +205,7 @@ def simulate(task: tuple[int, int], early: bool = False) -> dict[str, np.ndarray
     config = gate_config(task[0])
     sched = schedule(config, early_poke(config) if early else None)
     blocks = [
-        verdicts(sched, config.margin, *stream_block(task, b, min(BLOCK, RUNS - b * BLOCK)))
+        verdicts(config, sched, *stream_block(task, b, min(BLOCK, RUNS - b * BLOCK)))
         for b in range(-(-RUNS // BLOCK))
     ]
     return {
@@ -215,7 +244,7 @@ def cross_check(task: tuple[int, int], early: bool = False) -> dict[str, int]:
     config = gate_config(task[0])
     sched = schedule(config, early_poke(config) if early else None)
     k0, k1 = stream_block(task, 0, CROSS_CHECK_RUNS)
-    promoted, n = verdicts(sched, config.margin, k0, k1)
+    promoted, n = verdicts(config, sched, k0, k1)
     same = {"streams": CROSS_CHECK_RUNS, "same_verdict": 0, "same_n": 0}
     for r in range(CROSS_CHECK_RUNS):
         with np.errstate(divide="ignore", invalid="ignore"):  # statsmodels at 0 or 100 %
@@ -251,14 +280,22 @@ def summarise(case: int, equal: dict[str, np.ndarray], worse: dict[str, np.ndarr
     out["n_over_nfix_at_worse_by_delta"], se["n_over_nfix_at_worse_by_delta"] = mean(
         worse["n"], n_fix
     )
-    out["max_n_over_nfix"] = float(sched.pokes[-1] / n_fix)  # deterministic: the last look
+    exact = exact_plan(config)
+    last = exact.problem.max_pairs if exact else sched.pokes[-1]
+    out["max_n_over_nfix"] = float(last / n_fix)  # deterministic: the last look
     out["cap_over_nfix"] = cap_per_variant(config) / n_fix
     out["power"], se["power"] = share(equal["promoted"])
     out["false_promotion_rate"], se["false_promotion_rate"] = share(worse["promoted"])
     out["mc_error"] = se
     out["meets_targets"] = meets_targets(out, se)
-    out["looks_taken_at_most"] = len(sched.at)
-    out["analytic"] = analytic(config, sched)
+    if exact is None:
+        out["test"] = "z design"
+        out["looks_taken_at_most"] = len(sched.at)
+        out["analytic"] = analytic(config, sched)
+    else:
+        out["test"] = "exact lattice"
+        out["looks_taken_at_most"] = len(exact.problem.decisions)
+        out["exact"] = exact_figures(exact, n_fix)
     return out
 
 
@@ -294,32 +331,22 @@ def meets_targets(out: dict, se: dict[str, float]) -> bool:
     )
 
 
-def exact_optimum(case: tuple[float, float]) -> dict[str, Any]:
-    """What the best test that knows the planning rate reaches on this case's pokes: the bound
-    no test beats and a test near it, in the targets' terms (exact, so no Monte Carlo error;
-    ``mass_lost_past_cap`` is the probability the lattice left out). About a minute of one
-    worker, beside the simulations."""
-    p, margin = case
-    n_fix = reference_n_fix(p, margin, ALPHA, POWER)
-    problem = Problem(p, margin, CHUNK, int(MAX_OVER_NFIX * n_fix) // CHUNK * CHUNK, ALPHA)
-    bound, policy, errors = optimal_test(problem)
-    equal, worse = forward(problem, policy, [(p, p), (p, p - margin)])
-    test = {
+def exact_figures(test: ExactTest, n_fix: float) -> dict[str, Any]:
+    """The exact test's own figures, computed forward on its lattice (no Monte Carlo error):
+    what the simulation should reproduce, and the bound no test deciding at the same pairs
+    beats (lattice.py). ``mass_lost_past_cap``: the probability the lattice leaves out."""
+    p, margin = test.problem.rate, test.problem.margin
+    equal, worse = forward(test.problem, test.policy, [(p, p), (p, p - margin)])
+    return {
         "n_over_nfix": equal.mean_pairs / n_fix,
         "n_over_nfix_at_worse_by_delta": worse.mean_pairs / n_fix,
-        "max_n_over_nfix": problem.max_pairs / n_fix,
         "power": equal.promote,
         "false_promotion_rate": worse.promote,
-        "false_promotion_most_on_nulls": max(e.promote for e in errors.values()),
-        "null_accuracies_checked": [min(errors), max(errors), len(errors)],
-        "mass_lost_past_cap": max(o.lost for o in (equal, worse, *errors.values())),
-    }
-    exact = {"power": 0.0, "false_promotion_rate": 0.0}
-    worst = {**test, "false_promotion_rate": test["false_promotion_most_on_nulls"]}
-    return {
-        "bound_n_over_nfix": bound / n_fix,
-        "test": test,
-        "meets_targets": meets_targets(worst, exact),
+        "false_promotion_most_on_nulls": test.worst_false_promotion,
+        "null_accuracies_checked": [min(test.nulls), max(test.nulls), len(test.nulls)],
+        "mass_lost_past_cap": max(o.lost for o in (equal, worse, *test.nulls.values())),
+        "bound_n_over_nfix": test.bound / n_fix,
+        "step_pairs": test.problem.step,
     }
 
 
@@ -334,6 +361,7 @@ def _warm_caches() -> None:
     inherit them instead of recomputing."""
     for case in range(len(CASES)):
         config = gate_config(case)
+        exact_plan(config)
         sched = schedule(config)
         per_look_level(config)
         for k in range(1, len(sched.fractions) + 1):
@@ -345,7 +373,6 @@ def main() -> None:
     _warm_caches()
     tasks = [(i, j) for i in range(len(CASES)) for j in range(len(SCENARIOS))]
     with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
-        optima = {case: pool.submit(exact_optimum, case) for case in OPTIMUM_CASES}
         runs = dict(zip(tasks, pool.map(simulate, tasks), strict=True))
         checks = dict(zip(tasks, pool.map(cross_check, tasks), strict=True))
         early_tasks = [(EARLY_CASE, j) for j in range(len(SCENARIOS))]
@@ -355,8 +382,6 @@ def main() -> None:
     out: dict = {"bench": "gates"}
     for i, (p, margin) in enumerate(CASES):
         out[f"p={p} delta={margin}"] = summarise(i, runs[(i, 0)], runs[(i, 1)])
-        if (p, margin) in optima:
-            out[f"p={p} delta={margin}"]["exact_optimum"] = optima[(p, margin)].result()
     out["cross_check"] = _summed(checks.values())
     out["early_last_look"] = summarise_early(*early, _summed(early_checks))
     floor = sprt_expected_fraction(ALPHA, POWER)

@@ -13,6 +13,7 @@ import pytest
 from bench import bench_gates
 from canary.experiment.gates import Verdict
 from canary.experiment.gates.noninferiority import primary_statistic
+from canary.experiment.gates.sizing import exact_plan
 
 
 @pytest.mark.parametrize("p", [0.7, 0.97])
@@ -31,15 +32,23 @@ def test_vectorised_score_z_is_the_engines_statistic(p: float) -> None:
     assert z.tolist() == pytest.approx(engine, rel=1e-12)
 
 
-@pytest.mark.parametrize("early", [False, True])
-def test_vectorised_verdicts_are_the_engines_on_the_same_streams(early: bool) -> None:
+@pytest.mark.parametrize(
+    ("case", "early", "scenario"),
+    [((0.9, 0.02), False, 1), ((0.9, 0.02), True, 1), ((0.97, 0.02), False, 0)],
+    ids=["z", "z-early", "exact"],
+)
+def test_vectorised_verdicts_are_the_engines_on_the_same_streams(
+    case: tuple[float, float], early: bool, scenario: int
+) -> None:
     """Same draws, same verdict and the same N: schedule, boundaries and first crossing agree,
-    also when the traffic is spent early and the last look comes at the early poke."""
-    case = bench_gates.CASES.index((0.9, 0.02))
-    config = bench_gates.gate_config(case)
+    also when the traffic is spent early and the last look comes at the early poke; and for
+    the exact test, the policy read at each poke is the engine's walk."""
+    index = bench_gates.CASES.index(case)
+    config = bench_gates.gate_config(index)
+    assert (exact_plan(config) is not None) is (case == (0.97, 0.02))
     sched = bench_gates.schedule(config, bench_gates.early_poke(config) if early else None)
-    k0, k1 = bench_gates.stream_block((case, 1), 0, 6)
-    promoted, n = bench_gates.verdicts(sched, config.margin, k0, k1)
+    k0, k1 = bench_gates.stream_block((index, scenario), 0, 6)
+    promoted, n = bench_gates.verdicts(config, sched, k0, k1)
     for r in range(6):
         verdict, n_engine = bench_gates.engine_run(config, sched, k0[r], k1[r], early)
         expected = Verdict.PROMOTE if promoted[r] else Verdict.ROLLBACK

@@ -42,6 +42,11 @@ class GateConfig(GateSpec):
     latency_margin: float = Field(0.10, ge=0)
     auc_margin: float | None = Field(0.05, gt=0, lt=1)
     srm_alpha: float = Field(0.001, gt=0, lt=0.5)
+    # A 50/50 stage of 0/1 outcomes whose variants expect fewer errors than this by n_fix runs
+    # the exact lattice test (lattice.py) instead of the score z, which is far from normal there;
+    # it decides every ``exact_step`` pairs. 0 turns it off.
+    exact_below_errors: float = Field(100.0, ge=0)
+    exact_step: int = Field(50, ge=1, strict=True)
 
     @classmethod
     def of(cls, gate: GateSpec) -> GateConfig:

@@ -40,7 +40,7 @@ import numpy as np
 
 from canary.experiment.gates.config import GateConfig
 from canary.experiment.gates.decision import Decision, Verdict, _finite
-from canary.experiment.gates.evidence import StageEvidence, VariantEvidence
+from canary.experiment.gates.evidence import Outcomes, StageEvidence, VariantEvidence
 from canary.experiment.gates.guardrails import (
     Check,
     Status,
@@ -48,7 +48,12 @@ from canary.experiment.gates.guardrails import (
     per_look_level,
     srm_per_look_level,
 )
-from canary.experiment.gates.noninferiority import PrimaryResult, primary_statistic
+from canary.experiment.gates.lattice import PAST_CAP, PROMOTE, ROLLBACK, ExactTest
+from canary.experiment.gates.noninferiority import (
+    PrimaryResult,
+    primary_statistic,
+    score_of_counts,
+)
 from canary.experiment.gates.paired import (
     EXACT_BELOW,
     PairedResult,
@@ -58,6 +63,7 @@ from canary.experiment.gates.paired import (
 )
 from canary.experiment.gates.sequential import FRACTION_DIGITS, Boundaries, expected_fraction
 from canary.experiment.gates.sizing import (
+    exact_plan,
     fixed_horizon_n,
     information,
     max_information,
@@ -65,6 +71,7 @@ from canary.experiment.gates.sizing import (
     stage_max_information,
 )
 from canary.experiment.gates.srm import SrmResult, sample_ratio_mismatch
+from canary.experiment.gates.walk import Answers, Walk, advance, seed
 from canary.plan import DeadlinePolicy
 
 #: What a stage still undecided at its deadline ends in, by the plan's policy.
@@ -100,14 +107,32 @@ def evaluate(
     info = _information(evidence, config, carried_var)
     stage_max = stage_max_information(config, carried_var if evidence.paired is None else 0.0)
     fraction = min(info / stage_max, 1.0)
-    base = _base_record(evidence, config, looks, info, stage_max, carried_var)
+    exact = exact_test(evidence, config)
+    base = _base_record(evidence, config, looks, info, stage_max, carried_var, exact)
     broken = _answered_none(evidence, config)
     if broken is not None:
         return _deadline_or(evidence, config, *broken, base), looks
-    blocked = _not_ready(evidence, config, fraction, looks)
+    if exact is None:
+        blocked = _not_ready(evidence, config, fraction, looks)
+    else:
+        blocked = _exact_not_ready(evidence, config, exact, looks)
     if blocked is not None:
         return _deadline_or(evidence, config, Verdict.CONTINUE, blocked, base), looks
+    if exact is not None:
+        return _take_exact_look(evidence, config, exact, looks, base)
     return _take_look(evidence, config, looks, fraction, stage_max, base)
+
+
+def exact_test(evidence: StageEvidence, config: GateConfig) -> ExactTest | None:
+    """The exact lattice test that judges this stage, or None for the z design: only a 50/50
+    stage of 0/1 outcomes, served to different requests without adaptive allocation, whose
+    plan expects rare errors (``sizing.exact_problem``), and only a plan that keeps alpha."""
+    ev = evidence
+    if ev.paired is not None or ev.adaptive or ev.weights[0] != ev.weights[1]:
+        return None
+    if not (ev.champion.outcomes.binary and ev.challenger.outcomes.binary):
+        return None
+    return exact_plan(config)
 
 
 def _take_look(
@@ -119,11 +144,7 @@ def _take_look(
     base: dict[str, Any],
 ) -> tuple[Decision, list[Look]]:
     """Run every check at a new look and combine them: halt > rollback > promote > continue."""
-    srm = None if ev.paired else sample_ratio_mismatch(
-        (ev.champion.requests, ev.challenger.requests),
-        ev.expected_shares or ev.shares,
-        srm_per_look_level(config),
-    )  # fmt: skip
+    srm = None if ev.paired else _srm(ev, config)
     checks = guardrail_checks(ev, config)
     paired = paired_statistic(ev.paired, config.margin, config.alpha) if ev.paired else None
     if ev.paired is None:
@@ -165,6 +186,116 @@ def _take_look(
     return _deadline_or(ev, config, verdict, reason, record), new_looks
 
 
+def _exact_not_ready(
+    ev: StageEvidence, config: GateConfig, test: ExactTest, looks: list[Look]
+) -> str | None:
+    """Why the exact test takes no look on this poke (its next decision is not reached and the
+    stage's traffic is not spent), or None when one is due."""
+    waiting = _waiting_for_traffic(ev, config)
+    if waiting is not None:
+        return waiting
+    nxt = _walked(looks).pairs + test.problem.step
+    reach = min(ev.champion.outcomes.n, ev.challenger.outcomes.n)
+    if reach >= nxt or ev.complete:
+        return None
+    return f"next decision of the exact test at {nxt} pairs of labelled answers; now {reach}"
+
+
+def _take_exact_look(
+    ev: StageEvidence, config: GateConfig, test: ExactTest, looks: list[Look], base: dict[str, Any]
+) -> tuple[Decision, list[Look]]:
+    """Walk the stage's counts over the exact test's decisions (:mod:`.walk`); the guardrails
+    and the sample-ratio test come first, at a level spread over its decisions."""
+    spread = config.model_copy(update={"looks": len(test.problem.decisions)})
+    srm, checks = _srm(ev, spread), guardrail_checks(ev, spread)
+    answers = (_answers(v.outcomes) for v in (ev.champion, ev.challenger))
+    walk, action = advance(test, _walked(looks), *answers, seed(ev.stage, ev.started_at))
+    verdict, reason = _safety(srm, checks) or _exact_verdict(test, walk, action, ev.complete)
+    primary = primary_statistic(ev, config.margin, config.alpha)
+    look = _exact_look_record(len(looks) + 1, ev, test, walk, verdict, config)
+    new_looks = [*looks, look]
+    record = {
+        **base,
+        "look": look,
+        "srm": srm.to_dict(),
+        "guardrails": [c.to_dict() for c in checks],
+        "guardrail_per_look_p": per_look_level(spread),
+        "primary": primary.to_dict() if primary else None,
+        "looks": new_looks,
+    }
+    return _deadline_or(ev, config, verdict, reason, record), new_looks
+
+
+def _walked(looks: list[Look]) -> Walk:
+    """Where the exact test's walk stands after the looks taken so far."""
+    return Walk.of(looks[-1].get("exact") if looks else None)
+
+
+def _answers(outcomes: Outcomes) -> Answers:
+    return Answers(outcomes.n, outcomes.n - round(outcomes.total))
+
+
+def _exact_verdict(
+    test: ExactTest, walk: Walk, action: int | None, complete: bool
+) -> tuple[Verdict, str]:
+    problem = test.problem
+    up, down = test.thresholds(walk.pairs, walk.champion_errors) if walk.pairs else (None, None)
+    at = (
+        f"{walk.pairs} pairs (errors: champion {walk.champion_errors}, "
+        f"challenger {walk.challenger_errors})"
+    )
+    if action == PROMOTE:
+        return Verdict.PROMOTE, f"non-inferior by the exact test at {at}; promotes at <= {up}"
+    if action == ROLLBACK:
+        return Verdict.ROLLBACK, f"the exact test rolls back at {at}; rolls back at >= {down}"
+    if action == PAST_CAP:
+        return Verdict.HALT, (
+            f"errors past the exact test's lattice at {at}: it keeps {problem.errors_cap} per "
+            f"variant, far more than planning rate {problem.rate} expects; re-plan the gate"
+        )
+    if complete:
+        return Verdict.ROLLBACK, (
+            f"not shown non-inferior: the stage's traffic is spent at {at}, before the exact "
+            f"test decided (its last decision is at {problem.max_pairs} pairs)"
+        )
+    return Verdict.CONTINUE, (
+        f"between the exact test's thresholds at {at}; next decision at "
+        f"{walk.pairs + problem.step} pairs"
+    )
+
+
+def _exact_look_record(
+    index: int, ev: StageEvidence, test: ExactTest, walk: Walk, verdict: Verdict, config: GateConfig
+) -> Look:
+    """A look of the exact test, on the z scale the charts draw: the score z of the pairs the
+    decision used, and as bounds the z at its thresholds (promote at or above ``efficacy``,
+    roll back at or below ``futility``), with the walk and the thresholds themselves."""
+    pairs, e0 = walk.pairs, walk.champion_errors
+    up, down = test.thresholds(pairs, e0) if pairs else (None, None)
+
+    def z(challenger_errors: int | None) -> float | None:
+        if challenger_errors is None or pairs < 2:
+            return None
+        k0, k1 = pairs - e0, pairs - challenger_errors
+        return score_of_counts("", k0, pairs, k1, pairs, config.margin, config.alpha).z
+
+    look = {
+        "stage": ev.stage,
+        "look": index,
+        "fraction": round(pairs / test.problem.max_pairs, FRACTION_DIGITS),
+        "n_champion": ev.champion.outcomes.n,
+        "n_challenger": ev.challenger.outcomes.n,
+        "z": z(walk.challenger_errors),
+        "efficacy": z(up),
+        "futility": z(down),
+        "verdict": verdict.value,
+        "at": ev.observed_at.isoformat(),
+        "early_last": False,
+        "exact": {**walk.to_dict(), "promote_at_most": up, "rollback_at_least": down},
+    }
+    return _finite(look)
+
+
 _SRM_NOT_APPLICABLE = {
     "status": "not_applicable",
     "reason": "paired (shadow) stage: both models score every request, there is no split to check",
@@ -196,15 +327,19 @@ def _paired_record(
     }
 
 
-def _combine(
-    srm: SrmResult | None,
-    checks: list[Check],
-    primary: PrimaryResult | None,
-    bounds: Boundaries,
-    final: bool,
-) -> tuple[Verdict, str]:
-    # A ceiling judges the challenger on its own, so it holds however the traffic was split;
-    # a sample ratio mismatch only voids comparisons with the champion.
+def _srm(ev: StageEvidence, config: GateConfig) -> SrmResult:
+    return sample_ratio_mismatch(
+        (ev.champion.requests, ev.challenger.requests),
+        ev.expected_shares or ev.shares,
+        srm_per_look_level(config),
+    )
+
+
+def _safety(srm: SrmResult | None, checks: list[Check]) -> tuple[Verdict, str] | None:
+    """The verdict of the guardrails and the sample-ratio test, which come before any test of
+    quality, or None when they pass. A ceiling judges the challenger on its own, so it holds
+    however the traffic was split; a sample ratio mismatch only voids comparisons with the
+    champion."""
     failed = [c for c in checks if c.status is Status.FAIL]
     ceilings = [c for c in failed if c.name.ceiling]
     if ceilings:
@@ -217,6 +352,19 @@ def _combine(
         )
     if failed:
         return Verdict.ROLLBACK, _guardrail_reason(failed[0])
+    return None
+
+
+def _combine(
+    srm: SrmResult | None,
+    checks: list[Check],
+    primary: PrimaryResult | None,
+    bounds: Boundaries,
+    final: bool,
+) -> tuple[Verdict, str]:
+    safety = _safety(srm, checks)
+    if safety is not None:
+        return safety
     if primary is None:
         return (
             Verdict.CONTINUE,
@@ -277,16 +425,24 @@ def _failures(v: VariantEvidence) -> str:
     return f"{v.name} {v.requests} requests, {v.errors_5xx} 5XX, {v.errors_4xx} 4XX"
 
 
-def _not_ready(
-    ev: StageEvidence, config: GateConfig, fraction: float, looks: list[Look]
-) -> str | None:
-    """Why no look is taken on this poke, or None when one is due."""
+def _waiting_for_traffic(ev: StageEvidence, config: GateConfig) -> str | None:
+    """Why a stage is too young for any look, or None."""
     need = config.min_requests
     if ev.challenger.requests < need or (ev.shares[0] > 0 and ev.champion.requests < need):
         return (
             f"waiting for traffic: {ev.champion.requests}/{ev.challenger.requests} requests "
             f"(champion/challenger), need {need} each"
         )
+    return None
+
+
+def _not_ready(
+    ev: StageEvidence, config: GateConfig, fraction: float, looks: list[Look]
+) -> str | None:
+    """Why no look is taken on this poke, or None when one is due."""
+    waiting = _waiting_for_traffic(ev, config)
+    if waiting is not None:
+        return waiting
     if ev.paired is None and _uses_carried(ev) is False and ev.shares[0] == 0:
         return "no concurrent champion and no carried champion estimate: cannot compare"
     last = looks[-1]["fraction"] if looks else 0.0
@@ -411,6 +567,7 @@ def _base_record(
     info: float,
     stage_max: float,
     carried_var: float,
+    exact: ExactTest | None,
 ) -> dict[str, Any]:
     design = config.design
     weights = ev.weights
@@ -446,8 +603,25 @@ def _base_record(
             "stage_max_information": stage_max,
             "stage_power_limited": stage_max < max_information(config) * (1 - 1e-9),
         },
+        "exact_test": _exact_summary(exact) if exact else None,
         "config": _config_dict(config),
         "looks": looks,
+    }
+
+
+def _exact_summary(test: ExactTest) -> dict[str, Any]:
+    """What the record says of the exact test that judges the stage (exact figures)."""
+    p = test.problem
+    return {
+        "method": "exact lattice test: Bayes sequential on pairs of answers (lattice.py)",
+        "step_pairs": p.step,
+        "max_pairs": p.max_pairs,
+        "errors_cap": p.errors_cap,
+        "power": test.alternative.promote,
+        "expected_pairs_at_alternative": test.alternative.mean_pairs,
+        "least_expected_pairs_of_any_test": test.bound,
+        "false_promotion_at_most": test.worst_false_promotion,
+        "null_accuracies_checked": sorted(test.nulls),
     }
 
 

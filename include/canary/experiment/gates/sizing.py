@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from canary.experiment.gates.config import GateConfig
+from canary.experiment.gates.lattice import ExactTest, Problem, plan
 from canary.experiment.gates.paired import paired_variance
 from canary.experiment.gates.sequential import fixed_sample_drift
 
@@ -100,6 +101,31 @@ def planned_max_pairs(config: GateConfig) -> int:
     disagree in correctness on at most 2(1 − p) + δ of the requests."""
     disagree = min(1.0, 2 * (1 - config.planning_rate) + config.margin)
     return math.ceil(max_information(config) * float(paired_variance(disagree, 1, config.margin)))
+
+
+def exact_problem(config: GateConfig) -> Problem | None:
+    """The exact lattice test's problem for a 50/50 stage of 0/1 outcomes, or None where the
+    score z serves: outcomes not planned as 0/1 (a planning variance), errors not rare
+    (``exact_below_errors`` expected per variant by n_fix), or fewer pairs than one step.
+    Its last decision is the largest multiple of ``exact_step`` within the stage's cap, so a
+    stage sized for the z design holds it."""
+    p, step = config.planning_rate, config.exact_step
+    errors = fixed_horizon_n(config) * (1 - p)
+    if config.planning_variance is not None or p <= 0.5 or errors >= config.exact_below_errors:
+        return None
+    max_pairs = cap_per_variant(config) // step * step
+    if max_pairs < step:
+        return None
+    return Problem(p, config.margin, step, max_pairs, config.alpha, 1 - config.power)
+
+
+def exact_plan(config: GateConfig) -> ExactTest | None:
+    """The exact test that judges this gate's 50/50 stages of 0/1 outcomes (planned once per
+    process, a few seconds), or None for the z design: no problem applies, or its plan does
+    not keep alpha with the power."""
+    problem = exact_problem(config)
+    test = plan(problem) if problem is not None else None
+    return test if test is not None and test.valid else None
 
 
 def _shares(weights: tuple[float, float]) -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""The exact optimum the gate bench compares the gate with (bench/optimal.py).
+"""The exact lattice test (canary.experiment.gates.lattice): the gate's test where errors are rare.
 
 Why: its bound is the evidence for what no test can beat at p = 0.97, delta = 0.02, and no
 library computes optimal sequential tests for two binomials; so the backward induction is
@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.optimal import (
+from canary.experiment.gates.lattice import (
     CONTINUE,
     PROMOTE,
     ROLLBACK,
     Problem,
     backward,
     forward,
-    optimal_test,
+    plan,
 )
 
 TINY = Problem(rate=0.7, margin=0.2, step=1, max_pairs=2)
@@ -41,7 +41,7 @@ def _path(point: tuple[float, float], errors: tuple[int, int], pairs: int) -> fl
 def _lagrangians(first: tuple[int, ...]) -> np.ndarray:
     """E_1[N] + weight P_0(promote) + miss P_1(roll back) of the policy that takes ``first``
     after one pair, for every one of the 512 choices after two pairs, summed over sequences
-    with no use of bench.optimal's code."""
+    with no use of the lattice module's code."""
     alt, null = (TINY.rate, TINY.rate), (NULLS[0], NULLS[0] - TINY.margin)
     stopped = 0.0
     reach = {m: dict.fromkeys(ENDS, 0.0) for m in (alt, null)}  # mass at two pairs
@@ -99,11 +99,13 @@ def test_backward_value_is_the_lagrangian_of_its_own_policy() -> None:
 
 def test_the_bound_is_below_a_test_that_keeps_both_error_rates_and_near_it() -> None:
     """Weak duality: no test with the power and alpha at every grid null beats the bound."""
-    bound, policy, errors = optimal_test(SMALL)
-    (alt,) = forward(SMALL, policy, [(SMALL.rate, SMALL.rate)])
+    test = plan(SMALL)
+    (alt,) = forward(SMALL, test.policy, [(SMALL.rate, SMALL.rate)])
+    assert alt == test.alternative
     assert alt.promote >= 1 - SMALL.beta
-    assert max(e.promote for e in errors.values()) <= SMALL.alpha
-    assert bound <= alt.mean_pairs <= 1.05 * bound
+    assert test.worst_false_promotion <= SMALL.alpha
+    assert test.valid
+    assert test.bound <= alt.mean_pairs <= 1.05 * test.bound
 
 
 def test_the_error_cap_loses_nothing_where_the_bench_looks_and_says_so_elsewhere() -> None:

@@ -1,0 +1,335 @@
+"""The exact test of a 50/50 stage of 0/1 outcomes with rare errors, and the bound no test beats.
+
+Why: where each variant expects few errors by n_fix (p = 0.97, delta = 0.02: 27), the score z is
+far from normal; the group-sequential design on it needs 0.742 n_fix at no difference where
+issue 13 asks 0.69. On the lattice of (pairs, champion errors, challenger errors), with a
+decision every ``step`` pairs up to ``max_pairs``, a test's errors are the probabilities of
+promoting at null points (a, a - margin) and of rolling back at the alternative (p, p). For
+multipliers lambda >= 0, the test that minimises
+
+    E_1[N] + sum_j lambda_j P_0j(promote) + lambda_1 P_1(roll back)
+
+is found by backward induction, and weak duality turns its value into a lower bound on E_1[N]
+of every test with P_0j(promote) <= alpha and P_1(promote) >= 1 - beta: the value minus
+alpha sum lambda_j minus beta lambda_1. :func:`plan` maximises that bound over the weights of the
+least favourable null and of a miss, then weighs also each null of a grid where the test would
+promote more than alpha, until it keeps alpha on every one: the gate's exact test
+(``engine``; :mod:`.walk` feeds it a stage's counts). Its sizes, power and false promotions
+are computed forward, exactly. No library computes optimal sequential tests for two binomials,
+so ``tests/unit/experiment/test_lattice.py`` checks the induction against every policy of a
+small lattice. Values are kept relative to the alternative's likelihood, so they stay O(1).
+
+Between two decisions each variant's error count moves by a binomial of ``step`` trials,
+independently of the other's, so one step of the induction (or of the forward pass) is two
+products with a banded matrix: a plan takes seconds, not the minute of a pair-by-pair walk.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from typing import TypeAlias
+
+import numpy as np
+from scipy import linalg, optimize, special, stats
+
+PROMOTE, ROLLBACK, CONTINUE = 1, -1, 0
+PAST_CAP = 2  # not in a policy: an error count past the lattice's cap, where the test has no rule
+Policy: TypeAlias = dict[int, np.ndarray]  # at each decision: an action per (e0, e1)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Both models right at ``rate`` under the alternative; nulls at (a, a - margin)."""
+
+    rate: float
+    margin: float
+    step: int  # pairs between decisions
+    max_pairs: int  # the last decision (a multiple of ``step``)
+    alpha: float = 0.05
+    beta: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.step < 1:
+            raise ValueError(f"step: must be at least 1, got {self.step}")
+        if self.max_pairs < self.step or self.max_pairs % self.step:
+            raise ValueError(
+                f"max_pairs: must be a positive multiple of step {self.step}, got {self.max_pairs}"
+            )
+
+    @property
+    def errors_cap(self) -> int:
+        """Errors per variant the lattice keeps: every measure here makes at most
+        1 - rate + 2 margin errors per request, so 10 standard deviations above that is
+        never reached in practice. States past it count as free (a smaller minimum keeps
+        the bound a bound); forward passes report the mass that leaves."""
+        q = min(1.0, 1 - self.rate + 2 * self.margin)
+        n = self.max_pairs
+        return min(n, math.ceil(n * q + 10 * math.sqrt(n * q * (1 - q)) + 10))
+
+    @property
+    def decisions(self) -> range:
+        """The pair counts at which the test decides."""
+        return range(self.step, self.max_pairs + 1, self.step)
+
+
+@dataclass(frozen=True)
+class Operating:
+    """A policy's exact behaviour at one point: P(promote), E[pairs], mass lost past the cap."""
+
+    promote: float
+    mean_pairs: float
+    lost: float
+
+
+def _kernel(problem: Problem, rate: float) -> np.ndarray:
+    """K[i, j]: the probability that a variant right at ``rate`` goes from i to j errors over
+    one step of pairs (what passes the cap is lost)."""
+    size = problem.errors_cap + 1
+    pmf = stats.binom.pmf(np.arange(problem.step + 1), problem.step, 1 - rate)
+    row = np.zeros(size)
+    row[: min(size, len(pmf))] = pmf[:size]
+    return np.triu(linalg.toeplitz(np.r_[row[0], np.zeros(size - 1)], row))
+
+
+#: Largest log likelihood ratio one variant's factor keeps: past it both variants' product is
+#: "infinitely" null-like (e^700 against weights of about 10^4) and would overflow.
+LOG_RATIO_CEILING = 350.0
+
+
+def _promote_cost(
+    problem: Problem, nulls: tuple[float, ...], weights: np.ndarray, n: int
+) -> np.ndarray:
+    """sum_j w_j L_j / L_1 over (champion errors, challenger errors) after n pairs: the cost of
+    promoting there. The likelihood ratio of null (a, a - margin) to the alternative is one
+    factor per variant, so the sum is a product of two (errors x nulls) matrices."""
+    p = problem.rate
+    e = np.arange(problem.errors_cap + 1)[:, None]
+
+    def factor(rates: np.ndarray) -> np.ndarray:
+        log = (n - e) * np.log(rates / p) + e * np.log((1 - rates) / (1 - p))
+        return np.exp(np.minimum(log, LOG_RATIO_CEILING))
+
+    a = np.asarray(nulls, dtype=float)[None, :]
+    return (factor(a) * np.asarray(weights)) @ factor(a - problem.margin).T
+
+
+def backward(
+    problem: Problem,
+    nulls: tuple[float, ...],
+    null_weights: np.ndarray,
+    miss_weight: float,
+    past_cap: float = 0.0,
+) -> tuple[float, Policy]:
+    """The least Lagrangian value (per unit of the alternative's likelihood at the start) and
+    the policy that reaches it: at each decision, an array of PROMOTE / ROLLBACK / CONTINUE
+    over (champion errors, challenger errors). ``past_cap`` is what a walk past the cap
+    costs: nothing for the bound (a smaller minimum keeps it a bound); for the gate's policy,
+    which halts there, a miss, so it never goes on near the cap to leave it."""
+    k = _kernel(problem, problem.rate)
+    stays = k.sum(axis=1)
+    leaves = past_cap * (1 - np.outer(stays, stays))
+    value: np.ndarray | None = None
+    policy: Policy = {}
+    for n in reversed(problem.decisions):
+        promote = _promote_cost(problem, nulls, null_weights, n)
+        stop = np.minimum(promote, miss_weight)
+        go_on = np.inf if value is None else problem.step + k @ value @ k.T + leaves
+        policy[n] = np.where(
+            go_on <= stop, CONTINUE, np.where(promote <= miss_weight, PROMOTE, ROLLBACK)
+        ).astype(np.int8)
+        value = np.minimum(stop, go_on)
+    assert value is not None
+    return float(problem.step + k[0] @ value @ k[0] + leaves[0, 0]), policy
+
+
+def forward(problem: Problem, policy: Policy, points: list[tuple[float, float]]) -> list[Operating]:
+    """What ``policy`` does at each point (champion's rate, challenger's rate), exactly."""
+    return [_forward_one(problem, policy, point) for point in points]
+
+
+def _forward_one(problem: Problem, policy: Policy, point: tuple[float, float]) -> Operating:
+    k0, k1 = (_kernel(problem, rate) for rate in point)
+    size = problem.errors_cap + 1
+    mass = np.zeros((size, size))
+    mass[0, 0] = 1.0
+    promote = mean = stopped = 0.0
+    for n in problem.decisions:
+        mass = k0.T @ mass @ k1
+        if n not in policy:
+            continue
+        promote += float(mass[policy[n] == PROMOTE].sum())
+        stops = policy[n] != CONTINUE
+        halted = float(mass[stops].sum())
+        stopped += halted
+        mean += n * halted
+        mass = np.where(stops, 0.0, mass)
+    return Operating(promote, mean, 1 - stopped)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The weak-duality bound on E_1[pairs] at the weights of one null and of a miss."""
+
+    value: float
+    null_weight: float
+    miss_weight: float
+
+
+def dual_bound(problem: Problem, null: float) -> Bound:
+    """Maximise the bound over the weights of the null (null, null - margin) and of a miss
+    (Nelder-Mead on their logs). Any weights give a valid bound; the search only tightens it."""
+
+    def bound(x: np.ndarray) -> float:
+        w = np.exp(x)
+        value, _ = backward(problem, (null,), w[:1], w[1])
+        return value - problem.alpha * w[0] - problem.beta * w[1]
+
+    x0 = np.log([4.0 * problem.max_pairs, problem.max_pairs])
+    simplex = np.vstack([x0, x0 + np.eye(2)])  # first steps: a factor e in each weight
+    found = optimize.minimize(
+        lambda x: -bound(x), x0, method="Nelder-Mead",
+        options={"initial_simplex": simplex, "xatol": 1e-3, "fatol": 1e-3 * problem.step},
+    )  # fmt: skip
+    return Bound(-float(found.fun), *np.exp(found.x).tolist())
+
+
+def least_favourable_null(problem: Problem) -> float:
+    """The null champion accuracy a nearest the alternative in Kullback-Leibler divergence:
+    the point a one-null test weighs first."""
+
+    p = problem.rate
+
+    def kl(a: float) -> float:  # both variants' Bernoulli divergences, summed
+        rates = np.array([a, a - problem.margin])
+        return float(special.rel_entr(p, rates).sum() + special.rel_entr(1 - p, 1 - rates).sum())
+
+    lo, hi = problem.margin + 1e-6, 1 - 1e-6
+    return float(optimize.minimize_scalar(kl, bounds=(lo, hi), method="bounded").x)
+
+
+#: How far below the alternative's rate less the margin the checked nulls reach.
+NULLS_BELOW = 0.2
+
+
+def null_grid(problem: Problem, points: int = 13) -> tuple[float, ...]:
+    """Null champion accuracies to check the false promotion rate on: ``points`` from the
+    alternative's rate minus the margin to 0.999 (a test weighed at the least favourable null
+    promotes most often between it and 1), and four below, down to NULLS_BELOW lower, where
+    it promotes less the lower a is (errors past the lattice's cap halt the gate: no promote)."""
+    top = problem.rate - problem.margin
+    low = max(problem.margin + 1e-3, top - NULLS_BELOW)
+    below = np.linspace(low, top, 5)[:-1]
+    return tuple(float(a) for a in np.r_[below, np.linspace(top, 0.999, points)])
+
+
+@dataclass(frozen=True)
+class ExactTest:
+    """A planned exact test: its policy, the bound it is measured against and its behaviour at
+    the alternative and at every null checked (exact, no Monte Carlo error)."""
+
+    problem: Problem
+    bound: float
+    policy: Policy
+    alternative: Operating
+    nulls: dict[float, Operating]
+
+    @property
+    def worst_false_promotion(self) -> float:
+        return max(o.promote for o in self.nulls.values())
+
+    @property
+    def valid(self) -> bool:
+        """Whether it keeps alpha at every null checked and has the power."""
+        p = self.problem
+        return self.worst_false_promotion <= p.alpha and self.alternative.promote >= 1 - p.beta
+
+    def action(self, pairs: int, champion_errors: int, challenger_errors: int) -> int:
+        """What the test does at a decision: PROMOTE, ROLLBACK, CONTINUE, or PAST_CAP when an
+        error count is past the lattice's cap (error rates far above the planned)."""
+        if max(champion_errors, challenger_errors) > self.problem.errors_cap:
+            return PAST_CAP
+        return int(self.policy[pairs][champion_errors, challenger_errors])
+
+    @cached_property
+    def _thresholds(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Per decision and champion error count: the most challenger errors that promote
+        (-1: none) and the least that roll back (cap + 1: none), among the counts n pairs can
+        reach (the policy's cells past n are never visited, and hold no rule)."""
+        cap = self.problem.errors_cap
+        out = {}
+        for n, actions in self.policy.items():
+            e1 = np.arange(cap + 1)[None, :]
+            actions = np.where(e1 <= n, actions, CONTINUE)
+            up = np.where(actions == PROMOTE, e1, -1).max(axis=1)
+            down = np.where(actions == ROLLBACK, e1, cap + 1).min(axis=1)
+            out[n] = (up, down)
+        return out
+
+    def thresholds(self, pairs: int, champion_errors: int) -> tuple[int | None, int | None]:
+        """At a decision: promote when the challenger has at most the first number of errors,
+        roll back at the second or more (None: not at this champion count)."""
+        up, down = self._thresholds[pairs]
+        cap = self.problem.errors_cap
+        if champion_errors > cap:
+            return None, None
+        a, b = int(up[champion_errors]), int(down[champion_errors])
+        return (a if a >= 0 else None), (b if b <= cap else None)
+
+
+@lru_cache(maxsize=16)
+def plan(problem: Problem, rounds: int = 12) -> ExactTest:
+    """The bound on E_1[pairs], and a test near it with the power, with its false promotion
+    rate at the least favourable null and on ``null_grid``.
+
+    The bound weighs the least favourable null and a miss. The test that attains it promotes
+    a little more than alpha at nulls nearer 1 (0.053 at p = 0.97, delta = 0.02), so the test
+    returned also weighs each grid null that promotes more than alpha, at a share of the
+    first's weight that grows fourfold while it does (the first's own by 2 %), the miss weight
+    bisected to the power each time. After ``rounds`` it is returned as it is: ``valid`` says
+    whether it keeps alpha."""
+    first = least_favourable_null(problem)
+    bound = dual_bound(problem, first)
+    nulls = (first, *null_grid(problem))
+    shares = np.zeros(len(nulls))
+    shares[0] = 1.0
+    points = [(a, a - problem.margin) for a in nulls]
+    for _ in range(rounds):
+        policy = _powered(problem, nulls, bound.null_weight * shares, bound.miss_weight)
+        errors = dict(zip(nulls, forward(problem, policy, points), strict=True))
+        over = np.array([errors[a].promote > problem.alpha for a in nulls])
+        if not over.any():
+            break
+        grown = np.r_[1.02 * shares[0], np.maximum(4 * shares[1:], 1e-4)]
+        shares = np.where(over, grown, shares)
+    (alternative,) = forward(problem, policy, [(problem.rate, problem.rate)])
+    return ExactTest(problem, bound.value, policy, alternative, errors)
+
+
+def _powered(
+    problem: Problem, nulls: tuple[float, ...], weights: np.ndarray, miss: float
+) -> Policy:
+    """The Lagrangian test whose miss weight is the least (to 0.1 %) that gives the power."""
+    alternative = [(problem.rate, problem.rate)]
+
+    def attempt(log_miss: float) -> Policy | None:
+        """The test at this miss weight if it has the power, else None."""
+        miss = math.exp(log_miss)
+        _, policy = backward(problem, nulls, weights, miss, past_cap=miss)
+        power = forward(problem, policy, alternative)[0].promote
+        return policy if power >= 1 - problem.beta else None
+
+    lo = hi = math.log(miss)
+    while (powered := attempt(hi)) is None:
+        hi += 0.5
+    while attempt(lo) is not None:
+        lo -= 0.5
+    while hi - lo > 1e-3:
+        mid = (lo + hi) / 2
+        policy = attempt(mid)
+        if policy is None:
+            lo = mid
+        else:
+            hi, powered = mid, policy
+    return powered
