@@ -53,6 +53,24 @@ def test_engine_records_have_what_the_line_needs() -> None:
     assert line.endswith(f"  -> {decision.verdict}")
 
 
+def test_an_exact_test_look_shows_the_pairs_it_walked() -> None:
+    """A 50/50 stage with rare errors is judged by the exact test: its line says how many
+    pairs the decision used and their errors, out of its own number of decisions."""
+    config = GateConfig(margin=0.05, planning_rate=0.95, exact_step=10)
+    champion = VariantEvidence("Champion", 64, outcomes=Outcomes(64, 61, 61))
+    challenger = VariantEvidence("Challenger", 57, outcomes=Outcomes(57, 55, 55))
+    ev = StageEvidence(1, (50, 50), champion, challenger, START, START + timedelta(minutes=1))
+    decision, looks = evaluate(ev, config)
+    walk = looks[-1]["exact"]
+    decisions = decision.record["exact_test"]["max_pairs"] // config.exact_step
+    line = look_line(decision)
+    assert line is not None
+    assert line.startswith(
+        f"  stage 2 [50/50]  look 1/{decisions}  requests 64/57, exact test at "
+        f"{walk['pairs']} pairs (errors {walk['champion_errors']}/{walk['challenger_errors']})  z="
+    )
+
+
 def test_an_early_last_look_says_why_it_is_the_last() -> None:
     """A stage whose traffic is spent ends at this look, not at the planned number."""
     decision, _ = evaluate(replace(evidence(400, 340), complete=True), CONFIG)

@@ -32,12 +32,18 @@ def look_line(decision: Decision) -> str | None:
     head = f"  {stage_title(record['stage'])}{'' if shadow else f' [{weights}]'}  "
     if look is None:
         return f"{head}no new look  -> {decision.verdict}"
-    counts = (
-        f"pairs {look['n_pairs']} (only champion right {look['champion_only']}, "
-        f"only challenger {look['challenger_only']})"
-        if shadow
-        else f"requests {look['n_champion']}/{look['n_challenger']}"
-    )
+    counts = f"requests {look['n_champion']}/{look['n_challenger']}"
+    if shadow:
+        counts = (
+            f"pairs {look['n_pairs']} (only champion right {look['champion_only']}, "
+            f"only challenger {look['challenger_only']})"
+        )
+    elif "exact" in look:  # the exact test decides on the pairs walked (engine.exact_test)
+        walk = look["exact"]
+        counts += (
+            f", exact test at {walk['pairs']} pairs (errors {walk['champion_errors']}/"
+            f"{walk['challenger_errors']})"
+        )
     early = look.get("early_last", False)
     of = " (last: traffic spent)" if early else f"/{record['design']['planned_looks']}"
     return (

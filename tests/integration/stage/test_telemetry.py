@@ -64,7 +64,8 @@ def test_collects_counts_and_joined_outcomes_from_the_local_stack(
         sent = _send(local_stack, plan, 80)
         source = StageSource(plan.endpoint_name, plan.variants, capture_uri(plan),
                              ground_truth_uri(plan))  # fmt: skip
-        config = GateConfig(margin=0.05, min_requests=10)
+        # 46 expected errors per variant by n_fix: the exact test judges, a decision per 10 pairs
+        config = GateConfig(margin=0.05, min_requests=10, exact_step=10)
         ev = collect_stage_evidence(local_stack.client("cloudwatch"), local_stack.client("s3"),
                                     source, stage=0, weights=(50, 50), started_at=started,
                                     config=config)  # fmt: skip
@@ -86,6 +87,9 @@ def test_collects_counts_and_joined_outcomes_from_the_local_stack(
     record = json.loads(json.dumps(decision.record))
     assert record["srm"]["observed"] == [ev.champion.requests, ev.challenger.requests]
     assert record["srm"]["mismatch"] is False and decision.verdict is not Verdict.HALT
+    reach = min(ev.champion.outcomes.n, ev.challenger.outcomes.n) // 10 * 10
+    walked = record["look"]["exact"]["pairs"]  # every decision the counts reach, or the first
+    assert walked == reach or (walked < reach and decision.verdict is not Verdict.CONTINUE)
     assert record["variants"]["Champion"]["requests"] == len(served["Champion"])
 
 

@@ -586,13 +586,15 @@ def _base_record(
         "information_fraction": min(info / stage_max, 1.0) if stage_max else 0.0,
         "evidence_complete": ev.complete,
         "design": {
-            "method": "group-sequential error spending (HSD), "
+            "method": EXACT_METHOD
+            if exact
+            else "group-sequential error spending (HSD), "
             f"{'binding' if config.binding_futility else 'non-binding'} beta-spending futility",
             "binding_futility": config.binding_futility,
             "alpha": config.alpha,
             "power": config.power,
             "margin": config.margin,
-            "planned_looks": config.looks,
+            "planned_looks": len(exact.problem.decisions) if exact else config.looks,
             "alpha_gamma": config.alpha_gamma,
             "beta_gamma": config.beta_gamma,
             "inflation": design.inflation,
@@ -609,11 +611,13 @@ def _base_record(
     }
 
 
+EXACT_METHOD = "exact lattice test: Bayes sequential on pairs of answers, a decision per step"
+
+
 def _exact_summary(test: ExactTest) -> dict[str, Any]:
     """What the record says of the exact test that judges the stage (exact figures)."""
     p = test.problem
     return {
-        "method": "exact lattice test: Bayes sequential on pairs of answers (lattice.py)",
         "step_pairs": p.step,
         "max_pairs": p.max_pairs,
         "errors_cap": p.errors_cap,
