@@ -81,6 +81,7 @@ CHUNK = 50  # requests per variant between pokes
 ALPHA, POWER = 0.05, 0.8
 CASES = ((0.7, 0.02), (0.9, 0.02), (0.97, 0.02), (0.97, 0.005))  # (champion accuracy, margin)
 SCENARIOS = {"equal": 0.0, "worse_by_delta": -1.0}  # true difference, in margins
+DENSE_NULLS = 200  # null accuracies the exact test's false promotions are checked on
 MAX_OVER_NFIX = 1.45  # the issue's bound on the most requests a stage may take
 # A stage whose replay is spent early (p = 0.9, at half the planned maximum) takes its last look
 # there (``StageEvidence.complete``): its power drops, its false promotions must not rise.
@@ -337,6 +338,8 @@ def exact_figures(test: ExactTest, n_fix: float) -> dict[str, Any]:
     beats (lattice.py). ``mass_lost_past_cap``: the probability the lattice leaves out."""
     p, margin = test.problem.rate, test.problem.margin
     equal, worse = forward(test.problem, test.policy, [(p, p), (p, p - margin)])
+    dense = np.linspace(min(test.nulls), 0.999, DENSE_NULLS)
+    on_dense = forward(test.problem, test.policy, [(a, a - margin) for a in dense])
     return {
         "n_over_nfix": equal.mean_pairs / n_fix,
         "n_over_nfix_at_worse_by_delta": worse.mean_pairs / n_fix,
@@ -344,6 +347,9 @@ def exact_figures(test: ExactTest, n_fix: float) -> dict[str, Any]:
         "false_promotion_rate": worse.promote,
         "false_promotion_most_on_nulls": test.worst_false_promotion,
         "null_accuracies_checked": [min(test.nulls), max(test.nulls), len(test.nulls)],
+        "false_promotion_most_on_dense_nulls": max(o.promote for o in on_dense),
+        "least_power_at_or_above_planned": test.least_power,
+        "power_by_better_accuracy": {q: o.promote for q, o in test.better.items()},
         "mass_lost_past_cap": max(o.lost for o in (equal, worse, *test.nulls.values())),
         "bound_n_over_nfix": test.bound / n_fix,
         "step_pairs": test.problem.step,
