@@ -108,3 +108,29 @@ def test_a_cleared_stage_replays_afresh_in_its_new_window(make_deployer, aws_con
     assert set(after["inference_id"]).isdisjoint(before["inference_id"])
     look = decision.record["look"]
     assert look["n_champion"] + look["n_challenger"] <= CAP  # none of the first window's
+
+
+def test_a_50_50_stage_with_rare_errors_is_judged_by_the_exact_test(
+    make_deployer, aws_conn, tmp_path
+) -> None:
+    """Planned at 97 % accuracy with a margin of 0.05 (about 5 errors per variant by n_fix),
+    the 50/50 stage's gate runs the exact lattice test: each poke's fresh gate walks on from
+    the looks the last one kept, over no more pairs than both variants answered, and decides."""
+    fields = {"traffic_dataset": _rows(str(tmp_path / "rows.csv"), 1000), "gate_margin": 0.05,
+              "gate_planning_rate": 0.97, "traffic_label_column": "label",
+              "traffic_requests_per_stage": CAP, "traffic_chunk_size": 100,
+              "gate_settle_seconds": 2}  # fmt: skip
+    with deployed(make_deployer, False, **fields) as plan:
+        window = StageWindow(0, plan.stage_weights(0), time.time() - 1)
+        decision, _ = _poke_until_decided(plan, window)
+    record = decision.record
+    assert decision.verdict in (Verdict.PROMOTE, Verdict.ROLLBACK)
+    assert record["design"]["method"].startswith("exact lattice test")
+    assert record["exact_test"]["false_promotion_at_most"] <= plan.gate.alpha
+    looks = record["looks"]
+    walked = [look["exact"]["pairs"] for look in looks]
+    step = record["exact_test"]["step_pairs"]
+    assert walked == sorted(walked) and all(pairs % step == 0 for pairs in walked)
+    last = looks[-1]
+    assert last["exact"]["pairs"] <= min(last["n_champion"], last["n_challenger"])
+    assert last["verdict"] == decision.verdict.value
