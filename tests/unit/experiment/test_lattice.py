@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from canary.experiment.gates import lattice
 from canary.experiment.gates.lattice import (
     CONTINUE,
     PROMOTE,
@@ -119,3 +120,39 @@ def test_the_error_cap_loses_nothing_where_the_bench_looks_and_says_so_elsewhere
     assert kept.lost == pytest.approx(0, abs=1e-12)
     assert kept.mean_pairs == pytest.approx(200)
     assert past.lost > 0.5
+
+
+@pytest.fixture
+def plans_kept_in(tmp_path, monkeypatch):
+    """PLAN_CACHE in a fresh folder, and no plan remembered in this process."""
+    monkeypatch.setattr(lattice, "PLAN_CACHE", tmp_path)
+    plan.cache_clear()
+    yield tmp_path
+    plan.cache_clear()
+
+
+def test_a_kept_plan_is_read_back_by_the_next_process(plans_kept_in) -> None:
+    """A sensor's next poke is a new process: it reads the plan the last one kept."""
+    first = plan(SMALL)
+    (kept,) = plans_kept_in.glob("*.npz")
+    plan.cache_clear()
+    again = plan(SMALL)
+    assert again is not first
+    assert all((again.policy[n] == first.policy[n]).all() for n in SMALL.decisions)
+    assert (again.bound, again.alternative, again.nulls) == (first.bound, first.alternative,
+                                                             first.nulls)  # fmt: skip
+    assert kept.exists()
+
+
+def test_a_kept_plan_cannot_claim_error_rates_its_policy_lacks(plans_kept_in) -> None:
+    """A file that promotes everything at the first decision, put where the plan is kept,
+    is judged by what it does: invalid, so the gate falls back to the z design."""
+    plan(SMALL)
+    (kept,) = plans_kept_in.glob("*.npz")
+    cells = SMALL.errors_cap + 1
+    promote_all = np.full((len(SMALL.decisions), cells, cells), PROMOTE, dtype=np.int8)
+    np.savez_compressed(kept, bound=1.0, policy=promote_all)
+    plan.cache_clear()
+    forged = plan(SMALL)
+    assert forged.worst_false_promotion == pytest.approx(1.0)
+    assert not forged.valid

@@ -27,12 +27,18 @@ products with a banded matrix: a plan takes seconds, not the minute of a pair-by
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from pathlib import Path
 from typing import TypeAlias
 
 import numpy as np
 from scipy import linalg, optimize, special, stats
+from threadpoolctl import threadpool_limits
+
+from canary.plan import short_digest
 
 PROMOTE, ROLLBACK, CONTINUE = 1, -1, 0
 PAST_CAP = 2  # not in a policy: an error count past the lattice's cap, where the test has no rule
@@ -302,10 +308,59 @@ class ExactTest:
         return (a if a >= 0 else None), (b if b <= cap else None)
 
 
+#: Where plans outlive a process: the gate sensor starts a fresh one for every poke
+#: (reschedule mode), and a plan takes seconds. One folder per user; bump the version when
+#: the planning changes.
+PLAN_CACHE = Path(tempfile.gettempdir()) / f"canary-exact-plans-{os.getuid()}"
+PLAN_VERSION = 1
+
+
 @lru_cache(maxsize=16)
-def plan(problem: Problem, rounds: int = 12) -> ExactTest:
-    """The bound on E_1[pairs], and a test near it with the power, with its false promotion
-    rate at the least favourable null and on ``null_grid``, and its power on ``better_grid``.
+def plan(problem: Problem) -> ExactTest:
+    """The gate's exact test for ``problem``: planned here (:func:`planned`), or read from
+    PLAN_CACHE. Only the policy and the bound are kept there; what the policy does at the
+    alternative, the better accuracies and the nulls is computed again on every read (a
+    fraction of a second), so a cached file can never make the gate claim error rates its
+    policy does not have."""
+    path = PLAN_CACHE / f"{short_digest(repr((PLAN_VERSION, problem)), 32)}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as kept:
+            bound, stacked = float(kept["bound"]), kept["policy"]
+        policy = dict(zip(problem.decisions, stacked, strict=True))
+    except (OSError, ValueError, KeyError):  # not kept yet, or unreadable: plan it
+        bound, policy = planned(problem)
+        _keep(path, bound, np.stack([policy[n] for n in problem.decisions]))
+    return _operating(problem, bound, policy)
+
+
+def _keep(path: Path, bound: float, policy: np.ndarray) -> None:
+    """Write a plan where other processes can read it whole or not at all; a cache that
+    cannot be written only costs the next process the planning."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        with partial.open("wb") as out:
+            np.savez_compressed(out, bound=bound, policy=policy)
+        os.replace(partial, path)
+    except OSError:
+        pass
+
+
+def _operating(problem: Problem, bound: float, policy: Policy) -> ExactTest:
+    """The exact test of ``policy``, with its behaviour computed on the lattice."""
+    nulls = (least_favourable_null(problem), *null_grid(problem))
+    better = better_grid(problem)
+    at = [(a, a - problem.margin) for a in nulls] + [(q, q) for q in (problem.rate, *better)]
+    seen = forward(problem, policy, at)
+    return ExactTest(
+        problem, bound, policy, seen[len(nulls)],
+        dict(zip(nulls, seen[: len(nulls)], strict=True)),
+        dict(zip(better, seen[len(nulls) + 1 :], strict=True)),
+    )  # fmt: skip
+
+
+def planned(problem: Problem, rounds: int = 12) -> tuple[float, Policy]:
+    """The bound on E_1[pairs], and a test near it with the power: its policy.
 
     The bound weighs the least favourable null and a miss. The test that attains it promotes
     a little more than alpha at nulls nearer 1 (0.053 at p = 0.97, delta = 0.02), and misses
@@ -313,27 +368,28 @@ def plan(problem: Problem, rounds: int = 12) -> ExactTest:
     more than alpha, at a share of the first's weight that grows fourfold while it does (the
     first's own by 2 %), and each better accuracy short of the power, at a share of the miss
     that grows fourfold while it is; the miss weight bisected to the power each time. After
-    ``rounds`` it is returned as it is: ``valid`` says whether it keeps alpha and the power."""
-    first = least_favourable_null(problem)
-    bound = dual_bound(problem, first)
-    nulls = (first, *null_grid(problem))
-    shares = np.zeros(len(nulls))
-    shares[0] = 1.0
-    better = dict.fromkeys(better_grid(problem), 0.0)
-    points = [(a, a - problem.margin) for a in nulls]
-    for _ in range(rounds):
-        policy = _powered(problem, nulls, bound.null_weight * shares, bound.miss_weight, better)
-        errors = dict(zip(nulls, forward(problem, policy, points), strict=True))
-        powers = dict(zip(better, forward(problem, policy, [(q, q) for q in better]), strict=True))
-        over = np.array([errors[a].promote > problem.alpha for a in nulls])
-        under = {q: powers[q].promote < 1 - problem.beta for q in better}
-        if not over.any() and not any(under.values()):
-            break
-        grown = np.r_[1.02 * shares[0], np.maximum(4 * shares[1:], 1e-4)]
-        shares = np.where(over, grown, shares)
-        better = {q: max(4 * s, 1e-4) if under[q] else s for q, s in better.items()}
-    (alternative,) = forward(problem, policy, [(problem.rate, problem.rate)])
-    return ExactTest(problem, bound.value, policy, alternative, errors, powers)
+    ``rounds`` it is returned as it is: ``ExactTest.valid`` says whether it keeps alpha and
+    the power. One BLAS thread: the matrices are small, and threads only contend."""
+    with threadpool_limits(1, user_api="blas"):
+        first = least_favourable_null(problem)
+        bound = dual_bound(problem, first)
+        nulls = (first, *null_grid(problem))
+        shares = np.zeros(len(nulls))
+        shares[0] = 1.0
+        better = dict.fromkeys(better_grid(problem), 0.0)
+        points = [(a, a - problem.margin) for a in nulls]
+        for _ in range(rounds):
+            policy = _powered(problem, nulls, bound.null_weight * shares, bound.miss_weight, better)
+            promoted = forward(problem, policy, points + [(q, q) for q in better])
+            over = np.array([o.promote > problem.alpha for o in promoted[: len(nulls)]])
+            under = [o.promote < 1 - problem.beta for o in promoted[len(nulls) :]]
+            if not over.any() and not any(under):
+                break
+            grown = np.r_[1.02 * shares[0], np.maximum(4 * shares[1:], 1e-4)]
+            shares = np.where(over, grown, shares)
+            grow = dict(zip(better, under, strict=True))
+            better = {q: max(4 * s, 1e-4) if grow[q] else s for q, s in better.items()}
+    return bound.value, policy
 
 
 def _powered(
