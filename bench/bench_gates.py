@@ -65,7 +65,14 @@ from canary.experiment.gates import (
 )
 from canary.experiment.gates.engine import is_final, looks_passed
 from canary.experiment.gates.guardrails import per_look_level
-from canary.experiment.gates.lattice import CONTINUE, PAST_CAP, PROMOTE, ExactTest, forward
+from canary.experiment.gates.lattice import (
+    CONTINUE,
+    PAST_CAP,
+    PROMOTE,
+    ExactTest,
+    dense_false_promotion,
+    forward,
+)
 from canary.experiment.gates.sequential import (
     FRACTION_DIGITS,
     Boundaries,
@@ -81,7 +88,6 @@ CHUNK = 50  # requests per variant between pokes
 ALPHA, POWER = 0.05, 0.8
 CASES = ((0.7, 0.02), (0.9, 0.02), (0.97, 0.02), (0.97, 0.005))  # (champion accuracy, margin)
 SCENARIOS = {"equal": 0.0, "worse_by_delta": -1.0}  # true difference, in margins
-DENSE_NULLS = 200  # null accuracies the exact test's false promotions are checked on
 MAX_OVER_NFIX = 1.45  # the issue's bound on the most requests a stage may take
 # A stage whose replay is spent early (p = 0.9, at half the planned maximum) takes its last look
 # there (``StageEvidence.complete``): its power drops, its false promotions must not rise.
@@ -172,6 +178,7 @@ def exact_verdicts(
     is read there; the last decision always stops."""
     problem = test.problem
     n = pokes[(pokes <= problem.max_pairs) & (pokes % problem.step == 0)]
+    assert list(n) == list(problem.decisions), "every decision needs a poke (CHUNK % step == 0)"
     cap = problem.errors_cap
     actions = []
     for i, pairs in enumerate(n):
@@ -338,8 +345,7 @@ def exact_figures(test: ExactTest, n_fix: float) -> dict[str, Any]:
     beats (lattice.py). ``mass_lost_past_cap``: the probability the lattice leaves out."""
     p, margin = test.problem.rate, test.problem.margin
     equal, worse = forward(test.problem, test.policy, [(p, p), (p, p - margin)])
-    dense = np.linspace(min(test.nulls), 0.999, DENSE_NULLS)
-    on_dense = forward(test.problem, test.policy, [(a, a - margin) for a in dense])
+    _, on_dense = dense_false_promotion(test.problem, test.policy, min(test.nulls))
     return {
         "n_over_nfix": equal.mean_pairs / n_fix,
         "n_over_nfix_at_worse_by_delta": worse.mean_pairs / n_fix,
@@ -347,7 +353,7 @@ def exact_figures(test: ExactTest, n_fix: float) -> dict[str, Any]:
         "false_promotion_rate": worse.promote,
         "false_promotion_most_on_nulls": test.worst_false_promotion,
         "null_accuracies_checked": [min(test.nulls), max(test.nulls), len(test.nulls)],
-        "false_promotion_most_on_dense_nulls": max(o.promote for o in on_dense),
+        "false_promotion_most_on_dense_nulls": on_dense,
         "least_power_at_or_above_planned": test.least_power,
         "power_by_better_accuracy": {q: o.promote for q, o in test.better.items()},
         "mass_lost_past_cap": max(o.lost for o in (equal, worse, *test.nulls.values())),

@@ -186,8 +186,9 @@ def test_error_rates_far_above_the_planned_halt_the_stage() -> None:
     test = exact_plan(CONFIG)
     assert test is not None
     cap = test.problem.errors_cap
-    past = {"pairs": 2 * cap, "champion_errors": 0, "challenger_errors": cap + 1}
-    looks = [{"stage": 0, "look": 1, "fraction": 0.5, "exact": past}]
+    past = {"pairs": 2 * cap, "champion_errors": 0, "challenger_errors": cap + 1,
+            "step": test.problem.step, "max_pairs": test.problem.max_pairs}  # fmt: skip
+    looks = [{"stage": 0, "look": 1, "fraction": 0.5, "verdict": "continue", "exact": past}]
     n = 2 * cap + CONFIG.exact_step
     decision, _ = evaluate(evidence(n, n, n, n - cap - 1), CONFIG, looks)
     assert decision.verdict is Verdict.HALT
@@ -200,6 +201,48 @@ def test_evidence_that_goes_back_is_refused_naming_the_variant() -> None:
     walked = Walk(pairs=20, champion_errors=1, challenger_errors=2)
     with pytest.raises(ValueError, match="challenger: 1 errors of 60 answers, fewer than the 2"):
         advance(test, walked, Answers(60, 1), Answers(60, 1), (0, 0))
+
+
+def test_counts_that_lag_behind_the_walk_wait_for_the_next_poke() -> None:
+    """A read that lags (fewer errors counted than an earlier look walked) is no look and no
+    crash: the stage waits, and its deadline still applies."""
+    _, looks = evaluate(evidence(60, 56, 60, 55), CONFIG, [])
+    walk = looks[-1]["exact"]
+    assert walk["challenger_errors"] > 0
+    decision, same = evaluate(evidence(60, 56, 60, 60), CONFIG, looks)
+    assert decision.verdict is Verdict.CONTINUE and same == looks
+    assert decision.reason.startswith("waiting for the evidence to catch up: challenger: 0 errors")
+
+
+def test_a_stage_whose_test_changed_between_looks_halts() -> None:
+    """Looks taken by the z design cannot carry into the exact test, nor the other way: the
+    error they spent belongs to their test (a gate setting or this code changed mid-stage)."""
+    z_only = replace_config(CONFIG, exact_below_errors=0)
+    ev = evidence(100, 95, 100, 95)
+    _, z_looks = evaluate(ev, z_only, [])
+    _, exact_looks = evaluate(ev, CONFIG, [])
+    assert z_looks and exact_looks
+    for config, looks, now in ((CONFIG, z_looks, "the exact test"), (z_only, exact_looks,
+                                                                     "the z design")):  # fmt: skip
+        decision, kept = evaluate(ev, config, looks)
+        assert decision.verdict is Verdict.HALT and kept == looks
+        assert f"now {now}" in decision.reason
+
+
+def test_no_look_after_the_walk_ended() -> None:
+    decision, looks = _poked(CONFIG, (0.95, 0.8), 25, seed=2)
+    assert decision.verdict is Verdict.ROLLBACK
+    n = looks[-1]["n_champion"] + 50
+    again, same = evaluate(evidence(n, n, n, n), CONFIG, looks)
+    assert again.verdict is Verdict.CONTINUE and same == looks
+    assert again.reason == "the exact test's walk already ended"
+
+
+def test_only_the_accuracy_metric_gets_the_exact_test() -> None:
+    """Whether outcomes are 0/1 is the plan's metric's to say, not the data's: a reward that
+    happens to be 0 or 1 on every request so far keeps the z design."""
+    reward = replace_config(CONFIG, metric="reward")
+    assert evaluate(evidence(100, 95, 100, 97), reward, [])[0].record["exact_test"] is None
 
 
 def test_a_stage_spent_before_its_test_decided_is_rolled_back() -> None:

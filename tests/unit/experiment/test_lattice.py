@@ -151,7 +151,9 @@ def test_a_kept_plan_cannot_claim_error_rates_its_policy_lacks(plans_kept_in) ->
     (kept,) = plans_kept_in.glob("*.npz")
     cells = SMALL.errors_cap + 1
     promote_all = np.full((len(SMALL.decisions), cells, cells), PROMOTE, dtype=np.int8)
-    np.savez_compressed(kept, bound=1.0, policy=promote_all)
+    with np.load(kept) as planned:
+        nulls = planned["nulls"]
+    np.savez_compressed(kept, bound=1.0, policy=promote_all, nulls=nulls)
     plan.cache_clear()
     forged = plan(SMALL)
     assert forged.worst_false_promotion == pytest.approx(1.0)

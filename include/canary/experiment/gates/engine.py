@@ -32,6 +32,7 @@ between them to check.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
@@ -40,7 +41,7 @@ import numpy as np
 
 from canary.experiment.gates.config import GateConfig
 from canary.experiment.gates.decision import Decision, Verdict, _finite
-from canary.experiment.gates.evidence import Outcomes, StageEvidence, VariantEvidence
+from canary.experiment.gates.evidence import StageEvidence, VariantEvidence
 from canary.experiment.gates.guardrails import (
     Check,
     Status,
@@ -52,7 +53,7 @@ from canary.experiment.gates.lattice import PAST_CAP, PROMOTE, ROLLBACK, ExactTe
 from canary.experiment.gates.noninferiority import (
     PrimaryResult,
     primary_statistic,
-    score_of_counts,
+    score_z,
 )
 from canary.experiment.gates.paired import (
     EXACT_BELOW,
@@ -72,7 +73,7 @@ from canary.experiment.gates.sizing import (
 )
 from canary.experiment.gates.srm import SrmResult, sample_ratio_mismatch
 from canary.experiment.gates.walk import Answers, Walk, advance, seed
-from canary.plan import DeadlinePolicy
+from canary.plan import DeadlinePolicy, Metric
 
 #: What a stage still undecided at its deadline ends in, by the plan's policy.
 ON_DEADLINE = {DeadlinePolicy.ROLLBACK: Verdict.ROLLBACK, DeadlinePolicy.HALT: Verdict.HALT}
@@ -109,7 +110,7 @@ def evaluate(
     fraction = min(info / stage_max, 1.0)
     exact = exact_test(evidence, config)
     base = _base_record(evidence, config, looks, info, stage_max, carried_var, exact)
-    broken = _answered_none(evidence, config)
+    broken = _answered_none(evidence, config) or _test_changed(looks, exact)
     if broken is not None:
         return _deadline_or(evidence, config, *broken, base), looks
     if exact is None:
@@ -125,14 +126,36 @@ def evaluate(
 
 def exact_test(evidence: StageEvidence, config: GateConfig) -> ExactTest | None:
     """The exact lattice test that judges this stage, or None for the z design: only a 50/50
-    stage of 0/1 outcomes, served to different requests without adaptive allocation, whose
-    plan expects rare errors (``sizing.exact_problem``), and only a plan that keeps alpha."""
+    stage of the accuracy metric (0/1 by the plan, not by what the outcomes happen to be),
+    served to different requests without adaptive allocation, whose plan expects rare errors
+    (``sizing.exact_problem``), and only a plan that keeps alpha."""
     ev = evidence
-    if ev.paired is not None or ev.adaptive or ev.weights[0] != ev.weights[1]:
+    if ev.paired is not None or ev.adaptive or not math.isclose(*ev.shares):
         return None
-    if not (ev.champion.outcomes.binary and ev.challenger.outcomes.binary):
+    return exact_plan(config) if config.metric is Metric.ACCURACY else None
+
+
+def _test_changed(looks: list[Look], exact: ExactTest | None) -> tuple[Verdict, str] | None:
+    """A halt when the stage's looks were taken by another test than the one its gate would
+    run now (the gate's settings or this code changed mid-stage): the error they spent cannot
+    carry into another test's, so a person decides."""
+    if not looks:
         return None
-    return exact_plan(config)
+    kept = looks[-1].get("exact")
+    then = {key: kept[key] for key in ("step", "max_pairs")} if kept else None
+    now = {"step": exact.problem.step, "max_pairs": exact.problem.max_pairs} if exact else None
+    if then == now:
+        return None
+    return Verdict.HALT, (
+        f"the stage's test changed between looks: {len(looks)} look(s) by {_test_name(then)}, "
+        f"now {_test_name(now)}; the error they spent cannot carry into another test"
+    )
+
+
+def _test_name(exact: dict[str, int] | None) -> str:
+    if exact is None:
+        return "the z design"
+    return f"the exact test (a decision every {exact['step']} pairs to {exact['max_pairs']})"
 
 
 def _take_look(
@@ -144,7 +167,11 @@ def _take_look(
     base: dict[str, Any],
 ) -> tuple[Decision, list[Look]]:
     """Run every check at a new look and combine them: halt > rollback > promote > continue."""
-    srm = None if ev.paired else _srm(ev, config)
+    srm = None if ev.paired else sample_ratio_mismatch(
+        (ev.champion.requests, ev.challenger.requests),
+        ev.expected_shares or ev.shares,
+        srm_per_look_level(config),
+    )  # fmt: skip
     checks = guardrail_checks(ev, config)
     paired = paired_statistic(ev.paired, config.margin, config.alpha) if ev.paired else None
     if ev.paired is None:
@@ -189,12 +216,18 @@ def _take_look(
 def _exact_not_ready(
     ev: StageEvidence, config: GateConfig, test: ExactTest, looks: list[Look]
 ) -> str | None:
-    """Why the exact test takes no look on this poke (its next decision is not reached and the
-    stage's traffic is not spent), or None when one is due."""
+    """Why the exact test takes no look on this poke, or None when one is due: its next
+    decision is reached, or the stage's traffic is spent."""
     waiting = _waiting_for_traffic(ev, config)
     if waiting is not None:
         return waiting
-    nxt = _walked(looks).pairs + test.problem.step
+    if looks and looks[-1]["verdict"] != Verdict.CONTINUE.value:
+        return "the exact test's walk already ended"
+    walked = _walked(looks)
+    behind = walked.behind(*_answers(ev))
+    if behind is not None:  # a read that lags (metrics, Data Capture): the next poke catches up
+        return f"waiting for the evidence to catch up: {behind}"
+    nxt = walked.pairs + test.problem.step
     reach = min(ev.champion.outcomes.n, ev.challenger.outcomes.n)
     if reach >= nxt or ev.complete:
         return None
@@ -206,20 +239,24 @@ def _take_exact_look(
 ) -> tuple[Decision, list[Look]]:
     """Walk the stage's counts over the exact test's decisions (:mod:`.walk`); the guardrails
     and the sample-ratio test come first, at a level spread over its decisions."""
-    spread = config.model_copy(update={"looks": len(test.problem.decisions)})
-    srm, checks = _srm(ev, spread), guardrail_checks(ev, spread)
-    answers = (_answers(v.outcomes) for v in (ev.champion, ev.challenger))
-    walk, action = advance(test, _walked(looks), *answers, seed(ev.stage, ev.started_at))
+    decisions = len(test.problem.decisions)
+    srm = sample_ratio_mismatch(
+        (ev.champion.requests, ev.challenger.requests),
+        ev.shares,
+        srm_per_look_level(config, decisions),
+    )
+    checks = guardrail_checks(ev, config, decisions)
+    walk, action = advance(test, _walked(looks), *_answers(ev), seed(ev.stage, ev.started_at))
     verdict, reason = _safety(srm, checks) or _exact_verdict(test, walk, action, ev.complete)
     primary = primary_statistic(ev, config.margin, config.alpha)
-    look = _exact_look_record(len(looks) + 1, ev, test, walk, verdict, config)
+    look = _exact_look_record(len(looks) + 1, ev, test, walk, verdict, config.margin)
     new_looks = [*looks, look]
     record = {
         **base,
         "look": look,
         "srm": srm.to_dict(),
         "guardrails": [c.to_dict() for c in checks],
-        "guardrail_per_look_p": per_look_level(spread),
+        "guardrail_per_look_p": per_look_level(config, decisions),
         "primary": primary.to_dict() if primary else None,
         "looks": new_looks,
     }
@@ -231,15 +268,22 @@ def _walked(looks: list[Look]) -> Walk:
     return Walk.of(looks[-1].get("exact") if looks else None)
 
 
-def _answers(outcomes: Outcomes) -> Answers:
-    return Answers(outcomes.n, outcomes.n - round(outcomes.total))
+def _answers(ev: StageEvidence) -> tuple[Answers, Answers]:
+    """Each variant's labelled answers and errors: what the walk draws its pairs from."""
+    return tuple(  # type: ignore[return-value]
+        Answers(v.outcomes.n, v.outcomes.n - round(v.outcomes.total))
+        for v in (ev.champion, ev.challenger)
+    )
 
 
 def _exact_verdict(
     test: ExactTest, walk: Walk, action: int | None, complete: bool
 ) -> tuple[Verdict, str]:
+    """The verdict of the walk's last decision, with the counts and thresholds behind it.
+    Traffic spent before a decision rolls back: a promote the test has not decided would
+    spend alpha it does not have."""
     problem = test.problem
-    up, down = test.thresholds(walk.pairs, walk.champion_errors) if walk.pairs else (None, None)
+    up, down = test.thresholds(walk.pairs, walk.champion_errors)
     at = (
         f"{walk.pairs} pairs (errors: champion {walk.champion_errors}, "
         f"challenger {walk.challenger_errors})"
@@ -265,24 +309,25 @@ def _exact_verdict(
 
 
 def _exact_look_record(
-    index: int, ev: StageEvidence, test: ExactTest, walk: Walk, verdict: Verdict, config: GateConfig
+    index: int, ev: StageEvidence, test: ExactTest, walk: Walk, verdict: Verdict, margin: float
 ) -> Look:
     """A look of the exact test, on the z scale the charts draw: the score z of the pairs the
     decision used, and as bounds the z at its thresholds (promote at or above ``efficacy``,
-    roll back at or below ``futility``), with the walk and the thresholds themselves."""
+    roll back at or below ``futility``), with the walk, the thresholds, and which test it was
+    (``step``, ``max_pairs``: a stage's looks all come from one test)."""
     pairs, e0 = walk.pairs, walk.champion_errors
-    up, down = test.thresholds(pairs, e0) if pairs else (None, None)
+    up, down = test.thresholds(pairs, e0)
 
     def z(challenger_errors: int | None) -> float | None:
         if challenger_errors is None or pairs < 2:
             return None
-        k0, k1 = pairs - e0, pairs - challenger_errors
-        return score_of_counts("", k0, pairs, k1, pairs, config.margin, config.alpha).z
+        return score_z(pairs - e0, pairs, pairs - challenger_errors, pairs, margin)
 
+    problem = test.problem
     look = {
         "stage": ev.stage,
         "look": index,
-        "fraction": round(pairs / test.problem.max_pairs, FRACTION_DIGITS),
+        "fraction": round(pairs / problem.max_pairs, FRACTION_DIGITS),
         "n_champion": ev.champion.outcomes.n,
         "n_challenger": ev.challenger.outcomes.n,
         "z": z(walk.challenger_errors),
@@ -291,8 +336,9 @@ def _exact_look_record(
         "verdict": verdict.value,
         "at": ev.observed_at.isoformat(),
         "early_last": False,
-        "exact": {**walk.to_dict(), "promote_at_most": up, "rollback_at_least": down},
-    }
+        "exact": {**walk.to_dict(), "promote_at_most": up, "rollback_at_least": down,
+                  "step": problem.step, "max_pairs": problem.max_pairs},
+    }  # fmt: skip
     return _finite(look)
 
 
@@ -325,14 +371,6 @@ def _paired_record(
         else None,
         "null_p_no_discordant_at_planned_last_look": (1 - config.margin) ** n_last,
     }
-
-
-def _srm(ev: StageEvidence, config: GateConfig) -> SrmResult:
-    return sample_ratio_mismatch(
-        (ev.champion.requests, ev.challenger.requests),
-        ev.expected_shares or ev.shares,
-        srm_per_look_level(config),
-    )
 
 
 def _safety(srm: SrmResult | None, checks: list[Check]) -> tuple[Verdict, str] | None:

@@ -76,22 +76,27 @@ def pocock_level(alpha: float, looks: int, sides: int = 1) -> float:
     return float(sides * stats.norm.sf(pocock_constant(alpha / sides, looks)))
 
 
-def per_look_level(config: GateConfig) -> float:
-    """The p-value a guardrail must beat at one look (Pocock-adjusted guardrail_alpha)."""
-    return pocock_level(config.guardrail_alpha, config.looks)
+def per_look_level(config: GateConfig, looks: int | None = None) -> float:
+    """The p-value a guardrail must beat at one look (Pocock-adjusted guardrail_alpha) of
+    ``looks`` (the design's, ``config.looks``, unless the stage's test has another number:
+    the exact test's decisions)."""
+    return pocock_level(config.guardrail_alpha, looks or config.looks)
 
 
-def srm_per_look_level(config: GateConfig) -> float:
+def srm_per_look_level(config: GateConfig, looks: int | None = None) -> float:
     """The p-value the sample-ratio test must fall below at one look: ``srm_alpha`` spread
     over the stage's looks, two-sided, so a healthy stage is halted by chance with probability
     ``srm_alpha`` over all its looks, not at each one (25 looks at 0.001 each halt about
     0.9 % of healthy stages)."""
-    return pocock_level(config.srm_alpha, config.looks, sides=2)
+    return pocock_level(config.srm_alpha, looks or config.looks, sides=2)
 
 
-def guardrail_checks(evidence: StageEvidence, config: GateConfig) -> list[Check]:
-    """All guardrails; relative ones only when the champion runs concurrently."""
-    level = per_look_level(config)
+def guardrail_checks(
+    evidence: StageEvidence, config: GateConfig, looks: int | None = None
+) -> list[Check]:
+    """All guardrails, at the level of one of ``looks`` looks (:func:`per_look_level`);
+    relative ones only when the champion runs concurrently."""
+    level = per_look_level(config, looks)
     ch = evidence.challenger
     checks = [
         _ceiling_rate(

@@ -1,6 +1,6 @@
 """The exact test of a 50/50 stage of 0/1 outcomes with rare errors, and the bound no test beats.
 
-Why: where each variant expects few errors by n_fix (p = 0.97, delta = 0.02: 27), the score z is
+Why: where each variant expects few errors by n_fix (p = 0.97, delta = 0.02: 29), the score z is
 far from normal; the group-sequential design on it needs 0.742 n_fix at no difference where
 issue 13 asks 0.69. On the lattice of (pairs, champion errors, challenger errors), with a
 decision every ``step`` pairs up to ``max_pairs``, a test's errors are the probabilities of
@@ -32,7 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 from scipy import linalg, optimize, special, stats
@@ -99,8 +99,9 @@ def _kernel(problem: Problem, rate: float) -> np.ndarray:
     return np.triu(linalg.toeplitz(np.r_[row[0], np.zeros(size - 1)], row))
 
 
-#: Largest log likelihood ratio one variant's factor keeps: past it both variants' product is
-#: "infinitely" null-like (e^700 against weights of about 10^4) and would overflow.
+#: Largest log likelihood ratio one variant's factor keeps, so that the product of two stays
+#: finite (e^700). Past it a state is so null-like that no weight the plan gives a miss
+#: competes; a weighted sum may still overflow to inf, which only says the same.
 LOG_RATIO_CEILING = 350.0
 
 
@@ -163,6 +164,7 @@ def forward(problem: Problem, policy: Policy, points: list[tuple[float, float]])
 
 
 def _forward_one(problem: Problem, policy: Policy, point: tuple[float, float]) -> Operating:
+    """The mass over (e0, e1) carried from decision to decision, less what each stops."""
     k0, k1 = (_kernel(problem, rate) for rate in point)
     size = problem.errors_cap + 1
     mass = np.zeros((size, size))
@@ -261,6 +263,7 @@ class ExactTest:
 
     @property
     def worst_false_promotion(self) -> float:
+        """The most often it promotes at any null checked: what it claims for alpha."""
         return max(o.promote for o in self.nulls.values())
 
     @property
@@ -299,11 +302,12 @@ class ExactTest:
 
     def thresholds(self, pairs: int, champion_errors: int) -> tuple[int | None, int | None]:
         """At a decision: promote when the challenger has at most the first number of errors,
-        roll back at the second or more (None: not at this champion count)."""
-        up, down = self._thresholds[pairs]
+        roll back at the second or more (None: not at this champion count, or no decision
+        at ``pairs``, as before the first)."""
         cap = self.problem.errors_cap
-        if champion_errors > cap:
+        if pairs not in self._thresholds or champion_errors > cap:
             return None, None
+        up, down = self._thresholds[pairs]
         a, b = int(up[champion_errors]), int(down[champion_errors])
         return (a if a >= 0 else None), (b if b <= cap else None)
 
@@ -312,43 +316,45 @@ class ExactTest:
 #: (reschedule mode), and a plan takes seconds. One folder per user; bump the version when
 #: the planning changes.
 PLAN_CACHE = Path(tempfile.gettempdir()) / f"canary-exact-plans-{os.getuid()}"
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 
 
 @lru_cache(maxsize=16)
 def plan(problem: Problem) -> ExactTest:
     """The gate's exact test for ``problem``: planned here (:func:`planned`), or read from
-    PLAN_CACHE. Only the policy and the bound are kept there; what the policy does at the
-    alternative, the better accuracies and the nulls is computed again on every read (a
-    fraction of a second), so a cached file can never make the gate claim error rates its
-    policy does not have."""
+    PLAN_CACHE. Only the policy, the bound and the nulls to check are kept there; what the
+    policy does at the alternative, the better accuracies and those nulls is computed again
+    on every read (a fraction of a second), so a cached file can never make the gate claim
+    error rates its policy does not have."""
     path = PLAN_CACHE / f"{short_digest(repr((PLAN_VERSION, problem)), 32)}.npz"
     try:
         with np.load(path, allow_pickle=False) as kept:
-            bound, stacked = float(kept["bound"]), kept["policy"]
+            bound, stacked, nulls = float(kept["bound"]), kept["policy"], kept["nulls"]
         policy = dict(zip(problem.decisions, stacked, strict=True))
     except (OSError, ValueError, KeyError):  # not kept yet, or unreadable: plan it
-        bound, policy = planned(problem)
-        _keep(path, bound, np.stack([policy[n] for n in problem.decisions]))
-    return _operating(problem, bound, policy)
+        bound, policy, nulls = planned(problem)
+        _keep(path, bound=bound, policy=np.stack([policy[n] for n in problem.decisions]),
+              nulls=np.asarray(nulls))  # fmt: skip
+    return _operating(problem, bound, policy, tuple(float(a) for a in nulls))
 
 
-def _keep(path: Path, bound: float, policy: np.ndarray) -> None:
+def _keep(path: Path, **arrays: Any) -> None:
     """Write a plan where other processes can read it whole or not at all; a cache that
     cannot be written only costs the next process the planning."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.partial")
         with partial.open("wb") as out:
-            np.savez_compressed(out, bound=bound, policy=policy)
+            np.savez_compressed(out, **arrays)
         os.replace(partial, path)
     except OSError:
         pass
 
 
-def _operating(problem: Problem, bound: float, policy: Policy) -> ExactTest:
+def _operating(
+    problem: Problem, bound: float, policy: Policy, nulls: tuple[float, ...]
+) -> ExactTest:
     """The exact test of ``policy``, with its behaviour computed on the lattice."""
-    nulls = (least_favourable_null(problem), *null_grid(problem))
     better = better_grid(problem)
     at = [(a, a - problem.margin) for a in nulls] + [(q, q) for q in (problem.rate, *better)]
     seen = forward(problem, policy, at)
@@ -359,37 +365,56 @@ def _operating(problem: Problem, bound: float, policy: Policy) -> ExactTest:
     )  # fmt: skip
 
 
-def planned(problem: Problem, rounds: int = 12) -> tuple[float, Policy]:
-    """The bound on E_1[pairs], and a test near it with the power: its policy.
+#: Null accuracies a plan is checked on before it is used, besides those it weighs.
+DENSE_NULLS = 200
+
+
+def planned(problem: Problem, rounds: int = 16) -> tuple[float, Policy, tuple[float, ...]]:
+    """The bound on E_1[pairs], a test near it with the power (its policy), and the nulls
+    it was checked on.
 
     The bound weighs the least favourable null and a miss. The test that attains it promotes
     a little more than alpha at nulls nearer 1 (0.053 at p = 0.97, delta = 0.02), and misses
-    nearly faultless models, so the test returned also weighs each grid null that promotes
-    more than alpha, at a share of the first's weight that grows fourfold while it does (the
+    nearly faultless models, so the test returned also weighs each null that promotes more
+    than alpha, at a share of the first's weight that grows fourfold while it does (the
     first's own by 2 %), and each better accuracy short of the power, at a share of the miss
-    that grows fourfold while it is; the miss weight bisected to the power each time. After
+    that grows fourfold while it is; the miss weight bisected to the power each time. Once
+    it keeps both on its grids, it is checked on DENSE_NULLS more null accuracies up to
+    1 - 10^-6, and the worst one over alpha, if any, joins the nulls it weighs. After
     ``rounds`` it is returned as it is: ``ExactTest.valid`` says whether it keeps alpha and
     the power. One BLAS thread: the matrices are small, and threads only contend."""
     with threadpool_limits(1, user_api="blas"):
         first = least_favourable_null(problem)
         bound = dual_bound(problem, first)
         nulls = (first, *null_grid(problem))
-        shares = np.zeros(len(nulls))
-        shares[0] = 1.0
+        shares = np.r_[1.0, np.zeros(len(nulls) - 1)]
         better = dict.fromkeys(better_grid(problem), 0.0)
-        points = [(a, a - problem.margin) for a in nulls]
         for _ in range(rounds):
             policy = _powered(problem, nulls, bound.null_weight * shares, bound.miss_weight, better)
-            promoted = forward(problem, policy, points + [(q, q) for q in better])
+            points = [(a, a - problem.margin) for a in nulls] + [(q, q) for q in better]
+            promoted = forward(problem, policy, points)
             over = np.array([o.promote > problem.alpha for o in promoted[: len(nulls)]])
-            under = [o.promote < 1 - problem.beta for o in promoted[len(nulls) :]]
-            if not over.any() and not any(under):
-                break
+            under = dict(zip(better, [o.promote < 1 - problem.beta for o in promoted[len(nulls) :]],
+                             strict=True))  # fmt: skip
+            if not over.any() and not any(under.values()):
+                worst, rate = dense_false_promotion(problem, policy, min(nulls))
+                if rate <= problem.alpha:
+                    break
+                nulls, shares = (*nulls, worst), np.r_[shares, 1e-4]
+                continue
             grown = np.r_[1.02 * shares[0], np.maximum(4 * shares[1:], 1e-4)]
             shares = np.where(over, grown, shares)
-            grow = dict(zip(better, under, strict=True))
-            better = {q: max(4 * s, 1e-4) if grow[q] else s for q, s in better.items()}
-    return bound.value, policy
+            better = {q: max(4 * s, 1e-4) if under[q] else s for q, s in better.items()}
+    return bound.value, policy, nulls
+
+
+def dense_false_promotion(problem: Problem, policy: Policy, low: float) -> tuple[float, float]:
+    """The null accuracy, of DENSE_NULLS from ``low`` to 1 - 10^-6, where ``policy`` promotes
+    most, and how often it promotes there."""
+    dense = np.r_[np.linspace(low, 0.999, DENSE_NULLS - 1), 1 - 1e-6]
+    seen = forward(problem, policy, [(a, a - problem.margin) for a in dense])
+    worst = int(np.argmax([o.promote for o in seen]))
+    return float(dense[worst]), seen[worst].promote
 
 
 def _powered(

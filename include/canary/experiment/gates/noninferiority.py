@@ -100,15 +100,21 @@ def score_of_counts(
     outcomes: it standardises with the variance restricted to the null; a Wald z standardises
     with the observed one, which is small exactly when the challenger did well by chance near 0
     or 1, and so promotes too often there."""
+    low, high = confint_proportions_2indep(k1, n1, k0, n0, method="agresti-caffo", alpha=2 * alpha)
+    m0, m1 = k0 / n0, k1 / n1
+    z = score_z(k0, n0, k1, n1, margin)
+    return PrimaryResult(method, m0, m1, m1 - m0, float(low), float(high), z, margin, n0, n1)
+
+
+def score_z(k0: int, n0: int, k1: int, n1: int, margin: float) -> float:
+    """The Farrington-Manning score z of k1 of n1 against k0 of n0 (H0: p1 - p0 <= -margin)."""
     test = test_proportions_2indep(
         k1, n1, k0, n0, value=-margin, method="score", compare="diff", alternative="larger"
     )
-    low, high = confint_proportions_2indep(k1, n1, k0, n0, method="agresti-caffo", alpha=2 * alpha)
-    m0, m1 = k0 / n0, k1 / n1
     z = float(test.statistic)
     if not math.isfinite(z):  # degenerate (all successes): the score variance is zero
-        z = math.inf if m1 - m0 > -margin else -math.inf
-    return PrimaryResult(method, m0, m1, m1 - m0, float(low), float(high), z, margin, n0, n1)
+        z = math.inf if k1 / n1 - k0 / n0 > -margin else -math.inf
+    return z
 
 
 def _welch(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult | None:

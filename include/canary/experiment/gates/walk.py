@@ -14,12 +14,14 @@ walked so far, so a retried poke decides as the first try did.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
 from canary.experiment.gates.lattice import CONTINUE, ExactTest
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,20 @@ class Walk:
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
+
+    def behind(self, champion: Answers, challenger: Answers) -> str | None:
+        """Why the answers counted now are fewer than this walk used (a read that lags), or
+        None when they hold it."""
+        for name, answers, errors in (
+            ("champion", champion, self.champion_errors),
+            ("challenger", challenger, self.challenger_errors),
+        ):
+            if answers.errors < errors or answers.n - answers.errors < self.pairs - errors:
+                return (
+                    f"{name}: {answers.errors} errors of {answers.n} answers, fewer than the "
+                    f"{errors} of {self.pairs} an earlier look walked"
+                )
+        return None
 
     @classmethod
     def of(cls, record: dict[str, Any] | None) -> Walk:
@@ -55,8 +71,10 @@ class Answers:
 
 
 def seed(stage: int, started_at: datetime) -> tuple[int, int]:
-    """The stage's own seed: fixed before any outcome, the same at every poke."""
-    return stage, int(started_at.timestamp() * 1_000_000)
+    """The stage's own seed: fixed before any outcome, the same at every poke (its start in
+    whole microseconds, read as UTC when it carries no zone)."""
+    start = started_at if started_at.tzinfo else started_at.replace(tzinfo=UTC)
+    return stage, (start - EPOCH) // timedelta(microseconds=1)
 
 
 def advance(
@@ -65,8 +83,13 @@ def advance(
     """Walk on over the decisions the counts now reach: the new position and the action of the
     last decision visited (the first that is not CONTINUE ends the walk), or None when no
     decision is reached yet."""
-    pools = [_pool(champion, walk.pairs, walk.champion_errors, "champion"),
-             _pool(challenger, walk.pairs, walk.challenger_errors, "challenger")]  # fmt: skip
+    behind = walk.behind(champion, challenger)
+    if behind is not None:
+        raise ValueError(f"{behind}: the evidence went back")
+    pools = [
+        (a.n - a.errors - (walk.pairs - e), a.errors - e)
+        for a, e in ((champion, walk.champion_errors), (challenger, walk.challenger_errors))
+    ]
     reach = min(champion.n, challenger.n)
     rng = np.random.default_rng([*stage_seed, walk.pairs])
     action = None
@@ -83,14 +106,3 @@ def advance(
         if action != CONTINUE:
             break
     return walk, action
-
-
-def _pool(answers: Answers, pairs: int, errors: int, name: str) -> tuple[int, int]:
-    """The (right, wrong) answers of a variant that no decision has used yet."""
-    good, bad = answers.n - answers.errors - (pairs - errors), answers.errors - errors
-    if good < 0 or bad < 0:
-        raise ValueError(
-            f"{name}: {answers.errors} errors of {answers.n} answers, fewer than the "
-            f"{errors} of {pairs} an earlier look walked: the evidence went back"
-        )
-    return good, bad
