@@ -64,8 +64,8 @@ def test_collects_counts_and_joined_outcomes_from_the_local_stack(
         sent = _send(local_stack, plan, 80)
         source = StageSource(plan.endpoint_name, plan.variants, capture_uri(plan),
                              ground_truth_uri(plan))  # fmt: skip
-        # 46 expected errors per variant by n_fix: the exact test judges, a decision per 10 pairs
-        config = GateConfig(margin=0.05, min_requests=10, exact_step=10)
+        # 5 expected errors per variant by n_fix: the exact test judges, a decision per 10 pairs
+        config = GateConfig(margin=0.05, planning_rate=0.97, min_requests=10, exact_step=10)
         ev = collect_stage_evidence(local_stack.client("cloudwatch"), local_stack.client("s3"),
                                     source, stage=0, weights=(50, 50), started_at=started,
                                     config=config)  # fmt: skip

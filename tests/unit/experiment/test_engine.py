@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import numpy as np
 import pytest
 
 from canary.experiment.gates import (
@@ -26,39 +25,17 @@ from canary.experiment.gates import (
 from canary.experiment.gates.engine import FRACTION_STEP
 from canary.experiment.gates.guardrails import Guardrail
 from canary.experiment.gates.paired import EXACT
+from tests.unit.experiment.streams import START, counts_evidence, poked_until_decided
 
 # The z design's mechanics (looks at information fractions, early last looks): the exact
 # test, which these rates would otherwise get (95 errors per variant by n_fix), is
 # test_exact.py's.
 CONFIG = GateConfig(margin=0.05, planning_rate=0.85, exact_below_errors=0)
-START = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def counts_evidence(n0: int, k0: int, n1: int, k1: int, **kwargs) -> StageEvidence:
-    """Counts-only evidence (n requests, k correct per variant), as a simulation gives."""
-    minutes = kwargs.pop("minutes", 1.0)
-    weights = kwargs.pop("weights", (50, 50))
-    e5 = kwargs.pop("errors_5xx", (0, 0))
-    champ = VariantEvidence("champion", n0, errors_5xx=e5[0], outcomes=Outcomes(n0, k0, k0))
-    chall = VariantEvidence("challenger", n1, errors_5xx=e5[1], outcomes=Outcomes(n1, k1, k1))
-    end = START + timedelta(minutes=minutes)
-    return StageEvidence(0, weights, champ, chall, START, end, **kwargs)
 
 
 def _stream(p0: float, p1: float, seed: int, chunk: int = 40, config: GateConfig = CONFIG):
-    """Poke the engine every ``chunk`` requests per variant until it decides; JSON round-trips
-    the looks between pokes exactly as a rescheduled sensor would."""
-    rng = np.random.default_rng(seed)
-    n = k0 = k1 = 0
-    looks: list = []
-    while True:
-        n += chunk
-        k0 += rng.binomial(chunk, p0)
-        k1 += rng.binomial(chunk, p1)
-        decision, looks = evaluate(counts_evidence(n, k0, n, k1), config, looks)
-        looks = json.loads(json.dumps(looks))
-        if decision.verdict is not Verdict.CONTINUE:
-            return decision, n, looks
+    """A stream through the z design's CONFIG unless another is given."""
+    return poked_until_decided(config, p0, p1, seed, chunk)
 
 
 def test_empty_stage_continues_and_never_promotes() -> None:

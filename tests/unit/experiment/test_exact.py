@@ -8,35 +8,21 @@ pokes) is a claim about a distribution; it is checked against the plan's exact f
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
-
 import numpy as np
 import pytest
 
 from canary.experiment.gates import (
     GateConfig,
-    Outcomes,
-    StageEvidence,
-    VariantEvidence,
     Verdict,
     evaluate,
 )
 from canary.experiment.gates.lattice import CONTINUE, PROMOTE, ROLLBACK, forward
 from canary.experiment.gates.sizing import exact_plan, exact_problem
 from canary.experiment.gates.walk import Answers, Walk, advance
+from tests.unit.experiment.streams import counts_evidence, poked_until_decided
 
 # 95 % accuracy, margin 0.05: about 12 errors per variant by n_fix; a decision every 10 pairs.
 CONFIG = GateConfig(margin=0.05, planning_rate=0.95, exact_step=10)
-START = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def evidence(n0: int, k0: int, n1: int, k1: int, **kwargs) -> StageEvidence:
-    """Counts of labelled answers (n, k right) per variant."""
-    weights = kwargs.pop("weights", (50, 50))
-    champ = VariantEvidence("champion", n0, outcomes=Outcomes(n0, k0, k0))
-    chall = VariantEvidence("challenger", n1, outcomes=Outcomes(n1, k1, k1))
-    return StageEvidence(0, weights, champ, chall, START, START + timedelta(minutes=1), **kwargs)
 
 
 def test_the_exact_test_judges_only_stages_with_rare_errors() -> None:
@@ -129,23 +115,8 @@ def test_a_walk_over_uneven_pokes_keeps_the_planned_false_promotion_rate() -> No
     assert abs(promoted / runs - expected) < 4 * se
 
 
-def _poked(config: GateConfig, rates: tuple[float, float], chunk: int, seed: int):
-    """Poke the engine every ``chunk`` answers per variant until it decides, looks kept as
-    JSON between pokes (as the sensor keeps them)."""
-    rng = np.random.default_rng(seed)
-    n = k0 = k1 = 0
-    looks: list = []
-    while True:
-        n += chunk
-        k0, k1 = k0 + rng.binomial(chunk, rates[0]), k1 + rng.binomial(chunk, rates[1])
-        decision, looks = evaluate(evidence(n, k0, n, k1), config, looks)
-        looks = json.loads(json.dumps(looks))
-        if decision.verdict is not Verdict.CONTINUE:
-            return decision, looks
-
-
 def test_a_good_challenger_is_promoted_and_the_record_shows_the_walk() -> None:
-    decision, looks = _poked(CONFIG, (0.95, 0.97), 25, seed=1)
+    decision, _, looks = poked_until_decided(CONFIG, 0.95, 0.97, seed=1, chunk=25)
     assert decision.verdict is Verdict.PROMOTE
     record, last = decision.record, looks[-1]
     assert record["exact_test"]["false_promotion_at_most"] <= CONFIG.alpha
@@ -158,7 +129,7 @@ def test_a_good_challenger_is_promoted_and_the_record_shows_the_walk() -> None:
 
 
 def test_a_clearly_worse_challenger_is_rolled_back() -> None:
-    decision, looks = _poked(CONFIG, (0.95, 0.8), 25, seed=2)
+    decision, _, looks = poked_until_decided(CONFIG, 0.95, 0.8, seed=2, chunk=25)
     assert decision.verdict is Verdict.ROLLBACK
     walk = looks[-1]["exact"]
     assert walk["challenger_errors"] >= walk["rollback_at_least"]
@@ -166,14 +137,14 @@ def test_a_clearly_worse_challenger_is_rolled_back() -> None:
 
 
 def test_no_look_before_the_next_decision_and_a_retried_poke_decides_the_same() -> None:
-    first, looks = evaluate(evidence(30, 30, 30, 30), CONFIG, [])
+    first, looks = evaluate(counts_evidence(30, 30, 30, 30), CONFIG, [])
     assert first.verdict is Verdict.CONTINUE and looks[-1]["exact"]["pairs"] == 30
-    decision, same = evaluate(evidence(39, 38, 45, 44), CONFIG, looks)
+    decision, same = evaluate(counts_evidence(39, 38, 45, 44), CONFIG, looks)
     assert decision.verdict is Verdict.CONTINUE and same == looks
     assert "next decision of the exact test at 40 pairs of labelled answers; now 39" in (
         decision.reason
     )
-    ev = evidence(64, 61, 57, 55)
+    ev = counts_evidence(64, 61, 57, 55)
     once, after = evaluate(ev, CONFIG, looks)
     again, retried = evaluate(ev, CONFIG, looks)
     assert retried == after and again.verdict is once.verdict and len(after) == 2
@@ -190,7 +161,7 @@ def test_error_rates_far_above_the_planned_halt_the_stage() -> None:
             "step": test.problem.step, "max_pairs": test.problem.max_pairs}  # fmt: skip
     looks = [{"stage": 0, "look": 1, "fraction": 0.5, "verdict": "continue", "exact": past}]
     n = 2 * cap + CONFIG.exact_step
-    decision, _ = evaluate(evidence(n, n, n, n - cap - 1), CONFIG, looks)
+    decision, _ = evaluate(counts_evidence(n, n, n, n - cap - 1), CONFIG, looks)
     assert decision.verdict is Verdict.HALT
     assert "past the exact test's lattice" in decision.reason
 
@@ -206,10 +177,10 @@ def test_evidence_that_goes_back_is_refused_naming_the_variant() -> None:
 def test_counts_that_lag_behind_the_walk_wait_for_the_next_poke() -> None:
     """A read that lags (fewer errors counted than an earlier look walked) is no look and no
     crash: the stage waits, and its deadline still applies."""
-    _, looks = evaluate(evidence(60, 56, 60, 55), CONFIG, [])
+    _, looks = evaluate(counts_evidence(60, 56, 60, 55), CONFIG, [])
     walk = looks[-1]["exact"]
     assert walk["challenger_errors"] > 0
-    decision, same = evaluate(evidence(60, 56, 60, 60), CONFIG, looks)
+    decision, same = evaluate(counts_evidence(60, 56, 60, 60), CONFIG, looks)
     assert decision.verdict is Verdict.CONTINUE and same == looks
     assert decision.reason.startswith("waiting for the evidence to catch up: challenger: 0 errors")
 
@@ -218,7 +189,7 @@ def test_a_stage_whose_test_changed_between_looks_halts() -> None:
     """Looks taken by the z design cannot carry into the exact test, nor the other way: the
     error they spent belongs to their test (a gate setting or this code changed mid-stage)."""
     z_only = replace_config(CONFIG, exact_below_errors=0)
-    ev = evidence(100, 95, 100, 95)
+    ev = counts_evidence(100, 95, 100, 95)
     _, z_looks = evaluate(ev, z_only, [])
     _, exact_looks = evaluate(ev, CONFIG, [])
     assert z_looks and exact_looks
@@ -230,10 +201,10 @@ def test_a_stage_whose_test_changed_between_looks_halts() -> None:
 
 
 def test_no_look_after_the_walk_ended() -> None:
-    decision, looks = _poked(CONFIG, (0.95, 0.8), 25, seed=2)
+    decision, _, looks = poked_until_decided(CONFIG, 0.95, 0.8, seed=2, chunk=25)
     assert decision.verdict is Verdict.ROLLBACK
     n = looks[-1]["n_champion"] + 50
-    again, same = evaluate(evidence(n, n, n, n), CONFIG, looks)
+    again, same = evaluate(counts_evidence(n, n, n, n), CONFIG, looks)
     assert again.verdict is Verdict.CONTINUE and same == looks
     assert again.reason == "the exact test's walk already ended"
 
@@ -242,13 +213,13 @@ def test_only_the_accuracy_metric_gets_the_exact_test() -> None:
     """Whether outcomes are 0/1 is the plan's metric's to say, not the data's: a reward that
     happens to be 0 or 1 on every request so far keeps the z design."""
     reward = replace_config(CONFIG, metric="reward")
-    assert evaluate(evidence(100, 95, 100, 97), reward, [])[0].record["exact_test"] is None
+    assert evaluate(counts_evidence(100, 95, 100, 97), reward, [])[0].record["exact_test"] is None
 
 
 def test_a_stage_spent_before_its_test_decided_is_rolled_back() -> None:
     """Traffic spent early: the test has not shown non-inferiority, and a promote on what it
     has not decided would spend alpha it does not have."""
-    decision, looks = evaluate(evidence(35, 35, 34, 34, complete=True), CONFIG, [])
+    decision, looks = evaluate(counts_evidence(35, 35, 34, 34, complete=True), CONFIG, [])
     assert decision.verdict is Verdict.ROLLBACK
     assert "before the exact test decided" in decision.reason
     assert looks[-1]["exact"]["pairs"] == 30
@@ -256,8 +227,8 @@ def test_a_stage_spent_before_its_test_decided_is_rolled_back() -> None:
 
 def test_other_stages_keep_the_z_design() -> None:
     """25/75 and adaptive stages, and outcomes that are not 0/1, are judged by the z design."""
-    uneven = evidence(100, 95, 300, 290, weights=(25, 75))
+    uneven = counts_evidence(100, 95, 300, 290, weights=(25, 75))
     decision, _ = evaluate(uneven, CONFIG, [])
     assert decision.record["exact_test"] is None
-    even = evaluate(evidence(100, 95, 100, 97), CONFIG, [])[0]
+    even = evaluate(counts_evidence(100, 95, 100, 97), CONFIG, [])[0]
     assert even.record["exact_test"] is not None

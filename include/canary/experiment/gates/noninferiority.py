@@ -107,10 +107,13 @@ def score_of_counts(
 
 
 def score_z(k0: int, n0: int, k1: int, n1: int, margin: float) -> float:
-    """The Farrington-Manning score z of k1 of n1 against k0 of n0 (H0: p1 - p0 <= -margin)."""
-    test = test_proportions_2indep(
-        k1, n1, k0, n0, value=-margin, method="score", compare="diff", alternative="larger"
-    )
+    """The Farrington-Manning score z of k1 of n1 against k0 of n0 (H0: p1 - p0 <= -margin).
+    statsmodels also computes an odds ratio it does not need, which divides by zero when a
+    variant is always right: that warning is silenced, the statistic is not affected."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        test = test_proportions_2indep(
+            k1, n1, k0, n0, value=-margin, method="score", compare="diff", alternative="larger"
+        )
     z = float(test.statistic)
     if not math.isfinite(z):  # degenerate (all successes): the score variance is zero
         z = math.inf if k1 / n1 - k0 / n0 > -margin else -math.inf
