@@ -8,14 +8,13 @@ pokes) is a claim about a distribution; it is checked against the plan's exact f
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
+
 import numpy as np
 import pytest
 
-from canary.experiment.gates import (
-    GateConfig,
-    Verdict,
-    evaluate,
-)
+from canary.experiment.gates import GateConfig, Outcomes, Verdict, evaluate
 from canary.experiment.gates.lattice import CONTINUE, PROMOTE, ROLLBACK, forward
 from canary.experiment.gates.sizing import exact_plan, exact_problem
 from canary.experiment.gates.walk import Answers, Walk, advance
@@ -157,9 +156,8 @@ def test_error_rates_far_above_the_planned_halt_the_stage() -> None:
     test = exact_plan(CONFIG)
     assert test is not None
     cap = test.problem.errors_cap
-    past = {"pairs": 2 * cap, "champion_errors": 0, "challenger_errors": cap + 1,
-            "step": test.problem.step, "max_pairs": test.problem.max_pairs}  # fmt: skip
-    looks = [{"stage": 0, "look": 1, "fraction": 0.5, "verdict": "continue", "exact": past}]
+    _, looks = evaluate(counts_evidence(30, 30, 30, 30), CONFIG, [])  # a look of this test
+    looks[-1]["exact"] |= {"pairs": 2 * cap, "champion_errors": 0, "challenger_errors": cap + 1}
     n = 2 * cap + CONFIG.exact_step
     decision, _ = evaluate(counts_evidence(n, n, n, n - cap - 1), CONFIG, looks)
     assert decision.verdict is Verdict.HALT
@@ -193,8 +191,10 @@ def test_a_stage_whose_test_changed_between_looks_halts() -> None:
     _, z_looks = evaluate(ev, z_only, [])
     _, exact_looks = evaluate(ev, CONFIG, [])
     assert z_looks and exact_looks
-    for config, looks, now in ((CONFIG, z_looks, "the exact test"), (z_only, exact_looks,
-                                                                     "the z design")):  # fmt: skip
+    stricter = replace_config(CONFIG, alpha=0.025)  # same step and last decision, other test
+    changes = [(CONFIG, z_looks, "the exact test"), (z_only, exact_looks, "the z design"),
+               (stricter, exact_looks, "the exact test")]  # fmt: skip
+    for config, looks, now in changes:
         decision, kept = evaluate(ev, config, looks)
         assert decision.verdict is Verdict.HALT and kept == looks
         assert f"now {now}" in decision.reason
@@ -214,6 +214,20 @@ def test_only_the_accuracy_metric_gets_the_exact_test() -> None:
     happens to be 0 or 1 on every request so far keeps the z design."""
     reward = replace_config(CONFIG, metric="reward")
     assert evaluate(counts_evidence(100, 95, 100, 97), reward, [])[0].record["exact_test"] is None
+
+
+def test_a_stage_spent_before_its_first_decision_is_left_to_its_deadline() -> None:
+    """Fewer labelled pairs than one decision: no test to judge by, as with the z design
+    without a statistic; the plan's deadline policy ends the stage."""
+    few = counts_evidence(35, 35, 35, 35, complete=True)  # 35 requests each, 8 labelled
+    few = replace(few, challenger=replace(few.challenger, outcomes=Outcomes(8, 8.0, 8.0)))
+    decision, looks = evaluate(few, CONFIG, [])
+    assert decision.verdict is Verdict.CONTINUE and looks[-1]["exact"]["pairs"] == 0
+    assert "fewer labelled pairs than one decision" in decision.reason
+    late = replace(
+        few, observed_at=few.started_at + timedelta(minutes=CONFIG.max_stage_minutes + 1)
+    )
+    assert evaluate(late, CONFIG, looks)[0].verdict is Verdict.ROLLBACK
 
 
 def test_a_stage_spent_before_its_test_decided_is_rolled_back() -> None:

@@ -9,6 +9,7 @@ and the bound against a test that keeps both error rates.
 from __future__ import annotations
 
 import itertools
+import stat
 
 import numpy as np
 import pytest
@@ -158,3 +159,36 @@ def test_a_kept_plan_cannot_claim_error_rates_its_policy_lacks(plans_kept_in) ->
     forged = plan(SMALL)
     assert forged.worst_false_promotion == pytest.approx(1.0)
     assert not forged.valid
+
+
+def test_an_unreadable_kept_plan_is_planned_again(plans_kept_in) -> None:
+    """A partial or garbled file (a process killed mid-write elsewhere) costs a planning,
+    never a crash of the sensor."""
+    first = plan(SMALL)
+    (kept,) = plans_kept_in.glob("*.npz")
+    kept.write_bytes(kept.read_bytes()[:100])
+    plan.cache_clear()
+    again = plan(SMALL)
+    assert all((again.policy[n] == first.policy[n]).all() for n in SMALL.decisions)
+    assert np.load(kept)["policy"].shape[0] == len(SMALL.decisions)  # written whole again
+
+
+def test_the_cache_folder_is_narrowed_to_its_owner(tmp_path, monkeypatch) -> None:
+    """A folder others could write (made by an older version, or by hand) is narrowed to
+    0700 before a plan is kept in it; a path that is not a folder of this user's is not
+    used at all: every process then plans for itself."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setattr(lattice, "PLAN_CACHE", shared)
+    plan.cache_clear()
+    try:
+        assert plan(SMALL).valid
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o700 and list(shared.glob("*.npz"))
+        not_a_folder = tmp_path / "file"
+        not_a_folder.write_text("")
+        monkeypatch.setattr(lattice, "PLAN_CACHE", not_a_folder)
+        plan.cache_clear()
+        assert plan(SMALL).valid and not_a_folder.read_text() == ""
+    finally:
+        plan.cache_clear()

@@ -16,6 +16,9 @@ from canary.experiment.gates.noninferiority import score_planning_variance
 from canary.experiment.gates.sequential import Design, Family, Spending, plan_design
 from canary.plan import GateSpec
 
+#: The most looks (or exact-test decisions) a stage's gate takes.
+MAX_LOOKS = 100
+
 
 class GateConfig(GateSpec):
     """Gate settings. Rates are shares in [0, 1]; latency margins are relative (0.1 = +10%).
@@ -27,7 +30,7 @@ class GateConfig(GateSpec):
     """
 
     planning_variance: float | None = Field(None, gt=0)
-    looks: int = Field(25, ge=1, le=100, strict=True)
+    looks: int = Field(25, ge=1, le=MAX_LOOKS, strict=True)
     # Hwang-Shih-DeCani spending of alpha and of beta (futility); the defaults, with a binding
     # futility bound, come within 0.06 n_fix of Wald's SPRT floor (docs/architecture.md, "The
     # gate's design"): E[N]/n_fix 0.668 at no difference, 0.493 at the margin, max 1.342.

@@ -49,7 +49,7 @@ from canary.experiment.gates.guardrails import (
     per_look_level,
     srm_per_look_level,
 )
-from canary.experiment.gates.lattice import PAST_CAP, PROMOTE, ROLLBACK, ExactTest
+from canary.experiment.gates.lattice import PAST_CAP, PLAN_VERSION, PROMOTE, ROLLBACK, ExactTest
 from canary.experiment.gates.noninferiority import (
     PrimaryResult,
     primary_statistic,
@@ -142,8 +142,8 @@ def _test_changed(looks: list[Look], exact: ExactTest | None) -> tuple[Verdict, 
     if not looks:
         return None
     kept = looks[-1].get("exact")
-    then = {key: kept[key] for key in ("step", "max_pairs")} if kept else None
-    now = {"step": exact.problem.step, "max_pairs": exact.problem.max_pairs} if exact else None
+    then = kept.get("test") if kept else None
+    now = _identity(exact) if exact else None
     if then == now:
         return None
     return Verdict.HALT, (
@@ -152,10 +152,17 @@ def _test_changed(looks: list[Look], exact: ExactTest | None) -> tuple[Verdict, 
     )
 
 
-def _test_name(exact: dict[str, int] | None) -> str:
-    if exact is None:
+def _identity(test: ExactTest) -> dict[str, Any]:
+    """What makes an exact test the one its looks spent error on: its problem and the
+    planning's version (a stage's looks all come from one)."""
+    return {"plan_version": PLAN_VERSION, **asdict(test.problem)}
+
+
+def _test_name(identity: dict[str, Any] | None) -> str:
+    if identity is None:
         return "the z design"
-    return f"the exact test (a decision every {exact['step']} pairs to {exact['max_pairs']})"
+    step, last = identity.get("step"), identity.get("max_pairs")
+    return f"the exact test (a decision every {step} pairs to {last})"
 
 
 def _take_look(
@@ -167,11 +174,7 @@ def _take_look(
     base: dict[str, Any],
 ) -> tuple[Decision, list[Look]]:
     """Run every check at a new look and combine them: halt > rollback > promote > continue."""
-    srm = None if ev.paired else sample_ratio_mismatch(
-        (ev.champion.requests, ev.challenger.requests),
-        ev.expected_shares or ev.shares,
-        srm_per_look_level(config),
-    )  # fmt: skip
+    srm = None if ev.paired else _srm(ev, config)
     checks = guardrail_checks(ev, config)
     paired = paired_statistic(ev.paired, config.margin, config.alpha) if ev.paired else None
     if ev.paired is None:
@@ -240,12 +243,7 @@ def _take_exact_look(
     """Walk the stage's counts over the exact test's decisions (:mod:`.walk`); the guardrails
     and the sample-ratio test come first, at a level spread over its decisions."""
     decisions = len(test.problem.decisions)
-    srm = sample_ratio_mismatch(
-        (ev.champion.requests, ev.challenger.requests),
-        ev.shares,
-        srm_per_look_level(config, decisions),
-    )
-    checks = guardrail_checks(ev, config, decisions)
+    srm, checks = _srm(ev, config, decisions), guardrail_checks(ev, config, decisions)
     walk, action = advance(test, _walked(looks), *_answers(ev), seed(ev.stage, ev.started_at))
     verdict, reason = _safety(srm, checks) or _exact_verdict(test, walk, action, ev.complete)
     primary = primary_statistic(ev, config.margin, config.alpha)
@@ -297,6 +295,11 @@ def _exact_verdict(
             f"errors past the exact test's lattice at {at}: it keeps {problem.errors_cap} per "
             f"variant, far more than planning rate {problem.rate} expects; re-plan the gate"
         )
+    if complete and walk.pairs == 0:  # no decision to judge by: as the z design, the deadline
+        return Verdict.CONTINUE, (
+            f"the stage's traffic is spent with fewer labelled pairs than one decision of the "
+            f"exact test ({problem.step}): no test, the deadline ends the stage"
+        )
     if complete:
         return Verdict.ROLLBACK, (
             f"not shown non-inferior: the stage's traffic is spent at {at}, before the exact "
@@ -314,7 +317,7 @@ def _exact_look_record(
     """A look of the exact test, on the z scale the charts draw: the score z of the pairs the
     decision used, and as bounds the z at its thresholds (promote at or above ``efficacy``,
     roll back at or below ``futility``), with the walk, the thresholds, and which test it was
-    (``step``, ``max_pairs``: a stage's looks all come from one test)."""
+    (``test``: a stage's looks all come from one)."""
     pairs, e0 = walk.pairs, walk.champion_errors
     up, down = test.thresholds(pairs, e0)
 
@@ -323,11 +326,10 @@ def _exact_look_record(
             return None
         return score_z(pairs - e0, pairs, pairs - challenger_errors, pairs, margin)
 
-    problem = test.problem
     look = {
         "stage": ev.stage,
         "look": index,
-        "fraction": round(pairs / problem.max_pairs, FRACTION_DIGITS),
+        "fraction": round(pairs / test.problem.max_pairs, FRACTION_DIGITS),
         "n_champion": ev.champion.outcomes.n,
         "n_challenger": ev.challenger.outcomes.n,
         "z": z(walk.challenger_errors),
@@ -337,7 +339,7 @@ def _exact_look_record(
         "at": ev.observed_at.isoformat(),
         "early_last": False,
         "exact": {**walk.to_dict(), "promote_at_most": up, "rollback_at_least": down,
-                  "step": problem.step, "max_pairs": problem.max_pairs},
+                  "test": _identity(test)},
     }  # fmt: skip
     return _finite(look)
 
@@ -371,6 +373,15 @@ def _paired_record(
         else None,
         "null_p_no_discordant_at_planned_last_look": (1 - config.margin) ** n_last,
     }
+
+
+def _srm(ev: StageEvidence, config: GateConfig, looks: int | None = None) -> SrmResult:
+    """The sample-ratio test at the level of one of ``looks`` looks (the design's if None)."""
+    return sample_ratio_mismatch(
+        (ev.champion.requests, ev.challenger.requests),
+        ev.expected_shares or ev.shares,
+        srm_per_look_level(config, looks),
+    )
 
 
 def _safety(srm: SrmResult | None, checks: list[Check]) -> tuple[Verdict, str] | None:
@@ -598,6 +609,26 @@ def _look_record(
     return _finite(look)
 
 
+def _z_design(config: GateConfig) -> dict[str, Any]:
+    """The z design's choices and expected sizes, for the record."""
+    design = config.design
+    return {
+        "method": "group-sequential error spending (HSD), "
+        f"{'binding' if config.binding_futility else 'non-binding'} beta-spending futility",
+        "binding_futility": config.binding_futility,
+        "planned_looks": config.looks,
+        "alpha_gamma": config.alpha_gamma,
+        "beta_gamma": config.beta_gamma,
+        "inflation": design.inflation,
+        "expected_fraction_at_alternative": expected_fraction(design, 1.0),
+        "expected_fraction_at_null": expected_fraction(design, 0.0),
+    }
+
+
+def _exact_design(test: ExactTest) -> dict[str, Any]:
+    return {"method": EXACT_METHOD, "planned_looks": len(test.problem.decisions)}
+
+
 def _base_record(
     ev: StageEvidence,
     config: GateConfig,
@@ -607,7 +638,6 @@ def _base_record(
     carried_var: float,
     exact: ExactTest | None,
 ) -> dict[str, Any]:
-    design = config.design
     weights = ev.weights
     sized = ev.paired is None and (weights[0] or carried_var)  # pairs: planned_max_pairs
     plan = planned_max_requests(config, weights, carried_var) if sized else None
@@ -624,20 +654,10 @@ def _base_record(
         "information_fraction": min(info / stage_max, 1.0) if stage_max else 0.0,
         "evidence_complete": ev.complete,
         "design": {
-            "method": EXACT_METHOD
-            if exact
-            else "group-sequential error spending (HSD), "
-            f"{'binding' if config.binding_futility else 'non-binding'} beta-spending futility",
-            "binding_futility": config.binding_futility,
             "alpha": config.alpha,
             "power": config.power,
             "margin": config.margin,
-            "planned_looks": len(exact.problem.decisions) if exact else config.looks,
-            "alpha_gamma": config.alpha_gamma,
-            "beta_gamma": config.beta_gamma,
-            "inflation": design.inflation,
-            "expected_fraction_at_alternative": expected_fraction(design, 1.0),
-            "expected_fraction_at_null": expected_fraction(design, 0.0),
+            **(_exact_design(exact) if exact else _z_design(config)),
             "n_fix_per_variant": fixed_horizon_n(config),
             "max_requests": plan.to_dict() if plan else None,
             "stage_max_information": stage_max,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -66,10 +67,12 @@ class Problem:
 
     @property
     def errors_cap(self) -> int:
-        """Errors per variant the lattice keeps: every measure here makes at most
-        1 - rate + 2 margin errors per request, so 10 standard deviations above that is
-        never reached in practice. States past it count as free (a smaller minimum keeps
-        the bound a bound); forward passes report the mass that leaves."""
+        """Errors per variant the lattice keeps: the alternatives and the nulls near them
+        make at most 1 - rate + 2 margin errors per request, so 10 standard deviations above
+        that is never reached there; lower null accuracies (checked down to NULLS_BELOW
+        under) can leave it, and the gate halts where they do. States past it count as free
+        in the bound (a smaller minimum keeps it a bound) and as a miss in the gate's policy;
+        forward passes report the mass that leaves."""
         q = min(1.0, 1 - self.rate + 2 * self.margin)
         n = self.max_pairs
         return min(n, math.ceil(n * q + 10 * math.sqrt(n * q * (1 - q)) + 10))
@@ -141,7 +144,7 @@ def backward(
     k = _kernel(problem, problem.rate)
     stays = k.sum(axis=1)
     leaves = past_cap * (1 - np.outer(stays, stays))
-    nulls_at = [(a, a - problem.margin) for a in nulls]
+    nulls_at = null_points(problem, nulls)
     value: np.ndarray | None = None
     policy: Policy = {}
     for n in reversed(problem.decisions):
@@ -226,17 +229,29 @@ def least_favourable_null(problem: Problem) -> float:
 
 #: How far below the alternative's rate less the margin the checked nulls reach.
 NULLS_BELOW = 0.2
+#: The highest null champion accuracy on the grids (the dense check goes on to 1 - 10^-6).
+TOP_NULL = 0.999
+#: The share of weight a null, or a better accuracy's miss, gets once it first binds.
+FIRST_SHARE = 1e-4
+#: Better accuracies, as shares of the way from the planned one to 1.
+BETTER_SHARES = (0.25, 0.5, 0.75, 0.9)
+
+
+def null_points(problem: Problem, nulls: tuple[float, ...]) -> list[tuple[float, float]]:
+    """The (champion, challenger) rates of null champion accuracies: the challenger a margin
+    worse."""
+    return [(a, a - problem.margin) for a in nulls]
 
 
 def null_grid(problem: Problem, points: int = 13) -> tuple[float, ...]:
     """Null champion accuracies to check the false promotion rate on: ``points`` from the
-    alternative's rate minus the margin to 0.999 (a test weighed at the least favourable null
+    alternative's rate minus the margin to TOP_NULL (a test weighed at the least favourable null
     promotes most often between it and 1), and four below, down to NULLS_BELOW lower, where
     it promotes less the lower a is (errors past the lattice's cap halt the gate: no promote)."""
     top = problem.rate - problem.margin
     low = max(problem.margin + 1e-3, top - NULLS_BELOW)
     below = np.linspace(low, top, 5)[:-1]
-    return tuple(float(a) for a in np.r_[below, np.linspace(top, 0.999, points)])
+    return tuple(float(a) for a in np.r_[below, np.linspace(top, TOP_NULL, points)])
 
 
 def better_grid(problem: Problem) -> tuple[float, ...]:
@@ -245,7 +260,7 @@ def better_grid(problem: Problem) -> tuple[float, ...]:
     for a null (a champion at 0.999 and a challenger at 0.979 explain few errors better than
     the planned 0.97 does) and rolls them back: power 0.44 at 0.99 for a plan at 0.97."""
     p = problem.rate
-    return tuple(float(p + (1 - p) * share) for share in (0.25, 0.5, 0.75, 0.9))
+    return tuple(float(p + (1 - p) * share) for share in BETTER_SHARES)
 
 
 @dataclass(frozen=True)
@@ -313,42 +328,79 @@ class ExactTest:
 
 
 #: Where plans outlive a process: the gate sensor starts a fresh one for every poke
-#: (reschedule mode), and a plan takes seconds. One folder per user; bump the version when
-#: the planning changes.
+#: (reschedule mode), and a plan takes seconds. One folder per user, its alone (0700).
 PLAN_CACHE = Path(tempfile.gettempdir()) / f"canary-exact-plans-{os.getuid()}"
-PLAN_VERSION = 2
+#: Bump when the planning changes in a way its constants below do not show.
+PLAN_VERSION = 3
 
 
 @lru_cache(maxsize=16)
 def plan(problem: Problem) -> ExactTest:
     """The gate's exact test for ``problem``: planned here (:func:`planned`), or read from
-    PLAN_CACHE. Only the policy, the bound and the nulls to check are kept there; what the
-    policy does at the alternative, the better accuracies and those nulls is computed again
-    on every read (a fraction of a second), so a cached file can never make the gate claim
-    error rates its policy does not have."""
-    path = PLAN_CACHE / f"{short_digest(repr((PLAN_VERSION, problem)), 32)}.npz"
+    PLAN_CACHE. Only the policy, the bound and the nulls planning added are kept there; what
+    the policy does at the alternative, the better accuracies and every null of the grids
+    is computed again on every read (a fraction of a second), so a stale or forged file can
+    never make the gate claim error rates its policy does not have."""
+    folder = _cache_folder()
+    key = repr((PLAN_VERSION, NULLS_BELOW, TOP_NULL, FIRST_SHARE, BETTER_SHARES, DENSE_NULLS))
+    path = folder / f"{short_digest(repr(problem) + key, 32)}.npz" if folder else None
+    kept = _read(path, problem) if path else None
+    if kept is None:
+        bound, policy, nulls = planned(problem)
+        if path:
+            _keep(path, bound=bound, policy=np.stack([policy[n] for n in problem.decisions]),
+                  nulls=np.asarray(nulls))  # fmt: skip
+    else:
+        bound, policy, nulls = kept
+    checked = (least_favourable_null(problem), *null_grid(problem), *nulls)
+    return _operating(problem, bound, policy, tuple(dict.fromkeys(checked)))
+
+
+def _cache_folder() -> Path | None:
+    """PLAN_CACHE, made (or narrowed to 0700) if need be, or None when it is not this user's
+    folder (another user could plant plans in it): then every process plans for itself."""
+    try:
+        PLAN_CACHE.mkdir(mode=0o700, parents=True, exist_ok=True)
+        found = PLAN_CACHE.lstat()
+        if found.st_uid != os.getuid() or not stat.S_ISDIR(found.st_mode):
+            return None
+        if found.st_mode & 0o077:
+            PLAN_CACHE.chmod(0o700)
+    except OSError:
+        return None
+    return PLAN_CACHE
+
+
+def _read(path: Path, problem: Problem) -> tuple[float, Policy, tuple[float, ...]] | None:
+    """A kept plan of ``problem``, or None when there is none or it is unreadable, partial
+    or of another shape (then it is planned again)."""
+    cells = problem.errors_cap + 1
     try:
         with np.load(path, allow_pickle=False) as kept:
             bound, stacked, nulls = float(kept["bound"]), kept["policy"], kept["nulls"]
-        policy = dict(zip(problem.decisions, stacked, strict=True))
-    except (OSError, ValueError, KeyError):  # not kept yet, or unreadable: plan it
-        bound, policy, nulls = planned(problem)
-        _keep(path, bound=bound, policy=np.stack([policy[n] for n in problem.decisions]),
-              nulls=np.asarray(nulls))  # fmt: skip
-    return _operating(problem, bound, policy, tuple(float(a) for a in nulls))
+    except Exception:
+        return None
+    if stacked.shape != (len(problem.decisions), cells, cells) or nulls.ndim != 1:
+        return None
+    policy = dict(zip(problem.decisions, stacked.astype(np.int8), strict=True))
+    return bound, policy, tuple(float(a) for a in nulls)
 
 
 def _keep(path: Path, **arrays: Any) -> None:
-    """Write a plan where other processes can read it whole or not at all; a cache that
-    cannot be written only costs the next process the planning."""
+    """Write a plan where other processes read it whole or not at all (a file of its own,
+    then renamed over); a cache that cannot be written only costs the next process the
+    planning."""
+    partial = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        with partial.open("wb") as out:
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".partial", delete=False) as out:
+            partial = Path(out.name)
             np.savez_compressed(out, **arrays)
         os.replace(partial, path)
     except OSError:
         pass
+    finally:
+        if partial is not None and partial.exists():
+            partial.unlink(missing_ok=True)
 
 
 def _operating(
@@ -356,7 +408,7 @@ def _operating(
 ) -> ExactTest:
     """The exact test of ``policy``, with its behaviour computed on the lattice."""
     better = better_grid(problem)
-    at = [(a, a - problem.margin) for a in nulls] + [(q, q) for q in (problem.rate, *better)]
+    at = null_points(problem, nulls) + [(q, q) for q in (problem.rate, *better)]
     seen = forward(problem, policy, at)
     return ExactTest(
         problem, bound, policy, seen[len(nulls)],
@@ -391,7 +443,7 @@ def planned(problem: Problem, rounds: int = 16) -> tuple[float, Policy, tuple[fl
         better = dict.fromkeys(better_grid(problem), 0.0)
         for _ in range(rounds):
             policy = _powered(problem, nulls, bound.null_weight * shares, bound.miss_weight, better)
-            points = [(a, a - problem.margin) for a in nulls] + [(q, q) for q in better]
+            points = null_points(problem, nulls) + [(q, q) for q in better]
             promoted = forward(problem, policy, points)
             over = np.array([o.promote > problem.alpha for o in promoted[: len(nulls)]])
             under = dict(zip(better, [o.promote < 1 - problem.beta for o in promoted[len(nulls) :]],
@@ -400,21 +452,25 @@ def planned(problem: Problem, rounds: int = 16) -> tuple[float, Policy, tuple[fl
                 worst, rate = dense_false_promotion(problem, policy, min(nulls))
                 if rate <= problem.alpha:
                     break
-                nulls, shares = (*nulls, worst), np.r_[shares, 1e-4]
+                nulls, shares = (*nulls, worst), np.r_[shares, FIRST_SHARE]
                 continue
-            grown = np.r_[1.02 * shares[0], np.maximum(4 * shares[1:], 1e-4)]
+            grown = np.r_[1.02 * shares[0], np.maximum(4 * shares[1:], FIRST_SHARE)]
             shares = np.where(over, grown, shares)
-            better = {q: max(4 * s, 1e-4) if under[q] else s for q, s in better.items()}
+            better = {q: max(4 * s, FIRST_SHARE) if under[q] else s for q, s in better.items()}
     return bound.value, policy, nulls
 
 
 def dense_false_promotion(problem: Problem, policy: Policy, low: float) -> tuple[float, float]:
     """The null accuracy, of DENSE_NULLS from ``low`` to 1 - 10^-6, where ``policy`` promotes
     most, and how often it promotes there."""
-    dense = np.r_[np.linspace(low, 0.999, DENSE_NULLS - 1), 1 - 1e-6]
-    seen = forward(problem, policy, [(a, a - problem.margin) for a in dense])
+    dense = np.r_[np.linspace(low, TOP_NULL, DENSE_NULLS - 1), 1 - 1e-6]
+    seen = forward(problem, policy, null_points(problem, tuple(dense)))
     worst = int(np.argmax([o.promote for o in seen]))
     return float(dense[worst]), seen[worst].promote
+
+
+#: Steps of a factor e^0.5 the miss weight may move to bracket the power (e^20 each way).
+WIDENINGS = 40
 
 
 def _powered(
@@ -435,9 +491,15 @@ def _powered(
         return policy if power >= 1 - problem.beta else None
 
     lo = hi = math.log(miss)
-    while (powered := attempt(hi)) is None:
+    for _ in range(WIDENINGS):
+        if (powered := attempt(hi)) is not None:
+            break
         hi += 0.5
-    while attempt(lo) is not None:
+    else:  # no miss weight gives the power: the plan comes back invalid (the z design judges)
+        return backward(problem, nulls, weights, math.exp(hi), past_cap=math.exp(hi))[1]
+    for _ in range(WIDENINGS):
+        if attempt(lo) is None:
+            break
         lo -= 0.5
     while hi - lo > 1e-3:
         mid = (lo + hi) / 2

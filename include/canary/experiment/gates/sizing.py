@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from canary.experiment.gates.config import GateConfig
+from canary.experiment.gates.config import MAX_LOOKS, GateConfig
 from canary.experiment.gates.lattice import ExactTest, Problem, plan
 from canary.experiment.gates.paired import paired_variance
 from canary.experiment.gates.sequential import fixed_sample_drift
@@ -106,7 +106,8 @@ def planned_max_pairs(config: GateConfig) -> int:
 def exact_problem(config: GateConfig) -> Problem | None:
     """The exact lattice test's problem for a 50/50 stage of 0/1 outcomes, or None where the
     score z serves: outcomes not planned as 0/1 (a planning variance), errors not rare
-    (``exact_below_errors`` expected per variant by n_fix), or fewer pairs than one step.
+    (``exact_below_errors`` expected per variant by n_fix), or fewer pairs than one step or
+    more decisions than MAX_LOOKS.
     Its last decision is the largest multiple of ``exact_step`` within the stage's cap, so a
     stage sized for the z design holds it."""
     p, step = config.planning_rate, config.exact_step
@@ -114,15 +115,15 @@ def exact_problem(config: GateConfig) -> Problem | None:
     if config.planning_variance is not None or p <= 0.5 or errors >= config.exact_below_errors:
         return None
     max_pairs = cap_per_variant(config) // step * step
-    if max_pairs < step:
+    if not 1 <= max_pairs // step <= MAX_LOOKS:  # as many decisions as the z design may look
         return None
     return Problem(p, config.margin, step, max_pairs, config.alpha, 1 - config.power)
 
 
 def exact_plan(config: GateConfig) -> ExactTest | None:
     """The exact test that judges this gate's 50/50 stages of 0/1 outcomes (planned once per
-    process, a few seconds), or None for the z design: no problem applies, or its plan does
-    not keep alpha with the power."""
+    machine, seconds: ``lattice.PLAN_CACHE``), or None for the z design: no problem applies,
+    or its plan does not keep alpha with the power."""
     problem = exact_problem(config)
     test = plan(problem) if problem is not None else None
     return test if test is not None and test.valid else None

@@ -8,7 +8,7 @@ one (a hypergeometric draw of the errors among the next pairs, per decision) mak
 with exactly the law the test was planned on, and its error rates hold however the pokes fall.
 Only answers no decision has used are drawn from, so what a decision saw never changes. The
 draw is seeded by the stage (its number and start time), never by outcomes, and by the pairs
-walked so far, so a retried poke decides as the first try did.
+walked so far, so a retried poke that reads the same counts decides as the first try did.
 """
 
 from __future__ import annotations
