@@ -307,7 +307,8 @@ class GateSpec(_Frozen):
     planning_rate: float = setting(
         0.9,
         title="Expected champion accuracy",
-        description="Sizes the sequential test; a rough value is enough.",
+        description="Sizes the sequential test; a rough value is enough, and if unsure err "
+        "low: the test loses power when the models are less accurate than this.",
         gt=0,
         lt=1,
     )

@@ -14,6 +14,7 @@ import pytest
 from airflow.utils.state import DagRunState, TaskInstanceState
 
 from canary.experiment.gates.decision import Verdict
+from canary.experiment.gates.engine import EXACT_METHOD
 from canary.experiment.gates.guardrails import Guardrail, Status
 from canary.models import registry as reg
 from canary.plan import SHADOW_STAGE, CleanupPolicy, parse_plan, stage_name
@@ -192,6 +193,31 @@ def test_failing_challenger_is_rolled_back_by_the_5xx_guardrail(
         assert answered["variant"].notna().all() and set(answered["status"]) == {200}
     assert serving(local_stack.client("sagemaker"), endpoint) == {"Champion": 1.0}
     assert_only_winner_left(local_stack.client("sagemaker"), endpoint, "champion")
+
+
+def test_a_stage_with_rare_errors_is_decided_by_the_exact_test(
+    local_stack, rollout: Rollout, one_stage
+) -> None:
+    """Planned at 92 % accuracy with a margin of 0.07 (about 17 errors per variant by n_fix),
+    the 50/50 stage of a real run is judged by the exact lattice test: its record names it,
+    its walk stays on the test's decisions within the answers both variants gave, and the
+    run ends on its verdict (either: the demo's challenger is promoted 93 % of the time
+    there) with only the winner left."""
+    fields = {**one_stage, "cleanup": CleanupPolicy.KEEP_WINNER.value}
+    result = rollout("canary-exact", **fields, gate_planning_rate=0.92, gate_margin=0.07)
+    assert result.state == DagRunState.SUCCESS, result.tasks
+    record = result.xcom(ids.gate_task(1))
+    assert record["design"]["method"] == EXACT_METHOD
+    assert record["exact_test"]["false_promotion_at_most"] <= record["design"]["alpha"]
+    look = record["look"]
+    walked = look["exact"]["pairs"]
+    assert walked % record["exact_test"]["step_pairs"] == 0
+    assert 0 < walked <= min(look["n_champion"], look["n_challenger"])
+    (verdict,) = verdicts(result, stages=1)
+    assert verdict in (Verdict.PROMOTE, Verdict.ROLLBACK)
+    winner = "Challenger" if verdict is Verdict.PROMOTE else "Champion"
+    assert serving(local_stack.client("sagemaker"), "canary-exact") == {winner: 1.0}
+    assert_only_winner_left(local_stack.client("sagemaker"), "canary-exact", winner.lower())
 
 
 def test_bad_configuration_fails_fast_and_creates_nothing(local_stack, rollout: Rollout) -> None:
