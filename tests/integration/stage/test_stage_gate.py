@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from canary.experiment.gates.decision import Decision, Verdict
+from canary.experiment.gates.engine import EXACT_METHOD
 from canary.plan import SHADOW_STAGE, RolloutPlan
 from canary.stage.gate import StageGate
 from canary.stage.window import StageWindow
@@ -125,7 +126,7 @@ def test_a_50_50_stage_with_rare_errors_is_judged_by_the_exact_test(
         decision, _ = _poke_until_decided(plan, window)
     record = decision.record
     assert decision.verdict in (Verdict.PROMOTE, Verdict.ROLLBACK)
-    assert record["design"]["method"].startswith("exact lattice test")
+    assert record["design"]["method"] == EXACT_METHOD
     assert record["exact_test"]["false_promotion_at_most"] <= plan.gate.alpha
     looks = record["looks"]
     walked = [look["exact"]["pairs"] for look in looks]
