@@ -242,9 +242,15 @@ def _take_exact_look(
 ) -> tuple[Decision, list[Look]]:
     """Walk the stage's counts over the exact test's decisions (:mod:`.walk`); the guardrails
     and the sample-ratio test come first, at a level spread over its decisions."""
+    walk, action = advance(test, _walked(looks), *_answers(ev), seed(ev.stage, ev.started_at))
+    if walk.pairs == 0:  # spent before its first decision: no test, as the z design, no look
+        why = (
+            f"the stage's traffic is spent with fewer labelled pairs than one decision of the "
+            f"exact test ({test.problem.step}): no test, the deadline ends the stage"
+        )
+        return _deadline_or(ev, config, Verdict.CONTINUE, why, base), looks
     decisions = len(test.problem.decisions)
     srm, checks = _srm(ev, config, decisions), guardrail_checks(ev, config, decisions)
-    walk, action = advance(test, _walked(looks), *_answers(ev), seed(ev.stage, ev.started_at))
     verdict, reason = _safety(srm, checks) or _exact_verdict(test, walk, action, ev.complete)
     primary = primary_statistic(ev, config.margin, config.alpha)
     look = _exact_look_record(len(looks) + 1, ev, test, walk, verdict, config.margin)
@@ -294,11 +300,6 @@ def _exact_verdict(
         return Verdict.HALT, (
             f"errors past the exact test's lattice at {at}: it keeps {problem.errors_cap} per "
             f"variant, far more than planning rate {problem.rate} expects; re-plan the gate"
-        )
-    if complete and walk.pairs == 0:  # no decision to judge by: as the z design, the deadline
-        return Verdict.CONTINUE, (
-            f"the stage's traffic is spent with fewer labelled pairs than one decision of the "
-            f"exact test ({problem.step}): no test, the deadline ends the stage"
         )
     if complete:
         return Verdict.ROLLBACK, (
