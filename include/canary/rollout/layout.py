@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 
 RUN_DIGEST_LENGTH = 8  # hex digits of a run id's digest in its key
+#: The longest run key: it is a tag value (AWS: at most 256 characters) and a folder name (at
+#: most 255 bytes), and Airflow accepts run ids of 250 characters.
+RUN_KEY_MAX_LENGTH = 128
 
 
 def run_key(run_id: str) -> str:
@@ -33,8 +36,10 @@ def run_key(run_id: str) -> str:
     ``manual__2026-…+00:00`` id has ``:`` and ``+``); a digest of the whole id follows it,
     because that mapping is not one to one (``…T00:00`` and ``…T00-00`` would share a folder,
     and with it decisions) and Airflow accepts ``..`` as a run id (its folder would be the
-    reports folder's parent)."""
+    reports folder's parent). A long id keeps only the start of its readable part, so the
+    key stays within RUN_KEY_MAX_LENGTH; the digest still tells ids apart."""
     readable = "".join(char if char.isalnum() or char in "-_." else "-" for char in run_id)
+    readable = readable[: RUN_KEY_MAX_LENGTH - 1 - RUN_DIGEST_LENGTH]
     return f"{readable}-{short_digest(run_id, RUN_DIGEST_LENGTH)}"
 
 

@@ -219,6 +219,15 @@ def test_run_key_is_the_report_folder_of_a_run() -> None:
     assert layout.run_key(run_id) == f"manual__2026-12-03T10-00-54.073356-00-00-{digest}"
 
 
+def test_a_long_run_id_keeps_its_key_within_a_tag_and_a_file_name() -> None:
+    """Airflow accepts run ids of 250 characters; a key that long would overflow the run's
+    tag (256) with anything added, and ids that differ only at their end must not share one."""
+    one, other = "x" * 249 + "a", "x" * 249 + "b"
+    keys = {layout.run_key(one), layout.run_key(other)}
+    assert len(keys) == 2
+    assert all(len(key) == layout.RUN_KEY_MAX_LENGTH for key in keys)
+
+
 @pytest.mark.parametrize(("one", "other"), [("a:b", "a-b"), ("..", "--"), (".", "-")])
 def test_run_keys_are_one_to_one_and_never_a_relative_folder(one: str, other: str) -> None:
     """Airflow accepts ``..`` as a run id; as a folder it would be the reports folder's
