@@ -206,6 +206,9 @@ class VariantEvaluation:
     mean_reward: float | None
     quality: ClassificationMetrics | None
     quality_reason: str | None
+    # labelled successes whose answer was no usable score (garbage, NaN): outside the quality
+    # metrics (scikit-learn takes no NaN), where the gate counts each as wrong
+    unusable: int = 0
 
     def row(self) -> dict[str, Any]:
         """A flat row for the per-variant table (JSON-able: no NaN, ``None`` instead)."""
@@ -225,6 +228,7 @@ class VariantEvaluation:
             "variant": self.variant,
             **asdict(self.operational),
             "labelled": self.labelled,
+            "unusable": self.unusable,
             "mean_reward": self.mean_reward,
             **quality,
             "note": self.quality_reason or (q.roc_auc_reason if q else None),
@@ -259,7 +263,8 @@ def evaluate_variant(
 ) -> VariantEvaluation:
     """Evaluate one variant's replay rows (see :func:`evaluate_variants` for the columns)."""
     ops = operational_metrics(rows["status"].to_numpy(), rows["latency_ms"].to_numpy())
-    ok = rows[(rows["status"] == 200) & rows["score"].notna() & rows["label"].notna()]
+    answered = rows[(rows["status"] == 200) & rows["label"].notna()]
+    ok = answered[answered["score"].notna()]
     quality, reason = None, None
     if len(ok):
         quality = classification_metrics(ok["label"].astype(int), ok["score"], threshold)
@@ -273,6 +278,7 @@ def evaluate_variant(
         mean_reward=float(reward.mean()) if len(reward) else None,
         quality=quality,
         quality_reason=reason,
+        unusable=len(answered) - len(ok),
     )
 
 

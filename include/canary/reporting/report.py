@@ -44,6 +44,7 @@ TABLE_COLUMNS: Final[tuple[str, ...]] = (
     "latency_p50_ms",
     "latency_p99_ms",
     "labelled",
+    "unusable",
     "accuracy",
     "precision",
     "recall",

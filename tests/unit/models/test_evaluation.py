@@ -134,6 +134,7 @@ def test_per_variant_table_and_json() -> None:
     assert "every label is 0" in chal["note"]
     assert table.loc["Ghost", "rate_4xx"] == 1.0
     assert "no successful request" in table.loc["Ghost", "note"]
+    assert (champ["unusable"], chal["unusable"]) == (0, 0)
     as_json = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert as_json["variants"]["Challenger"]["accuracy"] == pytest.approx(2 / 3)
     assert as_json["variants"]["Challenger"]["roc_auc"] is None
@@ -149,3 +150,19 @@ def test_stage_filter_and_missing_columns() -> None:
     }
     with pytest.raises(ValueError, match="latency_ms"):
         evaluate_variants(frame.drop(columns=["latency_ms"]))
+
+
+def test_a_labelled_answer_without_a_usable_score_is_counted_apart() -> None:
+    """A 200 whose answer was no number (NaN) is outside the quality metrics, which take no
+    NaN, and the table says how many there were: the gate counts each as wrong."""
+    frame = _replay_frame()
+    champion = frame.index[(frame["variant"] == "Champion") & (frame["status"] == 200)][0]
+    frame.loc[champion, "score"] = float("nan")
+    row = evaluate_variants(frame).table().loc["Champion"]
+    assert row["unusable"] == 1
+    assert (
+        row["labelled"]
+        == (
+            (frame["variant"] == "Champion") & (frame["status"] == 200) & frame["score"].notna()
+        ).sum()
+    )
