@@ -344,7 +344,7 @@ def exact_figures(test: ExactTest, n_fix: float) -> dict[str, Any]:
     what the simulation should reproduce, and the bound no test deciding at the same pairs
     beats (lattice.py). ``mass_lost_past_cap``: the probability the lattice leaves out."""
     p, margin = test.problem.rate, test.problem.margin
-    equal, worse = forward(test.problem, test.policy, [(p, p), (p, p - margin)])
+    equal, (worse,) = test.alternative, forward(test.problem, test.policy, [(p, p - margin)])
     _, on_dense = dense_false_promotion(test.problem, test.policy, min(test.nulls))
     return {
         "n_over_nfix": equal.mean_pairs / n_fix,

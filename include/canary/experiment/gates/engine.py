@@ -75,6 +75,9 @@ from canary.experiment.gates.srm import SrmResult, sample_ratio_mismatch
 from canary.experiment.gates.walk import Answers, Walk, advance, seed
 from canary.plan import DeadlinePolicy, Metric
 
+#: The method an exact-test stage's record names (``design.method``).
+EXACT_METHOD = "exact lattice test: Bayes sequential on pairs of answers, a decision per step"
+
 #: What a stage still undecided at its deadline ends in, by the plan's policy.
 ON_DEADLINE = {DeadlinePolicy.ROLLBACK: Verdict.ROLLBACK, DeadlinePolicy.HALT: Verdict.HALT}
 
@@ -224,7 +227,7 @@ def _exact_not_ready(
     waiting = _waiting_for_traffic(ev, config)
     if waiting is not None:
         return waiting
-    if looks and looks[-1]["verdict"] != Verdict.CONTINUE.value:
+    if looks and Verdict(looks[-1]["verdict"]) is not Verdict.CONTINUE:
         return "the exact test's walk already ended"
     walked = _walked(looks)
     behind = walked.behind(*_answers(ev))
@@ -327,18 +330,11 @@ def _exact_look_record(
             return None
         return score_z(pairs - e0, pairs, pairs - challenger_errors, pairs, margin)
 
-    look = {
-        "stage": ev.stage,
-        "look": index,
-        "fraction": round(pairs / test.problem.max_pairs, FRACTION_DIGITS),
-        "n_champion": ev.champion.outcomes.n,
-        "n_challenger": ev.challenger.outcomes.n,
+    look = _look_base(index, pairs / test.problem.max_pairs, ev, verdict, early_last=False)
+    look |= {
         "z": z(walk.challenger_errors),
         "efficacy": z(up),
         "futility": z(down),
-        "verdict": verdict.value,
-        "at": ev.observed_at.isoformat(),
-        "early_last": False,
         "exact": {**walk.to_dict(), "promote_at_most": up, "rollback_at_least": down,
                   "test": _identity(test)},
     }  # fmt: skip
@@ -578,6 +574,22 @@ def _checked_looks(looks: list[Look] | None, stage: int) -> list[Look]:
     return looks
 
 
+def _look_base(
+    index: int, fraction: float, ev: StageEvidence, verdict: Verdict, early_last: bool
+) -> Look:
+    """What every look records, whichever test took it: where, when, on what, and its verdict."""
+    return {
+        "stage": ev.stage,
+        "look": index,
+        "fraction": round(fraction, FRACTION_DIGITS),
+        "n_champion": ev.champion.outcomes.n,
+        "n_challenger": ev.challenger.outcomes.n,
+        "verdict": verdict.value,
+        "at": ev.observed_at.isoformat(),
+        "early_last": early_last,
+    }
+
+
 def _look_record(
     index: int,
     fraction: float,
@@ -587,18 +599,11 @@ def _look_record(
     verdict: Verdict,
     early_last: bool,
 ) -> Look:
-    look = {
-        "stage": ev.stage,
-        "look": index,
-        "fraction": round(fraction, FRACTION_DIGITS),
-        "n_champion": ev.champion.outcomes.n,
-        "n_challenger": ev.challenger.outcomes.n,
+    look = _look_base(index, fraction, ev, verdict, early_last)
+    look |= {
         "z": primary.z if primary else None,
         "efficacy": bounds.efficacy[-1],
         "futility": bounds.futility[-1],
-        "verdict": verdict.value,
-        "at": ev.observed_at.isoformat(),
-        "early_last": early_last,
     }
     if ev.paired is not None:
         look |= {
@@ -624,10 +629,6 @@ def _z_design(config: GateConfig) -> dict[str, Any]:
         "expected_fraction_at_alternative": expected_fraction(design, 1.0),
         "expected_fraction_at_null": expected_fraction(design, 0.0),
     }
-
-
-def _exact_design(test: ExactTest) -> dict[str, Any]:
-    return {"method": EXACT_METHOD, "planned_looks": len(test.problem.decisions)}
 
 
 def _base_record(
@@ -658,7 +659,11 @@ def _base_record(
             "alpha": config.alpha,
             "power": config.power,
             "margin": config.margin,
-            **(_exact_design(exact) if exact else _z_design(config)),
+            **(
+                {"method": EXACT_METHOD, "planned_looks": len(exact.problem.decisions)}
+                if exact
+                else _z_design(config)
+            ),
             "n_fix_per_variant": fixed_horizon_n(config),
             "max_requests": plan.to_dict() if plan else None,
             "stage_max_information": stage_max,
@@ -668,9 +673,6 @@ def _base_record(
         "config": _config_dict(config),
         "looks": looks,
     }
-
-
-EXACT_METHOD = "exact lattice test: Bayes sequential on pairs of answers, a decision per step"
 
 
 def _exact_summary(test: ExactTest) -> dict[str, Any]:

@@ -99,7 +99,7 @@ def _kernel(problem: Problem, rate: float) -> np.ndarray:
     pmf = stats.binom.pmf(np.arange(problem.step + 1), problem.step, 1 - rate)
     row = np.zeros(size)
     row[: min(size, len(pmf))] = pmf[:size]
-    return np.triu(linalg.toeplitz(np.r_[row[0], np.zeros(size - 1)], row))
+    return linalg.toeplitz(np.r_[row[0], np.zeros(size - 1)], row)
 
 
 #: Largest log likelihood ratio one variant's factor keeps, so that the product of two stays
@@ -145,12 +145,12 @@ def backward(
     stays = k.sum(axis=1)
     leaves = past_cap * (1 - np.outer(stays, stays))
     nulls_at = null_points(problem, nulls)
+    better_at, shares = [(q, q) for q in better], np.array(list(better.values()))
     value: np.ndarray | None = None
     policy: Policy = {}
     for n in reversed(problem.decisions):
         promote = _weighted_ratio(problem, nulls_at, null_weights, n)
-        shares = np.array(list(better.values()))
-        miss = miss_weight * (1 + _weighted_ratio(problem, [(q, q) for q in better], shares, n))
+        miss = miss_weight * (1 + _weighted_ratio(problem, better_at, shares, n))
         stop = np.minimum(promote, miss)
         go_on = np.inf if value is None else problem.step + k @ value @ k.T + leaves
         policy[n] = np.where(
@@ -342,7 +342,9 @@ def plan(problem: Problem) -> ExactTest:
     is computed again on every read (a fraction of a second), so a stale or forged file can
     never make the gate claim error rates its policy does not have."""
     folder = _cache_folder()
-    key = repr((PLAN_VERSION, NULLS_BELOW, TOP_NULL, FIRST_SHARE, BETTER_SHARES, DENSE_NULLS))
+    key = repr(
+        (PLAN_VERSION, NULLS_BELOW, TOP_NULL, FIRST_SHARE, BETTER_SHARES, DENSE_NULLS, ROUNDS)
+    )
     path = folder / f"{short_digest(repr(problem) + key, 32)}.npz" if folder else None
     kept = _read(path, problem) if path else None
     if kept is None:
@@ -421,7 +423,11 @@ def _operating(
 DENSE_NULLS = 200
 
 
-def planned(problem: Problem, rounds: int = 16) -> tuple[float, Policy, tuple[float, ...]]:
+#: Rounds of re-weighing the nulls and better accuracies a plan gets to keep alpha and power.
+ROUNDS = 16
+
+
+def planned(problem: Problem) -> tuple[float, Policy, tuple[float, ...]]:
     """The bound on E_1[pairs], a test near it with the power (its policy), and the nulls
     it was checked on.
 
@@ -433,7 +439,7 @@ def planned(problem: Problem, rounds: int = 16) -> tuple[float, Policy, tuple[fl
     that grows fourfold while it is; the miss weight bisected to the power each time. Once
     it keeps both on its grids, it is checked on DENSE_NULLS more null accuracies up to
     1 - 10^-6, and the worst one over alpha, if any, joins the nulls it weighs. After
-    ``rounds`` it is returned as it is: ``ExactTest.valid`` says whether it keeps alpha and
+    ROUNDS it is returned as it is: ``ExactTest.valid`` says whether it keeps alpha and
     the power. One BLAS thread: the matrices are small, and threads only contend."""
     with threadpool_limits(1, user_api="blas"):
         first = least_favourable_null(problem)
@@ -441,7 +447,7 @@ def planned(problem: Problem, rounds: int = 16) -> tuple[float, Policy, tuple[fl
         nulls = (first, *null_grid(problem))
         shares = np.r_[1.0, np.zeros(len(nulls) - 1)]
         better = dict.fromkeys(better_grid(problem), 0.0)
-        for _ in range(rounds):
+        for _ in range(ROUNDS):
             policy = _powered(problem, nulls, bound.null_weight * shares, bound.miss_weight, better)
             points = null_points(problem, nulls) + [(q, q) for q in better]
             promoted = forward(problem, policy, points)
@@ -483,10 +489,14 @@ def _powered(
     """The Lagrangian test whose miss weight is the least (to 0.1 %) that gives the power."""
     alternative = [(problem.rate, problem.rate)]
 
+    def at(log_miss: float) -> Policy:
+        """The Lagrangian test at this miss weight (a walk past the cap costs a miss too)."""
+        miss = math.exp(log_miss)
+        return backward(problem, nulls, weights, miss, past_cap=miss, better=better)[1]
+
     def attempt(log_miss: float) -> Policy | None:
         """The test at this miss weight if it has the power, else None."""
-        miss = math.exp(log_miss)
-        _, policy = backward(problem, nulls, weights, miss, past_cap=miss, better=better)
+        policy = at(log_miss)
         power = forward(problem, policy, alternative)[0].promote
         return policy if power >= 1 - problem.beta else None
 
@@ -496,7 +506,7 @@ def _powered(
             break
         hi += 0.5
     else:  # no miss weight gives the power: the plan comes back invalid (the z design judges)
-        return backward(problem, nulls, weights, math.exp(hi), past_cap=math.exp(hi))[1]
+        return at(hi)
     for _ in range(WIDENINGS):
         if attempt(lo) is None:
             break

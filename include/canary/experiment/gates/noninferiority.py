@@ -90,10 +90,10 @@ def primary_statistic(evidence: StageEvidence, margin: float, alpha: float) -> P
 def _score(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult:
     c0, c1 = ev.champion.outcomes, ev.challenger.outcomes
     counts = (round(c0.total), c0.n, round(c1.total), c1.n)
-    return score_of_counts("farrington_manning_score", *counts, margin, alpha)
+    return _score_of_counts("farrington_manning_score", *counts, margin, alpha)
 
 
-def score_of_counts(
+def _score_of_counts(
     method: str, k0: int, n0: int, k1: int, n1: int, margin: float, alpha: float
 ) -> PrimaryResult:
     """The Farrington-Manning score test of k1 of n1 against k0 of n0. Why the score test for 0/1
@@ -134,7 +134,7 @@ def _carried(ev: StageEvidence, margin: float, alpha: float) -> PrimaryResult | 
     assert carried is not None
     if carried.binary and c1.binary:
         counts = (round(carried.mean * carried.n), carried.n, round(c1.total), c1.n)
-        return score_of_counts("carried_champion_score", *counts, margin, alpha)
+        return _score_of_counts("carried_champion_score", *counts, margin, alpha)
     se = math.sqrt(c1.variance / c1.n + carried.variance)
     return _from_se("carried_champion_z", carried.mean, c1.mean, se, margin, alpha, carried.n, c1.n)
 

@@ -125,8 +125,10 @@ def exact_plan(config: GateConfig) -> ExactTest | None:
     machine, seconds: ``lattice.PLAN_CACHE``), or None for the z design: no problem applies,
     or its plan does not keep alpha with the power."""
     problem = exact_problem(config)
-    test = plan(problem) if problem is not None else None
-    return test if test is not None and test.valid else None
+    if problem is None:
+        return None
+    test = plan(problem)
+    return test if test.valid else None
 
 
 def _shares(weights: tuple[float, float]) -> tuple[float, float]:

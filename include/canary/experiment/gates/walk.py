@@ -93,11 +93,8 @@ def advance(
     reach = min(champion.n, challenger.n)
     rng = np.random.default_rng([*stage_seed, walk.pairs])
     action = None
-    for n in test.problem.decisions:
-        if n <= walk.pairs:
-            continue
-        if n > reach:
-            break
+    step, last = test.problem.step, min(reach, test.problem.max_pairs)
+    for n in range(walk.pairs + step, last + 1, step):
         draws = n - walk.pairs
         errors = [int(rng.hypergeometric(bad, good, draws)) for good, bad in pools]
         pools = [(good - draws + e, bad - e) for (good, bad), e in zip(pools, errors, strict=True)]
