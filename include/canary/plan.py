@@ -43,6 +43,7 @@ DIGEST_LENGTH = 10  # hex digits of a resource's inputs in its name
 ENDPOINT_DIGEST_LENGTH = 8  # of an endpoint name too long for resource names to carry whole
 MAX_STAGES = 5  # the rollout DAG has one task group per possible stage
 MAX_WAIT_MINUTES = 7 * 24 * 60  # the longest a run waits on anything: a stage, a person, a lease
+MAX_INTERVAL_SECONDS = 3600  # the longest between two checks: gate looks, claims, settling
 StageWeight = Annotated[int, Field(ge=0)]
 #: The shadow stage's index: it comes before canary stage 0 and serves the champion alone.
 SHADOW_STAGE = -1
@@ -320,7 +321,7 @@ class GateSpec(_Frozen):
     )
     on_deadline: DeadlinePolicy = setting(DeadlinePolicy.ROLLBACK, title="At the stage deadline")
     poke_interval_seconds: float = setting(
-        5.0, title="Seconds between gate looks (real traffic)", ge=1, le=3600
+        5.0, title="Seconds between gate looks (real traffic)", ge=1, le=MAX_INTERVAL_SECONDS
     )
     settle_seconds: float = setting(
         300.0,
@@ -329,7 +330,7 @@ class GateSpec(_Frozen):
         "holds every shadow answer, or until the counts have not moved for this long (Data "
         "Capture sampling; a retried request that reused its inference id).",
         ge=0,
-        le=3600,
+        le=MAX_INTERVAL_SECONDS,
     )
 
     @model_validator(mode="after")
@@ -399,7 +400,7 @@ class RolloutPlan(_Frozen):
         title="Seconds between claims on a busy endpoint",
         section="Endpoint",
         ge=1,
-        le=3600,
+        le=MAX_INTERVAL_SECONDS,
     )
     champion: ModelSpec = section(
         "Champion model",
