@@ -53,7 +53,7 @@ def test_rollouts_run_at_once_but_one_endpoint_has_one(
     locks = {run_id: airflow_api.xcom(ROLLOUT_DAG, run_id, LOCK_ENDPOINT) for run_id in runs}
     pair = [run_id for run_id in runs if runs[run_id] == shared]
     first, second = sorted(pair, key=lambda run_id: locks[run_id]["expires_at"])  # claimed
-    assert locks[second]["waited_seconds"] > 0 and locks[second]["holder"] == second
+    assert locks[second]["waited_seconds"] > 0
     held = {run_id: _lease_held(airflow_api, run_id) for run_id in runs}
     assert held[second][0] > held[first][1], "the pair held one endpoint's lease at once"
 

@@ -18,6 +18,7 @@ from canary.experiment.gates import GateConfig, Outcomes, Verdict, evaluate
 from canary.experiment.gates.lattice import CONTINUE, PROMOTE, ROLLBACK, forward
 from canary.experiment.gates.sizing import exact_plan, exact_problem
 from canary.experiment.gates.walk import Answers, Walk, advance
+from canary.plan import Metric
 from tests.unit.experiment.streams import counts_evidence, poked_until_decided
 
 # 95 % accuracy, margin 0.05: about 12 errors per variant by n_fix; a decision every 10 pairs.
@@ -212,7 +213,7 @@ def test_no_look_after_the_walk_ended() -> None:
 def test_only_the_accuracy_metric_gets_the_exact_test() -> None:
     """Whether outcomes are 0/1 is the plan's metric's to say, not the data's: a reward that
     happens to be 0 or 1 on every request so far keeps the z design."""
-    reward = replace_config(CONFIG, metric="reward")
+    reward = replace_config(CONFIG, metric=Metric.REWARD)
     assert evaluate(counts_evidence(100, 95, 100, 97), reward, [])[0].record["exact_test"] is None
 
 
