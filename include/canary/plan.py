@@ -51,6 +51,12 @@ SHADOW_STAGE = -1
 SHADOW_NUMBER = SHADOW_STAGE + 1
 
 
+def stage_index(number: int) -> int:
+    """The stage index of a stage number (task ids and the dashboard count the shadow stage
+    as 0, the first canary stage as 1)."""
+    return number - SHADOW_NUMBER + SHADOW_STAGE
+
+
 def stage_sequence(canary_stages: int, shadow: bool) -> tuple[int, ...]:
     """Every stage a rollout runs, by index, in order: the shadow stage first when planned."""
     canary = tuple(range(canary_stages))

@@ -12,7 +12,7 @@ from typing import Any, Final
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from canary.plan import stage_title
+from canary.plan import stage_index, stage_title
 from canary_airflow import ids
 from canary_airflow.dashboard import TITLE
 from canary_airflow.dashboard.shaping import Links
@@ -40,7 +40,7 @@ def _weights(weights: Mapping[str, float] | None) -> str:
 
 def _stage_title(number: int) -> str:
     """A dashboard stage number (its index + 1; 0 is the shadow stage) as people read it."""
-    return stage_title(number - 1)
+    return stage_title(stage_index(number))
 
 
 _ENV.filters["percent"] = _percent

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from canary.aws_errors import is_missing
-from canary.plan import RolloutPlan
+from canary.plan import RolloutPlan, stage_index
 from canary.rollout import layout
 from canary.stage.state import DECISIONS, LOOKS, decision_of
 from canary_airflow import ids
@@ -195,13 +195,13 @@ def _data() -> str:
 def stage_files(s3: Any, plan: RolloutPlan, run_id: str, number: int, looks: bool) -> StageFiles:
     """Stage ``number``'s gate files: the newest decision record and, with ``looks``, the looks
     and the record taken at each of them."""
-    key = layout.run_key(run_id)
-    decisions = layout.stage_state_key(plan, key, number - 1, DECISIONS)
+    key, index = layout.run_key(run_id), stage_index(number)
+    decisions = layout.stage_state_key(plan, key, index, DECISIONS)
     keys = sorted(_keys(s3, plan.bucket, decisions))
     newest = cached_record(s3, plan.bucket, keys[-1]) if keys else None
     if not looks:
         return StageFiles(newest=newest)
-    taken = read_json(s3, plan.bucket, layout.stage_state_key(plan, key, number - 1, LOOKS)) or []
+    taken = read_json(s3, plan.bucket, layout.stage_state_key(plan, key, index, LOOKS)) or []
     records = [cached_record(s3, plan.bucket, k) for k in look_record_keys(keys, taken)]
     return StageFiles(newest=newest, looks=taken, look_records=records)
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from airflow.utils.state import DagRunState, TaskInstanceState
 from pydantic import ValidationError
 
-from canary.plan import MAX_STAGES, RolloutPlan
+from canary.plan import MAX_STAGES, RolloutPlan, stage_index
 from canary.rollout.outcome import RunOutcome
 from canary_airflow import ids
 from canary_airflow.dashboard import URL_PREFIX
@@ -332,7 +332,7 @@ def _weight_point(
 def _stage_records(run: RunRecords, number: int) -> list[Mapping[str, Any]]:
     """Stage ``number``'s decision records, oldest first and each once: those taken at looks
     (report.json or S3) and the newest one (XCom or S3)."""
-    index = number - 1
+    index = stage_index(number)
     reported = [r for r in (run.report or {}).get("decisions", []) if r.get("stage") == index]
     files = run.stage_files.get(number, StageFiles())
     newest = decision_of(run, number)
